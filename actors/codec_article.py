@@ -1,0 +1,142 @@
+"""The article dialect on the wire: encode sub/unsub, decode diffs, acks and snapshots.
+
+Decoding never raises: a frame we cannot use becomes a :class:`DecodeError` that the
+reader thread counts, logs and drops, so one bad frame never kills the stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from depthkeeper.actors.wire import (
+    Ack,
+    DecodeError,
+    DiffEvent,
+    Ignored,
+    Levels,
+    MalformedKind,
+    Snapshot,
+    excerpt_of,
+)
+
+SUB_CMD_ID = 22004
+
+_loads = orjson.loads
+_JSONError = orjson.JSONDecodeError
+_NUMBER_TYPES = (str, int, float)
+
+
+def encode_command(action: str, codes: tuple[str, ...] | list[str]) -> str:
+    """``{"cmd_id": 22004, "action": "sub"|"unsub", "code": [...]}``; never an empty list."""
+    if action not in ("sub", "unsub"):
+        raise ValueError(f"action must be 'sub' or 'unsub', got {action!r}")
+    if not codes:
+        raise ValueError("refusing to encode a command with an empty code list")
+    return orjson.dumps({"cmd_id": SUB_CMD_ID, "action": action, "code": list(codes)}).decode()
+
+
+def to_number(value: Any) -> float | None:
+    """A price or size from a decimal string or a JSON number; None if unusable.
+
+    Rejects bools, NaN, infinities and negatives (a negative size is malformed, not a delete).
+    """
+    if type(value) is str or type(value) is float or type(value) is int:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if 0.0 <= number < float("inf"):
+            return number
+    return None
+
+
+def decode(raw: str | bytes) -> DiffEvent | Ack | DecodeError | Ignored:
+    """One server frame -> a typed event or a typed error."""
+    try:
+        obj = _loads(raw)
+    except _JSONError:
+        return DecodeError(MalformedKind.BAD_JSON, "not valid JSON", excerpt_of(raw))
+    if type(obj) is not dict:
+        return DecodeError(MalformedKind.NOT_OBJECT, "frame is not a JSON object", excerpt_of(raw))
+    kind = obj.get("type")
+    if kind == "orderbook_diff":
+        return _decode_diff(obj, raw)
+    if kind == "ack":
+        return _decode_ack(obj, raw)
+    return DecodeError(MalformedKind.UNKNOWN_MESSAGE, f"unknown frame type {kind!r}", excerpt_of(raw))
+
+
+def _decode_diff(obj: dict[str, Any], raw: str | bytes) -> DiffEvent | DecodeError:
+    try:
+        code = obj["code"]
+        seq = obj["seq"]
+        side = obj["side"]
+        price_raw = obj["price"]
+        size_raw = obj["size"]
+    except KeyError as missing:
+        return DecodeError(MalformedKind.MISSING_FIELD, f"diff without {missing.args[0]!r}", excerpt_of(raw))
+    if type(code) is not str or type(seq) is not int:
+        return DecodeError(MalformedKind.WRONG_TYPE, "code must be a string and seq an integer", excerpt_of(raw))
+    if side == "bid":
+        is_bid = True
+    elif side == "ask":
+        is_bid = False
+    else:
+        return DecodeError(MalformedKind.BAD_VALUE, f"unknown side {side!r}", excerpt_of(raw))
+    price = to_number(price_raw)
+    size = to_number(size_raw)
+    if price is None or size is None or price == 0.0 or seq < 0:
+        if type(price_raw) not in _NUMBER_TYPES or type(size_raw) not in _NUMBER_TYPES:
+            return DecodeError(MalformedKind.WRONG_TYPE, "price and size must be decimal strings or numbers", excerpt_of(raw))
+        return DecodeError(MalformedKind.BAD_VALUE, "price must be > 0, size >= 0, seq >= 0", excerpt_of(raw))
+    sent_at = obj.get("ts", 0.0)
+    return DiffEvent(code, seq, is_bid, price, size, sent_at if type(sent_at) is float else 0.0)
+
+
+def _decode_ack(obj: dict[str, Any], raw: str | bytes) -> Ack | DecodeError:
+    codes = obj.get("code", [])
+    rejected = obj.get("rejected", [])
+    ret = obj.get("ret", 200)
+    if not isinstance(codes, list) or not isinstance(rejected, list) or type(ret) is not int:
+        return DecodeError(MalformedKind.WRONG_TYPE, "ack fields have the wrong types", excerpt_of(raw))
+    return Ack(
+        cmd_id=obj.get("cmd_id", SUB_CMD_ID) if type(obj.get("cmd_id")) is int else SUB_CMD_ID,
+        ret=ret,
+        msg=str(obj.get("action", "")),
+        codes=tuple(str(c) for c in codes),
+        rejected=tuple(str(c) for c in rejected),
+    )
+
+
+def decode_levels(rows: Any) -> Levels | None:
+    """``[[price, size], ...]`` -> levels, or None if any row is malformed."""
+    if not isinstance(rows, list):
+        return None
+    out = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 2:
+            return None
+        price, size = to_number(row[0]), to_number(row[1])
+        if price is None or size is None or price == 0.0:
+            return None
+        out.append((price, size))
+    return tuple(out)
+
+
+def decode_snapshot(body: bytes | str, expected_code: str) -> Snapshot | DecodeError:
+    """The REST ``/depth?code=`` reply; the code must be the one we asked for."""
+    try:
+        obj = _loads(body)
+    except _JSONError:
+        return DecodeError(MalformedKind.BAD_JSON, "snapshot is not valid JSON", excerpt_of(body))
+    if type(obj) is not dict:
+        return DecodeError(MalformedKind.NOT_OBJECT, "snapshot is not a JSON object", excerpt_of(body))
+    code, seq = obj.get("code"), obj.get("seq")
+    if code != expected_code or type(seq) is not int or seq < 0:
+        return DecodeError(MalformedKind.WRONG_TYPE, "snapshot code/seq missing or wrong", excerpt_of(body))
+    bids, asks = decode_levels(obj.get("bids")), decode_levels(obj.get("asks"))
+    if bids is None or asks is None:
+        return DecodeError(MalformedKind.BAD_VALUE, "snapshot levels malformed", excerpt_of(body))
+    return Snapshot(code, seq, bids, asks)

@@ -1,0 +1,158 @@
+"""Configuration of the simulated venue.
+
+`SimConfig` is a frozen value: one instance describes one venue for its whole life, so tests
+and the CLI can build it once, log it and compare it. Every field is validated on
+construction, and the error names the field, because a misconfigured simulator otherwise shows
+up far away as a confusing protocol failure in some integration test.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+#: Valid symbol codes on both dialects: upper-case letters and digits (``BTC-USDT`` is malformed).
+CODE_PATTERN = re.compile(r"^[A-Z0-9]{1,32}$")
+
+#: Upper bound of ``levels``; deeper books only slow the REST snapshots down.
+MAX_LEVELS = 1000
+
+
+class Dialect(str, enum.Enum):
+    """The wire protocol the venue speaks (see ``protocols/article.md`` and ``alltick.md``)."""
+
+    ARTICLE = "article"
+    ALLTICK = "alltick"
+
+
+class TickTimeUnit(str, enum.Enum):
+    """Unit of AllTick's ``tick_time``: documented as ms, one official example uses seconds."""
+
+    MILLISECONDS = "ms"
+    SECONDS = "s"
+
+
+def _to_symbols(value: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    return tuple(value)
+
+
+def _to_dialect(value: Dialect | str) -> Dialect:
+    try:
+        return Dialect(value)
+    except ValueError:
+        choices = ", ".join(d.value for d in Dialect)
+        raise ValueError(f"SimConfig.dialect: must be one of {choices}, got {value!r}") from None
+
+
+def _to_tick_time_unit(value: TickTimeUnit | str) -> TickTimeUnit:
+    try:
+        return TickTimeUnit(value)
+    except ValueError:
+        raise ValueError(f"SimConfig.tick_time_unit: must be 'ms' or 's', got {value!r}") from None
+
+
+def _positive_int(field_name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"SimConfig.{field_name}: must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"SimConfig.{field_name}: must be >= {minimum}, got {value!r}")
+
+
+def _finite_float(field_name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"SimConfig.{field_name}: must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"SimConfig.{field_name}: must be finite, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen
+class SimConfig:
+    """Everything that defines one simulated venue.
+
+    ``rate_per_symbol`` is in diffs per second per symbol; ``<= 0`` means "as fast as the
+    subscribers can read" (benchmarks). ``port=0`` asks the OS for an ephemeral port.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    dialect: Dialect = attrs.field(default=Dialect.ARTICLE, converter=_to_dialect)
+    symbols: tuple[str, ...] = attrs.field(default=("BTCUSDT", "ETHUSDT"), converter=_to_symbols)
+    rate_per_symbol: float = 50.0
+    seed: int = 1
+    levels: int = 20
+    alltick_min_interval_s: float = 1.0
+    alltick_heartbeat_timeout_s: float = 30.0
+    alltick_string_numbers: bool = True
+    tick_time_unit: TickTimeUnit = attrs.field(default=TickTimeUnit.MILLISECONDS, converter=_to_tick_time_unit)
+    max_symbols_per_connection: int = 0
+    token: str | None = None
+    stamp: bool = False
+    record_history: bool = False
+    send_acks: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        self._validate_network()
+        self._validate_market()
+        self._validate_alltick()
+        for name in ("alltick_string_numbers", "stamp", "record_history", "send_acks"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SimConfig.{name}: must be a bool, got {getattr(self, name)!r}")
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            raise ValueError(f"SimConfig.token: must be None or a non-empty str, got {self.token!r}")
+        if self.token is not None and any(ch in self.token for ch in "&#? \t\r\n"):
+            raise ValueError("SimConfig.token: must not contain '&', '#', '?' or whitespace")
+
+    def _validate_network(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"SimConfig.host: must be a non-empty str, got {self.host!r}")
+        _positive_int("port", self.port, minimum=0)
+        if self.port > 65535:
+            raise ValueError(f"SimConfig.port: must be <= 65535, got {self.port!r}")
+
+    def _validate_market(self) -> None:
+        if not self.symbols:
+            raise ValueError("SimConfig.symbols: must name at least one symbol")
+        for code in self.symbols:
+            if not isinstance(code, str) or not CODE_PATTERN.match(code):
+                raise ValueError(
+                    f"SimConfig.symbols: {code!r} is not a valid code (upper-case letters and digits)"
+                )
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("SimConfig.symbols: duplicate codes")
+        _finite_float("rate_per_symbol", self.rate_per_symbol)
+        _positive_int("seed", self.seed, minimum=-(2**63))
+        _positive_int("levels", self.levels, minimum=1)
+        if self.levels > MAX_LEVELS:
+            raise ValueError(f"SimConfig.levels: must be <= {MAX_LEVELS}, got {self.levels!r}")
+        _positive_int("max_symbols_per_connection", self.max_symbols_per_connection, minimum=0)
+
+    def _validate_alltick(self) -> None:
+        interval_s = _finite_float("alltick_min_interval_s", self.alltick_min_interval_s)
+        if interval_s < 0:
+            raise ValueError(f"SimConfig.alltick_min_interval_s: must be >= 0, got {interval_s!r}")
+        timeout_s = _finite_float("alltick_heartbeat_timeout_s", self.alltick_heartbeat_timeout_s)
+        if timeout_s <= 0:
+            raise ValueError(f"SimConfig.alltick_heartbeat_timeout_s: must be > 0, got {timeout_s!r}")
+
+    @property
+    def ws_path(self) -> str:
+        """The WebSocket path; both dialects use AllTick's crypto path."""
+        return "/quote-b-ws-api"
+
+    @property
+    def rest_path(self) -> str:
+        """The REST snapshot path of this dialect."""
+        return "/depth" if self.dialect is Dialect.ARTICLE else "/quote-b-api/depth-tick"
+
+    @property
+    def as_fast_as_possible(self) -> bool:
+        """``rate_per_symbol <= 0``: generate as fast as the subscribers can read."""
+        return self.rate_per_symbol <= 0
