@@ -97,6 +97,10 @@ class SyncPolicy:
         self.request_token += 1
         return SyncAction.FETCH_SNAPSHOT
 
+    def refetch(self) -> SyncAction:
+        """A new request (new token) for the snapshot we still wait for (e.g. its fetcher died)."""
+        return self._fetch() if self.awaiting_snapshot else SyncAction.NONE
+
     def _on_start(self) -> None:
         """Subclass hook: reset dialect state."""
 

@@ -14,6 +14,7 @@ buy nothing for equality or ordering.
 from __future__ import annotations
 
 import enum
+import re
 from typing import NamedTuple
 
 import attrs
@@ -110,3 +111,11 @@ def excerpt_of(raw: str | bytes, limit: int = 120) -> str:
     if isinstance(raw, bytes):
         raw = raw[:limit].decode("utf-8", "replace")
     return raw[:limit]
+
+
+_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+
+
+def redact(text: str) -> str:
+    """Replace the value of any ``token=`` query parameter with ``***`` (URLs in logs)."""
+    return _TOKEN.sub(r"\1***", text)

@@ -1,1 +1,41 @@
-"""depthkeeper.simulator."""
+"""depthkeeper.simulator: a local exchange (WebSocket + REST + control) for tests and demos.
+
+It speaks the two venue dialects from ``protocols/article.md`` and ``protocols/alltick.md``
+independently of depthkeeper's client code, keeps a deterministic truth book per symbol, and
+injects faults on demand::
+
+    from depthkeeper.simulator import Simulator, SimConfig
+
+    with Simulator.start(SimConfig(symbols=("BTCUSDT",), rate_per_symbol=200)) as sim:
+        sim.url, sim.rest_url, sim.control_url
+        sim.faults.drop(3, code="BTCUSDT")
+        sim.freeze()
+        sim.truth("BTCUSDT")
+"""
+
+from __future__ import annotations
+
+from .config import Dialect, SimConfig, TickTimeUnit
+from .errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
+from .faults import UNKNOWN_CODE, FaultKind, MalformedKind
+from .handle import Faults, SimHandle, Simulator
+from .registry import CommandRecord, ConnectionInfo
+
+__all__ = [
+    "UNKNOWN_CODE",
+    "CommandRecord",
+    "ConnectionInfo",
+    "Dialect",
+    "FaultKind",
+    "Faults",
+    "HistoryUnavailable",
+    "MalformedKind",
+    "SimConfig",
+    "SimHandle",
+    "Simulator",
+    "SimulatorError",
+    "SimulatorStopped",
+    "TickTimeUnit",
+    "UnknownCode",
+    "UnknownConnection",
+]

@@ -58,10 +58,10 @@ def _to_tick_time_unit(value: TickTimeUnit | str) -> TickTimeUnit:
         raise ValueError(f"SimConfig.tick_time_unit: must be 'ms' or 's', got {value!r}") from None
 
 
-def _positive_int(field_name: str, value: Any, *, minimum: int) -> None:
+def _int_field(field_name: str, value: Any, *, minimum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"SimConfig.{field_name}: must be an int, got {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"SimConfig.{field_name}: must be >= {minimum}, got {value!r}")
 
 
@@ -113,7 +113,7 @@ class SimConfig:
     def _validate_network(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"SimConfig.host: must be a non-empty str, got {self.host!r}")
-        _positive_int("port", self.port, minimum=0)
+        _int_field("port", self.port, minimum=0)
         if self.port > 65535:
             raise ValueError(f"SimConfig.port: must be <= 65535, got {self.port!r}")
 
@@ -128,11 +128,11 @@ class SimConfig:
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("SimConfig.symbols: duplicate codes")
         _finite_float("rate_per_symbol", self.rate_per_symbol)
-        _positive_int("seed", self.seed, minimum=-(2**63))
-        _positive_int("levels", self.levels, minimum=1)
+        _int_field("seed", self.seed)
+        _int_field("levels", self.levels, minimum=1)
         if self.levels > MAX_LEVELS:
             raise ValueError(f"SimConfig.levels: must be <= {MAX_LEVELS}, got {self.levels!r}")
-        _positive_int("max_symbols_per_connection", self.max_symbols_per_connection, minimum=0)
+        _int_field("max_symbols_per_connection", self.max_symbols_per_connection, minimum=0)
 
     def _validate_alltick(self) -> None:
         interval_s = _finite_float("alltick_min_interval_s", self.alltick_min_interval_s)

@@ -21,6 +21,9 @@ import attrs
 
 T = TypeVar("T")
 
+#: The code in ``unknown_code`` malformed frames: well-formed, but no venue lists it.
+UNKNOWN_CODE = "ZZZNOSUCH"
+
 
 class FaultKind(str, enum.Enum):
     """What the control API can break; the value is the counter name."""
@@ -129,8 +132,10 @@ class FaultBoard:
         self._refresh()
 
     def arm_stall(self, now_s: float, seconds: float) -> None:
-        self.stalled_until_s = max(self.stalled_until_s, now_s + seconds)
-        self.counts[FaultKind.STALL.value] += 1
+        """Stall from now for ``seconds``, replacing any stall in progress (0 ends it)."""
+        self.stalled_until_s = now_s + seconds
+        if seconds > 0:
+            self.counts[FaultKind.STALL.value] += 1
 
     def arm_rest(self, *, delay_s: float = 0.0, fail_status: int | None = None, lag: int = 0, count: int) -> None:
         if delay_s > 0:

@@ -39,19 +39,34 @@ class Outbox:
     def __init__(self, transport: asyncio.Transport, protocol: object) -> None:
         self._buffer = bytearray()
         self._count = 0
-        self._transport = transport
+        self._transport: asyncio.Transport | None = transport
         self._protocol = protocol
+
+    def detach(self) -> None:
+        """The connection is gone: drop pending frames and the references to its socket."""
+        self._buffer.clear()
+        self._count = 0
+        self._transport = None
+        self._protocol = None
 
     def add(self, frame: bytes) -> None:
         self._buffer += frame
         self._count += 1
+
+    def add_many(self, frames: bytes, count: int) -> None:
+        """Append ``count`` frames already concatenated into one bytes object."""
+        self._buffer += frames
+        self._count += count
 
     @property
     def pending(self) -> int:
         return self._count
 
     def is_open(self) -> bool:
-        return getattr(self._protocol, "state", None) is State.OPEN and not self._transport.is_closing()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        return getattr(self._protocol, "state", None) is State.OPEN
 
     def flush(self) -> int:
         """Write everything pending in one go; return the number of frames actually written."""
@@ -61,13 +76,13 @@ class Outbox:
         data = bytes(self._buffer)
         self._buffer.clear()
         self._count = 0
-        if not self.is_open():
+        if self._transport is None or not self.is_open():
             return 0
         self._transport.write(data)
         return count
 
     def buffered_bytes(self) -> int:
         """Bytes the transport has not handed to the kernel yet (backpressure signal)."""
-        if self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing():
             return 0
         return self._transport.get_write_buffer_size()

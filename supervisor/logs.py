@@ -9,24 +9,19 @@ from every line as a last line of defence (the code already logs redacted URLs).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
 from loguru import logger
 
-_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+from depthkeeper.actors.wire import redact
+
 _FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
     "<cyan>{extra[actor]}</cyan> {message} <dim>{extra[ctx]}</dim>"
 )
 #: stdlib loggers of our dependencies, routed into loguru
 ROUTED_LOGGERS = ("pykka", "websocket", "websockets")
-
-
-def redact(text: str) -> str:
-    """Replace the value of any ``token=`` query parameter with ``***``."""
-    return _TOKEN.sub(r"\1***", text)
 
 
 class InterceptHandler(logging.Handler):

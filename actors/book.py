@@ -1,0 +1,290 @@
+"""BookActor: one per symbol; a thin shell around a pure OrderBook and its sync policy.
+
+Started when its code is subscribed (its book storage is created then), stopped and freed
+when the code is unsubscribed. It never does I/O: snapshots come from the SnapshotActor
+by message, and views leave by message or through the ListenerHub.
+
+Snapshot timing (article dialect): after a (re)start the snapshot is requested as soon as
+the first diff of the epoch is buffered, so the snapshot is fetched *after* the stream it
+must bridge has begun (fetching first would almost always need a second fetch). A quiet
+or frozen market sends no diff, so a short deadline (``FIRST_DIFF_WAIT_S``) fetches anyway.
+
+Epoch fencing: every batch carries the connection epoch. Data from an older epoch is
+ignored; data from a newer epoch starts a new sync before it is used (the Resync the tree
+sends for that epoch may still be on its way).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from depthkeeper.actors.calibration import Calibration
+from depthkeeper.actors.messages import (
+    BookStats,
+    BookStatusChanged,
+    BookUpdated,
+    BookView,
+    Calibrate,
+    CheckStale,
+    DiffBatch,
+    FetchDeadline,
+    GetBookStats,
+    GetView,
+    PushBatch,
+    RequestSnapshot,
+    Resync,
+    SnapshotLost,
+    SnapshotReady,
+)
+from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.sync import ResyncReason, SyncAction, make_policy
+from depthkeeper.supervisor.base import SupervisedActor
+
+if TYPE_CHECKING:
+    from depthkeeper.actors.listeners import ListenerHub
+    from depthkeeper.actors.routing import Peers
+    from depthkeeper.supervisor.config import BookConfig
+    from depthkeeper.supervisor.scheduler import Scheduler
+    from depthkeeper.supervisor.spec import ChildContext
+
+_REASONS = {r.value: r for r in ResyncReason}
+#: how long a (re)started article book waits for its first diff before fetching anyway
+FIRST_DIFF_WAIT_S = 0.2
+
+
+class BookActor(SupervisedActor):
+    """Keeps one symbol's book in sync; see the module docstring."""
+
+    def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
+                 peers: Peers, hub: ListenerHub, scheduler: Scheduler,
+                 epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None) -> None:
+        super().__init__(ctx)
+        self.code = code
+        self._dialect = dialect
+        self._cfg = cfg
+        self._peers = peers
+        self._hub = hub
+        self._scheduler = scheduler
+        self._epoch = epoch
+        self._calibration_interval_s = calibration_interval_s
+        #: optional prometheus Histogram (frame read -> applied), observed once per batch
+        self._histogram = latency_histogram
+        self._timers: list[Any] = []
+        self.book = OrderBook(code, cfg.max_levels)
+        self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
+        self._calibration = Calibration(self.book)
+        #: a snapshot is wanted but deferred until the first diff (or the deadline)
+        self._fetch_deferred = False
+        self._updated_at = 0.0
+        self._stale_epoch_batches = 0
+        #: end-to-end latencies (venue send -> applied), seconds, newest last
+        self.latencies: deque[float] = deque(maxlen=4096)
+        #: reader thread -> applied latencies, seconds
+        self.apply_latencies: deque[float] = deque(maxlen=4096)
+        self._log = logger.bind(actor="book", symbol=code)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def init(self) -> None:
+        self._after(self.policy.start(ResyncReason.START), BookStatus.SYNCING, "start")
+        if self._calibration_interval_s > 0:
+            self._timers.append(self._scheduler.schedule_every(self._calibration_interval_s, self.actor_ref, Calibrate()))
+        if self._cfg.stale_after_s > 0:
+            period = max(self._cfg.stale_after_s / 4, 0.01)
+            self._timers.append(self._scheduler.schedule_every(period, self.actor_ref, CheckStale()))
+
+    def cleanup(self) -> None:
+        for timer in self._timers:
+            self._scheduler.cancel(timer)
+        self._timers.clear()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case DiffBatch():
+                self._on_diffs(message)
+            case PushBatch():
+                self._on_push(message)
+            case SnapshotReady():
+                self._on_snapshot(message)
+            case Resync():
+                self._on_resync(message)
+            case SnapshotLost():
+                if self.policy.awaiting_snapshot and not self._fetch_deferred:
+                    self.policy.refetch()
+                    self._send_request()  # the lost request was already due
+            case Calibrate():
+                self._on_calibrate()
+            case CheckStale():
+                self._on_check_stale()
+            case FetchDeadline(token=token):
+                if self._fetch_deferred and token == self.policy.request_token:
+                    self._send_request()
+            case GetView():
+                return self.view(message.depth)
+            case GetBookStats():
+                return self.stats()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def _fence(self, epoch: int) -> bool:
+        """False for data of an older epoch; starts a new sync for a newer one."""
+        if epoch < self._epoch:
+            self._stale_epoch_batches += 1
+            return False
+        if epoch > self._epoch:
+            self._resync(epoch, ResyncReason.RECONNECT)
+        return True
+
+    def _on_diffs(self, batch: DiffBatch) -> None:
+        if not self._fence(batch.epoch):
+            return
+        before, seq = self.book.status, self.book.last_seq
+        action = self.policy.on_diffs(batch.diffs)
+        if self._calibration.active:
+            self._calibration.record(batch.diffs)
+        if self.book.last_seq != seq:
+            self._updated_at = time.time()
+            sent_at = batch.diffs[-1].sent_at
+            if sent_at:
+                self.latencies.append(self._updated_at - sent_at)
+            hop_s = time.monotonic() - batch.received_at
+            self.apply_latencies.append(hop_s)
+            if self._histogram is not None:
+                self._histogram.observe(hop_s)
+            if self.book.status is BookStatus.STALE:
+                self.book.status = BookStatus.LIVE
+        self._after(action, before, self.policy.last_reason.value)
+        if self._fetch_deferred and getattr(self.policy, "buffer", None):
+            self._send_request()  # the stream has begun: now the snapshot can bridge it
+        if self._calibration.pending_snapshot is not None:
+            self._finish_calibration()
+
+    def _on_push(self, batch: PushBatch) -> None:
+        if not self._fence(batch.epoch):
+            return
+        before, seq = self.book.status, self.book.last_seq
+        action = self.policy.on_push(batch.push)
+        if self.book.last_seq != seq:
+            self._updated_at = time.time()
+        self._after(action, before, self.policy.last_reason.value)
+
+    def _on_snapshot(self, reply: SnapshotReady) -> None:
+        if self._calibration.owns(reply.token):
+            self._calibration.receive(reply.snapshot)
+            self._finish_calibration()
+            return
+        before, seq = self.book.status, self.book.last_seq
+        action = self.policy.on_snapshot(reply.snapshot, reply.token)
+        if self.book.last_seq != seq or self.book.status is not before:
+            self._updated_at = time.time()
+        self._after(action, before, "snapshot")
+
+    def _on_resync(self, message: Resync) -> None:
+        if message.epoch < self._epoch:
+            return
+        reason = _REASONS.get(message.reason, ResyncReason.REQUESTED)
+        if message.epoch == self._epoch and reason is ResyncReason.RECONNECT:
+            return  # already started when the first batch of this epoch arrived
+        self._resync(message.epoch, reason)
+
+    def _resync(self, epoch: int, reason: ResyncReason) -> None:
+        self._epoch = epoch
+        before = self.book.status
+        self._calibration.cancel()
+        policy = self.policy
+        if reason is ResyncReason.RECONNECT and policy.awaiting_snapshot and not getattr(policy, "buffer", None):
+            return  # nothing of the old epoch is held; the pending request still serves
+        self._after(policy.start(reason), before, reason.value)
+
+    def _on_calibrate(self) -> None:
+        if self.book.status is not BookStatus.LIVE or self._calibration.active:
+            return
+        token = self._calibration.begin()
+        self._peers.tell_snapshot(RequestSnapshot(self.code, token, self.actor_ref))
+
+    def _finish_calibration(self) -> None:
+        drift = self._calibration.finish()
+        if drift is None:
+            return
+        if drift:
+            self._log.warning("calibration drift: {} levels differed at seq {}; book repaired", drift,
+                              self.book.last_seq)
+        else:
+            self._log.debug("calibration ok at seq {}", self.book.last_seq)
+        self._publish_update()
+
+    def _on_check_stale(self) -> None:
+        if self.book.status is BookStatus.LIVE and time.time() - self._updated_at > self._cfg.stale_after_s:
+            self._set_status(BookStatus.STALE, "no update for stale_after_s")
+
+    # -- effects -------------------------------------------------------------------------
+
+    def _after(self, action: SyncAction, before: BookStatus, reason: str) -> None:
+        if action is SyncAction.FETCH_SNAPSHOT:
+            self._request(action)
+        now = self.book.status
+        if now is not before:
+            self._announce(before, now, reason)
+        if self._hub.active:
+            self._publish_update()
+
+    def _request(self, action: SyncAction) -> None:
+        if action is not SyncAction.FETCH_SNAPSHOT:
+            return
+        if self._dialect == "article" and not getattr(self.policy, "buffer", None):
+            self._fetch_deferred = True
+            self._scheduler.schedule(FIRST_DIFF_WAIT_S, self.actor_ref, FetchDeadline(self.policy.request_token))
+        else:
+            self._send_request()
+
+    def _send_request(self) -> None:
+        self._fetch_deferred = False
+        self._peers.tell_snapshot(RequestSnapshot(self.code, self.policy.request_token, self.actor_ref))
+
+    def _set_status(self, status: BookStatus, reason: str) -> None:
+        before = self.book.status
+        self.book.status = status
+        if before is not status:
+            self._announce(before, status, reason)
+
+    def _announce(self, before: BookStatus, now: BookStatus, reason: str) -> None:
+        if now is BookStatus.RESYNCING:
+            self._log.bind(event="seq_break", epoch=self._epoch).warning(
+                "seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
+        else:
+            self._log.bind(epoch=self._epoch).info("status {} -> {} ({}) at seq {}", before.name, now.name, reason,
+                                                  self.book.last_seq)
+        if self._hub.active:
+            self._hub.publish(BookStatusChanged(self.code, before, now, self.book.last_seq, reason), self.code)
+
+    def _publish_update(self) -> None:
+        if self._hub.active:
+            self._hub.publish(BookUpdated(self.view(None)), self.code)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def view(self, depth: int | None) -> BookView:
+        bids, asks = self.book.top(depth)
+        return BookView(self.code, self.book.status, self.book.last_seq, bids, asks, self._updated_at,
+                        self.book.complete_levels())
+
+    def stats(self) -> BookStats:
+        c = self.policy.counters
+        inbox = self.actor_inbox.qsize()
+        e2e = sorted(self.latencies)
+        hop = sorted(self.apply_latencies)
+        return BookStats(self.code, self.book.status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
+                         c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
+                         self._calibration.completed, self._updated_at, self._epoch, inbox,
+                         _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99))
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

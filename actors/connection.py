@@ -1,0 +1,296 @@
+"""ConnectionActor: owns the one socket, its heartbeat watchdog and reconnection.
+
+Each socket incarnation gets a new epoch (from the tree's EpochCounter) and its own
+reader thread (see reader.py). The actor itself only does the rare things: connect,
+send (paced), watch for silence, reconnect.
+
+- Silence is judged on *business* messages: after ``silent_intervals`` heartbeat
+  intervals without one (while anything is subscribed) the socket is presumed dead even
+  if pings still succeed: close, reconnect, and the new epoch makes every book resync and
+  the SubscriptionActor replay the desired set.
+- Reconnects use capped exponential backoff with full jitter, never below the venue's
+  floor; the attempt counter resets only once a socket has delivered business data, so a
+  venue that accepts and drops us cannot make us spin.
+- Every frame we send goes through one pacer (alltick counts every client frame,
+  heartbeats included, against its 1 request/s rule).
+- HTTP 401 at the handshake (or ret 401) is final: logged once, reported, no reconnects.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import websocket
+from loguru import logger
+
+from depthkeeper.actors import codec_alltick
+from depthkeeper.actors.messages import (
+    ConnectNow,
+    FlushSends,
+    GetCounters,
+    HeartbeatTick,
+    SendFrame,
+    SocketClosed,
+    SocketOpened,
+    VenueFailure,
+)
+from depthkeeper.actors.reader import Reader, ReaderCounters
+from depthkeeper.actors.wire import redact
+from depthkeeper.supervisor.base import SupervisedActor
+
+if TYPE_CHECKING:
+    from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
+    from depthkeeper.supervisor.config import HeartbeatConfig, ReconnectConfig, VenueConfig
+    from depthkeeper.supervisor.scheduler import Scheduler
+    from depthkeeper.supervisor.spec import ChildContext
+
+
+def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
+    """Full jitter on a capped exponential, never below the venue floor."""
+    cap = min(cfg.backoff_max_s, cfg.backoff_min_s * 2**min(attempt, 32))
+    return max(cfg.floor_s, rng.uniform(0.0, cap))
+
+
+class ConnectionActor(SupervisedActor):
+    def __init__(self, ctx: ChildContext, *, venue: VenueConfig, url: str, heartbeat: HeartbeatConfig,
+                 reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
+                 scheduler: Scheduler, decode: Callable[[bytes], Any], min_send_interval_s: float = 0.0,
+                 inbox_limit: int = 1000, rng: random.Random | None = None) -> None:
+        super().__init__(ctx)
+        self._venue = venue
+        self._url = url
+        self._heartbeat = heartbeat
+        self._reconnect = reconnect
+        self._routes = routes
+        self._peers = peers
+        self._epochs = epochs
+        self._scheduler = scheduler
+        self._decode = decode
+        self._min_send_interval_s = min_send_interval_s
+        self._inbox_limit = inbox_limit
+        self._rng = rng or random.Random()
+        self._ws: websocket.WebSocket | None = None
+        self._reader: Reader | None = None
+        self.epoch = 0
+        self._attempt = 0
+        self._connect_pending = False
+        self._failed: str | None = None
+        self._outbox: deque[tuple[str, str]] = deque()
+        self._last_sent_at = -1e9
+        self._flush_scheduled = False
+        self._timers: list[Any] = []
+        self._seen_business = 0
+        self._seen_hb_acks = 0
+        self._silent = 0
+        self._silent_acks = 0
+        self._hb_seq = 0
+        self.reader_counters = ReaderCounters()
+        self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
+                         "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
+        self._log = logger.bind(actor="connection")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def init(self) -> None:
+        self._timers.append(self._scheduler.schedule_every(self._heartbeat.interval_s, self.actor_ref, HeartbeatTick()))
+        self._schedule_connect(0.0)
+
+    def cleanup(self) -> None:
+        for timer in self._timers:
+            self._scheduler.cancel(timer)
+        self._close_socket()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ConnectNow():
+                self._connect_pending = False
+                self._connect()
+            case SocketClosed(epoch=epoch, reason=reason):
+                if epoch == self.epoch and self._ws is not None:
+                    self._log.bind(epoch=epoch).info("socket closed: {}", reason)
+                    self._drop_socket()
+            case HeartbeatTick():
+                self._on_tick()
+            case SendFrame():
+                self._on_send(message)
+            case FlushSends():
+                self._flush_scheduled = False
+                self._flush()
+            case GetCounters():
+                return self.snapshot_counters()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # -- connecting ----------------------------------------------------------------------
+
+    def _full_url(self) -> str:
+        token = self._venue.token
+        if not token:
+            return self._url
+        return f"{self._url}{'&' if '?' in self._url else '?'}token={token}"
+
+    def _connect(self) -> None:
+        if self._ws is not None or self._failed:
+            return
+        url = self._full_url()
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        try:
+            ws.connect(url, timeout=self._venue.connect_timeout_s)
+        except websocket.WebSocketBadStatusException as exc:
+            if exc.status_code in (401, 403):
+                self._fail(f"venue refused the token (HTTP {exc.status_code}) at {redact(url)}")
+                return
+            self._connect_failed(f"HTTP {exc.status_code}")
+            return
+        except (OSError, websocket.WebSocketException) as exc:
+            self._connect_failed(f"{type(exc).__name__}: {exc}")
+            return
+        ws.settimeout(None)
+        self._open(ws)
+
+    def _open(self, ws: websocket.WebSocket) -> None:
+        self._ws = ws
+        self.epoch = self._epochs.next()
+        self.counters["connects"] += 1
+        if self.counters["connects"] > 1:
+            self.counters["reconnects"] += 1
+        self._silent = self._silent_acks = 0
+        self._seen_business = self.reader_counters.business
+        self._seen_hb_acks = self.reader_counters.heartbeat_acks
+        self._outbox.clear()
+        actor_ref = self.actor_ref
+
+        def closed(epoch: int, reason: str) -> None:
+            try:
+                actor_ref.tell(SocketClosed(epoch, reason))
+            except Exception:  # noqa: BLE001 - the actor is gone; nothing to tell
+                pass
+
+        self._reader = Reader(ws, self.epoch, decode=self._decode, routes=self._routes, peers=self._peers,
+                              counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed)
+        self._reader.start()
+        self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
+        self._peers.tell_tree(SocketOpened(self.epoch))
+
+    def _connect_failed(self, why: str) -> None:
+        self.counters["connect_failures"] += 1
+        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
+        self._attempt += 1
+        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._attempt,
+                          delay)
+        self._schedule_connect(delay)
+
+    def _fail(self, why: str) -> None:
+        self._failed = why
+        self._log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
+        self._peers.tell_tree(VenueFailure(why))
+
+    def _schedule_connect(self, delay_s: float) -> None:
+        if self._connect_pending:
+            return
+        self._connect_pending = True
+        if delay_s <= 0:
+            self.actor_ref.tell(ConnectNow(self._attempt))
+        else:
+            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._attempt))
+
+    def _drop_socket(self) -> None:
+        """The socket is gone: close it and reconnect after a backoff."""
+        self._close_socket()
+        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
+        self._attempt += 1
+        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._attempt)
+        self._schedule_connect(delay)
+
+    def _close_socket(self) -> None:
+        """Polite close frame, then shutdown (wakes the reader blocked in recv), then close."""
+        ws, self._ws = self._ws, None
+        if ws is None:
+            return
+        for step in (ws.send_close, ws.abort, ws.shutdown):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - a broken socket may refuse each step; it ends closed
+                pass
+
+    def force_reconnect(self, why: str) -> None:
+        if self._ws is not None:
+            self._log.bind(epoch=self.epoch).warning("forcing reconnect: {}", why)
+            self._drop_socket()
+
+    # -- heartbeat watchdog --------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        if self._ws is None:
+            return
+        counters = self.reader_counters
+        if counters.business != self._seen_business:
+            self._seen_business = counters.business
+            self._silent = 0
+            self._attempt = 0  # this socket delivered data: it is healthy
+        elif len(self._routes):
+            self._silent += 1
+        if self._venue.dialect == "alltick":
+            self._alltick_heartbeat()
+        if self._silent >= self._heartbeat.silent_intervals or self._silent_acks >= self._heartbeat.silent_intervals:
+            self.counters["heartbeat_timeouts"] += 1
+            self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
+                "heartbeat timeout: {} silent intervals of {}s; reconnecting and resyncing all",
+                max(self._silent, self._silent_acks), self._heartbeat.interval_s)
+            self._drop_socket()
+
+    def _alltick_heartbeat(self) -> None:
+        acks = self.reader_counters.heartbeat_acks
+        if self._hb_seq and acks == self._seen_hb_acks:
+            self._silent_acks += 1
+        else:
+            self._silent_acks = 0
+        self._seen_hb_acks = acks
+        self._hb_seq += 1
+        self._enqueue(codec_alltick.encode_heartbeat(self._hb_seq, f"hb-{self.epoch}-{self._hb_seq}"), "heartbeat")
+        self.counters["heartbeats_sent"] += 1
+
+    # -- sending (paced) -----------------------------------------------------------------
+
+    def _on_send(self, message: SendFrame) -> None:
+        if message.epoch != self.epoch or self._ws is None:
+            self.counters["sends_dropped"] += 1
+            self._log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
+            return
+        self._enqueue(message.text, message.what)
+
+    def _enqueue(self, text: str, what: str) -> None:
+        self._outbox.append((text, what))
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._outbox and self._ws is not None:
+            wait_s = self._last_sent_at + self._min_send_interval_s - time.monotonic()
+            if wait_s > 0:
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._scheduler.schedule(wait_s, self.actor_ref, FlushSends())
+                return
+            text, what = self._outbox.popleft()
+            try:
+                self._ws.send(text)
+            except (OSError, websocket.WebSocketException) as exc:
+                self._log.warning("send of {} failed: {}", what, exc)
+                self._drop_socket()
+                return
+            self._last_sent_at = time.monotonic()
+            self.counters["frames_sent"] += 1
+            self._log.bind(epoch=self.epoch).debug("sent {}", what)
+
+    def snapshot_counters(self) -> dict[str, Any]:
+        rc = self.reader_counters
+        return dict(self.counters, epoch=self.epoch, connected=self._ws is not None, failed=self._failed,
+                    frames=rc.frames, business=rc.business, malformed=rc.malformed,
+                    malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
+                    overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
+                    heartbeat_acks=rc.heartbeat_acks)

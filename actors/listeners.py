@@ -1,0 +1,151 @@
+"""Deliver book events to listeners without ever growing an unbounded queue.
+
+A slow listener must not slow a BookActor or make memory grow. Each listener gets one
+daemon dispatcher thread and two mailboxes:
+
+- ``BookUpdated`` is conflated per code: a newer view replaces an undelivered one (a
+  listener always ends with the newest view, never a backlog);
+- ``BookStatusChanged`` is kept in order (transitions matter), in a deque bounded by
+  ``max_status_events``; if that ever overflows the oldest is dropped and *counted*.
+
+Actor-ref listeners are fed with ``ask(block=False)`` and the dispatcher waits for each
+reply before the next delivery, so their inbox holds at most one of our events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from depthkeeper.actors.messages import BookStatusChanged, BookUpdated
+
+Event = BookUpdated | BookStatusChanged
+ListenerTarget = pykka.ActorRef[Any] | Callable[[Event], Any]
+
+_ids = itertools.count(1)
+
+
+class _Listener:
+    def __init__(self, target: ListenerTarget, codes: frozenset[str] | None, max_status_events: int,
+                 reply_timeout_s: float) -> None:
+        self.id = next(_ids)
+        self.target = target
+        self.codes = codes
+        self.updates: dict[str, BookUpdated] = {}
+        self.statuses: deque[BookStatusChanged] = deque()
+        self.max_status_events = max_status_events
+        self.reply_timeout_s = reply_timeout_s
+        self.cond = threading.Condition()
+        self.closed = False
+        self.delivered = 0
+        self.conflated = 0
+        self.dropped = 0
+        self.errors = 0
+        self.thread = threading.Thread(target=self._run, name=f"depthkeeper-listener-{self.id}", daemon=True)
+        self.log = logger.bind(actor="listeners", listener=self.id)
+
+    def offer(self, event: Event) -> None:
+        with self.cond:
+            if isinstance(event, BookUpdated):
+                if event.view.code in self.updates:
+                    self.conflated += 1
+                self.updates[event.view.code] = event
+            else:
+                if len(self.statuses) >= self.max_status_events:
+                    self.statuses.popleft()
+                    self.dropped += 1
+                    self.log.warning("listener too slow: dropped oldest status event ({} so far)", self.dropped)
+                self.statuses.append(event)
+            self.cond.notify()
+
+    def _take(self) -> list[Event] | None:
+        with self.cond:
+            while not self.closed and not self.updates and not self.statuses:
+                self.cond.wait()
+            if self.closed:
+                return None
+            batch: list[Event] = list(self.statuses)
+            batch.extend(self.updates.values())
+            self.statuses.clear()
+            self.updates = {}
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            for event in batch:
+                self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        try:
+            if isinstance(self.target, pykka.ActorRef):
+                self.target.ask(event, block=False).get(timeout=self.reply_timeout_s)
+            else:
+                self.target(event)
+            self.delivered += 1
+        except pykka.ActorDeadError:
+            self.closed = True
+        except Exception as exc:  # a listener's bug must not stop delivery to it
+            self.errors += 1
+            self.log.opt(exception=exc).error("listener raised; event dropped")
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+
+class ListenerHub:
+    """The set of listeners; BookActors publish into it from their own threads."""
+
+    def __init__(self, max_status_events: int = 10_000, reply_timeout_s: float = 5.0) -> None:
+        self._lock = threading.Lock()
+        self._listeners: tuple[_Listener, ...] = ()
+        self._max_status_events = max_status_events
+        self._reply_timeout_s = reply_timeout_s
+
+    @property
+    def active(self) -> bool:
+        """True when anyone listens (BookActors skip building views otherwise)."""
+        return bool(self._listeners)
+
+    def add(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
+        listener = _Listener(target, frozenset(codes) if codes is not None else None,
+                             self._max_status_events, self._reply_timeout_s)
+        listener.thread.start()
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+        return listener.id
+
+    def remove(self, listener_id: int) -> bool:
+        with self._lock:
+            keep = tuple(x for x in self._listeners if x.id != listener_id)
+            gone = [x for x in self._listeners if x.id == listener_id]
+            self._listeners = keep
+        for listener in gone:
+            listener.close()
+        return bool(gone)
+
+    def publish(self, event: Event, code: str) -> None:
+        for listener in self._listeners:
+            if listener.closed:
+                continue
+            if listener.codes is None or code in listener.codes:
+                listener.offer(event)
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        return {x.id: {"delivered": x.delivered, "conflated": x.conflated, "dropped": x.dropped, "errors": x.errors}
+                for x in self._listeners}
+
+    def close(self) -> None:
+        with self._lock:
+            listeners, self._listeners = self._listeners, ()
+        for listener in listeners:
+            listener.close()
+        for listener in listeners:
+            listener.thread.join(timeout=2.0)

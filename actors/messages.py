@@ -1,0 +1,305 @@
+"""Every message our book actors exchange: frozen attrs classes, grouped by sender.
+
+Commands are imperatives (``Subscribe``, ``Resync``), events past tense (``SocketOpened``).
+Collections inside are tuples or frozensets so a message can be shared between threads
+without copying. Supervision messages (ChildExited, ...) live in the generic layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pykka
+
+from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
+
+# --- service facade / tree -> actors ------------------------------------------------------
+
+
+@attrs.frozen
+class Subscribe:
+    """Service -> tree: add these codes to the desired set."""
+
+    codes: tuple[str, ...]
+
+
+@attrs.frozen
+class Unsubscribe:
+    """Service -> tree: remove these codes from the desired set."""
+
+    codes: tuple[str, ...]
+
+
+@attrs.frozen
+class DesiredChanged:
+    """Tree -> SubscriptionActor: the complete desired set (it computes what to send)."""
+
+    desired: frozenset[str]
+
+
+@attrs.frozen
+class Resync:
+    """Tree -> BookActor: start a new sync (new connection epoch, restart, request)."""
+
+    epoch: int
+    reason: str
+
+
+@attrs.frozen
+class SnapshotLost:
+    """Tree -> BookActor: the SnapshotActor restarted; re-request a pending snapshot."""
+
+
+@attrs.frozen
+class Calibrate:
+    """Timer -> BookActor: compare the book with a REST snapshot at the same seq."""
+
+
+@attrs.frozen
+class FetchDeadline:
+    """BookActor -> itself: no diff arrived soon after a (re)start; fetch the snapshot anyway."""
+
+    token: int
+
+
+@attrs.frozen
+class CheckStale:
+    """Timer -> BookActor: flag the book STALE if it has not been updated for too long."""
+
+
+@attrs.frozen
+class GetView:
+    """Outside -> BookActor (ask): the current BookView, cut to ``depth``."""
+
+    depth: int | None = None
+
+
+@attrs.frozen
+class GetBookStats:
+    """Outside -> BookActor (ask): a BookStats."""
+
+
+# --- ConnectionActor (and its reader thread) -> others -------------------------------------
+
+
+@attrs.frozen
+class SocketOpened:
+    """ConnectionActor -> tree and SubscriptionActor: a new socket incarnation is up."""
+
+    epoch: int
+
+
+@attrs.frozen
+class SocketClosed:
+    """Reader thread -> ConnectionActor: the socket of ``epoch`` ended."""
+
+    epoch: int
+    reason: str
+
+
+@attrs.frozen
+class DiffBatch:
+    """Reader thread -> BookActor: every diff for one code already read, in order."""
+
+    epoch: int
+    diffs: tuple[DiffEvent, ...]
+    received_at: float
+
+
+@attrs.frozen
+class PushBatch:
+    """Reader thread -> BookActor: the newest full top-N push for one code."""
+
+    epoch: int
+    push: DepthPush
+    received_at: float
+
+
+@attrs.frozen
+class UnwantedData:
+    """Reader thread -> SubscriptionActor: frames for a code that has no book (a ghost)."""
+
+    epoch: int
+    code: str
+    frames: int
+
+
+@attrs.frozen
+class AckReceived:
+    """Reader thread -> SubscriptionActor: the venue answered one of our commands."""
+
+    epoch: int
+    ack: Ack
+
+
+@attrs.frozen
+class VenueFailure:
+    """ConnectionActor -> tree: the venue refused us for good (bad token)."""
+
+    reason: str
+
+
+# --- SubscriptionActor -> ConnectionActor --------------------------------------------------
+
+
+@attrs.frozen
+class SendFrame:
+    """SubscriptionActor -> ConnectionActor: send this text frame on ``epoch`` (paced)."""
+
+    epoch: int
+    text: str
+    what: str
+
+
+# --- BookActor <-> SnapshotActor -----------------------------------------------------------
+
+
+@attrs.frozen
+class RequestSnapshot:
+    """BookActor -> SnapshotActor: fetch a snapshot of ``code`` and reply with ``token``."""
+
+    code: str
+    token: int
+    reply_to: pykka.ActorRef[Any] = attrs.field(eq=False)
+
+
+@attrs.frozen
+class SnapshotReady:
+    """SnapshotActor -> BookActor: the reply to RequestSnapshot (exactly one per request)."""
+
+    code: str
+    token: int
+    snapshot: Snapshot | DepthPush
+
+
+# --- BookActor -> listeners ----------------------------------------------------------------
+
+
+@attrs.frozen
+class BookView:
+    """An immutable picture of one book. ``bids``/``asks`` are (price, size), best first."""
+
+    code: str
+    status: BookStatus
+    seq: int
+    bids: Levels
+    asks: Levels
+    #: wall-clock time (time.time()) of the last change applied
+    updated_at: float
+    #: levels per side known complete at the venue (a view never shows more)
+    complete_levels: tuple[int, int] = (0, 0)
+
+    @property
+    def age_s(self) -> float:
+        import time
+
+        return max(0.0, time.time() - self.updated_at) if self.updated_at else float("inf")
+
+    @property
+    def best_bid(self) -> float | None:
+        return self.bids[0][0] if self.bids else None
+
+    @property
+    def best_ask(self) -> float | None:
+        return self.asks[0][0] if self.asks else None
+
+
+@attrs.frozen
+class BookUpdated:
+    """BookActor -> listener: the book changed (conflated: the newest view wins)."""
+
+    view: BookView
+
+
+@attrs.frozen
+class BookStatusChanged:
+    """BookActor -> listener: status moved (never conflated away)."""
+
+    code: str
+    old: BookStatus
+    new: BookStatus
+    seq: int
+    reason: str
+
+
+@attrs.frozen
+class BookStats:
+    """BookActor -> outside: counters for stats()/metrics."""
+
+    code: str
+    status: BookStatus
+    seq: int
+    applied: int
+    gaps: int
+    resyncs: int
+    duplicates: int
+    overflows: int
+    crossed: int
+    stale_dropped: int
+    drifted_levels: int
+    calibrations: int
+    updated_at: float
+    epoch: int
+    inbox: int
+    #: venue send timestamp -> applied, over the last <= 4096 batches (0 when not stamped)
+    latency_p50_s: float = 0.0
+    latency_p99_s: float = 0.0
+    latency_max_s: float = 0.0
+    #: frame read by the reader thread -> applied (the in-process hop), same window
+    apply_p50_s: float = 0.0
+    apply_p99_s: float = 0.0
+
+
+# --- internal (an actor to itself, or a worker thread to its actor) ------------------------
+
+
+@attrs.frozen
+class FetchDone:
+    """Snapshot worker -> SnapshotActor: the result of one REST request."""
+
+    codes: tuple[str, ...]
+    results: tuple[Snapshot | DepthPush, ...]
+    error: str | None = None
+    #: a permanent refusal (HTTP 401 / ret 401): do not retry
+    fatal: bool = False
+
+
+@attrs.frozen
+class RetryFetch:
+    """SnapshotActor -> itself: the backoff after a failed fetch of ``code`` is over."""
+
+    code: str
+
+
+@attrs.frozen
+class DrainQueue:
+    """SnapshotActor -> itself: the request budget has room again."""
+
+
+@attrs.frozen
+class ConnectNow:
+    """ConnectionActor -> itself: (re)connect; scheduled with backoff."""
+
+    attempt: int
+
+
+@attrs.frozen
+class HeartbeatTick:
+    """Timer -> ConnectionActor: one heartbeat interval elapsed."""
+
+
+@attrs.frozen
+class FlushSends:
+    """ConnectionActor -> itself: the pacing interval has elapsed; send what is queued."""
+
+
+@attrs.frozen
+class FlushSubscriptions:
+    """SubscriptionActor -> itself: the coalescing window / min interval is over."""
+
+
+@attrs.frozen
+class GetCounters:
+    """Outside -> Connection/Subscription/Snapshot actor (ask): a dict of counters."""

@@ -1,0 +1,164 @@
+"""The reader thread: recv -> decode -> route, the only per-frame hot path.
+
+A plain thread (not an actor handler, so the ConnectionActor stays responsive) owns the
+receiving half of one socket incarnation. After each blocking ``recv`` it keeps reading
+while frames are already waiting in the kernel (websocket-client reads frames by exact
+length, so ``poll(0)`` on the socket tells the truth), groups them per code, and tells
+each BookActor ONE batch: one thread hop per batch, not per diff.
+
+Backpressure: if a BookActor's inbox already holds ``inbox_limit`` batches, the reader
+stops feeding it and counts what it skipped. Those diffs are lost, which the book sees as
+a seq gap and answers with a resync from a snapshot — overflow is never silent, and a
+flood never grows memory without bound.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pykka
+import websocket
+from loguru import logger
+
+from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
+from depthkeeper.actors.routing import Peers, RoutingTable
+from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored
+
+#: frames read before a batch is flushed even if more are waiting
+MAX_FRAMES_PER_BATCH = 2048
+_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
+_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+
+
+@attrs.define
+class ReaderCounters:
+    """Written by the reader thread only; read (racily, monotonic ints) by stats."""
+
+    frames: int = 0
+    business: int = 0
+    batches: int = 0
+    malformed: int = 0
+    unwanted: int = 0
+    overflow_skipped: int = 0
+    heartbeat_acks: int = 0
+    acks: int = 0
+    ignored: int = 0
+    dead_book: int = 0
+    malformed_by_kind: dict[str, int] = attrs.Factory(dict)
+
+
+class Reader:
+    """One reader thread for one socket incarnation (epoch)."""
+
+    def __init__(self, ws: websocket.WebSocket, epoch: int, *, decode: Callable[[bytes], Any],
+                 routes: RoutingTable, peers: Peers, counters: ReaderCounters, inbox_limit: int,
+                 on_closed: Callable[[int, str], None]) -> None:
+        self.ws = ws
+        self.epoch = epoch
+        self._decode = decode
+        self._routes = routes
+        self._peers = peers
+        self.counters = counters
+        self._inbox_limit = inbox_limit
+        self._on_closed = on_closed
+        self._log = logger.bind(actor="reader", epoch=epoch)
+        self.thread = threading.Thread(target=self._run, name=f"depthkeeper-reader-{epoch}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        reason = "closed by peer"
+        try:
+            self._loop()
+        except (websocket.WebSocketConnectionClosedException, OSError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the reader must always report its end
+            reason = f"reader crashed: {exc!r}"
+            self._log.opt(exception=exc).error("reader thread crashed")
+        self._on_closed(self.epoch, reason)
+
+    def _loop(self) -> None:
+        recv = self.ws.recv_data
+        sock = self.ws.sock
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        pending: Callable[[], int] = getattr(sock, "pending", lambda: 0)
+        decode, counters = self._decode, self.counters
+        while True:
+            diffs: dict[str, list[DiffEvent]] = {}
+            pushes: dict[str, DepthPush] = {}
+            n = 0
+            while True:
+                opcode, data = recv()
+                if opcode == _OPCODE_CLOSE:
+                    self._flush(diffs, pushes)
+                    return
+                if opcode == _OPCODE_TEXT or opcode == _OPCODE_BINARY:
+                    n += 1
+                    event = decode(data)
+                    if type(event) is DiffEvent:
+                        batch = diffs.get(event.code)
+                        if batch is None:
+                            diffs[event.code] = [event]
+                        else:
+                            batch.append(event)
+                    else:
+                        self._other(event, pushes)
+                if n >= MAX_FRAMES_PER_BATCH or not (pending() or poller.poll(0)):
+                    break
+            counters.frames += n
+            self._flush(diffs, pushes)
+
+    def _other(self, event: Any, pushes: dict[str, DepthPush]) -> None:
+        counters = self.counters
+        if isinstance(event, DepthPush):
+            pushes[event.code] = event  # a newer full book supersedes an older one
+        elif isinstance(event, DecodeError):
+            counters.malformed += 1
+            kind = event.kind.value
+            counters.malformed_by_kind[kind] = counters.malformed_by_kind.get(kind, 0) + 1
+            self._log.bind(event="malformed_frame").warning("malformed frame dropped ({}): {} | {}", kind,
+                                                            event.detail, event.excerpt)
+        elif isinstance(event, HeartbeatAck):
+            counters.heartbeat_acks += 1
+        elif isinstance(event, Ack):
+            counters.acks += 1
+            self._peers.tell_subscription(AckReceived(self.epoch, event))
+        elif isinstance(event, Ignored):
+            counters.ignored += 1
+
+    def _flush(self, diffs: dict[str, list[DiffEvent]], pushes: dict[str, DepthPush]) -> None:
+        if not diffs and not pushes:
+            return
+        now = time.monotonic()
+        table = self._routes.table
+        counters = self.counters
+        epoch = self.epoch
+        for code, events in diffs.items():
+            counters.business += len(events)
+            self._send(table.get(code), code, len(events), DiffBatch(epoch, tuple(events), now))
+        for code, push in pushes.items():
+            counters.business += 1
+            self._send(table.get(code), code, 1, PushBatch(epoch, push, now))
+
+    def _send(self, ref: pykka.ActorRef[Any] | None, code: str, frames: int, message: Any) -> None:
+        counters = self.counters
+        if ref is None:
+            counters.unwanted += frames
+            self._peers.tell_subscription(UnwantedData(self.epoch, code, frames))
+            return
+        if ref.actor_inbox.qsize() >= self._inbox_limit:
+            counters.overflow_skipped += frames
+            return
+        try:
+            ref.tell(message)
+            counters.batches += 1
+        except pykka.ActorDeadError:
+            counters.dead_book += frames  # restarting or unsubscribed; the tree re-routes

@@ -1,0 +1,207 @@
+"""SnapshotActor: REST snapshots for every book, without blocking any of them.
+
+Books tell ``RequestSnapshot`` and carry on buffering; replies come back as
+``SnapshotReady``. Requests for a code already queued or in flight are coalesced (many
+books resyncing at once after a reconnect cost one request each, not one per resync);
+the alltick dialect batches every queued code into one ``depth-tick`` request. A token
+bucket keeps us within ``max_per_second``; failures (timeouts, 429, 500, bad bodies) are
+retried with capped exponential backoff and full jitter, forever, because a book that
+gives up stays wrong. Blocking HTTP runs on a small worker pool owned by this actor.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pykka
+from loguru import logger
+
+from depthkeeper.actors import codec_alltick, codec_article
+from depthkeeper.actors.messages import (
+    DrainQueue,
+    FetchDone,
+    GetCounters,
+    RequestSnapshot,
+    RetryFetch,
+    SnapshotReady,
+)
+from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, Snapshot, redact
+from depthkeeper.supervisor.base import SupervisedActor
+
+if TYPE_CHECKING:
+    from depthkeeper.supervisor.config import SnapshotConfig
+    from depthkeeper.supervisor.scheduler import Scheduler
+    from depthkeeper.supervisor.spec import ChildContext
+
+#: alltick codes per depth-tick request
+_ALLTICK_BATCH = 50
+
+
+class SnapshotActor(SupervisedActor):
+    def __init__(self, ctx: ChildContext, *, dialect: str, url: str, token: str | None, cfg: SnapshotConfig,
+                 timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None) -> None:
+        super().__init__(ctx)
+        self._dialect = dialect
+        self._url = url
+        self._token = token
+        self._cfg = cfg
+        self._timeout_s = timeout_s
+        self._scheduler = scheduler
+        self._workers = workers
+        self._rng = rng or random.Random()
+        self._pool: ThreadPoolExecutor | None = None
+        #: code -> {reply_to urn: (ref, newest token)}
+        self._waiters: dict[str, dict[str, tuple[pykka.ActorRef[Any], int]]] = {}
+        self._queue: deque[str] = deque()
+        self._in_flight: set[str] = set()
+        self._retrying: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self._tokens = max(1.0, cfg.max_per_second)
+        self._refilled_at = time.monotonic()
+        self._drain_scheduled = False
+        self._trace = 0
+        self.counters = {"requests": 0, "coalesced": 0, "errors": 0, "retries": 0, "delivered": 0}
+        self._log = logger.bind(actor="snapshot")
+
+    def init(self) -> None:
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="depthkeeper-snapshot")
+
+    def cleanup(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case RequestSnapshot():
+                self._on_request(message)
+            case FetchDone():
+                self._on_done(message)
+            case RetryFetch(code=code):
+                self._retrying.discard(code)
+                self._enqueue(code)
+            case DrainQueue():
+                self._drain_scheduled = False
+                self._drain()
+            case GetCounters():
+                return dict(self.counters, queued=len(self._queue), in_flight=len(self._in_flight))
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _on_request(self, req: RequestSnapshot) -> None:
+        waiters = self._waiters.setdefault(req.code, {})
+        if waiters:
+            self.counters["coalesced"] += 1
+        waiters[req.reply_to.actor_urn] = (req.reply_to, req.token)
+        self._enqueue(req.code)
+
+    def _enqueue(self, code: str) -> None:
+        if code in self._in_flight or code in self._retrying or code in self._queue or code not in self._waiters:
+            return
+        self._queue.append(code)
+        self._drain()
+
+    def _drain(self) -> None:
+        self._refill()
+        while self._queue and self._tokens >= 1.0:
+            batch = [self._queue.popleft()]
+            if self._dialect == "alltick":
+                while self._queue and len(batch) < _ALLTICK_BATCH:
+                    batch.append(self._queue.popleft())
+            self._tokens -= 1.0
+            self._start_fetch(tuple(batch))
+        if self._queue and not self._drain_scheduled:
+            self._drain_scheduled = True
+            wait_s = (1.0 - self._tokens) / self._cfg.max_per_second
+            self._scheduler.schedule(wait_s, self.actor_ref, DrainQueue())
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        burst = max(1.0, self._cfg.max_per_second)
+        self._tokens = min(burst, self._tokens + (now - self._refilled_at) * self._cfg.max_per_second)
+        self._refilled_at = now
+
+    def _start_fetch(self, codes: tuple[str, ...]) -> None:
+        assert self._pool is not None
+        self._in_flight.update(codes)
+        self.counters["requests"] += 1
+        self._trace += 1
+        future = self._pool.submit(fetch, self._dialect, self._url, self._token, codes, self._timeout_s,
+                                   f"dk-{self._trace}")
+        ref = self.actor_ref
+
+        def done(f: Future[FetchDone]) -> None:
+            try:
+                ref.tell(f.result())
+            except pykka.ActorDeadError:
+                pass
+            except Exception as exc:  # cancelled at shutdown, or a bug in fetch
+                try:
+                    ref.tell(FetchDone(codes, (), f"worker failed: {exc!r}"))
+                except pykka.ActorDeadError:
+                    pass
+
+        future.add_done_callback(done)
+
+    def _on_done(self, done: FetchDone) -> None:
+        self._in_flight.difference_update(done.codes)
+        got = {s.code: s for s in done.results}
+        for code in done.codes:
+            snap = got.get(code)
+            if snap is not None:
+                self._deliver(code, snap)
+            else:
+                self._failed(code, done.error or "code missing from reply", done.fatal)
+
+    def _deliver(self, code: str, snap: Snapshot | DepthPush) -> None:
+        self._attempts.pop(code, None)
+        for ref, token in self._waiters.pop(code, {}).values():
+            try:
+                ref.tell(SnapshotReady(code, token, snap))
+                self.counters["delivered"] += 1
+            except pykka.ActorDeadError:
+                pass  # the book was unsubscribed meanwhile
+
+    def _failed(self, code: str, error: str, fatal: bool) -> None:
+        self.counters["errors"] += 1
+        attempt = self._attempts.get(code, 0)
+        self._attempts[code] = attempt + 1
+        cap = self._cfg.retry_max_s * (10 if fatal else 1)
+        delay = self._rng.uniform(0, min(cap, self._cfg.retry_min_s * 2**attempt)) if not fatal else cap
+        self._log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
+                                            attempt + 1, delay)
+        self.counters["retries"] += 1
+        self._retrying.add(code)
+        self._scheduler.schedule(delay, self.actor_ref, RetryFetch(code))
+
+
+def fetch(dialect: str, url: str, token: str | None, codes: tuple[str, ...], timeout_s: float, trace: str) -> FetchDone:
+    """Blocking REST request (runs on a worker thread). Never raises."""
+    if dialect == "alltick":
+        full = f"{url}?token={token or ''}&query={codec_alltick.encode_depth_query(codes, trace)}"
+    else:
+        full = f"{url}?code={codes[0]}"
+    try:
+        with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=exc.code == 401)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return FetchDone(codes, (), f"{type(exc).__name__}: {exc} ({redact(full)})")
+    if dialect == "alltick":
+        rows = codec_alltick.decode_depth_tick(body)
+        if isinstance(rows, Ack):
+            return FetchDone(codes, (), f"ret {rows.ret} {rows.msg}", fatal=rows.ret == 401)
+        if isinstance(rows, DecodeError):
+            return FetchDone(codes, (), f"bad depth-tick reply: {rows.detail}")
+        return FetchDone(codes, rows)
+    snap = codec_article.decode_snapshot(body, codes[0])
+    if isinstance(snap, DecodeError):
+        return FetchDone(codes, (), f"bad snapshot: {snap.detail}")
+    return FetchDone(codes, (snap,))

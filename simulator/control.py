@@ -1,0 +1,191 @@
+"""Truth, introspection and fault injection: one implementation, two front doors.
+
+`Controller` methods run on the event-loop thread. The Python handle reaches them by
+marshalling a call onto the loop; HTTP clients reach them through `Controller.handle_http`
+under ``/_control/...`` on the venue's own port (so a test in another process, or a shell with
+curl, can drive the same faults the embedded tests use).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from loguru import logger
+from websockets.exceptions import InvalidState
+
+from .control_http import route
+from .errors import HistoryUnavailable, UnknownCode, UnknownConnection
+from .faults import FaultKind, MalformedKind, to_malformed_kind
+from .pump import Pump
+from .registry import CommandRecord, ConnectionInfo, ConnState
+from .venue import HttpReply, Venue
+
+#: Close code sent to every client by a restart (RFC 6455 "service restart").
+CLOSE_SERVICE_RESTART = 1012
+
+log = logger.bind(component="simulator")
+
+
+def _count(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+    return float(value)
+
+
+class Controller:
+    """Every control operation of one venue (event-loop thread only)."""
+
+    def __init__(self, venue: Venue, pump: Pump) -> None:
+        self._venue = venue
+        self._pump = pump
+
+    # -- truth and introspection ----------------------------------------------------------------
+
+    def truth(self, code: str) -> dict[str, Any]:
+        return self._venue.market.book(code)
+
+    def book_at(self, code: str, seq: int) -> dict[str, Any]:
+        return self._venue.market.book(code, _count(seq, "seq", minimum=0))
+
+    def subscriptions(self) -> dict[int, frozenset[str]]:
+        return self._venue.registry.subscriptions()
+
+    def connections(self) -> list[ConnectionInfo]:
+        return [conn.info() for conn in self._venue.registry.open.values()]
+
+    def counters(self) -> dict[str, Any]:
+        counters = self._venue.registry.snapshot_counters()
+        counters["faults"] = self._venue.faults.snapshot_counts()
+        return counters
+
+    def command_log(self, conn_id: int | None = None) -> list[CommandRecord]:
+        return self._venue.registry.command_log(conn_id)
+
+    def state(self) -> dict[str, Any]:
+        venue = self._venue
+        return {
+            "era": venue.market.era,
+            "frozen": venue.frozen,
+            "stalled": venue.faults.stalled(venue.now_s()),
+            "dialect": venue.config.dialect.value,
+            "symbols": list(venue.config.symbols),
+            "seqs": {code: symbol.seq for code, symbol in venue.market.symbols.items()},
+        }
+
+    @property
+    def era(self) -> int:
+        return self._venue.market.era
+
+    # -- market ---------------------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        self._pump.freeze()
+
+    def unfreeze(self) -> None:
+        self._pump.unfreeze()
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def _check_code(self, code: str | None) -> None:
+        if code is not None and code not in self._venue.market.symbols:
+            raise UnknownCode(code)
+
+    def drop(self, n: int, code: str | None = None) -> None:
+        self._check_code(code)
+        self._venue.faults.arm_drop(_count(n, "n"), code)
+
+    def duplicate(self, code: str | None = None) -> None:
+        self._check_code(code)
+        self._venue.faults.arm_duplicate(code)
+
+    def reorder(self, code: str | None = None) -> None:
+        self._check_code(code)
+        self._venue.faults.arm_reorder(code)
+
+    def stall(self, seconds: float) -> None:
+        """No business frames for ``seconds`` from now; replaces a running stall, 0 ends it."""
+        self._venue.faults.arm_stall(self._venue.now_s(), _seconds(seconds, "seconds", allow_zero=True))
+
+    def close(self, conn_id: int | None = None) -> int:
+        """Abort connections (no close frame); return how many."""
+        registry = self._venue.registry
+        targets = list(registry.open.values()) if conn_id is None else [registry.get(conn_id)]
+        for conn in targets:
+            conn.abort()
+            registry.remove(conn)
+        self._venue.faults.counts[FaultKind.CLOSE.value] += len(targets)
+        log.info("fault close connections={n}", n=len(targets))
+        return len(targets)
+
+    def restart(self) -> int:
+        """New era: close every connection (1012), seqs from 1, books regenerated; return the era."""
+        venue = self._venue
+        for conn in list(venue.registry.open.values()):
+            _close_with_frame(conn, CLOSE_SERVICE_RESTART, "service restart")
+            venue.registry.remove(conn)
+        venue.market.regenerate()
+        venue.faults.forget_held()
+        venue.faults.counts[FaultKind.RESTART.value] += 1
+        log.info("fault restart era={era}", era=venue.market.era)
+        return venue.market.era
+
+    def malformed(self, kind: MalformedKind | str, count: int = 1, conn_id: int | None = None) -> int:
+        """Send ``count`` bad frames of ``kind`` to every open connection (or one); return frames sent."""
+        kind = to_malformed_kind(kind)
+        _count(count, "count")
+        registry = self._venue.registry
+        targets = list(registry.open.values()) if conn_id is None else [registry.get(conn_id)]
+        for conn in targets:
+            self._venue.send_now(conn, [self._venue.dialect.malformed(kind, conn)] * count)
+        sent = count * len(targets)
+        self._venue.faults.counts[FaultKind.MALFORMED.value] += sent
+        self._venue.faults.counts[f"malformed_{kind.value}"] += sent
+        return sent
+
+    def rest_delay(self, seconds: float, count: int = 1) -> None:
+        self._venue.faults.arm_rest(delay_s=_seconds(seconds, "seconds"), count=_count(count, "count"))
+
+    def rest_fail(self, status: int, count: int = 1) -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status (400..599), got {status!r}")
+        self._venue.faults.arm_rest(fail_status=status, count=_count(count, "count"))
+
+    def stale_snapshot(self, lag: int, count: int = 1) -> None:
+        self._venue.faults.arm_rest(lag=_count(lag, "lag"), count=_count(count, "count"))
+
+    # -- HTTP front door ------------------------------------------------------------------------
+
+    def handle_http(self, method: str, path: str, params: dict[str, list[str]]) -> HttpReply:
+        try:
+            return route(self, method, path, params)
+        except (UnknownCode, UnknownConnection) as exc:
+            return HttpReply(404, {"error": str(exc)})
+        except HistoryUnavailable as exc:
+            return HttpReply(409, {"error": str(exc)})
+        except ValueError as exc:
+            return HttpReply(400, {"error": str(exc)})
+
+
+def _close_with_frame(conn: ConnState, code: int, reason: str) -> None:
+    """Send a close frame and close the TCP connection now, without waiting for the peer's."""
+    ws = conn.ws
+    try:
+        ws.protocol.send_close(code, reason)
+    except InvalidState:  # already closing: fall back to an abrupt close
+        conn.abort()
+        return
+    for data in ws.protocol.data_to_send():
+        if data:
+            ws.transport.write(data)
+    ws.transport.close()
+

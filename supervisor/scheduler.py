@@ -1,0 +1,159 @@
+"""A tiny timer service: tell an actor a message after a delay, once or every interval.
+
+pykka has no scheduler (jodal/pykka#53), and a ``threading.Timer`` per restart or per
+heartbeat tick means a thread each. One ``Scheduler`` is one daemon thread with a heap
+of due times; many actors can share it. It only ever *tells*, so it can never deadlock
+with an actor, and a tell to a dead actor is swallowed (a repeating timer to a dead
+actor cancels itself). Timers due at the same instant fire in the order they were
+scheduled, so restarts scheduled in start order are delivered in start order.
+
+Never early: a message is told at or after its due time on ``time.monotonic()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from typing import Any
+
+import pykka
+from loguru import logger
+
+_thread_counter = itertools.count(1)
+
+
+class TimerHandle:
+    """What ``schedule`` returns; pass it to ``Scheduler.cancel`` (or call ``cancel()``)."""
+
+    __slots__ = ("due_s", "interval_s", "ref", "message", "cancelled", "_scheduler")
+
+    def __init__(self, scheduler: Scheduler | None, due_s: float, interval_s: float | None,
+                 ref: pykka.ActorRef[Any] | None, message: Any) -> None:
+        self._scheduler = scheduler
+        self.due_s = due_s
+        self.interval_s = interval_s
+        self.ref = ref
+        self.message = message
+        self.cancelled = scheduler is None
+
+    def cancel(self) -> None:
+        """Stop this timer; harmless when it already fired or was cancelled."""
+        if self._scheduler is not None:
+            self._scheduler.cancel(self)
+        else:
+            self.cancelled = True
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else f"due {self.due_s:.3f}"
+        return f"<TimerHandle {type(self.message).__name__} {state}>"
+
+
+class Scheduler:
+    """One daemon thread (started on first use) telling messages to refs at due times."""
+
+    def __init__(self, name: str = "scheduler") -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._seq = itertools.count()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._log = logger.bind(actor="scheduler", scheduler=name)
+
+    # -- public API ---------------------------------------------------------------------
+
+    def schedule(self, delay_s: float, ref: pykka.ActorRef[Any], message: Any) -> TimerHandle:
+        """Tell ``message`` to ``ref`` once, ``delay_s`` from now (0 = as soon as possible)."""
+        return self._add(max(0.0, delay_s), None, ref, message)
+
+    def schedule_every(self, interval_s: float, ref: pykka.ActorRef[Any], message: Any, *,
+                       first_delay_s: float | None = None) -> TimerHandle:
+        """Tell ``message`` every ``interval_s`` (first after ``first_delay_s``, default one interval).
+
+        Ticks do not pile up: after a stall the next tick is one interval after the late one.
+        """
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        first = interval_s if first_delay_s is None else max(0.0, first_delay_s)
+        return self._add(first, interval_s, ref, message)
+
+    def cancel(self, handle: TimerHandle | None) -> None:
+        """Cancel a timer (None and already-fired or cancelled handles are fine)."""
+        if handle is None:
+            return
+        with self._cond:
+            handle.cancelled = True
+            handle.ref = None  # do not keep a dead actor's ref (and its message) alive
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Cancel every timer and end the thread. Idempotent; later schedules are no-ops."""
+        with self._cond:
+            self._closed = True
+            for _, _, handle in self._heap:
+                handle.cancelled = True
+                handle.ref = None
+            self._heap.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    @property
+    def pending(self) -> int:
+        """Timers not yet fired nor cancelled (a repeating timer counts once)."""
+        with self._cond:
+            return sum(1 for _, _, handle in self._heap if not handle.cancelled)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _add(self, delay_s: float, interval_s: float | None, ref: pykka.ActorRef[Any], message: Any) -> TimerHandle:
+        with self._cond:
+            if self._closed:
+                self._log.debug("scheduler closed: {} not scheduled", type(message).__name__)
+                return TimerHandle(None, 0.0, None, None, message)
+            handle = TimerHandle(self, time.monotonic() + delay_s, interval_s, ref, message)
+            heapq.heappush(self._heap, (handle.due_s, next(self._seq), handle))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name=f"depthkeeper-{self.name}-{next(_thread_counter)}")
+                self._thread.start()
+            self._cond.notify()
+            return handle
+
+    def _run(self) -> None:
+        """Fire due timers until closed. Tells happen under the lock (a tell never blocks),
+        so once ``cancel`` returns that timer can no longer fire."""
+        with self._cond:
+            while not self._closed:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due_s, _, handle = self._heap[0]
+                now = time.monotonic()
+                if handle.cancelled:
+                    heapq.heappop(self._heap)
+                elif due_s > now:
+                    self._cond.wait(due_s - now)
+                else:
+                    heapq.heappop(self._heap)
+                    self._fire(handle, due_s, now)
+
+    def _fire(self, handle: TimerHandle, due_s: float, now: float) -> None:
+        if handle.interval_s is not None:
+            next_due_s = due_s + handle.interval_s
+            handle.due_s = next_due_s if next_due_s > now else now + handle.interval_s
+            heapq.heappush(self._heap, (handle.due_s, next(self._seq), handle))
+        ref = handle.ref
+        if ref is None:
+            return
+        try:
+            ref.tell(handle.message)
+        except pykka.ActorDeadError:
+            handle.cancelled = True  # the actor is gone: a repeating timer must not tick forever
+            handle.ref = None

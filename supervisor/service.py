@@ -1,0 +1,323 @@
+"""BookService: the public facade hosts, the CLI and tests use (DESIGN.md §4).
+
+``BookService.start(cfg, parent=None)`` builds the tree (and the embedded simulator when
+configured) and returns at once; the books sync in the background. Every call from
+outside the tree that needs an actor's answer uses ``ask`` with a timeout and never
+blocks past it. ``parent`` (a pykka ref or a callable) receives ``Escalated`` exactly
+once if the root supervisor gives up; the service never exits the process and never
+touches actors that are not its own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import pykka
+from loguru import logger
+
+from depthkeeper.actors import codec_alltick, codec_article
+from depthkeeper.actors.book import BookActor
+from depthkeeper.actors.connection import ConnectionActor
+from depthkeeper.actors.listeners import ListenerHub, ListenerTarget
+from depthkeeper.actors.messages import BookStats, BookView, GetBookStats, GetCounters, GetView, Subscribe, Unsubscribe
+from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
+from depthkeeper.actors.snapshot import SnapshotActor
+from depthkeeper.actors.subscription import SubscriptionActor
+from depthkeeper.actors.symbols import SymbolRules
+from depthkeeper.actors.wire import redact
+from depthkeeper.supervisor.config import AppConfig
+from depthkeeper.supervisor.errors import ServiceError
+from depthkeeper.supervisor.messages import Escalated, GetChildren, GetStats
+from depthkeeper.supervisor.scheduler import Scheduler
+from depthkeeper.supervisor.spec import ChildContext, ChildSpec, Restart, Strategy, SupervisorFlags
+from depthkeeper.supervisor.stats import ServiceStats, build_stats
+from depthkeeper.supervisor.tree import BOOK_PREFIX, BooksSupervisor, TreeState, TreeSupervisor
+
+#: a reader stops feeding a book whose inbox holds this many batches (it then resyncs)
+INBOX_LIMIT = 2000
+
+
+class BookUnavailable(ServiceError):
+    """The book is not subscribed, or did not answer within the timeout."""
+
+
+@attrs.frozen
+class SubscribeResult:
+    accepted: tuple[str, ...]
+    rejected: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen
+class Health:
+    ok: bool
+    problems: tuple[str, ...]
+
+
+class BookService:
+    """Use :meth:`start`; see the module docstring."""
+
+    def __init__(self, cfg: AppConfig, parent: pykka.ActorRef[Any] | Callable[[Escalated], Any] | None,
+                 ask_timeout_s: float) -> None:
+        self.cfg = cfg
+        self._parent = parent
+        self.ask_timeout_s = ask_timeout_s
+        self.escalation: Escalated | None = None
+        self.simulator: Any = None
+        self._stopped = False
+        self._log = logger.bind(actor="service")
+        self.rules = SymbolRules(cfg.symbols.pattern, frozenset(cfg.symbols.allowed))
+        self.routes = RoutingTable()
+        self.peers = Peers()
+        self.epochs = EpochCounter()
+        self.hub = ListenerHub()
+        self.scheduler = Scheduler()
+        self.state = TreeState(desired=frozenset(cfg.symbols.initial))
+        self.started_at = time.time()
+        self.root: pykka.ActorRef[Any] | None = None
+        self.metrics: Any = None
+        # One registry per service: the library never touches prometheus' global one.
+        from prometheus_client import CollectorRegistry
+
+        from depthkeeper.supervisor.chaos import Chaos
+        from depthkeeper.supervisor.metrics import make_latency_histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.latency_histogram = make_latency_histogram(self.registry)
+
+        self.chaos = Chaos(self)
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, cfg: AppConfig, parent: pykka.ActorRef[Any] | Callable[[Escalated], Any] | None = None, *,
+              ask_timeout_s: float = 2.0) -> BookService:
+        svc = cls(cfg, parent, ask_timeout_s)
+        try:
+            svc._start()
+        except BaseException:
+            svc.stop()
+            raise
+        return svc
+
+    def _start(self) -> None:
+        cfg = self.cfg
+        url, rest_url = cfg.venue.url, cfg.venue.snapshot_url
+        if cfg.simulator.enabled:
+            from depthkeeper.simulator import SimConfig, Simulator
+
+            symbols = tuple(dict.fromkeys((*cfg.simulator.symbols, *cfg.symbols.initial)))
+            self.simulator = Simulator.start(SimConfig(
+                host="127.0.0.1", port=cfg.simulator.port, dialect=cfg.simulator.dialect, symbols=symbols,
+                rate_per_symbol=cfg.simulator.rate_per_symbol, seed=cfg.simulator.seed, levels=cfg.simulator.levels))
+            url, rest_url = self.simulator.url, self.simulator.rest_url
+        self.url, self.rest_url = url, rest_url
+        sup = cfg.supervisor
+        flags = SupervisorFlags(strategy=Strategy(sup.strategy), max_restarts=sup.max_restarts, period_s=sup.period_s,
+                                backoff_min_s=sup.restart_backoff_min_s, backoff_max_s=sup.restart_backoff_max_s,
+                                backoff_reset_s=sup.backoff_reset_s)
+        self.root = TreeSupervisor.start(None, flags, self._specs(url, rest_url, flags), name="depthkeeper",
+                                         escalate=self._on_escalation, routes=self.routes, peers=self.peers,
+                                         book_spec=self._book_spec, state=self.state)
+        if cfg.metrics.port:
+            from depthkeeper.supervisor.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self, self.registry, cfg.metrics.port)
+        self._log.info("started: dialect {} venue {} ({} symbols)", cfg.venue.dialect, redact(url),
+                       len(self.state.desired))
+
+    def _specs(self, url: str, rest_url: str, flags: SupervisorFlags) -> list[ChildSpec]:
+        cfg, dialect = self.cfg, self.cfg.venue.dialect
+        decode = codec_alltick.decode if dialect == "alltick" else codec_article.decode
+        pace_s = cfg.subscription.min_interval_s if dialect == "alltick" else 0.0
+        books_flags = attrs.evolve(flags, strategy=Strategy.ONE_FOR_ONE)
+        extra: list[ChildSpec] = []
+        if cfg.archive.path:
+            from depthkeeper.actors.archive import ArchiveActor
+
+            extra.append(ChildSpec("archive", lambda ctx: ArchiveActor.start(
+                ctx, path=cfg.archive.path, interval_s=cfg.archive.interval_s, depth=cfg.archive.depth, hub=self.hub,
+                scheduler=self.scheduler)))
+        return [*extra,
+            ChildSpec("snapshot", lambda ctx: SnapshotActor.start(
+                ctx, dialect=dialect, url=rest_url, token=cfg.venue.token, cfg=cfg.snapshot,
+                timeout_s=cfg.venue.rest_timeout_s, scheduler=self.scheduler)),
+            ChildSpec("books", lambda ctx: BooksSupervisor.start(
+                ctx, books_flags, [self._book_spec(c) for c in sorted(self.state.desired)], name="books",
+                routes=self.routes), kind="supervisor", shutdown_timeout_s=30.0),
+            ChildSpec("subscription", lambda ctx: SubscriptionActor.start(
+                ctx, dialect=dialect, cfg=cfg.subscription, rules=self.rules, peers=self.peers,
+                scheduler=self.scheduler, desired=self.state.desired, epoch=self.epochs.current,
+                depth_level=cfg.venue.depth_level)),
+            ChildSpec("connection", lambda ctx: ConnectionActor.start(
+                ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
+                peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
+                min_send_interval_s=pace_s, inbox_limit=INBOX_LIMIT, rng=random.Random())),
+        ]
+
+    def _book_spec(self, code: str) -> ChildSpec:
+        cfg = self.cfg
+
+        def factory(ctx: ChildContext) -> pykka.ActorRef[Any]:
+            return BookActor.start(ctx, code, dialect=cfg.venue.dialect, cfg=cfg.book, peers=self.peers, hub=self.hub,
+                                   scheduler=self.scheduler, epoch=self.epochs.current,
+                                   calibration_interval_s=cfg.calibration.interval_s,
+                                   latency_histogram=self.latency_histogram)
+
+        return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")
+
+    def _on_escalation(self, event: Escalated) -> None:
+        if self.escalation is not None:
+            return
+        self.escalation = event
+        self._log.error("the tree gave up after {} restarts; escalating", event.restarts)
+        parent = self._parent
+        if isinstance(parent, pykka.ActorRef):
+            try:
+                parent.tell(event)
+            except pykka.ActorDeadError:
+                pass
+        elif parent is not None:
+            parent(event)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def _root(self) -> pykka.ActorRef[Any]:
+        if self.root is None or self._stopped or not self.root.is_alive():
+            raise ServiceError("the service is not running")
+        return self.root
+
+    def subscribe(self, codes: Iterable[str]) -> SubscribeResult:
+        """Add codes on the live connection. Malformed codes are rejected here, never sent."""
+        accepted, rejected = self.rules.split(list(codes))
+        for code, reason in rejected:
+            self._log.bind(event="malformed_code", symbol=code).warning("rejected code {}: {}", code, reason)
+        if accepted:
+            self._root().tell(Subscribe(accepted))
+        return SubscribeResult(accepted, rejected)
+
+    def unsubscribe(self, codes: Iterable[str]) -> None:
+        codes = tuple(codes)
+        if codes:
+            self._root().tell(Unsubscribe(codes))
+
+    def subscriptions(self) -> frozenset[str]:
+        """The desired set (what the tree keeps subscribed)."""
+        return self.state.desired
+
+    def book(self, code: str, depth: int | None = None, timeout_s: float | None = None) -> BookView:
+        ref = self.routes.get(code)
+        if ref is None:
+            raise BookUnavailable(f"{code} is not subscribed" if code not in self.state.desired
+                                  else f"{code} is starting; no book yet")
+        try:
+            return ref.ask(GetView(depth), timeout=timeout_s or self.ask_timeout_s)
+        except pykka.Timeout:
+            raise BookUnavailable(f"{code} did not answer within {timeout_s or self.ask_timeout_s}s") from None
+        except pykka.ActorDeadError:
+            raise BookUnavailable(f"{code} is restarting") from None
+
+    def wait_live(self, codes: Iterable[str] | None = None, timeout: float = 10.0) -> bool:
+        """True once every given (default: every desired) book is LIVE; False at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wanted = tuple(codes) if codes is not None else tuple(self.state.desired)
+            if all(self._is_live(code, deadline) for code in wanted):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)  # polling a condition against a deadline
+
+    def _is_live(self, code: str, deadline: float) -> bool:
+        try:
+            left = max(0.05, deadline - time.monotonic())
+            return self.book(code, depth=0, timeout_s=left).status is BookStatus.LIVE
+        except BookUnavailable:
+            return False
+
+    def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
+        """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated)."""
+        return self.hub.add(target, codes)
+
+    def remove_listener(self, listener_id: int) -> bool:
+        return self.hub.remove(listener_id)
+
+    def book_stats(self) -> dict[str, BookStats]:
+        futures = {code: ref.ask(GetBookStats(), block=False) for code, ref in self.routes.table.items()}
+        out: dict[str, BookStats] = {}
+        deadline = time.monotonic() + self.ask_timeout_s
+        for code, future in futures.items():
+            try:
+                out[code] = future.get(timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, pykka.ActorDeadError):
+                continue
+        return out
+
+    def _ask(self, ref: pykka.ActorRef[Any] | None, message: Any) -> Any:
+        if ref is None:
+            return None
+        try:
+            return ref.ask(message, timeout=self.ask_timeout_s)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return None
+
+    def stats(self) -> ServiceStats:
+        root = self.root
+        children = self._ask(root, GetChildren()) or ()
+        books_ref = next((c.ref for c in children if c.id == "books"), None)
+        return build_stats(
+            books=self.book_stats(),
+            connection=self._ask(self.peers.connection, GetCounters()) or {},
+            subscription=self._ask(self.peers.subscription, GetCounters()) or {},
+            snapshot=self._ask(self.peers.snapshot, GetCounters()) or {},
+            root=self._ask(root, GetStats()),
+            books_sup=self._ask(books_ref, GetStats()),
+            escalations=1 if self.escalation else 0,
+            listeners=self.hub.stats(),
+        )
+
+    def health(self) -> Health:
+        problems = []
+        if self.escalation is not None:
+            problems.append(f"supervisor gave up: {self.escalation.reason}")
+        if self.state.venue_failure:
+            problems.append(f"venue refused us: {self.state.venue_failure}")
+        conn = self._ask(self.peers.connection, GetCounters())
+        if not conn or not conn.get("connected"):
+            problems.append("not connected")
+        for code, stats in self.book_stats().items():
+            if stats.status is not BookStatus.LIVE:
+                problems.append(f"{code} is {stats.status.name}")
+        missing = self.state.desired - self.routes.codes()
+        problems.extend(f"{code} has no book" for code in sorted(missing))
+        return Health(not problems, tuple(problems))
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the tree (children in reverse order), listeners, timers and the simulator. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.root is not None:
+            try:
+                self.root.stop(block=True, timeout=timeout_s)
+            except pykka.Timeout:
+                self._log.error("the tree did not stop within {}s", timeout_s)
+        self.hub.close()
+        self.scheduler.close()
+        if self.simulator is not None:
+            self.simulator.stop()
+        self._log.info("stopped")
+
+    def __enter__(self) -> BookService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
