@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from depthkeeper.supervisor.spec import ChildContext
 
 _REASONS = {r.value: r for r in ResyncReason}
+_SEQ_BREAKS = frozenset({"gap", "repeat", "backwards"})
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2
 
@@ -195,7 +196,10 @@ class BookActor(SupervisedActor):
         self._resync(message.epoch, reason)
 
     def _resync(self, epoch: int, reason: ResyncReason) -> None:
+        first_socket = self._epoch == 0
         self._epoch = epoch
+        if first_socket and reason is ResyncReason.RECONNECT:
+            return  # no socket data held yet (at most a REST fill): nothing to throw away
         before = self.book.status
         self._calibration.cancel()
         policy = self.policy
@@ -255,9 +259,11 @@ class BookActor(SupervisedActor):
             self._announce(before, status, reason)
 
     def _announce(self, before: BookStatus, now: BookStatus, reason: str) -> None:
-        if now is BookStatus.RESYNCING:
+        if now is BookStatus.RESYNCING and reason in _SEQ_BREAKS:
             self._log.bind(event="seq_break", epoch=self._epoch).warning(
                 "seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
+        elif now is BookStatus.RESYNCING:
+            self._log.bind(epoch=self._epoch).info("resyncing ({}) from seq {}", reason, self.book.last_seq)
         else:
             self._log.bind(epoch=self._epoch).info("status {} -> {} ({}) at seq {}", before.name, now.name, reason,
                                                   self.book.last_seq)

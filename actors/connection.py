@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from depthkeeper.supervisor.spec import ChildContext
 
 
+#: jitter allowance on top of the venue's pacing interval (the venue measures arrival times)
+PACING_MARGIN_S = 0.05
+
+
 def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
     """Full jitter on a capped exponential, never below the venue floor."""
     cap = min(cfg.backoff_max_s, cfg.backoff_min_s * 2**min(attempt, 32))
@@ -70,7 +74,7 @@ class ConnectionActor(SupervisedActor):
         self._epochs = epochs
         self._scheduler = scheduler
         self._decode = decode
-        self._min_send_interval_s = min_send_interval_s
+        self._min_send_interval_s = min_send_interval_s + PACING_MARGIN_S if min_send_interval_s > 0 else 0.0
         self._inbox_limit = inbox_limit
         self._rng = rng or random.Random()
         self._ws: websocket.WebSocket | None = None
@@ -120,6 +124,9 @@ class ConnectionActor(SupervisedActor):
             case FlushSends():
                 self._flush_scheduled = False
                 self._flush()
+            case VenueFailure(reason=reason):
+                self._fail(reason)
+                self._close_socket()
             case GetCounters():
                 return self.snapshot_counters()
             case _:
@@ -135,7 +142,7 @@ class ConnectionActor(SupervisedActor):
         return f"{self._url}{'&' if '?' in self._url else '?'}token={token}"
 
     def _connect(self) -> None:
-        if self._ws is not None or self._failed:
+        if self._ws is not None or self._failed:  # a refused token is final: no reconnect storm
             return
         url = self._full_url()
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
@@ -290,6 +297,7 @@ class ConnectionActor(SupervisedActor):
     def snapshot_counters(self) -> dict[str, Any]:
         rc = self.reader_counters
         return dict(self.counters, epoch=self.epoch, connected=self._ws is not None, failed=self._failed,
+                    reconnect_scheduled=self._connect_pending,
                     frames=rc.frames, business=rc.business, malformed=rc.malformed,
                     malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
                     overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,

@@ -34,6 +34,7 @@ from depthkeeper.actors.messages import (
     SocketClosed,
     SocketOpened,
     UnwantedData,
+    VenueFailure,
 )
 from depthkeeper.supervisor.base import SupervisedActor
 
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 _CODE_REJECTED = (600, 604)
 #: a ghost is unsubscribed again at most this often
 _GHOST_COOLDOWN_S = 1.0
+#: frames still in flight right after our own unsub are not ghosts
+_UNSUB_GRACE_S = 1.0
 
 
 class SubscriptionActor(SupervisedActor):
@@ -70,6 +73,7 @@ class SubscriptionActor(SupervisedActor):
         self._flush_scheduled = False
         self._ghost_frames: dict[str, int] = {}
         self._ghost_unsub_at: dict[str, float] = {}
+        self._left_at: dict[str, float] = {}
         self._seq_id = 0
         self._added_by_request: dict[int, frozenset[str]] = {}
         self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
@@ -139,7 +143,7 @@ class SubscriptionActor(SupervisedActor):
             return
         wait_s = self._last_sent_at + self._cfg.min_interval_s - time.monotonic()
         if wait_s > 0:
-            self._schedule(wait_s)
+            self._schedule(wait_s + 0.001)
             return
         want = self.desired - self.rejected.keys()
         if self._dialect == "alltick":
@@ -160,6 +164,7 @@ class SubscriptionActor(SupervisedActor):
         if to_unsub:
             self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
             self.active.difference_update(to_unsub)
+            self._left_at.update(dict.fromkeys(to_unsub, time.monotonic()))
             self.counters["codes_unsubscribed"] += len(to_unsub)
 
     def _flush_alltick(self, want: frozenset[str]) -> None:
@@ -175,6 +180,7 @@ class SubscriptionActor(SupervisedActor):
             self._send(codec_alltick.encode_cancel(self._seq_id, trace), "22006 cancel depth")
         self.counters["codes_subscribed"] += len(want - self.active)
         self.counters["codes_unsubscribed"] += len(self.active - want)
+        self._left_at.update(dict.fromkeys(self.active - want, time.monotonic()))
         self.active = set(want)
 
     def _send(self, text: str, what: str) -> None:
@@ -188,9 +194,11 @@ class SubscriptionActor(SupervisedActor):
         code = message.code
         if message.epoch != self.epoch or code in self.desired:
             return  # a book being started or restarted; not a ghost
+        now = time.monotonic()
+        if now - self._left_at.get(code, -1e9) < _UNSUB_GRACE_S:
+            return  # frames sent before the server processed our unsub
         frames = self._ghost_frames.get(code, 0) + message.frames
         self._ghost_frames[code] = frames
-        now = time.monotonic()
         if frames < self._cfg.ghost_threshold or now - self._ghost_unsub_at.get(code, -1e9) < _GHOST_COOLDOWN_S:
             return
         self._ghost_frames[code] = 0
@@ -212,6 +220,9 @@ class SubscriptionActor(SupervisedActor):
         if ack.ret in _CODE_REJECTED:
             for code in self._added_by_request.get(ack.seq_id or -1, frozenset()):
                 self._reject(code, f"ret {ack.ret} {ack.msg}")
+        elif ack.ret == 401:
+            self._log.bind(event="venue_refused").error("venue says the token is invalid (ret 401 {})", ack.msg)
+            self._peers.tell_connection(VenueFailure(f"ret 401 {ack.msg}"))
         elif ack.ret == 603:
             self._log.warning("venue says the plan's symbol limit is reached (ret 603 {}); extra codes ignored",
                               ack.msg)

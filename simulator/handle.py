@@ -158,6 +158,11 @@ class SimHandle:
             if self._thread.is_alive():
                 log.warning("simulator thread did not stop within {t}s", t=JOIN_TIMEOUT_S)
 
+    def __repr__(self) -> str:
+        where = self.url if self._ready.is_set() and self._startup_error is None else "not listening"
+        state = "stopped" if self._stopped else "running"
+        return f"<SimHandle {self.config.dialect.value} {where} {state}>"
+
     def __enter__(self) -> SimHandle:
         return self
 

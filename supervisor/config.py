@@ -264,6 +264,9 @@ def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str,
         sec = getattr(cfg, section)
         if getattr(sec, lo_key) > getattr(sec, hi_key):
             raise ConfigError(f"{source}: [{section}] {lo_key}: must not exceed {hi_key}")
+    if venue.dialect == "alltick" and cfg.heartbeat.interval_s < cfg.subscription.min_interval_s:
+        raise ConfigError(f"{source}: [heartbeat] interval_s: alltick counts heartbeats against the request pacing; "
+                          f"must be >= [subscription] min_interval_s ({cfg.subscription.min_interval_s})")
     _check_codes(cfg, source)
     if venue.token_env:
         token = environ.get(venue.token_env)

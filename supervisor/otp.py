@@ -270,7 +270,7 @@ class Supervisor(SupervisedActor):
             if child_id == failed.spec.id:
                 continue
             if sibling.ref is not None:
-                self._stop_incarnation(sibling, notify=True)
+                self._stop_incarnation(sibling, final=False)
                 if sibling.spec.restart is Restart.TEMPORARY:
                     del self._children[child_id]  # OTP: temporary children are never restarted
                     continue
@@ -341,8 +341,11 @@ class Supervisor(SupervisedActor):
         self.child_started(child_id, ref, child.generation, restarted)
         return ref
 
-    def _stop_incarnation(self, child: _Child, *, notify: bool) -> None:
-        """Blocking stop with the spec's timeout. Fences the incarnation first, so its report is stale."""
+    def _stop_incarnation(self, child: _Child, *, final: bool) -> None:
+        """Blocking stop with the spec's timeout. Fences the incarnation first, so its report is stale.
+
+        ``final`` is our own shutdown: no hook call, and no second wait for a child that timed out.
+        """
         ref, generation = child.ref, child.generation
         if ref is None:
             return
@@ -354,14 +357,16 @@ class Supervisor(SupervisedActor):
         except pykka.Timeout:
             self.log.bind(context="shutdown_error", offender=child.spec.id).warning(
                 "{} did not stop within {}s; leaked", child.spec.id, child.spec.shutdown_timeout_s)
-        if notify:
+            if not final:
+                self._draining[(child.spec.id, generation)] = (ref, child.spec.shutdown_timeout_s)
+        if not final:
             self.child_exited(child.spec.id, generation, ExitReason.SHUTDOWN)
 
     def _stop_all_children(self) -> None:
         for child in reversed(list(self._children.values())):
             self._scheduler.cancel(child.restart_timer)
             child.restart_timer = None
-            self._stop_incarnation(child, notify=False)
+            self._stop_incarnation(child, final=True)
         for (child_id, _generation), (ref, timeout_s) in list(self._draining.items()):
             try:
                 ref.stop(block=True, timeout=timeout_s)

@@ -48,8 +48,12 @@ class BookUnavailable(ServiceError):
 
 @attrs.frozen
 class SubscribeResult:
+    #: valid codes asked for (already-subscribed ones included)
     accepted: tuple[str, ...]
+    #: (code, reason) for codes refused before anything was sent
     rejected: tuple[tuple[str, str], ...]
+    #: codes that were not subscribed before this call
+    added: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -191,19 +195,27 @@ class BookService:
             raise ServiceError("the service is not running")
         return self.root
 
+    def _change(self, message: Subscribe | Unsubscribe) -> tuple[str, ...]:
+        """Asked, not told: when this returns the tree holds the new desired set."""
+        try:
+            return self._root().ask(message, timeout=self.ask_timeout_s)  # type: ignore[no-any-return]
+        except pykka.Timeout:
+            raise ServiceError(f"the tree did not take {message!r} within {self.ask_timeout_s}s") from None
+        except pykka.ActorDeadError:
+            raise ServiceError("the service is not running") from None
+
     def subscribe(self, codes: Iterable[str]) -> SubscribeResult:
         """Add codes on the live connection. Malformed codes are rejected here, never sent."""
         accepted, rejected = self.rules.split(list(codes))
         for code, reason in rejected:
             self._log.bind(event="malformed_code", symbol=code).warning("rejected code {}: {}", code, reason)
-        if accepted:
-            self._root().tell(Subscribe(accepted))
-        return SubscribeResult(accepted, rejected)
+        added = self._change(Subscribe(accepted)) if accepted else ()
+        return SubscribeResult(accepted, rejected, added)
 
-    def unsubscribe(self, codes: Iterable[str]) -> None:
+    def unsubscribe(self, codes: Iterable[str]) -> tuple[str, ...]:
+        """Remove codes (their books are stopped and freed); returns those that were subscribed."""
         codes = tuple(codes)
-        if codes:
-            self._root().tell(Unsubscribe(codes))
+        return self._change(Unsubscribe(codes)) if codes else ()
 
     def subscriptions(self) -> frozenset[str]:
         """The desired set (what the tree keeps subscribed)."""

@@ -130,9 +130,9 @@ class TreeSupervisor(Supervisor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case Subscribe(codes=codes):
-                self._subscribe(codes)
+                return self._subscribe(codes)
             case Unsubscribe(codes=codes):
-                self._unsubscribe(codes)
+                return self._unsubscribe(codes)
             case SocketOpened(epoch=epoch):
                 self._tell_books(Resync(epoch, "reconnect"))
                 self._peers.tell_subscription(SocketOpened(epoch))
@@ -144,26 +144,28 @@ class TreeSupervisor(Supervisor):
                 return super().on_receive(message)
         return None
 
-    def _subscribe(self, codes: tuple[str, ...]) -> None:
+    def _subscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
         new = [c for c in dict.fromkeys(codes) if c not in self.state.desired]
         if not new:
-            return
+            return ()
         self.state.desired = self.state.desired | frozenset(new)
         for code in new:
             self._tell(self._books, StartChild(self._book_spec(code)))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
         self._tlog.info("subscribed {} (desired: {})", new, len(self.state.desired))
+        return tuple(new)
 
-    def _unsubscribe(self, codes: tuple[str, ...]) -> None:
+    def _unsubscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
         gone = [c for c in dict.fromkeys(codes) if c in self.state.desired]
         if not gone:
-            return
+            return ()
         self.state.desired = self.state.desired - frozenset(gone)
         for code in gone:
             self._routes.remove(code)
             self._tell(self._books, TerminateChild(BOOK_PREFIX + code))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
         self._tlog.info("unsubscribed {} (desired: {})", gone, len(self.state.desired))
+        return tuple(gone)
 
     def _tell_books(self, message: Any) -> None:
         self._tell(self._books, BroadcastToBooks(message))
