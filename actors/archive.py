@@ -1,18 +1,23 @@
 """ArchiveActor: periodic top-N snapshots of every LIVE book, plus every status change, in SQLite.
 
-It never blocks a BookActor: it listens through the ListenerHub, which conflates book
-updates per symbol (the newest view wins) while the archive is busy, and the archive
-itself only keeps the newest view per symbol between writes. What it skipped is counted.
-Writes happen every ``interval_s`` in one transaction (WAL mode), so a crash or kill loses
-at most the uncommitted batch; a restarted archive appends, never rewrites, and keeps
-timestamps strictly increasing per symbol.
+Why it is shaped like this:
 
-Schema (documented in the README)::
+- It never blocks a BookActor. It listens through the ListenerHub, whose per-listener
+  mailbox conflates book updates per symbol (the newest view wins) while the archive is
+  busy writing; between writes the archive itself keeps only the newest view per symbol.
+  Every view replaced before it reached the file is counted (``skipped``).
+- One transaction per ``interval_s`` (WAL mode), so a crash or kill loses at most the batch
+  not yet committed, and the file is never left half-written: a crash inside a write rolls
+  it back. A clean stop commits what it holds.
+- If a write overruns its interval the missed ticks are not queued up behind it (that
+  would only write many tiny batches late); the next tick is the next interval boundary,
+  and the missed intervals are counted (``missed_intervals``).
+- A restarted archive appends, never rewrites: it reads the last ``ts``/``seq`` per symbol
+  back and keeps ``ts`` strictly increasing per symbol across both tables, so
+  ``(symbol, ts)`` identifies a row (enforced by unique indexes). An unchanged book (same
+  seq as its last row) is not written again.
 
-    snapshots(id INTEGER PRIMARY KEY, ts REAL, symbol TEXT, seq INTEGER, status TEXT,
-              bids TEXT /* JSON [[price, size], ...] best first */, asks TEXT)
-    events(id INTEGER PRIMARY KEY, ts REAL, symbol TEXT, kind TEXT /* status|gap|resync */,
-           old_status TEXT, new_status TEXT, seq INTEGER, reason TEXT)
+The schema is documented in the README ("Archive") and is ``SCHEMA`` below.
 """
 
 from __future__ import annotations
@@ -34,17 +39,44 @@ if TYPE_CHECKING:
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
+#: ``PRAGMA user_version`` of files this module writes
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, symbol TEXT NOT NULL, seq INTEGER NOT NULL,
-    status TEXT NOT NULL, bids TEXT NOT NULL, asks TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS snapshots_symbol_ts ON snapshots(symbol, ts);
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    symbol TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    bids TEXT NOT NULL,
+    asks TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_symbol_ts ON snapshots(symbol, ts);
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,
-    old_status TEXT, new_status TEXT, seq INTEGER NOT NULL, reason TEXT);
-CREATE INDEX IF NOT EXISTS events_symbol_ts ON events(symbol, ts);
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    symbol TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    old_status TEXT NOT NULL,
+    new_status TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS events_symbol_ts ON events(symbol, ts);
 """
-_RESYNC_REASONS = {"gap": "gap"}
+#: the smallest step between two rows of one symbol (keeps ts distinct at microsecond print)
+TS_STEP_S = 1e-6
+
+#: distinct symbols of a table by skip-scan over its (symbol, ts) index: O(symbols * log rows)
+_SYMBOLS_SQL = """
+WITH RECURSIVE s(symbol) AS (
+    SELECT MIN(symbol) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(symbol) FROM {table} WHERE symbol > s.symbol) FROM s WHERE s.symbol IS NOT NULL)
+SELECT symbol FROM s WHERE symbol IS NOT NULL
+"""
+
+
+class ArchiveError(Exception):
+    """The archive file cannot be used (written by an unknown schema version)."""
 
 
 @attrs.frozen
@@ -52,8 +84,48 @@ class ArchiveTick:
     """Timer -> ArchiveActor: write one batch."""
 
 
+def event_kind(event: BookStatusChanged) -> str:
+    """``gap`` / ``resync`` when the book left LIVE-able state to resync, else ``status``."""
+    if event.new is BookStatus.RESYNCING:
+        return "gap" if event.reason == "gap" else "resync"
+    return "status"
+
+
+def open_archive(path: str) -> sqlite3.Connection:
+    """Open (creating if needed) an archive file in WAL mode, autocommit (we BEGIN ourselves)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ArchiveError(f"{path}: archive schema version {version}, this depthkeeper writes {SCHEMA_VERSION}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash never loses a commit
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def last_rows(db: sqlite3.Connection) -> tuple[dict[str, float], dict[str, int]]:
+    """(last ts per symbol over both tables, seq of the last snapshot row per symbol)."""
+    last_ts: dict[str, float] = {}
+    last_seq: dict[str, int] = {}
+    for table in ("snapshots", "events"):
+        for (symbol,) in db.execute(_SYMBOLS_SQL.format(table=table)).fetchall():
+            ts, seq = db.execute(f"SELECT ts, seq FROM {table} WHERE symbol = ? ORDER BY ts DESC LIMIT 1",
+                                 (symbol,)).fetchone()
+            last_ts[symbol] = max(ts, last_ts.get(symbol, ts))
+            if table == "snapshots":
+                last_seq[symbol] = seq
+    return last_ts, last_seq
+
+
 class ArchiveActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, path: str, interval_s: float, depth: int, hub: ListenerHub,
+    """See the module docstring. Counters via ``ask(GetCounters())``."""
+
+    def __init__(self, ctx: ChildContext | None, *, path: str, interval_s: float, depth: int, hub: ListenerHub,
                  scheduler: Scheduler) -> None:
         super().__init__(ctx)
         self._path = path
@@ -62,90 +134,117 @@ class ArchiveActor(SupervisedActor):
         self._hub = hub
         self._scheduler = scheduler
         self._db: sqlite3.Connection | None = None
+        #: newest view per symbol since the last write
         self._latest: dict[str, BookView] = {}
+        #: status events since the last write: (received_at, symbol, kind, old, new, seq, reason)
+        self._events: list[tuple[Any, ...]] = []
         self._written_seq: dict[str, int] = {}
         self._last_ts: dict[str, float] = {}
-        self._events: list[tuple[Any, ...]] = []
         self._listener_id: int | None = None
         self._timer: Any = None
-        self.counters = {"rows_written": 0, "events_written": 0, "skipped": 0, "batches": 0}
+        self._due_s = 0.0
+        self._superseded = 0
+        self.counters = {"views": 0, "rows_written": 0, "events_written": 0, "batches": 0, "not_live": 0,
+                         "unchanged": 0, "missed_intervals": 0, "last_batch_s": 0.0}
         self._log = logger.bind(actor="archive")
 
+    # -- lifecycle ---------------------------------------------------------------------
+
     def init(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        for symbol, ts, seq in db.execute(
-                "SELECT symbol, MAX(ts), (SELECT seq FROM snapshots s2 WHERE s2.symbol = s.symbol "
-                "ORDER BY ts DESC LIMIT 1) FROM snapshots s GROUP BY symbol"):
-            self._last_ts[symbol] = ts
-            self._written_seq[symbol] = seq
-        for symbol, ts in db.execute("SELECT symbol, MAX(ts) FROM events GROUP BY symbol"):
-            self._last_ts[symbol] = max(ts, self._last_ts.get(symbol, 0.0))
-        self._db = db
+        self._db = open_archive(self._path)
+        self._last_ts, self._written_seq = last_rows(self._db)
         self._listener_id = self._hub.add(self.actor_ref)
-        self._timer = self._scheduler.schedule_every(self._interval_s, self.actor_ref, ArchiveTick())
-        self._log.info("archiving to {} every {}s (depth {})", self._path, self._interval_s, self._depth)
+        self._due_s = time.monotonic() + self._interval_s
+        self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
+        self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
+                       self._interval_s, self._depth, len(self._last_ts))
 
     def cleanup(self) -> None:
         if self._listener_id is not None:
             self._hub.remove(self._listener_id)
-        if self._timer is not None:
-            self._scheduler.cancel(self._timer)
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+            self._listener_id = None
+        self._scheduler.cancel(self._timer)
+        db, self._db = self._db, None
+        if db is not None:
+            if db.in_transaction:
+                db.rollback()  # a crash inside a write: never commit half a batch
+            db.close()
 
     def on_stop(self) -> None:
-        # A clean stop writes what it holds; a crash (on_failure) loses only this batch.
-        if self._db is not None:
-            self._write()
+        # A clean stop commits what it holds; a crash (on_failure -> cleanup) loses only this batch.
+        try:
+            self._flush()
+        except Exception as exc:  # the exit must still be reported
+            self._log.opt(exception=exc).error("final archive write failed: {!r}", exc)
         super().on_stop()
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case BookUpdated(view=view):
+                self.counters["views"] += 1
                 if view.code in self._latest:
-                    self.counters["skipped"] += 1
+                    self._superseded += 1
                 self._latest[view.code] = view
             case BookStatusChanged():
-                self._on_status(message)
+                self._events.append((time.time(), message.code, event_kind(message), message.old.name,
+                                     message.new.name, message.seq, message.reason))
             case ArchiveTick():
-                self._write()
+                self._on_tick()
             case GetCounters():
-                return dict(self.counters, path=self._path)
+                return self.counter_values()
             case _:
                 return super().on_receive(message)
         return None
 
-    def _on_status(self, event: BookStatusChanged) -> None:
-        kind = "status"
-        if event.new is BookStatus.RESYNCING:
-            kind = "gap" if event.reason == "gap" else "resync"
-        self._events.append((event.code, kind, event.old.name, event.new.name, event.seq, event.reason))
+    def counter_values(self) -> dict[str, Any]:
+        """Counters plus ``skipped`` = views replaced here + views conflated in our hub mailbox."""
+        hub = self._hub.stats().get(self._listener_id, {}) if self._listener_id is not None else {}
+        return dict(self.counters, skipped=self._superseded + hub.get("conflated", 0),
+                    pending=len(self._latest), path=self._path)
 
-    def _stamp(self, symbol: str, now: float) -> float:
-        """Strictly increasing per symbol, across restarts (never rewrite history)."""
-        ts = max(now, self._last_ts.get(symbol, 0.0) + 1e-6)
+    # -- writing -------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        self._flush()
+        now = time.monotonic()
+        self._due_s += self._interval_s
+        if self._due_s <= now:  # the write (or a busy inbox) overran: skip, do not queue, the missed ticks
+            missed = int((now - self._due_s) // self._interval_s) + 1
+            self.counters["missed_intervals"] += missed
+            self._due_s += missed * self._interval_s
+        self._timer = self._scheduler.schedule(self._due_s - now, self.actor_ref, ArchiveTick())
+
+    def _stamp(self, symbol: str, when: float) -> float:
+        """Strictly increasing per symbol, across restarts and wall-clock steps back."""
+        ts = max(when, self._last_ts.get(symbol, float("-inf")) + TS_STEP_S)
         self._last_ts[symbol] = ts
         return ts
 
-    def _write(self) -> None:
+    def _snapshot_rows(self, now: float) -> list[tuple[Any, ...]]:
+        rows = []
+        for code, view in self._latest.items():
+            if view.status is not BookStatus.LIVE:
+                self.counters["not_live"] += 1
+            elif self._written_seq.get(code) == view.seq:
+                self.counters["unchanged"] += 1
+            else:
+                bids = orjson.dumps(view.bids[: self._depth]).decode()
+                asks = orjson.dumps(view.asks[: self._depth]).decode()
+                rows.append((code, view.seq, view.updated_at, bids, asks))
+        return rows
+
+    def _flush(self) -> None:
         db = self._db
         if db is None or (not self._latest and not self._events):
             return
+        started = time.monotonic()
         now = time.time()
-        rows = []
-        for code, view in self._latest.items():
-            if view.status is not BookStatus.LIVE or self._written_seq.get(code) == view.seq:
-                continue
-            bids = orjson.dumps([list(x) for x in view.bids[: self._depth]]).decode()
-            asks = orjson.dumps([list(x) for x in view.asks[: self._depth]]).decode()
-            rows.append((self._stamp(code, now), code, view.seq, view.status.name, bids, asks))
-        events = [(self._stamp(e[0], now), *e) for e in self._events]
+        pending = self._snapshot_rows(now)
+        # Events happened before this sample: stamp them first, in arrival order.
+        events = [(self._stamp(e[1], e[0]), *e[1:]) for e in self._events]
+        rows = [(self._stamp(code, now), code, *rest) for code, *rest in pending]
         db.execute("BEGIN")
-        db.executemany("INSERT INTO snapshots(ts, symbol, seq, status, bids, asks) VALUES (?,?,?,?,?,?)", rows)
+        db.executemany("INSERT INTO snapshots(ts, symbol, seq, updated_at, bids, asks) VALUES (?,?,?,?,?,?)", rows)
         db.executemany("INSERT INTO events(ts, symbol, kind, old_status, new_status, seq, reason) "
                        "VALUES (?,?,?,?,?,?,?)", events)
         db.execute("COMMIT")
@@ -154,5 +253,6 @@ class ArchiveActor(SupervisedActor):
         self.counters["rows_written"] += len(rows)
         self.counters["events_written"] += len(events)
         self.counters["batches"] += 1
+        self.counters["last_batch_s"] = time.monotonic() - started
         self._latest = {}
         self._events = []

@@ -150,22 +150,35 @@ class BookActor(SupervisedActor):
         action = self.policy.on_diffs(batch.diffs)
         if self._calibration.active:
             self._calibration.record(batch.diffs)
-        if self.book.last_seq != seq:
-            self._updated_at = time.time()
-            sent_at = batch.diffs[-1].sent_at
-            if sent_at:
-                self.latencies.append(self._updated_at - sent_at)
-            hop_s = time.monotonic() - batch.received_at
-            self.apply_latencies.append(hop_s)
-            if self._histogram is not None:
-                self._histogram.observe(hop_s)
-            if self.book.status is BookStatus.STALE:
-                self.book.status = BookStatus.LIVE
+        applied = self.book.last_seq != seq
+        if applied:
+            self._record_latency(batch)
         self._after(action, before, self.policy.last_reason.value)
+        if applied:
+            self._check_lag(time.monotonic() - batch.received_at)
         if self._fetch_deferred and getattr(self.policy, "buffer", None):
             self._send_request()  # the stream has begun: now the snapshot can bridge it
         if self._calibration.pending_snapshot is not None:
             self._finish_calibration()
+
+    def _record_latency(self, batch: DiffBatch) -> None:
+        self._updated_at = time.time()
+        sent_at = batch.diffs[-1].sent_at
+        if sent_at:
+            self.latencies.append(self._updated_at - sent_at)
+        hop_s = time.monotonic() - batch.received_at
+        self.apply_latencies.append(hop_s)
+        if self._histogram is not None:
+            self._histogram.observe(hop_s)
+
+    def _check_lag(self, lag_s: float) -> None:
+        """A flood we cannot keep up with makes reads stale: say so, and say when it is over."""
+        max_lag = self._cfg.max_lag_s
+        status = self.book.status
+        if status is BookStatus.LIVE and max_lag and lag_s > max_lag:
+            self._set_status(BookStatus.STALE, f"behind the stream by {lag_s:.3f}s")
+        elif status is BookStatus.STALE and (not max_lag or lag_s <= max_lag / 2):
+            self._set_status(BookStatus.LIVE, "caught up")
 
     def _on_push(self, batch: PushBatch) -> None:
         if not self._fence(batch.epoch):

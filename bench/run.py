@@ -43,12 +43,16 @@ if str(BENCH_DIR) not in sys.path:
 from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes  # noqa: E402
 
 PEERS = ("depthkeeper", "naive", "naive+skiputf8", "naive+orjson")
+#: --quick drops the middle variant to stay under a minute
+PEERS_QUICK = ("depthkeeper", "naive", "naive+orjson")
 #: (label, total offered diffs/s over all symbols; 0 = as fast as the peer reads)
 RATES_FULL = (("1k", 1_000), ("10k", 10_000), ("50k", 50_000), ("max", 0))
 RATES_QUICK = (("10k", 10_000), ("max", 0))
 SYMBOLS = 50
 SCALE_SYMBOLS = 1000
 SCALE_RATE = ("20k", 20_000)
+#: extra warm-up of the scale run: 1000 snapshots and a 1000-code subscribe leave a backlog to drain
+SCALE_EXTRA_WARMUP_S = 3.0
 #: seconds a peer process may take beyond its warm-up and window (startup, 1000 snapshots, reads)
 PEER_SLACK_S = 120.0
 
@@ -155,13 +159,15 @@ def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str,
         "seed": SIM_SEED,
         "sim_levels": SIM_LEVELS,
         "symbols": SYMBOLS,
+        "scale_symbols": SCALE_SYMBOLS,
+        "scale_warmup_s": warmup_s + SCALE_EXTRA_WARMUP_S,
     }
 
 
 def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     warmup_s = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 5.0)
-    peers = tuple(args.peers.split(",")) if args.peers else PEERS
+    peers = tuple(args.peers.split(",")) if args.peers else PEERS_QUICK if args.quick else PEERS
     result: dict[str, Any] = {"meta": meta(args, warmup_s, seconds), "runs": [], "scale": [], "books": None}
     started = time.perf_counter()
     if not args.skip_books:
@@ -174,7 +180,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             result["runs"].append(run_feed(label, SYMBOLS, rate, peers, warmup_s, seconds))
     if not args.skip_scale:
         label, rate = SCALE_RATE
-        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + 1.0, seconds))
+        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + SCALE_EXTRA_WARMUP_S, seconds))
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     return result
 

@@ -51,8 +51,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self.ctx = ctx
         self.child_id = ctx.child_id if ctx is not None else type(self).__name__
         self.generation = ctx.generation if ctx is not None else 0
-        self._thread: threading.Thread | None = None
-        self._reported = False
+        self._actor_thread: threading.Thread | None = None
+        self._exit_reported = False
         self.log = logger.bind(actor=type(self).__name__, child_id=self.child_id, generation=self.generation)
 
     # -- hooks for subclasses -----------------------------------------------------------
@@ -66,8 +66,8 @@ class SupervisedActor(pykka.ThreadingActor):
     # -- pykka hooks --------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._thread = threading.current_thread()
-        self._tell_supervisor(ChildStarted(self.child_id, self.generation, self._thread))
+        self._actor_thread = threading.current_thread()
+        self._tell_supervisor(ChildStarted(self.child_id, self.generation, self._actor_thread))
         try:
             self.init()
         except Exception as exc:
@@ -112,9 +112,9 @@ class SupervisedActor(pykka.ThreadingActor):
         """Called instead of telling ``ChildExited`` when there is no supervisor (ctx is None)."""
 
     def _report_exit(self, reason: ExitReason, error: str | None) -> None:
-        if self._reported:
+        if self._exit_reported:
             return
-        self._reported = True
+        self._exit_reported = True
         self.log.debug("exited: {}", reason.value)
         if self.ctx is None:
             self.exit_without_supervisor(reason, error)

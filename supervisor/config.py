@@ -61,8 +61,10 @@ class BookConfig:
     snapshot_buffer: int = _opt(10_000, lo=1, hi=10_000_000)
     #: a LIVE book with no update for this long is flagged STALE (0 = never)
     stale_after_s: float = _opt(0.0, lo=0)
-    #: conflation: a listener gets at most one update per book per this interval (0 = every batch)
-    publish_interval_s: float = _opt(0.0, lo=0, hi=60)
+    #: the reader stops feeding a book whose inbox holds this many batches (the book then resyncs)
+    inbox_limit: int = _opt(2000, lo=1, hi=10_000_000)
+    #: a LIVE book applying data older than this (seconds since read) is flagged STALE (0 = off)
+    max_lag_s: float = _opt(1.0, lo=0, hi=3600)
 
 
 @attrs.frozen

@@ -101,18 +101,18 @@ class Supervisor(SupervisedActor):
         self.flags = flags
         self._initial_specs = tuple(specs)
         self._escalate = escalate
-        self._rng = rng if rng is not None else random.Random()
+        self._backoff_rng = rng if rng is not None else random.Random()
         self._children: dict[str, _Child] = {}
         self._generations: dict[str, int] = {}
         self._draining: dict[tuple[str, int], tuple[pykka.ActorRef[Any], float]] = {}
-        self._window = RestartWindow(flags.max_restarts, flags.period_s)
+        self._restart_window = RestartWindow(flags.max_restarts, flags.period_s)
         self._restarts_by_id: Counter[str] = Counter()
         self._restarts_by_kind: Counter[str] = Counter()
         self._escalations = 0
         self._gave_up = False
         self._give_up_reason = ""
         self._escalated = False
-        self._scheduler = Scheduler(name=f"restarts-{name}")
+        self._restart_timers = Scheduler(name=f"restarts-{name}")
         self._liveness: LivenessMonitor | None = None
         self.log = logger.bind(actor="supervisor", supervisor=name, child_id=self.child_id,
                                generation=self.generation)
@@ -144,7 +144,7 @@ class Supervisor(SupervisedActor):
             self._start_incarnation(self._add_child(spec), restarted=False)
 
     def cleanup(self) -> None:
-        self._scheduler.close()
+        self._restart_timers.close()
         if self._liveness is not None:
             self._liveness.stop()
         self._stop_all_children()
@@ -227,7 +227,7 @@ class Supervisor(SupervisedActor):
         child = self._children.pop(child_id, None)
         if child is None:
             return False
-        self._scheduler.cancel(child.restart_timer)
+        self._restart_timers.cancel(child.restart_timer)
         ref, generation = child.ref, child.generation
         if ref is not None:
             self._unwatch(child)
@@ -252,11 +252,11 @@ class Supervisor(SupervisedActor):
             if child.spec.restart is Restart.TEMPORARY:
                 del self._children[child.spec.id]
             return
-        if not self._window.record(now_s):
+        if not self._restart_window.record(now_s):
             self._give_up(child, reason)
             return
         child.attempt = next_attempt(child.attempt, uptime_s, self.flags.backoff_reset_s)
-        delay_s = backoff_delay(child.attempt, self.flags.backoff_min_s, self.flags.backoff_max_s, self._rng)
+        delay_s = backoff_delay(child.attempt, self.flags.backoff_min_s, self.flags.backoff_max_s, self._backoff_rng)
         child.attempt += 1
         for victim in self._take_down_siblings(child):
             self._schedule_restart(victim, delay_s)
@@ -275,7 +275,7 @@ class Supervisor(SupervisedActor):
                     del self._children[child_id]  # OTP: temporary children are never restarted
                     continue
             elif sibling.restart_timer is not None:
-                self._scheduler.cancel(sibling.restart_timer)
+                self._restart_timers.cancel(sibling.restart_timer)
                 sibling.restart_timer = None
             else:
                 continue  # down for good: a sibling's failure does not revive it
@@ -285,7 +285,7 @@ class Supervisor(SupervisedActor):
     def _schedule_restart(self, child: _Child, delay_s: float) -> None:
         child.generation = self._next_generation(child.spec.id)
         message = RestartDue(child.spec.id, child.generation)
-        child.restart_timer = self._scheduler.schedule(delay_s, self.actor_ref, message)
+        child.restart_timer = self._restart_timers.schedule(delay_s, self.actor_ref, message)
         self.log.bind(offender=child.spec.id).info("restarting {} in {:.3f}s (generation {})",
                                                     child.spec.id, delay_s, child.generation)
 
@@ -296,7 +296,7 @@ class Supervisor(SupervisedActor):
         self.log.bind(context="shutdown", offender=child.spec.id, reason=reason.value).error(
             "restart intensity exceeded ({} restarts so far); stopping children and escalating", total)
         self._gave_up = True
-        self._scheduler.close()
+        self._restart_timers.close()
         self._stop_all_children()
         self.actor_ref.tell(_GiveUp(self._give_up_reason))
 
@@ -364,7 +364,7 @@ class Supervisor(SupervisedActor):
 
     def _stop_all_children(self) -> None:
         for child in reversed(list(self._children.values())):
-            self._scheduler.cancel(child.restart_timer)
+            self._restart_timers.cancel(child.restart_timer)
             child.restart_timer = None
             self._stop_incarnation(child, final=True)
         for (child_id, _generation), (ref, timeout_s) in list(self._draining.items()):

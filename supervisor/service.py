@@ -11,6 +11,7 @@ touches actors that are not its own.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,10 +38,6 @@ from depthkeeper.supervisor.scheduler import Scheduler
 from depthkeeper.supervisor.spec import ChildContext, ChildSpec, Restart, Strategy, SupervisorFlags
 from depthkeeper.supervisor.stats import ServiceStats, build_stats
 from depthkeeper.supervisor.tree import BOOK_PREFIX, BooksSupervisor, TreeState, TreeSupervisor
-
-#: a reader stops feeding a book whose inbox holds this many batches (it then resyncs)
-INBOX_LIMIT = 2000
-
 
 class BookUnavailable(ServiceError):
     """The book is not subscribed, or did not answer within the timeout."""
@@ -84,6 +81,8 @@ class BookService:
         self.started_at = time.time()
         self.root: pykka.ActorRef[Any] | None = None
         self.metrics: Any = None
+        self._stats_stop = threading.Event()
+        self._stats_thread: threading.Thread | None = None
         # One registry per service: the library never touches prometheus' global one.
         from prometheus_client import CollectorRegistry
 
@@ -127,6 +126,11 @@ class BookService:
         self.root = TreeSupervisor.start(None, flags, self._specs(url, rest_url, flags), name="depthkeeper",
                                          escalate=self._on_escalation, routes=self.routes, peers=self.peers,
                                          book_spec=self._book_spec, state=self.state)
+        if cfg.log.stats_interval_s > 0:
+            self._stats_stop = threading.Event()
+            self._stats_thread = threading.Thread(target=self._log_throughput, args=(cfg.log.stats_interval_s,),
+                                                  name="depthkeeper-statslog", daemon=True)
+            self._stats_thread.start()
         if cfg.metrics.port:
             from depthkeeper.supervisor.metrics import MetricsServer
 
@@ -160,7 +164,7 @@ class BookService:
             ChildSpec("connection", lambda ctx: ConnectionActor.start(
                 ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
                 peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
-                min_send_interval_s=pace_s, inbox_limit=INBOX_LIMIT, rng=random.Random())),
+                min_send_interval_s=pace_s, inbox_limit=cfg.book.inbox_limit, rng=random.Random())),
         ]
 
     def _book_spec(self, code: str) -> ChildSpec:
@@ -308,6 +312,25 @@ class BookService:
         problems.extend(f"{code} has no book" for code in sorted(missing))
         return Health(not problems, tuple(problems))
 
+    def _log_throughput(self, interval_s: float) -> None:
+        """Every interval: msgs/s received and the apply latency (read -> applied), as one line."""
+        last_frames, last_at = 0, time.monotonic()
+        while not self._stats_stop.wait(interval_s):
+            try:
+                stats = self.book_stats()
+                conn = self._ask(self.peers.connection, GetCounters()) or {}
+            except Exception:  # noqa: BLE001 - logging must never take the service down
+                continue
+            now, frames = time.monotonic(), conn.get("frames", 0)
+            rate = (frames - last_frames) / max(now - last_at, 1e-9) if frames >= last_frames else 0.0
+            last_frames, last_at = frames, now
+            p50 = max((b.apply_p50_s for b in stats.values()), default=0.0)
+            p99 = max((b.apply_p99_s for b in stats.values()), default=0.0)
+            live = sum(1 for b in stats.values() if b.status is BookStatus.LIVE)
+            self._log.bind(event="throughput").info(
+                "throughput {:.0f} msgs/s; apply latency p50 {:.0f}us p99 {:.0f}us (worst book); {}/{} books live",
+                rate, p50 * 1e6, p99 * 1e6, live, len(stats))
+
     # -- shutdown --------------------------------------------------------------------------
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -315,6 +338,9 @@ class BookService:
         if self._stopped:
             return
         self._stopped = True
+        if self._stats_thread is not None:
+            self._stats_stop.set()
+            self._stats_thread.join(timeout=2.0)
         if self.metrics is not None:
             self.metrics.stop()
         if self.root is not None:

@@ -1,0 +1,74 @@
+"""A slow listener never grows an unbounded queue: updates are conflated per code, statuses kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pykka
+
+from depthkeeper.actors.listeners import ListenerHub
+from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
+from depthkeeper.actors.orderbook import BookStatus
+
+
+def view(code: str, seq: int) -> BookUpdated:
+    return BookUpdated(BookView(code, BookStatus.LIVE, seq, (), (), 0.0))
+
+
+def wait_until(pred: Any, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def test_slow_callable_gets_the_newest_view_and_every_status() -> None:
+    hub = ListenerHub()
+    gate = threading.Event()
+    got: list[Any] = []
+
+    def slow(event: Any) -> None:
+        gate.wait(5)
+        got.append(event)
+
+    hub.add(slow)
+    try:
+        for seq in range(1, 1001):
+            hub.publish(view("BTCUSDT", seq), "BTCUSDT")
+        hub.publish(BookStatusChanged("BTCUSDT", BookStatus.LIVE, BookStatus.RESYNCING, 1000, "gap"), "BTCUSDT")
+        hub.publish(BookStatusChanged("BTCUSDT", BookStatus.RESYNCING, BookStatus.LIVE, 1001, "snapshot"), "BTCUSDT")
+        gate.set()
+        wait_until(lambda: any(isinstance(e, BookUpdated) and e.view.seq == 1000 for e in got))
+        updates = [e for e in got if isinstance(e, BookUpdated)]
+        statuses = [e for e in got if isinstance(e, BookStatusChanged)]
+        assert len(updates) <= 3  # at most: one in hand when the gate closed, then the newest
+        assert [s.new for s in statuses] == [BookStatus.RESYNCING, BookStatus.LIVE]
+        assert next(iter(hub.stats().values()))["conflated"] >= 990
+    finally:
+        hub.close()
+
+
+class Sink(pykka.ThreadingActor):
+    def __init__(self, seen: list[Any]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def on_receive(self, message: Any) -> None:
+        self.seen.append(message)
+
+
+def test_actor_listener_and_code_filter() -> None:
+    hub = ListenerHub()
+    seen: list[Any] = []
+    ref = Sink.start(seen)
+    hub.add(ref, codes=["ETHUSDT"])
+    try:
+        hub.publish(view("BTCUSDT", 1), "BTCUSDT")
+        hub.publish(view("ETHUSDT", 7), "ETHUSDT")
+        wait_until(lambda: seen)
+        assert [e.view.code for e in seen] == ["ETHUSDT"]
+        assert ref.actor_inbox.qsize() == 0
+    finally:
+        hub.close()
