@@ -93,7 +93,9 @@ def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any]
             restarts.update(sup.restarts)
             for kind, n in sup.restarts_by_kind.items():
                 by_kind[kind] = by_kind.get(kind, 0) + n
-    esc = escalations + (1 if books_sup is not None and books_sup.escalations else 0)
+    # a supervisor counts the GAVE_UP exits of its child supervisors; the root's own give-up
+    # reaches the service as the escalation callback (a dead root cannot answer GetStats)
+    esc = escalations + (root.escalations if root is not None else 0)
     conn = ConnectionFigures(
         reconnects=connection.get("reconnects", 0), heartbeat_timeouts=connection.get("heartbeat_timeouts", 0),
         malformed=connection.get("malformed", 0), epoch=connection.get("epoch", 0),

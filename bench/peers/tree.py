@@ -132,9 +132,13 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         conn1 = _connection(svc)
         rss = meter.rss_bytes()
         threads = meter.threads()
-        reads = _book_call_latencies(svc, codes, read_calls, budget_s=10.0)
+        t_reads = time.perf_counter()
+        reads = _book_call_latencies(svc, codes, read_calls, budget_s=5.0)
+        reads_s = time.perf_counter() - t_reads
     finally:
+        t_stop = time.perf_counter()
         svc.stop()
+        stop_s = time.perf_counter() - t_stop
     elapsed = t1 - t0
     stats = books1["stats"].values()
     p50s = sorted(s.latency_p50_s for s in stats)
@@ -164,6 +168,8 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         "read_p50_s": percentile(reads, 0.5),
         "read_p99_s": percentile(reads, 0.99),
         "read_calls": len(reads),
+        "reads_s": reads_s,
+        "stop_s": stop_s,
         "gaps": books1["gaps"] - books0["gaps"],
         "resyncs": books1["resyncs"] - books0["resyncs"],
         "overflows": books1["overflows"] - books0["overflows"],
