@@ -140,20 +140,20 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                     "PASS" if r["read_p50_s"] <= READ_P50_TARGET_S else "FAIL"))
     r = dk(runs.get("50k"))
     if r:
-        out.append(("50k/s offered: no backlog growth",
-                    f"applied {r['applied_per_s']:,.0f}/s of {r['offered_per_s']:,.0f}/s, lag Δ {backlog_growth_per_s(r):+,.0f}/s, "
-                    f"{lag_end_s(r):.3f} s behind at the end",
-                    _verdict(r)))
+        out.append(("50k/s offered: no backlog growth", _backlog_figures(r), _verdict(r)))
     for run in scale:
         r = dk(run)
         if r:
             out.append((f"{run['symbols']} symbols: RSS ≤ 150 MB", f"{r['rss_bytes'] / 2**20:.1f} MB",
                         "PASS" if r["rss_bytes"] <= RSS_BUDGET_BYTES else "FAIL"))
-            out.append((f"{run['symbols']} symbols at {run['label']}: no backlog growth",
-                        f"applied {r['applied_per_s']:,.0f}/s of {r['offered_per_s']:,.0f}/s, lag Δ {backlog_growth_per_s(r):+,.0f}/s, "
-                        f"{lag_end_s(r):.3f} s behind at the end",
+            out.append((f"{run['symbols']} symbols at {run['label']}: no backlog growth", _backlog_figures(r),
                         _verdict(r)))
     return out
+
+
+def _backlog_figures(r: dict[str, Any]) -> str:
+    return (f"applied {r['applied_per_s']:,.0f}/s of {r['offered_per_s']:,.0f}/s, "
+            f"lag Δ {backlog_growth_per_s(r):+,.0f}/s, {lag_end_s(r):.3f} s behind at the end")
 
 
 def _verdict(r: dict[str, Any]) -> str:
@@ -169,14 +169,13 @@ def books_table(books: dict[str, Any]) -> str:
 
 def render(result: dict[str, Any]) -> str:
     meta = result["meta"]
-    parts = [
-        f"depthkeeper benchmark — {meta['date']} — {meta['machine']} — python {meta['python']}"
-        f"{' — QUICK' if meta.get('quick') else ''}",
-        f"window {meta['seconds']} s after {meta['warmup_s']} s warm-up; simulator in its own process "
-        f"(seed {meta['seed']}, {meta['sim_levels']} levels/side, stamped); each peer in its own process, "
-        "one at a time, each against a fresh simulator.",
-        "",
-    ]
+    title = (f"depthkeeper benchmark — {meta['date']} — {meta['machine']} — python {meta['python']}"
+             f"{' — QUICK' if meta.get('quick') else ''}")
+    setup = (f"window {meta['seconds']} s after {meta['warmup_s']} s warm-up "
+             f"({meta.get('scale_warmup_s', meta['warmup_s'])} s for the {meta.get('scale_symbols', 1000)}-symbol run); "
+             f"simulator in its own process (seed {meta['seed']}, {meta['sim_levels']} levels/side, stamped); "
+             "each peer in its own process, one at a time, each against a fresh simulator.")
+    parts = [title, setup, ""]
     if result.get("runs") or result.get("scale"):
         parts += ["Feed: applied diffs/s, latency venue send ts -> applied, CPU/RSS of the peer process", "",
                   feed_table(result), ""]

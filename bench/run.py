@@ -67,12 +67,12 @@ def peer_main(args: argparse.Namespace) -> int:
             from peers import tree
 
             result = tree.run(args.url, args.rest_url, args.control_url, codes, warmup_s=args.warmup,
-                              seconds=args.seconds)
+                              seconds=args.seconds, read_calls=args.read_calls)
         else:
             from peers import naive
 
             result = naive.run(args.url, args.control_url, codes, variant=args.peer, warmup_s=args.warmup,
-                               seconds=args.seconds)
+                               seconds=args.seconds, read_calls=args.read_calls)
     real_stdout.write(json.dumps(result) + "\n")
     real_stdout.flush()
     return 0
@@ -84,14 +84,17 @@ def _progress(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_peer(peer: str, symbols: int, total_rate: float, warmup_s: float, seconds: float) -> dict[str, Any]:
+def run_peer(peer: str, symbols: int, total_rate: float, warmup_s: float, seconds: float,
+             read_calls: int) -> dict[str, Any]:
     """A fresh simulator, one peer process against it, its JSON back (or an error entry)."""
     try:
         with simulator_process(symbols, total_rate) as sim:
             cmd = [sys.executable, str(BENCH_DIR / "run.py"), "--peer", peer, "--url", sim.url,
                    "--rest-url", sim.rest_url, "--control-url", sim.control_url, "--symbols", str(symbols),
-                   "--warmup", str(warmup_s), "--seconds", str(seconds)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=warmup_s + seconds + PEER_SLACK_S)
+                   "--warmup", str(warmup_s), "--seconds", str(seconds),
+                   "--read-calls", str(read_calls)]
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=warmup_s + seconds + PEER_SLACK_S, check=False)
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
         return {"peer": peer, "error": f"{type(exc).__name__}: {exc}"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -102,11 +105,11 @@ def run_peer(peer: str, symbols: int, total_rate: float, warmup_s: float, second
 
 
 def run_feed(label: str, symbols: int, total_rate: float, peers: tuple[str, ...], warmup_s: float,
-             seconds: float) -> dict[str, Any]:
+             seconds: float, read_calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {"label": label, "symbols": symbols, "offered_target_per_s": total_rate, "peers": {}}
     for peer in peers:
         _progress(f"{label} over {symbols} symbols: {peer}")
-        result = run_peer(peer, symbols, total_rate, warmup_s, seconds)
+        result = run_peer(peer, symbols, total_rate, warmup_s, seconds, read_calls)
         if "error" in result:
             _progress(f"  {peer} failed: {result['error'].splitlines()[-1][:200]}")
         else:
@@ -119,9 +122,9 @@ def run_feed(label: str, symbols: int, total_rate: float, peers: tuple[str, ...]
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True,
-                              text=True, timeout=5).stdout.strip()
+                              text=True, timeout=5, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=BENCH_DIR, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
+                               timeout=5, check=False).stdout.strip()
         return f"{head}{'+dirty' if dirty else ''}" if head else "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -161,6 +164,7 @@ def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str,
         "symbols": SYMBOLS,
         "scale_symbols": SCALE_SYMBOLS,
         "scale_warmup_s": warmup_s + SCALE_EXTRA_WARMUP_S,
+        "read_calls": args.read_calls if args.read_calls is not None else (500 if args.quick else 2000),
     }
 
 
@@ -168,6 +172,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     warmup_s = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 5.0)
     peers = tuple(args.peers.split(",")) if args.peers else PEERS_QUICK if args.quick else PEERS
+    read_calls = args.read_calls if args.read_calls is not None else (500 if args.quick else 2000)
     result: dict[str, Any] = {"meta": meta(args, warmup_s, seconds), "runs": [], "scale": [], "books": None}
     started = time.perf_counter()
     if not args.skip_books:
@@ -177,10 +182,11 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         result["books"] = books.run(quick=args.quick)
     if not args.skip_feed:
         for label, rate in RATES_QUICK if args.quick else RATES_FULL:
-            result["runs"].append(run_feed(label, SYMBOLS, rate, peers, warmup_s, seconds))
+            result["runs"].append(run_feed(label, SYMBOLS, rate, peers, warmup_s, seconds, read_calls))
     if not args.skip_scale:
         label, rate = SCALE_RATE
-        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + SCALE_EXTRA_WARMUP_S, seconds))
+        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + SCALE_EXTRA_WARMUP_S, seconds,
+                                        read_calls))
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -217,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--rest-url")
     peer.add_argument("--control-url")
     peer.add_argument("--symbols", type=int, default=SYMBOLS)
+    parser.add_argument("--read-calls", type=int, default=None, help="book reads timed after each window")
     return parser
 
 

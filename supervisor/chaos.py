@@ -1,52 +1,246 @@
-"""Chaos tooling: kill our actors through the normal failure path (``svc.chaos``)."""
+"""Chaos tooling (``svc.chaos``): kill our actors, make zombies, break the venue -- all seedable.
+
+Why each weapon is built the way it is (see notes/pykka-and-supervision.md §1.7, §5):
+
+- **crash**: pykka has no kill. A told :class:`~depthkeeper.supervisor.messages.Crash` makes
+  the actor raise inside a told message, which is exactly the failure path a real bug takes
+  (``on_failure`` -> ``ChildExited(CRASHED)`` -> restart). It waits behind the backlog,
+  like a real failure in the next message would.
+- **zombie**: the actor's thread dies *without* any report, so only the supervisor's
+  liveness monitor can notice (see :mod:`zombies`). Hence a separate weapon: it proves the
+  safety net, not the reporting path.
+- **venue faults**: the simulator's fault API, with the parameters drawn from the same
+  seeded RNG, so a failing schedule can be replayed from its seed.
+
+Kill targets: ``"connection" | "subscription" | "snapshot" | "book:CODE" | "book" |
+"archive"`` (when configured) ``| "random"``.
+"""
 
 from __future__ import annotations
 
+import enum
 import random
+import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pykka
 
-from depthkeeper.supervisor.messages import Crash
+from depthkeeper.supervisor.messages import Crash, GetChildren
+from depthkeeper.supervisor.zombies import ZombieOutcome, make_zombie
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service import BookService
 
 SINGLETONS = ("connection", "subscription", "snapshot")
+BOOK = "book"
+ARCHIVE = "archive"
+RANDOM = "random"
 
 
-class Chaos:
-    """Kill targets: "connection" | "subscription" | "snapshot" | "book:CODE" | "book" | "random"."""
+class KillMode(enum.Enum):
+    """How a target is killed."""
 
-    def __init__(self, svc: BookService, rng: random.Random | None = None) -> None:
+    CRASH = "crash"  # a told Crash: the normal failure path
+    ZOMBIE = "zombie"  # the thread dies silently; the liveness monitor must catch it
+
+
+class VenueFault(enum.Enum):
+    """The simulator faults the monkey drives (the value is the report's name)."""
+
+    GAP = "gap"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    STALL = "stall"
+    CLOSE = "close"
+    RESTART = "restart"
+    MALFORMED = "malformed"
+    REST_DELAY = "rest_delay"
+    REST_FAIL = "rest_fail"
+    STALE_SNAPSHOT = "stale_snapshot"
+
+
+#: faults that hit one symbol's stream (the monkey picks the code)
+STREAM_FAULTS = (VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER)
+_MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_code")
+
+
+@attrs.frozen
+class FaultLimits:
+    """Bounds of the randomly drawn fault parameters (every fault is bounded in time)."""
+
+    gap_max: int = 5
+    stall_min_s: float = 0.8
+    stall_max_s: float = 1.5
+    malformed_max: int = 5
+    rest_delay_max_s: float = 0.3
+    rest_fault_max_count: int = 3
+    stale_lag_max: int = 20
+
+
+@attrs.frozen
+class KillResult:
+    """One kill: what was aimed at, what it resolved to, and whether it landed."""
+
+    target: str  # resolved: "book:BTCUSDT", "connection", ...
+    kind: str  # "book", "connection", ...
+    mode: KillMode
+    delivered: bool
+    at_s: float  # time.monotonic() when it was sent
+    ref: pykka.ActorRef[Any] | None = attrs.field(default=None, eq=False, repr=False)
+    detail: str = ""
+
+
+@attrs.frozen
+class FaultResult:
+    """One venue fault as injected (``code`` for stream faults, ``amount`` its size)."""
+
+    fault: VenueFault
+    at_s: float
+    code: str | None = None
+    amount: float = 0.0
+    era: int | None = None  # the new era after a RESTART
+
+
+class ChaosMonkey:
+    """Seedable chaos against one running :class:`BookService` (``svc.chaos``).
+
+    ``simulator`` defaults to the service's embedded one; pass a handle when the service
+    talks to a simulator started elsewhere (the chaos runner does).
+    """
+
+    def __init__(self, svc: BookService, rng: random.Random | None = None, *, seed: int | None = None,
+                 simulator: Any = None, limits: FaultLimits | None = None) -> None:
         self._svc = svc
-        self.rng = rng or random.Random()
-        self.kills: dict[str, int] = {}
+        self.rng = rng if rng is not None else random.Random(seed)
+        self._simulator = simulator
+        self.limits = limits or FaultLimits()
+        #: delivered kills per kind ("book", "connection", "zombie:book", ...)
+        self.kills: Counter[str] = Counter()
+        #: injected venue faults per kind
+        self.faults: Counter[str] = Counter()
+
+    @property
+    def simulator(self) -> Any:
+        sim = self._simulator if self._simulator is not None else self._svc.simulator
+        if sim is None:
+            raise RuntimeError("no simulator: venue faults need the embedded simulator or simulator=...")
+        return sim
+
+    # -- targets -------------------------------------------------------------------------
+
+    def _archive_ref(self) -> pykka.ActorRef[Any] | None:
+        root = self._svc.root
+        if not self._svc.cfg.archive.path or root is None:
+            return None
+        try:
+            children = root.ask(GetChildren(), timeout=self._svc.ask_timeout_s)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return None
+        return next((c.ref for c in children if c.id == ARCHIVE), None)
 
     def targets(self) -> list[str]:
-        return [*SINGLETONS, *(f"book:{c}" for c in sorted(self._svc.routes.codes()))]
+        """Every concrete target right now (books in code order)."""
+        extra = [ARCHIVE] if self._svc.cfg.archive.path else []
+        return [*SINGLETONS, *extra, *(f"book:{c}" for c in sorted(self._svc.routes.codes()))]
 
     def resolve(self, target: str) -> tuple[str, pykka.ActorRef[Any] | None]:
-        if target == "random":
+        """``target`` -> (concrete name, current ref or None while it restarts)."""
+        if target == RANDOM:
             target = self.rng.choice(self.targets())
-        elif target == "book":
-            books = self.targets()[len(SINGLETONS):]
-            target = self.rng.choice(books) if books else "connection"
+        elif target == BOOK:
+            books = sorted(self._svc.routes.codes())
+            if not books:
+                return BOOK, None
+            target = f"book:{self.rng.choice(books)}"
         if target.startswith("book:"):
             return target, self._svc.routes.get(target[5:])
         if target in SINGLETONS:
             return target, getattr(self._svc.peers, target)
-        raise ValueError(f"unknown chaos target {target!r}")
+        if target == ARCHIVE:
+            return target, self._archive_ref()
+        raise ValueError(f"unknown chaos target {target!r} (connection, subscription, snapshot, book, "
+                         f"book:CODE, archive, random)")
 
-    def kill(self, target: str) -> str:
-        """Crash the target (it raises inside a tell); returns the resolved target name."""
+    # -- kills ---------------------------------------------------------------------------
+
+    def kill(self, target: str = RANDOM) -> str:
+        """Crash ``target`` through the normal failure path; return the concrete target name."""
+        return self.crash(target).target
+
+    def crash(self, target: str = RANDOM) -> KillResult:
+        """Tell the target ``Crash``; it raises inside that told message (ChildExited CRASHED)."""
         name, ref = self.resolve(target)
+        kind = name.split(":", 1)[0]
+        at_s = time.monotonic()
         if ref is None:
-            return name
+            return KillResult(name, kind, KillMode.CRASH, False, at_s, None, "not running")
         try:
             ref.tell(Crash("chaos kill"))
         except pykka.ActorDeadError:
-            return name
+            return KillResult(name, kind, KillMode.CRASH, False, at_s, ref, "already dead")
+        self.kills[kind] += 1
+        return KillResult(name, kind, KillMode.CRASH, True, at_s, ref)
+
+    def zombie(self, target: str = BOOK, timeout_s: float = 1.0) -> KillResult:
+        """Kill the target's thread behind pykka's back; only the liveness monitor can see it.
+
+        Meant for BookActors (and the stateless singletons): a zombie runs no cleanup, so a
+        zombie ConnectionActor would leave its socket and reader thread behind.
+        """
+        name, ref = self.resolve(target)
         kind = name.split(":", 1)[0]
-        self.kills[kind] = self.kills.get(kind, 0) + 1
-        return name
+        at_s = time.monotonic()
+        if ref is None:
+            return KillResult(name, kind, KillMode.ZOMBIE, False, at_s, None, "not running")
+        outcome = make_zombie(ref, timeout_s)
+        delivered = outcome is ZombieOutcome.ZOMBIE
+        if delivered:
+            self.kills[f"zombie:{kind}"] += 1
+        return KillResult(name, kind, KillMode.ZOMBIE, delivered, at_s, ref, outcome.value)
+
+    # -- venue faults --------------------------------------------------------------------
+
+    def fault(self, fault: VenueFault | str, code: str | None = None) -> FaultResult:
+        """Inject one venue fault with parameters drawn from the seeded RNG."""
+        fault = VenueFault(fault)
+        sim, lim, rng = self.simulator, self.limits, self.rng
+        faults = sim.faults
+        if fault in STREAM_FAULTS and code is None:
+            codes = sorted(self._svc.subscriptions())
+            code = rng.choice(codes) if codes else None
+        amount: float = 0.0
+        era = None
+        match fault:
+            case VenueFault.GAP:
+                amount = rng.randint(1, lim.gap_max)
+                faults.drop(int(amount), code=code)
+            case VenueFault.DUPLICATE:
+                faults.duplicate(code=code)
+            case VenueFault.REORDER:
+                faults.reorder(code=code)
+            case VenueFault.STALL:
+                amount = round(rng.uniform(lim.stall_min_s, lim.stall_max_s), 3)
+                faults.stall(amount)
+            case VenueFault.CLOSE:
+                amount = faults.close()
+            case VenueFault.RESTART:
+                era = faults.restart()
+            case VenueFault.MALFORMED:
+                amount = faults.malformed(rng.choice(_MALFORMED_KINDS), rng.randint(1, lim.malformed_max))
+            case VenueFault.REST_DELAY:
+                amount = round(rng.uniform(0.01, lim.rest_delay_max_s), 3)
+                faults.rest_delay(amount, count=rng.randint(1, lim.rest_fault_max_count))
+            case VenueFault.REST_FAIL:
+                amount = rng.choice((429, 500, 503))
+                faults.rest_fail(int(amount), count=rng.randint(1, lim.rest_fault_max_count))
+            case VenueFault.STALE_SNAPSHOT:
+                amount = rng.randint(1, lim.stale_lag_max)
+                faults.stale_snapshot(int(amount), count=rng.randint(1, lim.rest_fault_max_count))
+        self.faults[fault.value] += 1
+        return FaultResult(fault, time.monotonic(), code, amount, era)
+
+
+#: the name ``BookService`` constructs (``svc.chaos``); kept for callers of the first API
+Chaos = ChaosMonkey

@@ -32,7 +32,7 @@ def render_table(stats: ServiceStats, views: dict[str, Any], rates: dict[str, fl
         bid = view.best_bid if view else None
         ask = view.best_ask if view else None
         spread = f"{ask - bid:9.4f}" if bid is not None and ask is not None else f"{'-':>9}"
-        levels = f"{len(view.bids)}/{len(view.asks)}" if view else "-"
+        levels = f"{view.complete_levels[0]}/{view.complete_levels[1]}" if view else "-"
         lines.append(f"{code:<10} {book.status:<9} {book.seq:>9} {bid if bid is not None else '-':>12} "
                      f"{ask if ask is not None else '-':>12} {spread} {levels:>7} {rates.get(code, 0.0):>8.1f} "
                      f"{book.gaps:>5} {book.resyncs:>7}")

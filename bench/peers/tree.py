@@ -21,6 +21,8 @@ from common import ProcessMeter, lag_diffs, percentile, venue_seqs
 LIVE_TIMEOUT_S = 60.0
 #: snapshot budget for the bench: the default 20/s would make a 1000-symbol start take 50 s
 SNAPSHOT_PER_S = 1000.0
+#: the timed book reads stop after this long (a backlogged tree answers slowly)
+READ_BUDGET_S = 3.0
 #: an ask from outside waits at most this long (a backlogged book answers late, not never)
 ASK_TIMEOUT_S = 10.0
 
@@ -133,7 +135,7 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         rss = meter.rss_bytes()
         threads = meter.threads()
         t_reads = time.perf_counter()
-        reads = _book_call_latencies(svc, codes, read_calls, budget_s=5.0)
+        reads = _book_call_latencies(svc, codes, read_calls, budget_s=READ_BUDGET_S)
         reads_s = time.perf_counter() - t_reads
     finally:
         t_stop = time.perf_counter()
