@@ -220,7 +220,7 @@ class ArchiveActor(SupervisedActor):
         self._last_ts[symbol] = ts
         return ts
 
-    def _snapshot_rows(self, now: float) -> list[tuple[Any, ...]]:
+    def _snapshot_rows(self) -> list[tuple[Any, ...]]:
         rows = []
         for code, view in self._latest.items():
             if view.status is not BookStatus.LIVE:
@@ -239,7 +239,7 @@ class ArchiveActor(SupervisedActor):
             return
         started = time.monotonic()
         now = time.time()
-        pending = self._snapshot_rows(now)
+        pending = self._snapshot_rows()
         # Events happened before this sample: stamp them first, in arrival order.
         events = [(self._stamp(e[1], e[0]), *e[1:]) for e in self._events]
         rows = [(self._stamp(code, now), code, *rest) for code, *rest in pending]

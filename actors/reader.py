@@ -1,10 +1,10 @@
 """The reader thread: recv -> decode -> route, the only per-frame hot path.
 
 A plain thread (not an actor handler, so the ConnectionActor stays responsive) owns the
-receiving half of one socket incarnation. After each blocking ``recv`` it keeps reading
-while frames are already waiting in the kernel (websocket-client reads frames by exact
-length, so ``poll(0)`` on the socket tells the truth), groups them per code, and tells
-each BookActor ONE batch: one thread hop per batch, not per diff.
+receiving half of one socket incarnation. It reads the socket in large chunks (see
+frames.py: one syscall for every frame already received), decodes each message, groups
+the diffs per code, and tells each BookActor ONE batch per chunk: one thread hop per
+batch, not per diff.
 
 Backpressure: if a BookActor's inbox already holds ``inbox_limit`` batches, the reader
 stops feeding it and counts what it skipped. Those diffs are lost, which the book sees as
@@ -14,7 +14,6 @@ flood never grows memory without bound.
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -25,15 +24,11 @@ import pykka
 import websocket
 from loguru import logger
 
+from depthkeeper.actors.frames import ConnectionClosed, FrameError, FrameReader
 from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored
 
-#: frames read before a batch is flushed even if more are waiting
-MAX_FRAMES_PER_BATCH = 2048
-_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
-_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
 
 
 @attrs.define
@@ -77,7 +72,9 @@ class Reader:
         reason = "closed by peer"
         try:
             self._loop()
-        except (websocket.WebSocketConnectionClosedException, OSError, ValueError) as exc:
+        except ConnectionClosed as exc:
+            reason = f"closed by peer: {exc}"
+        except (FrameError, websocket.WebSocketException, OSError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # the reader must always report its end
             reason = f"reader crashed: {exc!r}"
@@ -85,35 +82,26 @@ class Reader:
         self._on_closed(self.epoch, reason)
 
     def _loop(self) -> None:
-        recv = self.ws.recv_data
-        sock = self.ws.sock
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        pending: Callable[[], int] = getattr(sock, "pending", lambda: 0)
+        frames = FrameReader(self.ws.sock.recv, self.ws.pong)
         decode, counters = self._decode, self.counters
+        other = self._other
         while True:
+            messages = frames.read_messages()
+            if not messages:
+                continue
             diffs: dict[str, list[DiffEvent]] = {}
             pushes: dict[str, DepthPush] = {}
-            n = 0
-            while True:
-                opcode, data = recv()
-                if opcode == _OPCODE_CLOSE:
-                    self._flush(diffs, pushes)
-                    return
-                if opcode == _OPCODE_TEXT or opcode == _OPCODE_BINARY:
-                    n += 1
-                    event = decode(data)
-                    if type(event) is DiffEvent:
-                        batch = diffs.get(event.code)
-                        if batch is None:
-                            diffs[event.code] = [event]
-                        else:
-                            batch.append(event)
+            for data in messages:
+                event = decode(data)
+                if type(event) is DiffEvent:
+                    batch = diffs.get(event.code)
+                    if batch is None:
+                        diffs[event.code] = [event]
                     else:
-                        self._other(event, pushes)
-                if n >= MAX_FRAMES_PER_BATCH or not (pending() or poller.poll(0)):
-                    break
-            counters.frames += n
+                        batch.append(event)
+                else:
+                    other(event, pushes)
+            counters.frames += len(messages)
             self._flush(diffs, pushes)
 
     def _other(self, event: Any, pushes: dict[str, DepthPush]) -> None:

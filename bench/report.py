@@ -161,6 +161,14 @@ def _verdict(r: dict[str, Any]) -> str:
     return "PASS" if state == "yes" else "UNSETTLED (still draining a start-up backlog)" if state == "draining" else "FAIL"
 
 
+def _busy_runs(result: dict[str, Any]) -> list[float]:
+    """Load averages above the core count seen at the end of peer runs (other work running)."""
+    cores = result["meta"].get("cpu_count") or 1
+    loads = [r.get("loadavg_1m", 0.0) for run in [*result.get("runs", []), *result.get("scale", [])]
+             for r in run["peers"].values()]
+    return [x for x in loads if x > cores + 0.5]
+
+
 def books_table(books: dict[str, Any]) -> str:
     from books import render
 
@@ -175,7 +183,14 @@ def render(result: dict[str, Any]) -> str:
              f"({meta.get('scale_warmup_s', meta['warmup_s'])} s for the {meta.get('scale_symbols', 1000)}-symbol run); "
              f"simulator in its own process (seed {meta['seed']}, {meta['sim_levels']} levels/side, stamped); "
              "each peer in its own process, one at a time, each against a fresh simulator.")
-    parts = [title, setup, ""]
+    parts = [title, setup]
+    busy = _busy_runs(result)
+    if busy:
+        parts.append(f"WARNING: the machine was busy with other work during {len(busy)} peer run(s) (1-min load "
+                     f"average up to {max(busy):.1f} on {meta.get('cpu_count')} cores): those figures are noisy.")
+    if meta.get("commit_end") and meta.get("commit_end") != meta.get("commit"):
+        parts.append(f"WARNING: the code changed during the run ({meta['commit']} -> {meta['commit_end']}).")
+    parts.append("")
     if result.get("runs") or result.get("scale"):
         parts += ["Feed: applied diffs/s, latency venue send ts -> applied, CPU/RSS of the peer process", "",
                   feed_table(result), ""]

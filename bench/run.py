@@ -101,7 +101,9 @@ def run_peer(peer: str, symbols: int, total_rate: float, warmup_s: float, second
     if proc.returncode != 0 or not lines:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         return {"peer": peer, "error": f"exit {proc.returncode}: {tail or 'no output'}"}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["loadavg_1m"] = os.getloadavg()[0]  # other work on the machine shows up here
+    return result
 
 
 def run_feed(label: str, symbols: int, total_rate: float, peers: tuple[str, ...], warmup_s: float,
@@ -156,6 +158,7 @@ def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str,
         "python": platform.python_version(),
         "versions": _versions(),
         "commit": _git_commit(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "quick": args.quick,
         "warmup_s": warmup_s,
         "seconds": seconds,
@@ -188,6 +191,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + SCALE_EXTRA_WARMUP_S, seconds,
                                         read_calls))
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
+    result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["meta"]["commit_end"] = _git_commit()
     return result
 
 

@@ -7,8 +7,8 @@ Why each weapon is built the way it is (see notes/pykka-and-supervision.md §1.7
   (``on_failure`` -> ``ChildExited(CRASHED)`` -> restart). It waits behind the backlog,
   like a real failure in the next message would.
 - **zombie**: the actor's thread dies *without* any report, so only the supervisor's
-  liveness monitor can notice (see :mod:`zombies`). Hence a separate weapon: it proves the
-  safety net, not the reporting path.
+  liveness monitor can notice (see :func:`make_zombie`). Hence a separate weapon: it proves
+  the safety net, not the reporting path.
 - **venue faults**: the simulator's fault API, with the parameters drawn from the same
   seeded RNG, so a failing schedule can be replayed from its seed.
 
@@ -18,8 +18,12 @@ Kill targets: ``"connection" | "subscription" | "snapshot" | "book:CODE" | "book
 
 from __future__ import annotations
 
+import ctypes
 import enum
+import inspect
 import random
+import sys
+import threading
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -28,7 +32,6 @@ import attrs
 import pykka
 
 from depthkeeper.supervisor.messages import Crash, GetChildren
-from depthkeeper.supervisor.zombies import ZombieOutcome, make_zombie
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service import BookService
@@ -101,6 +104,97 @@ class FaultResult:
     code: str | None = None
     amount: float = 0.0
     era: int | None = None  # the new era after a RESTART
+
+
+# -- zombies ---------------------------------------------------------------------------------
+
+
+class ZombieBullet(Exception):  # noqa: N818 - it is not an error condition, it is the weapon
+    """Raised asynchronously in an actor's thread. An ``Exception``, never a ``BaseException``:
+    if it ever landed inside a handler pykka would treat a BaseException as fatal for *every*
+    actor in the process, while an Exception is only a normal crash there."""
+
+
+class ZombieOutcome(enum.Enum):
+    ZOMBIE = "zombie"  # the thread died outside pykka; the ref still claims to be alive
+    NOT_RUNNING = "not_running"  # the actor was already gone
+    BUSY = "busy"  # never found idle within the timeout; nothing was done
+    UNSUPPORTED = "unsupported"  # not one of our actors, or an interpreter we cannot aim in
+
+
+def _blocking_acquire_lines() -> frozenset[int]:
+    """Line numbers of the *blocking* ``waiter.acquire`` calls inside ``Condition.wait``'s try."""
+    try:
+        lines, first = inspect.getsourcelines(threading.Condition.wait)
+    except (OSError, TypeError):
+        return frozenset()
+    try_at = next((i for i, text in enumerate(lines) if text.strip().startswith("try:")), None)
+    if try_at is None:
+        return frozenset()
+    return frozenset(first + i for i, text in enumerate(lines) if i > try_at and "waiter.acquire(" in text)
+
+
+_ACQUIRE_LINES = _blocking_acquire_lines()
+
+
+def _parked_in_inbox(thread: threading.Thread) -> bool:
+    """True when ``thread`` is blocked on an empty inbox, in pykka's loop, outside its try block.
+
+    Precisely: innermost frame ``Condition.wait`` at a blocking ``waiter.acquire`` line, called
+    by ``Queue.get``, called by pykka's ``_actor_loop_running``. An exception raised there
+    unwinds through ``wait``'s finally (which re-takes the queue mutex) and ``get``'s with
+    block (which releases it), so the inbox is left consistent.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code.co_name != "wait" or frame.f_lineno not in _ACQUIRE_LINES:
+        return False
+    caller = frame.f_back
+    if caller is None or caller.f_code.co_name != "get" or not caller.f_code.co_filename.endswith("queue.py"):
+        return False
+    loop = caller.f_back
+    return loop is not None and loop.f_code.co_name == "_actor_loop_running"
+
+
+@attrs.frozen
+class _WakeUp:
+    """Told after arming the bullet: the thread wakes from ``inbox.get`` and dies there."""
+
+
+def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutcome:
+    """Make ``ref``'s actor a zombie: its thread ends, pykka still lists it alive and registered.
+
+    The async exception is armed while *we* hold the inbox mutex: then the actor cannot take
+    a message, so "parked in get" cannot change between the check and the arming, whatever
+    the GIL does. It fires when the next message (our wake-up) wakes the thread, inside
+    ``queue.get`` -- outside pykka's try block -- so no ``on_failure``, no report.
+    """
+    actor = ref._actor_weakref()  # pykka keeps no thread handle; our base records its own
+    thread = getattr(actor, "_thread", None)
+    if not isinstance(thread, threading.Thread) or not _ACQUIRE_LINES:
+        return ZombieOutcome.UNSUPPORTED
+    inbox = ref.actor_inbox
+    mutex = getattr(inbox, "mutex", None)
+    if mutex is None:
+        return ZombieOutcome.UNSUPPORTED
+    deadline = time.monotonic() + timeout_s
+    idle = threading.Event()
+    while True:
+        if not ref.is_alive() or not thread.is_alive():
+            return ZombieOutcome.NOT_RUNNING
+        with mutex:
+            armed = _parked_in_inbox(thread) and ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread.ident or 0), ctypes.py_object(ZombieBullet)) == 1
+        if armed:
+            break
+        if time.monotonic() >= deadline:
+            return ZombieOutcome.BUSY
+        idle.wait(0.0005)  # poll again: the actor is handling a message right now
+    try:
+        ref.tell(_WakeUp())
+    except pykka.ActorDeadError:
+        pass  # it died on its own meanwhile; the armed bullet ends its thread anyway
+    thread.join(timeout_s)
+    return ZombieOutcome.ZOMBIE if not thread.is_alive() else ZombieOutcome.BUSY
 
 
 class ChaosMonkey:
