@@ -41,11 +41,13 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
 )
 from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.readport import BookReadPort
 from depthkeeper.actors.sync import ResyncReason, SyncAction, make_policy
 from depthkeeper.supervisor.base import SupervisedActor
 
 if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
+    from depthkeeper.actors.readport import ReadPorts
     from depthkeeper.actors.routing import Peers
     from depthkeeper.supervisor.config import BookConfig
     from depthkeeper.supervisor.scheduler import Scheduler
@@ -62,7 +64,8 @@ class BookActor(SupervisedActor):
 
     def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
-                 epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None) -> None:
+                 epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
+                 ports: ReadPorts | None = None) -> None:
         super().__init__(ctx)
         self.code = code
         self._dialect = dialect
@@ -76,6 +79,8 @@ class BookActor(SupervisedActor):
         self._histogram = latency_histogram
         self._timers: list[Any] = []
         self.book = OrderBook(code, cfg.max_levels)
+        self._ports = ports
+        self._port = BookReadPort(code, self.book)
         self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
         self._calibration = Calibration(self.book)
         #: a snapshot is wanted but deferred until the first diff (or the deadline)
@@ -91,6 +96,8 @@ class BookActor(SupervisedActor):
     # -- lifecycle ---------------------------------------------------------------------
 
     def init(self) -> None:
+        if self._ports is not None:
+            self._ports.register(self._port)
         self._after(self.policy.start(ResyncReason.START), BookStatus.SYNCING, "start")
         if self._calibration_interval_s > 0:
             self._timers.append(self._scheduler.schedule_every(self._calibration_interval_s, self.actor_ref, Calibrate()))
@@ -99,11 +106,22 @@ class BookActor(SupervisedActor):
             self._timers.append(self._scheduler.schedule_every(period, self.actor_ref, CheckStale()))
 
     def cleanup(self) -> None:
+        if self._ports is not None:
+            self._ports.unregister(self._port)
         for timer in self._timers:
             self._scheduler.cancel(timer)
         self._timers.clear()
 
     def on_receive(self, message: Any) -> Any:
+        port = self._port
+        port.gen += 1  # odd: readers outside the tree retry (see readport.py)
+        try:
+            return self._dispatch(message)
+        finally:
+            port.updated_at = self._updated_at
+            port.gen += 1
+
+    def _dispatch(self, message: Any) -> Any:
         match message:
             case DiffBatch():
                 self._on_diffs(message)

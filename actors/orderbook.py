@@ -145,12 +145,13 @@ class OrderBook:
             nb, na = min(nb, depth), min(na, depth)
         return bids[:nb], asks[:na]
 
+    def horizons(self) -> tuple[float | None, float | None]:
+        """(bid, ask) prices beyond which levels may be missing; None = side complete."""
+        return self._bid_horizon, self._ask_horizon
+
     def complete_levels(self) -> tuple[int, int]:
         """How many levels per side are known exact (all of them unless trimmed/partial)."""
-        bids, asks = self.sorted_bids(), self.sorted_asks()
-        nb = len(bids) if self._bid_horizon is None else _count_while(bids, lambda p: p >= self._bid_horizon)  # type: ignore[operator]
-        na = len(asks) if self._ask_horizon is None else _count_while(asks, lambda p: p <= self._ask_horizon)  # type: ignore[operator]
-        return nb, na
+        return _complete(self.sorted_bids(), self.sorted_asks(), self.horizons())
 
     def best_bid(self) -> float | None:
         return max(self.bids) if self.bids else None
@@ -165,13 +166,23 @@ class OrderBook:
         return max(self.bids) >= min(self.asks)
 
 
-def _count_while(levels: Levels, keep: object) -> int:
-    n = 0
-    for price, _ in levels:
-        if not keep(price):  # type: ignore[operator]
-            break
-        n += 1
-    return n
+def _complete(bids: Levels, asks: Levels, horizons: tuple[float | None, float | None]) -> tuple[int, int]:
+    bid_h, ask_h = horizons
+    nb = len(bids) if bid_h is None else sum(1 for p, _ in bids if p >= bid_h)
+    na = len(asks) if ask_h is None else sum(1 for p, _ in asks if p <= ask_h)
+    return nb, na
+
+
+def top_of(bids: dict[float, float], asks: dict[float, float], horizons: tuple[float | None, float | None],
+           depth: int | None) -> tuple[Levels, Levels, tuple[int, int]]:
+    """Sorted best-first sides of a copied book, cut to ``depth`` and the known-complete levels."""
+    sorted_bids = tuple(sorted(bids.items(), reverse=True))
+    sorted_asks = tuple(sorted(asks.items()))
+    nb, na = _complete(sorted_bids, sorted_asks, horizons)
+    complete = (nb, na)
+    if depth is not None:
+        nb, na = min(nb, depth), min(na, depth)
+    return sorted_bids[:nb], sorted_asks[:na], complete
 
 
 def valid_level(price: float, size: float) -> bool:

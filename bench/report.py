@@ -188,8 +188,9 @@ def render(result: dict[str, Any]) -> str:
     if busy:
         parts.append(f"WARNING: the machine was busy with other work during {len(busy)} peer run(s) (1-min load "
                      f"average up to {max(busy):.1f} on {meta.get('cpu_count')} cores): those figures are noisy.")
-    if meta.get("commit_end") and meta.get("commit_end") != meta.get("commit"):
-        parts.append(f"WARNING: the code changed during the run ({meta['commit']} -> {meta['commit_end']}).")
+    if meta.get("source_digest_end") and meta["source_digest_end"] != meta.get("source_digest"):
+        parts.append(f"WARNING: the code under test changed during the run (source digest {meta['source_digest']} "
+                     f"-> {meta['source_digest_end']}): rows may come from different versions.")
     parts.append("")
     if result.get("runs") or result.get("scale"):
         parts += ["Feed: applied diffs/s, latency venue send ts -> applied, CPU/RSS of the peer process", "",

@@ -61,18 +61,22 @@ PEER_SLACK_S = 120.0
 
 def peer_main(args: argparse.Namespace) -> int:
     codes = symbol_codes(args.symbols)
+    if args.warmup is None or args.seconds is None:
+        print("--peer needs --warmup and --seconds", file=sys.stderr)
+        return 2
+    read_calls = args.read_calls if args.read_calls is not None else 2000
     real_stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):  # the article's prints must not corrupt the JSON
         if args.peer == "depthkeeper":
             from peers import tree
 
             result = tree.run(args.url, args.rest_url, args.control_url, codes, warmup_s=args.warmup,
-                              seconds=args.seconds, read_calls=args.read_calls)
+                              seconds=args.seconds, read_calls=read_calls)
         else:
             from peers import naive
 
             result = naive.run(args.url, args.control_url, codes, variant=args.peer, warmup_s=args.warmup,
-                               seconds=args.seconds, read_calls=args.read_calls)
+                               seconds=args.seconds, read_calls=read_calls)
     real_stdout.write(json.dumps(result) + "\n")
     real_stdout.flush()
     return 0
@@ -132,6 +136,19 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _source_digest() -> str:
+    """A digest of the code under test (actors/, supervisor/, simulator/): changes mid-run show."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    root = BENCH_DIR.parent
+    for folder in ("actors", "supervisor", "simulator"):
+        for path in sorted((root / folder).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -158,6 +175,7 @@ def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str,
         "python": platform.python_version(),
         "versions": _versions(),
         "commit": _git_commit(),
+        "source_digest": _source_digest(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "quick": args.quick,
         "warmup_s": warmup_s,
@@ -192,7 +210,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                                         read_calls))
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["meta"]["commit_end"] = _git_commit()
+    result["meta"]["source_digest_end"] = _source_digest()
     return result
 
 

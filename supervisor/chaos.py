@@ -155,6 +155,20 @@ def _parked_in_inbox(thread: threading.Thread) -> bool:
     return loop is not None and loop.f_code.co_name == "_actor_loop_running"
 
 
+def actor_thread(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
+    """The thread running ``ref``'s actor loop (pykka keeps no handle: find the loop's frame)."""
+    actor = ref._actor_weakref()  # the ref's own (weak) handle on its actor object
+    if actor is None:
+        return None
+    threads = {t.ident: t for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        while frame is not None:
+            if frame.f_code.co_name == "_actor_loop_running" and frame.f_locals.get("self") is actor:
+                return threads.get(ident)
+            frame = frame.f_back
+    return None
+
+
 @attrs.frozen
 class _WakeUp:
     """Told after arming the bullet: the thread wakes from ``inbox.get`` and dies there."""
@@ -168,9 +182,8 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
     the GIL does. It fires when the next message (our wake-up) wakes the thread, inside
     ``queue.get`` -- outside pykka's try block -- so no ``on_failure``, no report.
     """
-    actor = ref._actor_weakref()  # pykka keeps no thread handle; our base records its own
-    thread = getattr(actor, "_thread", None)
-    if not isinstance(thread, threading.Thread) or not _ACQUIRE_LINES:
+    thread = actor_thread(ref)
+    if thread is None or not _ACQUIRE_LINES:
         return ZombieOutcome.UNSUPPORTED
     inbox = ref.actor_inbox
     mutex = getattr(inbox, "mutex", None)

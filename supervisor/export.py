@@ -54,8 +54,8 @@ def parse_time(text: str | None) -> float | None:
     return when.timestamp()
 
 
-def _window(start: float | None, end: float | None) -> tuple[str, list[Any]]:
-    where, params = ["symbol = ?"], []
+def _window(symbol: str, start: float | None, end: float | None) -> tuple[str, list[Any]]:
+    where, params = ["symbol = ?"], [symbol]
     if start is not None:
         where.append("ts >= ?")
         params.append(start)
@@ -113,7 +113,7 @@ def export(path: str, symbol: str, start: float | None, end: float | None, fmt: 
         raise ExportError(f"empty window: --to ({end}) must be after --from ({start})")
     db = _connect(path)
     try:
-        where, params = _window(start, end)
+        where, params = _window(symbol, start, end)
         count = 0
         if fmt == "csv":
             depth = _depth(db, where, params)

@@ -26,6 +26,7 @@ from depthkeeper.actors.connection import ConnectionActor
 from depthkeeper.actors.listeners import ListenerHub, ListenerTarget
 from depthkeeper.actors.messages import BookStats, BookView, GetBookStats, GetCounters, GetView, Subscribe, Unsubscribe
 from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
 from depthkeeper.actors.snapshot import SnapshotActor
 from depthkeeper.actors.subscription import SubscriptionActor
@@ -76,6 +77,7 @@ class BookService:
         self.peers = Peers()
         self.epochs = EpochCounter()
         self.hub = ListenerHub()
+        self.ports = ReadPorts()
         self.scheduler = Scheduler()
         self.state = TreeState(desired=frozenset(cfg.symbols.initial))
         self.started_at = time.time()
@@ -174,7 +176,7 @@ class BookService:
             return BookActor.start(ctx, code, dialect=cfg.venue.dialect, cfg=cfg.book, peers=self.peers, hub=self.hub,
                                    scheduler=self.scheduler, epoch=self.epochs.current,
                                    calibration_interval_s=cfg.calibration.interval_s,
-                                   latency_histogram=self.latency_histogram)
+                                   latency_histogram=self.latency_histogram, ports=self.ports)
 
         return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")
 
@@ -226,6 +228,13 @@ class BookService:
         return self.state.desired
 
     def book(self, code: str, depth: int | None = None, timeout_s: float | None = None) -> BookView:
+        """A frozen view of the book, best first. Lock-free copy in the caller's thread; if the
+        book keeps changing under the copy, an ask to its actor (never past the timeout)."""
+        port = self.ports.get(code)
+        if port is not None:
+            view = port.read(depth)
+            if view is not None:
+                return view
         ref = self.routes.get(code)
         if ref is None:
             raise BookUnavailable(f"{code} is not subscribed" if code not in self.state.desired

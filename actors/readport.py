@@ -1,0 +1,71 @@
+"""Lock-free reads of a live book from outside the tree (``svc.book``), validated by a seqlock.
+
+An ``ask`` to the BookActor costs two thread wake-ups and waits behind the book's backlog.
+Instead the BookActor bumps ``gen`` before and after every message it handles (odd =
+writing). A reader copies the two price maps (``dict.copy`` of float keys runs entirely in
+C, so under the GIL it is atomic) plus the version fields, then checks ``gen`` did not
+move; if it did, it retries. The copy is sorted in the *caller's* thread. The BookActor
+never waits for a reader.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from depthkeeper.actors.messages import BookView
+from depthkeeper.actors.orderbook import top_of
+
+if TYPE_CHECKING:
+    from depthkeeper.actors.orderbook import OrderBook
+
+#: attempts before the caller falls back to asking the actor
+MAX_ATTEMPTS = 16
+
+
+class BookReadPort:
+    __slots__ = ("book", "code", "gen", "updated_at")
+
+    def __init__(self, code: str, book: OrderBook) -> None:
+        self.code = code
+        self.book = book
+        self.gen = 0
+        self.updated_at = 0.0
+
+    def read(self, depth: int | None) -> BookView | None:
+        """A consistent view, or None if the book kept changing under us."""
+        for attempt in range(MAX_ATTEMPTS):
+            gen = self.gen
+            if not gen & 1:
+                book = self.book
+                bids, asks = book.bids.copy(), book.asks.copy()
+                status, seq = book.status, book.last_seq
+                horizons = book.horizons()
+                updated_at = self.updated_at
+                if self.gen == gen:
+                    top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)
+                    return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete)
+            if attempt:
+                time.sleep(0)  # let the writer finish its message
+        return None
+
+
+class ReadPorts:
+    """code -> the live BookActor's port; each actor registers itself and removes only its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ports: dict[str, BookReadPort] = {}
+
+    def register(self, port: BookReadPort) -> None:
+        with self._lock:
+            self._ports[port.code] = port
+
+    def unregister(self, port: BookReadPort) -> None:
+        with self._lock:
+            if self._ports.get(port.code) is port:
+                del self._ports[port.code]
+
+    def get(self, code: str) -> BookReadPort | None:
+        return self._ports.get(code)
