@@ -18,15 +18,15 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 import pykka
 from loguru import logger
 
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated
 
-Event = BookUpdated | BookStatusChanged
-ListenerTarget = pykka.ActorRef[Any] | Callable[[Event], Any]
+Event: TypeAlias = BookUpdated | BookStatusChanged
+ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
 
 _ids = itertools.count(1)
 

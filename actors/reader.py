@@ -82,7 +82,10 @@ class Reader:
         self._on_closed(self.epoch, reason)
 
     def _loop(self) -> None:
-        frames = FrameReader(self.ws.sock.recv, self.ws.pong)
+        sock = self.ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("socket already closed")
+        frames = FrameReader(sock.recv, self.ws.pong)
         decode, counters = self._decode, self.counters
         other = self._other
         while True:
@@ -142,7 +145,7 @@ class Reader:
             counters.unwanted += frames
             self._peers.tell_subscription(UnwantedData(self.epoch, code, frames))
             return
-        if ref.actor_inbox.qsize() >= self._inbox_limit:
+        if ref.actor_inbox.qsize() >= self._inbox_limit:  # type: ignore[attr-defined]  # a queue.Queue
             counters.overflow_skipped += frames
             return
         try:

@@ -41,8 +41,8 @@ class SymbolRules:
         rejected: list[tuple[str, str]] = []
         for code in codes if isinstance(codes, (list, tuple, set, frozenset)) else [codes]:
             reason = self.problem(code)
-            if reason is None:
+            if reason is None and isinstance(code, str):
                 accepted[code] = None
             else:
-                rejected.append((str(code), reason))
+                rejected.append((str(code), reason or "not a string"))
         return tuple(accepted), tuple(rejected)

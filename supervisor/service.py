@@ -204,7 +204,8 @@ class BookService:
     def _change(self, message: Subscribe | Unsubscribe) -> tuple[str, ...]:
         """Asked, not told: when this returns the tree holds the new desired set."""
         try:
-            return self._root().ask(message, timeout=self.ask_timeout_s)  # type: ignore[no-any-return]
+            added = self._root().ask(message, block=True, timeout=self.ask_timeout_s)
+            return tuple(added)
         except pykka.Timeout:
             raise ServiceError(f"the tree did not take {message!r} within {self.ask_timeout_s}s") from None
         except pykka.ActorDeadError:

@@ -162,3 +162,17 @@ def test_bad_token_stops_with_a_clear_error_and_no_reconnect_storm(venue, servic
     assert not svc._ask(svc.peers.connection, __import__("depthkeeper.actors.messages", fromlist=["GetCounters"]).GetCounters())["reconnect_scheduled"]
     assert sim.counters()["handshakes_rejected_token"] == 1
     assert not svc.health().ok and any("401" in p for p in svc.health().problems)
+
+
+def test_missing_depth_pushes_force_a_reconnect_with_the_floor(venue, service) -> None:
+    """Pushes stop (socket open, heartbeats still answered): after silent_intervals we reconnect."""
+    sim = venue()
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    epoch = svc.stats().connection.epoch
+    sim.faults.stall(6.0)
+    wait_until(lambda: svc.stats().connection.epoch > epoch, 8, "a reconnect after silent pushes")
+    assert svc.stats().connection.heartbeat_timeouts >= 1
+    sim.faults.stall(0)
+    sim.freeze()
+    wait_until(lambda: all(top_equals_truth(svc, sim, c) for c in ("BTCUSDT", "ETHUSDT")), 10, "books == last push")
