@@ -176,7 +176,8 @@ class BookService:
             return BookActor.start(ctx, code, dialect=cfg.venue.dialect, cfg=cfg.book, peers=self.peers, hub=self.hub,
                                    scheduler=self.scheduler, epoch=self.epochs.current,
                                    calibration_interval_s=cfg.calibration.interval_s,
-                                   latency_histogram=self.latency_histogram, ports=self.ports)
+                                   latency_histogram=self.latency_histogram if cfg.metrics.port else None,
+                                   ports=self.ports)
 
         return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")
 
