@@ -104,3 +104,22 @@ class Peers:
 
     def tell_snapshot(self, message: Any) -> bool:
         return self._tell(self.snapshot, message)
+
+
+class SubscriptionLedger:
+    """What the SubscriptionActor last sent on which socket epoch; survives its restarts.
+
+    Written only by the (current) SubscriptionActor, right after it tells the frame to the
+    connection within the same handler, so a chaos kill (a message) can never fall between
+    the two. A restarted SubscriptionActor on the same epoch reconciles against this instead
+    of replaying the whole desired set (which the venue would see as duplicate subscribes).
+    """
+
+    __slots__ = ("active", "epoch")
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.active: frozenset[str] = frozenset()
+
+    def record(self, epoch: int, active: set[str] | frozenset[str]) -> None:
+        self.epoch, self.active = epoch, frozenset(active)

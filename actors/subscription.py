@@ -38,6 +38,8 @@ from depthkeeper.actors.messages import (
 )
 from depthkeeper.supervisor.base import SupervisedActor
 
+from depthkeeper.actors.routing import SubscriptionLedger
+
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
     from depthkeeper.actors.symbols import SymbolRules
@@ -57,7 +59,7 @@ _UNSUB_GRACE_S = 1.0
 class SubscriptionActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
-                 depth_level: int = 5) -> None:
+                 depth_level: int = 5, ledger: SubscriptionLedger | None = None) -> None:
         super().__init__(ctx)
         self._dialect = dialect
         self._cfg = cfg
@@ -80,13 +82,18 @@ class SubscriptionActor(SupervisedActor):
                          "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0}
         self._log = logger.bind(actor="subscription")
         self._initial = desired
+        self._ledger = ledger if ledger is not None else SubscriptionLedger()
 
     def init(self) -> None:
         self._set_desired(self._initial)
-        if self.epoch:
-            # restarted on a live socket: we cannot know what the server has; replay
-            self.counters["replays"] += 1
-            self._flush()
+        if not self.epoch:
+            return  # no socket yet: SocketOpened will trigger the first send
+        if self._ledger.epoch == self.epoch:
+            # restarted on the same live socket: the ledger says what the server has
+            self.active = set(self._ledger.active)
+        else:
+            self.counters["replays"] += 1  # a socket we never sent on: replay everything
+        self._flush()
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -97,6 +104,7 @@ class SubscriptionActor(SupervisedActor):
                 self._on_socket(epoch)
             case SocketClosed():
                 self.active.clear()
+                self._commit()
             case FlushSubscriptions():
                 self._flush_scheduled = False
                 self._flush()
@@ -124,6 +132,7 @@ class SubscriptionActor(SupervisedActor):
             return
         self.epoch = epoch
         self.active = set()
+        self._commit()
         self._ghost_frames.clear()
         self.counters["replays"] += 1
         self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
@@ -157,6 +166,7 @@ class SubscriptionActor(SupervisedActor):
         if to_sub:
             self._send(codec_article.encode_command("sub", to_sub), f"sub {to_sub}")
             self.active.update(to_sub)
+            self._commit()
             self.counters["codes_subscribed"] += len(to_sub)
             if to_unsub and self._cfg.min_interval_s > 0:
                 self._schedule(self._cfg.min_interval_s)
@@ -164,6 +174,7 @@ class SubscriptionActor(SupervisedActor):
         if to_unsub:
             self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
             self.active.difference_update(to_unsub)
+            self._commit()
             self._left_at.update(dict.fromkeys(to_unsub, time.monotonic()))
             self.counters["codes_unsubscribed"] += len(to_unsub)
 
@@ -182,12 +193,16 @@ class SubscriptionActor(SupervisedActor):
         self.counters["codes_unsubscribed"] += len(self.active - want)
         self._left_at.update(dict.fromkeys(self.active - want, time.monotonic()))
         self.active = set(want)
+        self._commit()
 
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = time.monotonic()
         self.counters["commands"] += 1
         self._log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
+
+    def _commit(self) -> None:
+        self._ledger.record(self.epoch, self.active)
 
     def _on_unwanted(self, message: UnwantedData) -> None:
         self.counters["unwanted_frames"] += message.frames
@@ -234,5 +249,6 @@ class SubscriptionActor(SupervisedActor):
             return
         self.rejected[code] = why
         self.active.discard(code)
+        self._commit()
         self.counters["venue_rejected"] += 1
         self._log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)

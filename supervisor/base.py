@@ -67,7 +67,8 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._actor_thread = threading.current_thread()
-        self._tell_supervisor(ChildStarted(self.child_id, self.generation, self._actor_thread))
+        self._tell_supervisor(ChildStarted(self.child_id, self.generation, self._actor_thread,
+                                           self._cleanup_guarded))
         try:
             self.init()
         except Exception as exc:

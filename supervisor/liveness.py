@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -37,12 +38,24 @@ class Watched:
     generation: int
     ref: pykka.ActorRef[Any]
     thread: threading.Thread
+    cleanup: Callable[[], None] | None = None
 
 
 def fence_zombie(ref: pykka.ActorRef[Any]) -> None:
     """Make a zombie's ref behave as dead: out of the registry, ``is_alive()`` False."""
     pykka.ActorRegistry.unregister(ref)
     ref.actor_stopped.set()
+
+
+def release_zombie(cleanup: Callable[[], None] | None) -> None:
+    """Run a zombie's cleanup from here: its own thread is dead, so nothing else touches its
+    state, and without this a zombie ConnectionActor would keep its socket and reader alive."""
+    if cleanup is None:
+        return
+    try:
+        cleanup()
+    except Exception as exc:  # noqa: BLE001 - best effort on a half-dead actor
+        logger.bind(actor="liveness").opt(exception=exc).warning("zombie cleanup failed: {!r}", exc)
 
 
 class LivenessMonitor:
@@ -77,10 +90,11 @@ class LivenessMonitor:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
-    def watch(self, child_id: str, generation: int, ref: pykka.ActorRef[Any], thread: threading.Thread) -> None:
+    def watch(self, child_id: str, generation: int, ref: pykka.ActorRef[Any], thread: threading.Thread,
+              cleanup: Callable[[], None] | None = None) -> None:
         """Watch this incarnation of ``child_id`` (replacing any older one)."""
         with self._lock:
-            self._watched[child_id] = Watched(child_id, generation, ref, thread)
+            self._watched[child_id] = Watched(child_id, generation, ref, thread, cleanup)
 
     def forget(self, child_id: str) -> None:
         """Stop watching ``child_id`` (it exited, or was terminated)."""
@@ -103,6 +117,7 @@ class LivenessMonitor:
                 "zombie: thread {} of {} is dead while its ref claims to be alive", zombie.thread.name,
                 zombie.child_id)
             fence_zombie(zombie.ref)
+            release_zombie(zombie.cleanup)
             error = f"thread {zombie.thread.name} died outside pykka"
             try:
                 self._supervisor.tell(ChildExited(zombie.child_id, zombie.generation, ExitReason.ZOMBIE, error))

@@ -8,7 +8,7 @@ outside the tree (a service facade, a test), always with a timeout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -26,6 +26,9 @@ class ChildStarted:
     child_id: str
     generation: int
     thread: threading.Thread
+    #: the child's guarded cleanup, run by the supervisor side if the thread dies as a zombie
+    #: (its own thread can no longer release its sockets and threads)
+    cleanup: Callable[[], None] | None = None
 
 
 @attrs.frozen

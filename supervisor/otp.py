@@ -33,7 +33,7 @@ from loguru import logger
 
 from depthkeeper.supervisor.base import SupervisedActor
 from depthkeeper.supervisor.errors import RestartIntensityExceeded
-from depthkeeper.supervisor.liveness import LivenessMonitor, fence_zombie
+from depthkeeper.supervisor.liveness import LivenessMonitor, fence_zombie, release_zombie
 from depthkeeper.supervisor.messages import (
     ChildExited,
     ChildInfo,
@@ -78,6 +78,7 @@ class _Child:
     generation: int
     ref: pykka.ActorRef[Any] | None = None
     thread: Any = None  # threading.Thread from ChildStarted, for zombie checks on stop
+    cleanup: Any = None  # the child's guarded cleanup, run for it if it becomes a zombie
     started_at_s: float = 0.0
     attempt: int = 0
     restart_timer: TimerHandle | None = None
@@ -189,8 +190,9 @@ class Supervisor(SupervisedActor):
         if child is None or child.generation != msg.generation or child.ref is None:
             return
         child.thread = msg.thread
+        child.cleanup = msg.cleanup
         if self._liveness is not None:
-            self._liveness.watch(msg.child_id, msg.generation, child.ref, msg.thread)
+            self._liveness.watch(msg.child_id, msg.generation, child.ref, msg.thread, msg.cleanup)
 
     def _on_child_exited(self, msg: ChildExited) -> None:
         self._draining.pop((msg.child_id, msg.generation), None)
@@ -336,7 +338,7 @@ class Supervisor(SupervisedActor):
         """Call the factory (its exceptions propagate to the caller) and record the new ref."""
         child_id = child.spec.id
         ref = child.spec.factory(ChildContext(self.actor_ref, child_id, child.generation))
-        child.ref, child.thread, child.started_at_s = ref, None, time.monotonic()
+        child.ref, child.thread, child.cleanup, child.started_at_s = ref, None, None, time.monotonic()
         self.log.bind(offender=child_id).debug("started {} generation {}", child_id, child.generation)
         self.child_started(child_id, ref, child.generation, restarted)
         return ref
@@ -352,6 +354,7 @@ class Supervisor(SupervisedActor):
         self._unwatch(child)
         if child.thread is not None and not child.thread.is_alive() and ref.is_alive():
             fence_zombie(ref)  # a zombie never answers a stop
+            release_zombie(child.cleanup)
         try:
             ref.stop(block=True, timeout=child.spec.shutdown_timeout_s)
         except pykka.Timeout:

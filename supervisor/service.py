@@ -27,7 +27,7 @@ from depthkeeper.actors.listeners import ListenerHub, ListenerTarget
 from depthkeeper.actors.messages import BookStats, BookView, GetBookStats, GetCounters, GetView, Subscribe, Unsubscribe
 from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.actors.readport import ReadPorts
-from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
+from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable, SubscriptionLedger
 from depthkeeper.actors.snapshot import SnapshotActor
 from depthkeeper.actors.subscription import SubscriptionActor
 from depthkeeper.actors.symbols import SymbolRules
@@ -78,6 +78,7 @@ class BookService:
         self.epochs = EpochCounter()
         self.hub = ListenerHub()
         self.ports = ReadPorts()
+        self.ledger = SubscriptionLedger()
         self.scheduler = Scheduler()
         self.state = TreeState(desired=frozenset(cfg.symbols.initial))
         self.started_at = time.time()
@@ -162,7 +163,7 @@ class BookService:
             ChildSpec("subscription", lambda ctx: SubscriptionActor.start(
                 ctx, dialect=dialect, cfg=cfg.subscription, rules=self.rules, peers=self.peers,
                 scheduler=self.scheduler, desired=self.state.desired, epoch=self.epochs.current,
-                depth_level=cfg.venue.depth_level)),
+                depth_level=cfg.venue.depth_level, ledger=self.ledger)),
             ChildSpec("connection", lambda ctx: ConnectionActor.start(
                 ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
                 peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
