@@ -2,10 +2,14 @@
 
 Why it is shaped like this:
 
-- It never blocks a BookActor. It listens through the ListenerHub, whose per-listener
-  mailbox conflates book updates per symbol (the newest view wins) while the archive is
-  busy writing; between writes the archive itself keeps only the newest view per symbol.
-  Every view replaced before it reached the file is counted (``skipped``).
+- It never blocks a BookActor, and costs the live books as little as possible. It listens
+  through the ListenerHub with a *callable* (``_Mailbox``), not with its actor ref: the
+  hub's dispatcher thread drops each view into a dict (newest view per symbol wins) and
+  each status event into a list, under one short lock, and the actor drains both at each
+  tick. An actor-ref listener would cost an ``ask`` round trip between two threads per
+  book update, all of it GIL time taken from the reader and the books (measured: see
+  ``bench/archive_bench.py``). Every view replaced before it reached the file, here or in
+  the hub's own conflating mailbox, is counted (``skipped``).
 - One transaction per ``interval_s`` (WAL mode), so a crash or kill loses at most the batch
   not yet committed, and the file is never left half-written: a crash inside a write rolls
   it back. A clean stop commits what it holds.
@@ -23,7 +27,9 @@ The schema is documented in the README ("Archive") and is ``SCHEMA`` below.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -62,7 +68,11 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS events_symbol_ts ON events(symbol, ts);
 """
-#: the smallest step between two rows of one symbol (keeps ts distinct at microsecond print)
+#: status events held between two writes at most (the oldest beyond are dropped, counted)
+MAX_PENDING_EVENTS = 100_000
+#: rows per INSERT statement (x 7 columns stays under SQLite's oldest 999-parameter limit)
+INSERT_CHUNK = 140
+#: the step that keeps two rows of one symbol apart when the clock has not moved (or moved back)
 TS_STEP_S = 1e-6
 
 #: distinct symbols of a table by skip-scan over its (symbol, ts) index: O(symbols * log rows)
@@ -122,6 +132,58 @@ def last_rows(db: sqlite3.Connection) -> tuple[dict[str, float], dict[str, int]]
     return last_ts, last_seq
 
 
+def insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]) -> None:
+    """Multi-row INSERTs, ``INSERT_CHUNK`` rows per statement.
+
+    ``executemany`` steps once per row, and the sqlite3 module releases and re-takes the
+    GIL around every step: on a busy process each re-take can wait a whole switch interval
+    and forces the reader or a book to yield. One statement per chunk makes that a handful.
+    """
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start:start + INSERT_CHUNK]
+        marks = "(" + ",".join("?" * len(chunk[0])) + ")"
+        db.execute(head + ",".join([marks] * len(chunk)), [value for row in chunk for value in row])
+
+
+class _Mailbox:
+    """Filled by the hub's dispatcher thread (or by tells), drained by the actor at each tick."""
+
+    def __init__(self, max_events: int) -> None:
+        self._lock = threading.Lock()
+        self._views: dict[str, BookView] = {}
+        #: (received_at, symbol, kind, old, new, seq, reason), oldest first
+        self._events: deque[tuple[Any, ...]] = deque(maxlen=max_events)
+        self.received = 0
+        self.superseded = 0
+        self.events_dropped = 0
+
+    def __call__(self, event: BookUpdated | BookStatusChanged) -> None:
+        if isinstance(event, BookUpdated):
+            with self._lock:
+                self.received += 1
+                if event.view.code in self._views:
+                    self.superseded += 1
+                self._views[event.view.code] = event.view
+        else:
+            row = (time.time(), event.code, event_kind(event), event.old.name, event.new.name, event.seq,
+                   event.reason)
+            with self._lock:
+                if len(self._events) == self._events.maxlen:
+                    self.events_dropped += 1  # only with a writer stalled for very long: counted
+                self._events.append(row)
+
+    def take(self) -> tuple[dict[str, BookView], list[tuple[Any, ...]]]:
+        with self._lock:
+            views, self._views = self._views, {}
+            events = list(self._events)
+            self._events.clear()
+        return views, events
+
+    @property
+    def pending(self) -> int:
+        return len(self._views)
+
+
 class ArchiveActor(SupervisedActor):
     """See the module docstring. Counters via ``ask(GetCounters())``."""
 
@@ -134,17 +196,13 @@ class ArchiveActor(SupervisedActor):
         self._hub = hub
         self._scheduler = scheduler
         self._db: sqlite3.Connection | None = None
-        #: newest view per symbol since the last write
-        self._latest: dict[str, BookView] = {}
-        #: status events since the last write: (received_at, symbol, kind, old, new, seq, reason)
-        self._events: list[tuple[Any, ...]] = []
+        self._mailbox = _Mailbox(MAX_PENDING_EVENTS)
         self._written_seq: dict[str, int] = {}
         self._last_ts: dict[str, float] = {}
         self._listener_id: int | None = None
         self._timer: Any = None
         self._due_s = 0.0
-        self._superseded = 0
-        self.counters = {"views": 0, "rows_written": 0, "events_written": 0, "batches": 0, "not_live": 0,
+        self.counters = {"rows_written": 0, "events_written": 0, "batches": 0, "not_live": 0,
                          "unchanged": 0, "missed_intervals": 0, "last_batch_s": 0.0}
         self._log = logger.bind(actor="archive")
 
@@ -153,7 +211,7 @@ class ArchiveActor(SupervisedActor):
     def init(self) -> None:
         self._db = open_archive(self._path)
         self._last_ts, self._written_seq = last_rows(self._db)
-        self._listener_id = self._hub.add(self.actor_ref)
+        self._listener_id = self._hub.add(self._mailbox)
         self._due_s = time.monotonic() + self._interval_s
         self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
         self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
@@ -180,14 +238,8 @@ class ArchiveActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case BookUpdated(view=view):
-                self.counters["views"] += 1
-                if view.code in self._latest:
-                    self._superseded += 1
-                self._latest[view.code] = view
-            case BookStatusChanged():
-                self._events.append((time.time(), message.code, event_kind(message), message.old.name,
-                                     message.new.name, message.seq, message.reason))
+            case BookUpdated() | BookStatusChanged():  # told directly (a host, a test): same path
+                self._mailbox(message)
             case ArchiveTick():
                 self._on_tick()
             case GetCounters():
@@ -199,8 +251,9 @@ class ArchiveActor(SupervisedActor):
     def counter_values(self) -> dict[str, Any]:
         """Counters plus ``skipped`` = views replaced here + views conflated in our hub mailbox."""
         hub = self._hub.stats().get(self._listener_id, {}) if self._listener_id is not None else {}
-        return dict(self.counters, skipped=self._superseded + hub.get("conflated", 0),
-                    pending=len(self._latest), path=self._path)
+        box = self._mailbox
+        return dict(self.counters, views=box.received, skipped=box.superseded + hub.get("conflated", 0),
+                    events_dropped=box.events_dropped, pending=box.pending, path=self._path)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -220,9 +273,9 @@ class ArchiveActor(SupervisedActor):
         self._last_ts[symbol] = ts
         return ts
 
-    def _snapshot_rows(self) -> list[tuple[Any, ...]]:
+    def _snapshot_rows(self, views: dict[str, BookView]) -> list[tuple[Any, ...]]:
         rows = []
-        for code, view in self._latest.items():
+        for code, view in views.items():
             if view.status is not BookStatus.LIVE:
                 self.counters["not_live"] += 1
             elif self._written_seq.get(code) == view.seq:
@@ -235,18 +288,20 @@ class ArchiveActor(SupervisedActor):
 
     def _flush(self) -> None:
         db = self._db
-        if db is None or (not self._latest and not self._events):
+        if db is None:
+            return
+        views, received = self._mailbox.take()
+        if not views and not received:
             return
         started = time.monotonic()
         now = time.time()
-        pending = self._snapshot_rows()
+        pending = self._snapshot_rows(views)
         # Events happened before this sample: stamp them first, in arrival order.
-        events = [(self._stamp(e[1], e[0]), *e[1:]) for e in self._events]
+        events = [(self._stamp(e[1], e[0]), *e[1:]) for e in received]
         rows = [(self._stamp(code, now), code, *rest) for code, *rest in pending]
         db.execute("BEGIN")
-        db.executemany("INSERT INTO snapshots(ts, symbol, seq, updated_at, bids, asks) VALUES (?,?,?,?,?,?)", rows)
-        db.executemany("INSERT INTO events(ts, symbol, kind, old_status, new_status, seq, reason) "
-                       "VALUES (?,?,?,?,?,?,?)", events)
+        insert_rows(db, "INSERT INTO snapshots(ts, symbol, seq, updated_at, bids, asks) VALUES ", rows)
+        insert_rows(db, "INSERT INTO events(ts, symbol, kind, old_status, new_status, seq, reason) VALUES ", events)
         db.execute("COMMIT")
         for _, code, seq, *_rest in rows:
             self._written_seq[code] = seq
@@ -254,5 +309,3 @@ class ArchiveActor(SupervisedActor):
         self.counters["events_written"] += len(events)
         self.counters["batches"] += 1
         self.counters["last_batch_s"] = time.monotonic() - started
-        self._latest = {}
-        self._events = []

@@ -26,7 +26,6 @@ from depthkeeper.actors.calibration import Calibration
 from depthkeeper.actors.messages import (
     BookStats,
     BookStatusChanged,
-    BookUpdated,
     BookView,
     Calibrate,
     CheckStale,
@@ -205,6 +204,8 @@ class BookActor(SupervisedActor):
         action = self.policy.on_push(batch.push)
         if self.book.last_seq != seq:
             self._updated_at = time.time()
+            if self._histogram is not None:
+                self._histogram.observe(time.monotonic() - batch.received_at)
         self._after(action, before, self.policy.last_reason.value)
 
     def _on_snapshot(self, reply: SnapshotReady) -> None:
@@ -303,7 +304,7 @@ class BookActor(SupervisedActor):
 
     def _publish_update(self) -> None:
         if self._hub.active:
-            self._hub.publish(BookUpdated(self.view(None)), self.code)
+            self._hub.mark_updated(self.code)  # listeners read the view lazily (no view built here)
 
     # -- reads ---------------------------------------------------------------------------
 

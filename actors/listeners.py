@@ -3,8 +3,10 @@
 A slow listener must not slow a BookActor or make memory grow. Each listener gets one
 daemon dispatcher thread and two mailboxes:
 
-- ``BookUpdated`` is conflated per code: a newer view replaces an undelivered one (a
-  listener always ends with the newest view, never a backlog);
+- ``BookUpdated`` is conflated per code, and built lazily: a BookActor only *marks* its
+  code dirty (a set insert, no view built on the hot path); when the dispatcher gets to
+  it, it reads the newest consistent view itself through the book's seqlock read port
+  (see readport.py). A listener always ends with the newest view, never a backlog;
 - ``BookStatusChanged`` is kept in order (transitions matter), in a deque bounded by
   ``max_status_events``; if that ever overflows the oldest is dropped and *counted*.
 
@@ -23,7 +25,8 @@ from typing import Any, TypeAlias
 import pykka
 from loguru import logger
 
-from depthkeeper.actors.messages import BookStatusChanged, BookUpdated
+from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
+from depthkeeper.actors.readport import ReadPorts
 
 Event: TypeAlias = BookUpdated | BookStatusChanged
 ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
@@ -38,6 +41,8 @@ class _Listener:
         self.target = target
         self.codes = codes
         self.updates: dict[str, BookUpdated] = {}
+        #: codes whose book changed since the last delivery (insertion-ordered set)
+        self.dirty: dict[str, None] = {}
         self.statuses: deque[BookStatusChanged] = deque()
         self.max_status_events = max_status_events
         self.reply_timeout_s = reply_timeout_s
@@ -45,6 +50,8 @@ class _Listener:
         self.closed = False
         self.delivered = 0
         self.conflated = 0
+        self.unavailable = 0
+        self.read_view: Callable[[str], BookView | None] | None = None
         self.dropped = 0
         self.errors = 0
         self.thread = threading.Thread(target=self._run, name=f"depthkeeper-listener-{self.id}", daemon=True)
@@ -64,22 +71,39 @@ class _Listener:
                 self.statuses.append(event)
             self.cond.notify()
 
-    def _take(self) -> list[Event] | None:
+    def mark(self, code: str) -> None:
         with self.cond:
-            while not self.closed and not self.updates and not self.statuses:
+            if code in self.dirty:
+                self.conflated += 1
+            else:
+                self.dirty[code] = None
+                self.cond.notify()
+
+    def _take(self) -> tuple[list[Event], list[str]] | None:
+        with self.cond:
+            while not self.closed and not self.updates and not self.statuses and not self.dirty:
                 self.cond.wait()
             if self.closed:
                 return None
             batch: list[Event] = list(self.statuses)
             batch.extend(self.updates.values())
+            dirty = list(self.dirty)
             self.statuses.clear()
             self.updates = {}
-            return batch
+            self.dirty = {}
+            return batch, dirty
 
     def _run(self) -> None:
-        while (batch := self._take()) is not None:
+        while (taken := self._take()) is not None:
+            batch, dirty = taken
             for event in batch:
                 self._deliver(event)
+            for code in dirty:
+                view = self.read_view(code) if self.read_view is not None else None
+                if view is None:
+                    self.unavailable += 1  # unsubscribed meanwhile, or restarting
+                else:
+                    self._deliver(BookUpdated(view))
 
     def _deliver(self, event: Event) -> None:
         try:
@@ -103,7 +127,9 @@ class _Listener:
 class ListenerHub:
     """The set of listeners; BookActors publish into it from their own threads."""
 
-    def __init__(self, max_status_events: int = 10_000, reply_timeout_s: float = 5.0) -> None:
+    def __init__(self, max_status_events: int = 10_000, reply_timeout_s: float = 5.0,
+                 ports: ReadPorts | None = None) -> None:
+        self._ports = ports
         self._lock = threading.Lock()
         self._listeners: tuple[_Listener, ...] = ()
         self._max_status_events = max_status_events
@@ -117,6 +143,7 @@ class ListenerHub:
     def add(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
         listener = _Listener(target, frozenset(codes) if codes is not None else None,
                              self._max_status_events, self._reply_timeout_s)
+        listener.read_view = self._read_view
         listener.thread.start()
         with self._lock:
             self._listeners = (*self._listeners, listener)
@@ -131,6 +158,16 @@ class ListenerHub:
             listener.close()
         return bool(gone)
 
+    def _read_view(self, code: str) -> BookView | None:
+        port = self._ports.get(code) if self._ports is not None else None
+        return port.read(None) if port is not None else None
+
+    def mark_updated(self, code: str) -> None:
+        """A BookActor changed ``code``: each interested listener will read the newest view."""
+        for listener in self._listeners:
+            if not listener.closed and (listener.codes is None or code in listener.codes):
+                listener.mark(code)
+
     def publish(self, event: Event, code: str) -> None:
         for listener in self._listeners:
             if listener.closed:
@@ -139,8 +176,8 @@ class ListenerHub:
                 listener.offer(event)
 
     def stats(self) -> dict[int, dict[str, int]]:
-        return {x.id: {"delivered": x.delivered, "conflated": x.conflated, "dropped": x.dropped, "errors": x.errors}
-                for x in self._listeners}
+        return {x.id: {"delivered": x.delivered, "conflated": x.conflated, "dropped": x.dropped, "errors": x.errors,
+                       "unavailable": x.unavailable} for x in self._listeners}
 
     def close(self) -> None:
         with self._lock:

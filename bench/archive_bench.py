@@ -121,9 +121,9 @@ def _child(mode: str, args: argparse.Namespace, rate: float) -> dict[str, Any]:
 
 
 def _table(results: list[dict[str, Any]], rates: list[float]) -> str:
-    lines = ["| feed (total diffs/s) | archive | offered/s | applied/s | on/off | CPU % | rows/s | skipped views/s "
-             "| missed intervals | last batch ms |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| feed (total diffs/s) | archive | offered/s | applied/s | (min-max) | on/off | CPU % | CPU us/diff "
+             "| rows/s | skipped views/s | missed intervals | last batch ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for rate in rates:
         med: dict[str, dict[str, float]] = {}
         for mode in ("off", "on"):
@@ -131,14 +131,19 @@ def _table(results: list[dict[str, Any]], rates: list[float]) -> str:
             med[mode] = {k: statistics.median(r[k] for r in runs) for k in
                          ("offered_per_s", "applied_per_s", "cpu_percent", "rows_written", "skipped",
                           "missed_intervals", "last_batch_s", "window_s")}
+            med[mode]["lo"] = min(r["applied_per_s"] for r in runs)
+            med[mode]["hi"] = max(r["applied_per_s"] for r in runs)
+            med[mode]["us_per_diff"] = statistics.median(
+                1e4 * r["cpu_percent"] / r["applied_per_s"] for r in runs if r["applied_per_s"])
         for mode in ("off", "on"):
             m = med[mode]
             ratio = m["applied_per_s"] / med["off"]["applied_per_s"] if med["off"]["applied_per_s"] else 0.0
             extra = (f"{m['rows_written'] / m['window_s']:,.0f} | {m['skipped'] / m['window_s']:,.0f} | "
                      f"{m['missed_intervals']:.0f} | {1000 * m['last_batch_s']:.1f}") if mode == "on" else "- | - | - | -"
             feed = "max" if rate <= 0 else f"{rate:,.0f}"
-            lines.append(f"| {feed} | {mode} | {m['offered_per_s']:,.0f} | {m['applied_per_s']:,.0f} | {ratio:.3f} "
-                         f"| {m['cpu_percent']:.0f} | {extra} |")
+            lines.append(f"| {feed} | {mode} | {m['offered_per_s']:,.0f} | {m['applied_per_s']:,.0f} "
+                         f"| {m['lo']:,.0f}-{m['hi']:,.0f} | {ratio:.3f} | {m['cpu_percent']:.0f} "
+                         f"| {m['us_per_diff']:.2f} | {extra} |")
     return "\n".join(lines)
 
 

@@ -55,7 +55,8 @@ def parse_time(text: str | None) -> float | None:
 
 
 def _window(symbol: str, start: float | None, end: float | None) -> tuple[str, list[Any]]:
-    where, params = ["symbol = ?"], [symbol]
+    where: list[str] = ["symbol = ?"]
+    params: list[Any] = [symbol]
     if start is not None:
         where.append("ts >= ?")
         params.append(start)

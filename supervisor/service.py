@@ -69,6 +69,8 @@ class BookService:
         self._parent = parent
         self.ask_timeout_s = ask_timeout_s
         self.escalation: Escalated | None = None
+        #: codes refused by subscribe() before anything was sent (malformed / not allowed)
+        self.rejected_codes = 0
         self.simulator: Any = None
         self._stopped = False
         self._log = logger.bind(actor="service")
@@ -76,8 +78,8 @@ class BookService:
         self.routes = RoutingTable()
         self.peers = Peers()
         self.epochs = EpochCounter()
-        self.hub = ListenerHub()
         self.ports = ReadPorts()
+        self.hub = ListenerHub(ports=self.ports)
         self.ledger = SubscriptionLedger()
         self.scheduler = Scheduler()
         self.state = TreeState(desired=frozenset(cfg.symbols.initial))
@@ -153,7 +155,7 @@ class BookService:
             extra.append(ChildSpec("archive", lambda ctx: ArchiveActor.start(
                 ctx, path=cfg.archive.path, interval_s=cfg.archive.interval_s, depth=cfg.archive.depth, hub=self.hub,
                 scheduler=self.scheduler)))
-        return [*extra,
+        return [
             ChildSpec("snapshot", lambda ctx: SnapshotActor.start(
                 ctx, dialect=dialect, url=rest_url, token=cfg.venue.token, cfg=cfg.snapshot,
                 timeout_s=cfg.venue.rest_timeout_s, scheduler=self.scheduler)),
@@ -168,6 +170,7 @@ class BookService:
                 ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
                 peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
                 min_send_interval_s=pace_s, inbox_limit=cfg.book.inbox_limit, rng=random.Random())),
+            *extra,  # last: under rest_for_one an archive crash must not restart the tree
         ]
 
     def _book_spec(self, code: str) -> ChildSpec:
@@ -216,6 +219,7 @@ class BookService:
     def subscribe(self, codes: Iterable[str]) -> SubscribeResult:
         """Add codes on the live connection. Malformed codes are rejected here, never sent."""
         accepted, rejected = self.rules.split(list(codes))
+        self.rejected_codes += len(rejected)
         for code, reason in rejected:
             self._log.bind(event="malformed_code", symbol=code).warning("rejected code {}: {}", code, reason)
         added = self._change(Subscribe(accepted)) if accepted else ()

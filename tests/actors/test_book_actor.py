@@ -21,6 +21,7 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
 )
 from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import Peers
 from depthkeeper.actors.wire import DiffEvent, Snapshot
 from depthkeeper.supervisor.config import BookConfig
@@ -43,13 +44,14 @@ def rig() -> Any:
     rig.snap = RecorderHandle()
     rig.peers = Peers()
     rig.peers.snapshot = rig.snap.ref
-    rig.hub = ListenerHub()
+    rig.ports = ReadPorts()
+    rig.hub = ListenerHub(ports=rig.ports)
     rig.events: list[Any] = []
     rig.hub.add(rig.events.append)
     rig.scheduler = ManualScheduler()
     rig.ref = BookActor.start(ChildContext(rig.sup.ref, "book:BTCUSDT", 1), "BTCUSDT", dialect="article",
                               cfg=BookConfig(snapshot_buffer=100), peers=rig.peers, hub=rig.hub,
-                              scheduler=rig.scheduler, epoch=1)
+                              scheduler=rig.scheduler, epoch=1, ports=rig.ports)
     yield rig
     rig.hub.close()
 

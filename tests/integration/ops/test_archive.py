@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from depthkeeper.supervisor.messages import Crash, GetChildren
+from depthkeeper.supervisor.metrics import MetricsServer
+from depthkeeper.supervisor.service import BookService
 
 from .conftest import CODES, read_db, wait_until
+from .test_metrics import scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +49,7 @@ def check_consistent(path: Path) -> None:
         assert bids[0][0] < asks[0][0]
 
 
-def test_killed_archive_restarts_and_keeps_appending(service, tmp_path: Path) -> None:
+def test_killed_archive_restarts_and_keeps_appending(service: Callable[..., BookService], tmp_path: Path) -> None:
     path = tmp_path / "books.sqlite"
     svc = service(archive={"path": str(path), "interval_s": 0.05, "depth": DEPTH})
     assert svc.wait_live(timeout=10)
@@ -66,6 +70,16 @@ def test_killed_archive_restarts_and_keeps_appending(service, tmp_path: Path) ->
                                    (last_id,))), 10, "three more snapshots of every symbol after the restart")
     assert svc.stats().supervisor.restarts_by_kind.get("archive", 0) >= 1
     assert all(c.status == "LIVE" for c in svc.stats().books.values())
+    server = MetricsServer(svc, svc.registry, 0)
+    try:
+        families = scrape(server.url)
+    finally:
+        server.stop()
+    # the new incarnation counts from zero: what it wrote is part of the file
+    written = value(families, "depthkeeper_archive_rows_written", "depthkeeper_archive_rows_written_total",
+                    table="snapshots")
+    assert 0 < written <= read_db(path, "SELECT COUNT(*) FROM snapshots WHERE id > ?", (last_id,))[0][0]
+    assert value(families, "depthkeeper_restarts", "depthkeeper_restarts_total", kind="archive") >= 1
     svc.stop()
 
     check_consistent(path)

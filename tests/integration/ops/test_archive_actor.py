@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
 
-from depthkeeper.actors.archive import ArchiveActor, ArchiveError, ArchiveTick, last_rows, open_archive
+from depthkeeper.actors.archive import (
+    INSERT_CHUNK,
+    ArchiveActor,
+    ArchiveError,
+    ArchiveTick,
+    last_rows,
+    open_archive,
+)
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
 from depthkeeper.actors.orderbook import BookStatus
@@ -34,23 +42,31 @@ def view(code: str, seq: int, status: BookStatus = BookStatus.LIVE, levels: int 
 
 
 @pytest.fixture
-def env() -> Iterator[tuple[ListenerHub, Scheduler]]:
+def env() -> Iterator[Env]:
     hub, scheduler = ListenerHub(), Scheduler()
     yield hub, scheduler
     hub.close()
     scheduler.close()
 
 
-def start(path: Path, env: tuple[ListenerHub, Scheduler], interval_s: float = HOUR_S, depth: int = 5) -> pykka.ActorRef:
+def start(path: Path, env: Env, interval_s: float = HOUR_S, depth: int = 5) -> pykka.ActorRef[Any]:
     hub, scheduler = env
     return ArchiveActor.start(None, path=str(path), interval_s=interval_s, depth=depth, hub=hub, scheduler=scheduler)
+
+
+Env = tuple[ListenerHub, Scheduler]
+
+
+def counters(ref: pykka.ActorRef[Any]) -> dict[str, Any]:
+    result: dict[str, Any] = ref.ask(GetCounters(), timeout=5)  # type: ignore[assignment]
+    return result
 
 
 def count(path: Path, table: str = "snapshots") -> int:
     return read_db(path, f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
-def test_tick_writes_newest_live_view_per_symbol_cut_to_depth(tmp_path: Path, env) -> None:
+def test_tick_writes_newest_live_view_per_symbol_cut_to_depth(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "a.sqlite"
     ref = start(path, env, depth=3)
     for seq in (1, 2, 3):
@@ -62,16 +78,16 @@ def test_tick_writes_newest_live_view_per_symbol_cut_to_depth(tmp_path: Path, en
     assert rows == [("BTCUSDT", 3, "[[100.0,1.0],[99.0,2.0],[98.0,3.0]]", "[[101.0,2.0],[102.0,3.0],[103.0,4.0]]")]
     assert read_db(path, "SELECT symbol, kind, old_status, new_status, seq, reason FROM events") == [
         ("ETHUSDT", "gap", "LIVE", "RESYNCING", 6, "gap")]
-    counters = ref.ask(GetCounters())
-    assert counters["skipped"] == 2 and counters["not_live"] == 1 and counters["batches"] == 1
+    c = counters(ref)
+    assert c["skipped"] == 2 and c["not_live"] == 1 and c["batches"] == 1
     assert read_db(path, "PRAGMA journal_mode")[0][0] == "wal"
     ref.tell(BookUpdated(view("BTCUSDT", 3)))  # unchanged since the last row: not written again
     ref.ask(ArchiveTick())
-    assert count(path) == 1 and ref.ask(GetCounters())["unchanged"] == 1
+    assert count(path) == 1 and counters(ref)["unchanged"] == 1
     ref.stop()
 
 
-def test_crash_loses_only_the_uncommitted_batch(tmp_path: Path, env) -> None:
+def test_crash_loses_only_the_uncommitted_batch(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "a.sqlite"
     ref = start(path, env)
     ref.tell(BookUpdated(view("BTCUSDT", 1)))
@@ -82,7 +98,7 @@ def test_crash_loses_only_the_uncommitted_batch(tmp_path: Path, env) -> None:
     assert read_db(path, "SELECT seq FROM snapshots") == [(1,)]
 
 
-def test_failure_inside_a_write_rolls_the_whole_batch_back(tmp_path: Path, env) -> None:
+def test_failure_inside_a_write_rolls_the_whole_batch_back(tmp_path: Path, env: Env) -> None:
     """Snapshots are inserted before events; an event insert that fails must take them back out."""
     path = tmp_path / "a.sqlite"
     open_archive(str(path)).close()
@@ -100,7 +116,7 @@ def test_failure_inside_a_write_rolls_the_whole_batch_back(tmp_path: Path, env) 
     assert read_db(path, "PRAGMA integrity_check") == [("ok",)]
 
 
-def test_clean_stop_commits_what_it_holds(tmp_path: Path, env) -> None:
+def test_clean_stop_commits_what_it_holds(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "a.sqlite"
     ref = start(path, env)
     ref.tell(BookUpdated(view("BTCUSDT", 5)))
@@ -110,7 +126,7 @@ def test_clean_stop_commits_what_it_holds(tmp_path: Path, env) -> None:
     assert read_db(path, "SELECT kind, new_status FROM events") == [("status", "LIVE")]
 
 
-def test_restart_appends_with_strictly_increasing_ts_even_if_the_clock_is_behind(tmp_path: Path, env) -> None:
+def test_restart_appends_with_strictly_increasing_ts_even_if_the_clock_is_behind(tmp_path: Path, env: Env) -> None:
     path = tmp_path / "a.sqlite"
     future = time.time() + 1000.0
     db = open_archive(str(path))
@@ -136,7 +152,7 @@ def test_restart_appends_with_strictly_increasing_ts_even_if_the_clock_is_behind
     assert future < event_ts < rows[3][1]
 
 
-def test_every_published_view_is_accounted_for(tmp_path: Path, env) -> None:
+def test_every_published_view_is_accounted_for(tmp_path: Path, env: Env) -> None:
     """published = written + skipped (replaced here or conflated in the hub) + not live + unchanged."""
     hub, _ = env
     path = tmp_path / "a.sqlite"
@@ -151,26 +167,26 @@ def test_every_published_view_is_accounted_for(tmp_path: Path, env) -> None:
         if seq % 500 == 0:
             ref.tell(ArchiveTick())
 
-    def drained() -> dict | None:
-        counters = ref.ask(GetCounters())
+    def drained() -> dict[str, Any] | None:
+        c = counters(ref)
         hub_conflated = next(iter(hub.stats().values()))["conflated"]
-        return counters if counters["views"] + hub_conflated == published else None
+        return c if c["views"] + hub_conflated == published else None
 
     wait_until(drained, 10, "every publication delivered or conflated")
     ref.ask(ArchiveTick())
-    c = ref.ask(GetCounters())
+    c = counters(ref)
     assert c["pending"] == 0
     assert c["rows_written"] + c["skipped"] + c["not_live"] + c["unchanged"] == published
     assert c["rows_written"] == count(path) >= 2
     ref.stop()
 
 
-def test_missed_intervals_are_counted_not_queued(tmp_path: Path, env) -> None:
+def test_missed_intervals_are_counted_not_queued(tmp_path: Path, env: Env) -> None:
     """An interval far shorter than one write: ticks are skipped (counted), the actor stays responsive."""
     path = tmp_path / "a.sqlite"
     ref = start(path, env, interval_s=1e-5)
     ref.tell(BookUpdated(view("BTCUSDT", 1)))
-    wait_until(lambda: ref.ask(GetCounters())["missed_intervals"] > 0, 5, "missed intervals")
+    wait_until(lambda: counters(ref)["missed_intervals"] > 0, 5, "missed intervals")
     wait_until(lambda: count(path) == 1, 5, "the row written")
     started = time.monotonic()
     ref.ask(GetCounters(), timeout=2)
@@ -185,3 +201,17 @@ def test_unknown_schema_version_refuses_to_start(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(ArchiveError, match="version 99"):
         open_archive(str(path))
+
+
+def test_a_batch_larger_than_one_insert_statement_is_written_whole(tmp_path: Path, env: Env) -> None:
+    path = tmp_path / "a.sqlite"
+    ref = start(path, env)
+    codes = [f"SYM{i:04d}USDT" for i in range(2 * INSERT_CHUNK + 7)]
+    for code in codes:
+        ref.tell(BookUpdated(view(code, 1)))
+        ref.tell(BookStatusChanged(code, BookStatus.SYNCING, BookStatus.LIVE, 1, "snapshot"))
+    ref.ask(ArchiveTick())
+    assert [s for (s,) in read_db(path, "SELECT symbol FROM snapshots ORDER BY id")] == codes
+    assert [s for (s,) in read_db(path, "SELECT symbol FROM events ORDER BY id")] == codes
+    assert counters(ref)["batches"] == 1
+    ref.stop()

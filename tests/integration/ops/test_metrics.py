@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ def settled(svc: BookService) -> Any:
     return second if books_ok and same else None
 
 
-def test_scrape_matches_stats_after_faults(service) -> None:
+def test_scrape_matches_stats_after_faults(service: Callable[..., BookService]) -> None:
     svc = service(metrics={"port": free_port()})
     assert svc.metrics is not None and svc.metrics.url.startswith("http://127.0.0.1:")
     assert svc.wait_live(timeout=10)
@@ -111,7 +112,7 @@ def test_scrape_matches_stats_after_faults(service) -> None:
     assert 0 < value(families, "depthkeeper_apply_latency_seconds", "depthkeeper_apply_latency_seconds_sum") < count
 
 
-def test_names_follow_conventions_and_status_is_documented(service) -> None:
+def test_names_follow_conventions_and_status_is_documented(service: Callable[..., BookService]) -> None:
     svc = service()
     assert svc.metrics is None  # port 0 = off
     assert svc.wait_live(timeout=10)
@@ -138,7 +139,7 @@ def test_names_follow_conventions_and_status_is_documented(service) -> None:
     assert not [name for name in REGISTRY._names_to_collectors if name.startswith("depthkeeper")]
 
 
-def test_server_stop_unregisters_so_a_new_one_can_serve(service) -> None:
+def test_server_stop_unregisters_so_a_new_one_can_serve(service: Callable[..., BookService]) -> None:
     svc = service()
     assert svc.wait_live(timeout=10)
     first = MetricsServer(svc, svc.registry, 0)
