@@ -11,7 +11,7 @@ from depthkeeper.simulator import SimConfig, Simulator
 from depthkeeper.supervisor.config import config_from_mapping
 from depthkeeper.supervisor.service import BookService
 
-from ..service.conftest import levels, wait_until
+from tests.support import levels, wait_until
 
 pytestmark = pytest.mark.integration
 

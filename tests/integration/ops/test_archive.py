@@ -13,7 +13,9 @@ from depthkeeper.supervisor.messages import Crash, GetChildren
 from depthkeeper.supervisor.metrics import MetricsServer
 from depthkeeper.supervisor.service import BookService
 
-from .conftest import CODES, read_db, wait_until
+from tests.support import wait_until
+
+from .conftest import CODES, read_db
 from .test_metrics import scrape, value
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,9 @@ from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.supervisor.messages import Crash
 from depthkeeper.supervisor.scheduler import Scheduler
 
-from .conftest import read_db, wait_until
+from tests.support import wait_until
+
+from .conftest import read_db
 
 HOUR_S = 3600.0
 

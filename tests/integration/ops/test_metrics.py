@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from depthkeeper.supervisor.metrics import STATUS_VALUES, MetricsServer
 from depthkeeper.supervisor.service import BookService
 
-from .conftest import CODES, free_port, wait_until
+from tests.support import wait_until
+
+from .conftest import CODES, free_port
 
 pytestmark = pytest.mark.integration
 

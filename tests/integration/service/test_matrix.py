@@ -7,7 +7,7 @@ import pytest
 from depthkeeper.actors import codec_article
 from depthkeeper.actors.messages import SendFrame
 
-from .conftest import converge_exact, server_sets, wait_until
+from tests.support import converge_exact, server_sets, wait_until
 
 pytestmark = pytest.mark.integration
 

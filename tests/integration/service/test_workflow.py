@@ -8,7 +8,7 @@ import pytest
 
 from depthkeeper.supervisor.service import BookUnavailable
 
-from .conftest import converge_exact, equals_truth, server_sets, wait_until
+from tests.support import converge_exact, equals_truth, server_sets, wait_until
 
 pytestmark = pytest.mark.integration
 
