@@ -32,15 +32,17 @@ def lag_end_s(r: dict[str, Any]) -> float:
 
 
 def steady(r: dict[str, Any]) -> str:
-    """"yes": applied what was offered, the lag did not grow and is small; "draining": the lag
-    shrank but the peer was still behind (a backlog from start-up); "NO": the lag grew."""
+    """"yes": applied what was offered, the lag did not grow and is small; "draining": still
+    behind but the lag shrank (a start-up backlog); "behind": still behind and not shrinking;
+    "NO": the lag grew by more than the noise allowance."""
     offered = r["offered_per_s"]
     if offered <= 0:
         return "NO"
-    if backlog_growth_per_s(r) > BACKLOG_TOLERANCE * offered:
+    growth = backlog_growth_per_s(r)
+    if growth > BACKLOG_TOLERANCE * offered:
         return "NO"
     if lag_end_s(r) > LAG_END_LIMIT_S:
-        return "draining"
+        return "draining" if growth < 0 else "behind"
     return "yes" if r["applied_per_s"] >= APPLIED_FLOOR * offered else "NO"
 
 
@@ -75,20 +77,21 @@ def _cells(label: str, run: dict[str, Any], name: str) -> tuple[str, ...]:
     ratios = " / ".join("-" if x is None else f"{x:.2f}" for x in found)
     saturated = not run["offered_target_per_s"]
     return (
-        label, str(run["symbols"]), name,
+        label, str(run["symbols"]), name + (" *" if contaminated(r) else ""),
         f"{r['offered_per_s']:,.0f}", f"{r['applied_per_s']:,.0f}",
         "-" if saturated else f"{backlog_growth_per_s(r):+,.0f}",
         "-" if saturated else f"{lag_end_s(r):.3f}",
         "(max)" if saturated else steady(r),
         _ms(r["latency_p50_s"]), _ms(r["latency_p99_s"]), _ms(r["latency_max_s"]),
-        f"{r['cpu_percent']:.0f}", f"{cpu_us_per_diff(r):.1f}",
+        f"{r['cpu_percent']:.0f}", f"{r.get('sim_cpu_percent', 0.0):.0f}", f"{r.get('other_cpu_percent', 0.0):.0f}",
+        f"{cpu_us_per_diff(r):.1f}",
         f"{r['rss_bytes'] / 2**20:.1f}", f"{r['rss_per_symbol_bytes'] / 1024:.1f}",
         f"{r['read_p50_s'] * 1e6:.0f}", f"{r['read_p99_s'] * 1e6:.0f}", ratios,
     )
 
 
 HEADER = ("offered", "syms", "peer", "offered/s", "applied/s", "lag Δ/s", "lag s", "keeps up",
-          "p50 ms", "p99 ms", "max ms", "CPU %", "CPU µs/diff", "RSS MB", "KB/sym", "read p50 µs", "read p99 µs",
+          "p50 ms", "p99 ms", "max ms", "CPU %", "sim %", "other %", "CPU µs/diff", "RSS MB", "KB/sym", "read p50 µs", "read p99 µs",
           "dk ÷ naive / +skiputf8 / +orjson")
 
 
@@ -158,15 +161,26 @@ def _backlog_figures(r: dict[str, Any]) -> str:
 
 def _verdict(r: dict[str, Any]) -> str:
     state = steady(r)
-    return "PASS" if state == "yes" else "UNSETTLED (still draining a start-up backlog)" if state == "draining" else "FAIL"
+    if state == "yes":
+        return "PASS"
+    if state == "draining":
+        return "UNSETTLED (still draining a start-up backlog)"
+    return "FAIL (still behind, not catching up)" if state == "behind" else "FAIL"
+
+
+#: CPU used by other processes during a window (% of one core) above which a row is marked
+OTHER_CPU_LIMIT = 20.0
+
+
+def contaminated(r: dict[str, Any]) -> bool:
+    """Something besides the peer and its simulator used a noticeable share of the machine."""
+    return r.get("other_cpu_percent", 0.0) > OTHER_CPU_LIMIT
 
 
 def _busy_runs(result: dict[str, Any]) -> list[float]:
-    """Load averages above the core count seen at the end of peer runs (other work running)."""
-    cores = result["meta"].get("cpu_count") or 1
-    loads = [r.get("loadavg_1m", 0.0) for run in [*result.get("runs", []), *result.get("scale", [])]
-             for r in run["peers"].values()]
-    return [x for x in loads if x > cores + 0.5]
+    """"Other" CPU % of the windows where other work competed with the peer."""
+    return [r["other_cpu_percent"] for run in [*result.get("runs", []), *result.get("scale", [])]
+            for r in run["peers"].values() if "error" not in r and contaminated(r)]
 
 
 def books_table(books: dict[str, Any]) -> str:
@@ -186,8 +200,8 @@ def render(result: dict[str, Any]) -> str:
     parts = [title, setup]
     busy = _busy_runs(result)
     if busy:
-        parts.append(f"WARNING: the machine was busy with other work during {len(busy)} peer run(s) (1-min load "
-                     f"average up to {max(busy):.1f} on {meta.get('cpu_count')} cores): those figures are noisy.")
+        parts.append(f"WARNING: other processes used up to {max(busy):.0f}% of a core during {len(busy)} window(s) "
+                     f"(rows marked *, on {meta.get('cpu_count')} cores): those figures are pessimistic and noisy.")
     if meta.get("source_digest_end") and meta["source_digest_end"] != meta.get("source_digest"):
         parts.append(f"WARNING: the code under test changed during the run (source digest {meta['source_digest']} "
                      f"-> {meta['source_digest_end']}): rows may come from different versions.")
@@ -205,8 +219,8 @@ def render(result: dict[str, Any]) -> str:
         parts.append("")
     parts.append("Columns: lag Δ/s = growth of (venue seq - applied seq) summed over symbols, per second; "
                  "lag s = that lag at the end of the window in seconds of feed; keeps up = applied ≥ 98% of "
-                 "offered, lag growth ≤ 2% of offered and lag s ≤ 0.1 ('draining' = the lag shrank but the "
-                 "peer was still behind); CPU µs/diff = CPU time of the peer process per applied diff; read = svc.book(code, "
+                 "offered, lag growth ≤ 2% of offered and lag s ≤ 0.1 ('draining' = still behind but the lag "
+                 "shrank, 'behind' = still behind and not shrinking); CPU % = the peer process (all threads; 100 = one core), sim % = the simulator process, other % = everything else on the machine in the same window; CPU µs/diff = CPU time of the peer process per applied diff; read = svc.book(code, "
                  "depth=10) from outside the tree (naive: sorting its dicts from another thread); "
                  "dk ÷ naive = depthkeeper applied/s ÷ that naive variant's applied/s in the same run. "
                  "At 'max' the simulator sends as fast as the peer reads, so its queues are full by "

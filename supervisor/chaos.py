@@ -161,7 +161,8 @@ def actor_thread(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
     if actor is None:
         return None
     threads = {t.ident: t for t in threading.enumerate()}
-    for ident, frame in sys._current_frames().items():
+    for ident, top in sys._current_frames().items():
+        frame: Any = top
         while frame is not None:
             if frame.f_code.co_name == "_actor_loop_running" and frame.f_locals.get("self") is actor:
                 return threads.get(ident)
@@ -182,6 +183,8 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
     the GIL does. It fires when the next message (our wake-up) wakes the thread, inside
     ``queue.get`` -- outside pykka's try block -- so no ``on_failure``, no report.
     """
+    if not ref.is_alive():
+        return ZombieOutcome.NOT_RUNNING
     thread = actor_thread(ref)
     if thread is None or not _ACQUIRE_LINES:
         return ZombieOutcome.UNSUPPORTED
@@ -225,6 +228,8 @@ class ChaosMonkey:
         self.limits = limits or FaultLimits()
         #: delivered kills per kind ("book", "connection", "zombie:book", ...)
         self.kills: Counter[str] = Counter()
+        #: kills that found no target (restarting, already dead) or, for zombies, no idle moment
+        self.missed: Counter[str] = Counter()
         #: injected venue faults per kind
         self.faults: Counter[str] = Counter()
 
@@ -282,10 +287,12 @@ class ChaosMonkey:
         kind = name.split(":", 1)[0]
         at_s = time.monotonic()
         if ref is None:
+            self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, None, "not running")
         try:
             ref.tell(Crash("chaos kill"))
         except pykka.ActorDeadError:
+            self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, ref, "already dead")
         self.kills[kind] += 1
         return KillResult(name, kind, KillMode.CRASH, True, at_s, ref)
@@ -293,18 +300,18 @@ class ChaosMonkey:
     def zombie(self, target: str = BOOK, timeout_s: float = 1.0) -> KillResult:
         """Kill the target's thread behind pykka's back; only the liveness monitor can see it.
 
-        Meant for BookActors (and the stateless singletons): a zombie runs no cleanup, so a
-        zombie ConnectionActor would leave its socket and reader thread behind.
+        The zombie runs none of its own cleanup: the safety net must fence it, release what it
+        held (a ConnectionActor's socket and reader thread) and restart it.
         """
         name, ref = self.resolve(target)
         kind = name.split(":", 1)[0]
         at_s = time.monotonic()
         if ref is None:
+            self.missed[f"zombie:{kind}"] += 1
             return KillResult(name, kind, KillMode.ZOMBIE, False, at_s, None, "not running")
         outcome = make_zombie(ref, timeout_s)
         delivered = outcome is ZombieOutcome.ZOMBIE
-        if delivered:
-            self.kills[f"zombie:{kind}"] += 1
+        (self.kills if delivered else self.missed)[f"zombie:{kind}"] += 1
         return KillResult(name, kind, KillMode.ZOMBIE, delivered, at_s, ref, outcome.value)
 
     # -- venue faults --------------------------------------------------------------------
@@ -345,7 +352,8 @@ class ChaosMonkey:
             case VenueFault.STALE_SNAPSHOT:
                 amount = rng.randint(1, lim.stale_lag_max)
                 faults.stale_snapshot(int(amount), count=rng.randint(1, lim.rest_fault_max_count))
-        self.faults[fault.value] += 1
+        no_op = fault in (VenueFault.CLOSE, VenueFault.MALFORMED) and not amount  # nobody was connected
+        self.faults[f"{fault.value}_noop" if no_op else fault.value] += 1
         return FaultResult(fault, time.monotonic(), code, amount, era)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -25,6 +26,10 @@ import pykka
 from depthkeeper.actors.messages import GetBookStats, GetCounters
 from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.supervisor.messages import GetChildren
+
+
+#: how long one poll waits for the books' answers (a busy book answers behind its backlog)
+ASK_BUDGET_S = 0.2
 
 
 @attrs.define
@@ -44,11 +49,33 @@ class Pending:
     #: a stall: thresholds are taken when it ends (until then nothing can recover)
     seqs_at_s: float | None = None
     label: str = ""
+    #: id of the chaos event that caused it (the runner's event log)
+    source: int = 0
+
+
+@attrs.frozen
+class Recovered:
+    """One measured recovery."""
+
+    kind: str
+    started_s: float
+    ended_s: float
+    codes: tuple[str, ...]
+    label: str
+    source: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.ended_s - self.started_s
 
 
 @attrs.frozen
 class RecoveryFigures:
-    """Recovery times of one kind, seconds (nearest-rank percentiles)."""
+    """Recovery times of one kind, seconds (nearest-rank percentiles).
+
+    ``isolated_*`` cover only the recoveries no other disruption overlapped (the runner
+    decides which): they show the cost of this fault alone, the others the cost in the mix.
+    """
 
     kind: str
     count: int
@@ -56,6 +83,8 @@ class RecoveryFigures:
     p99_s: float
     max_s: float
     unrecovered: int
+    isolated_count: int = 0
+    isolated_p99_s: float = 0.0
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -79,7 +108,8 @@ class RecoveryTracker:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="depthkeeper-chaos-recovery", daemon=True)
-        self.times: defaultdict[str, list[float]] = defaultdict(list)
+        self.records: list[Recovered] = []
+        self._avoid: set[Any] = set()
         self.unrecovered: Counter[str] = Counter()
         self.cancelled = 0
         self.texts: list[str] = []
@@ -107,6 +137,10 @@ class RecoveryTracker:
                 if p.seqs_at_s is None:
                     p.min_seq = {c: seqs.get(c, 0) for c in p.codes}
 
+    def avoid(self, ref: Any) -> None:
+        """Never ask ``ref`` again (a zombie: its asks would only time out)."""
+        self._avoid.add(ref)
+
     def cancel_code(self, code: str) -> None:
         """``code`` was unsubscribed: stop waiting for it (recoveries of other codes go on)."""
         with self._lock:
@@ -132,13 +166,16 @@ class RecoveryTracker:
             self._stopping.wait(0.01)
         return True
 
-    def figures(self) -> list[RecoveryFigures]:
-        kinds = sorted(set(self.times) | set(self.unrecovered))
+    def figures(self, isolated: Callable[[Recovered], bool] = lambda _r: True) -> list[RecoveryFigures]:
+        kinds = sorted({r.kind for r in self.records} | set(self.unrecovered))
         out = []
         for kind in kinds:
-            ordered = sorted(self.times.get(kind, []))
+            mine = [r for r in self.records if r.kind == kind]
+            ordered = sorted(r.seconds for r in mine)
+            alone = sorted(r.seconds for r in mine if isolated(r))
             out.append(RecoveryFigures(kind, len(ordered), percentile(ordered, 0.5), percentile(ordered, 0.99),
-                                       ordered[-1] if ordered else 0.0, self.unrecovered[kind]))
+                                       ordered[-1] if ordered else 0.0, self.unrecovered[kind], len(alone),
+                                       percentile(alone, 0.99)))
         return out
 
     # -- the thread ----------------------------------------------------------------------
@@ -160,8 +197,9 @@ class RecoveryTracker:
         books = self._book_stats({c for p in pending if p.seqs_at_s is None for c in p.codes})
         done: list[Pending] = []
         for p in pending:
-            if p.seqs_at_s is None and self._recovered(p, books):
-                self.times[p.kind].append(now - p.started_s)
+            ended_s = self._recovered(p, books) if p.seqs_at_s is None else None
+            if ended_s is not None:
+                self.records.append(Recovered(p.kind, p.started_s, ended_s, p.codes, p.label, p.source))
                 done.append(p)
             elif now - p.started_s > self.timeout_s:
                 self.unrecovered[p.kind] += 1
@@ -183,52 +221,65 @@ class RecoveryTracker:
         with self._lock:
             for p in due:
                 p.min_seq = {c: seqs.get(c, 0) for c in p.codes}
+                p.started_s = p.seqs_at_s or p.started_s  # a stall is measured from its end
                 p.seqs_at_s = None
 
-    def _book_stats(self, codes: set[str]) -> dict[str, tuple[Any, Any]]:
-        """code -> (ref, BookStats) for the books that answered (asks in parallel)."""
+    def _book_stats(self, codes: set[str]) -> dict[str, tuple[Any, Any, float]]:
+        """code -> (ref, BookStats, when the answer was in hand) for the books that answered.
+
+        The asks go out in parallel; the answer time is taken after each ``get``, so it is an
+        upper bound and a recovery is never reported faster than it was. Known zombies are
+        never asked: they would only make every other measurement wait for a timeout.
+        """
         futures = {}
         for code in codes:
             ref = self._svc.routes.get(code)
-            if ref is not None:
+            if ref is not None and ref not in self._avoid:
                 try:
                     futures[code] = (ref, ref.ask(GetBookStats(), block=False))
                 except pykka.ActorDeadError:
                     continue
         out = {}
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + ASK_BUDGET_S
         for code, (ref, future) in futures.items():
             try:
-                out[code] = (ref, future.get(timeout=max(0.01, deadline - time.monotonic())))
+                stats = future.get(timeout=max(0.001, deadline - time.monotonic()))
             except (pykka.Timeout, pykka.ActorDeadError):
                 continue
+            out[code] = (ref, stats, time.monotonic())
         return out
 
-    def _recovered(self, p: Pending, books: dict[str, tuple[Any, Any]]) -> bool:
-        if p.peer is not None and not self._peer_back(p):
-            return False
+    def _recovered(self, p: Pending, books: dict[str, tuple[Any, Any, float]]) -> float | None:
+        """When ``p`` was seen recovered (an upper bound), or None if it is not yet."""
+        seen_s: list[float] = []
+        if p.peer is not None:
+            peer_s = self._peer_back(p)
+            if peer_s is None:
+                return None
+            seen_s.append(peer_s)
         for code in p.codes:
-            ref, stats = books.get(code, (None, None))
+            ref, stats, answered_s = books.get(code, (None, None, 0.0))
             if stats is None or (p.old_ref is not None and ref is p.old_ref):
-                return False
+                return None
             if stats.status is not BookStatus.LIVE or stats.seq < p.min_seq.get(code, 0) or stats.epoch < p.min_epoch:
-                return False
-        return True
+                return None
+            seen_s.append(answered_s)
+        return max(seen_s, default=time.monotonic())
 
-    def _peer_back(self, p: Pending) -> bool:
+    def _peer_back(self, p: Pending) -> float | None:
         svc = self._svc
         if p.peer == "archive":
             try:
                 children = svc.root.ask(GetChildren(), timeout=0.5)
             except (pykka.Timeout, pykka.ActorDeadError):
-                return False
+                return None
             ref = next((c.ref for c in children if c.id == "archive"), None)
         else:
             ref = getattr(svc.peers, p.peer or "", None)
-        if ref is None or ref is p.old_ref:
-            return False
+        if ref is None or ref is p.old_ref or ref in self._avoid:
+            return None
         try:
-            ref.ask(GetCounters(), timeout=0.5)
+            ref.ask(GetCounters(), timeout=ASK_BUDGET_S)
         except (pykka.Timeout, pykka.ActorDeadError):
-            return False
-        return True
+            return None
+        return time.monotonic()

@@ -164,12 +164,12 @@ VARIANTS = ("naive", "naive+skiputf8", "naive+orjson")
 
 
 def run(url: str, control_url: str, codes: list[str], *, variant: str, warmup_s: float, seconds: float,
-        read_calls: int = 2000) -> dict[str, Any]:
+        read_calls: int = 2000, sim_pid: int | None = None) -> dict[str, Any]:
     """Connect, wait for data on every code, measure one window, return the figures."""
     global json_loads, measuring
     if variant not in VARIANTS:
         raise ValueError(f"unknown naive variant {variant!r}")
-    meter = ProcessMeter()
+    meter = ProcessMeter(sim_pid)
     rss_base = meter.rss_bytes()
     skip_utf8 = variant != "naive"
     if variant == "naive+orjson":
@@ -201,7 +201,8 @@ def run(url: str, control_url: str, codes: list[str], *, variant: str, warmup_s:
         time.sleep(seconds)
         applied1, t1 = applied, time.perf_counter()
         measuring = False
-        cpu = meter.cpu_percent()
+        cpu_window = meter.stop()
+        cpu = cpu_window["cpu_percent"]
         local1, venue1 = _local_seqs(), venue_seqs(control_url)
         breaks1 = seq_breaks
         rss = meter.rss_bytes()
@@ -229,6 +230,8 @@ def run(url: str, control_url: str, codes: list[str], *, variant: str, warmup_s:
         "latency_p99_s": percentile(lat, 0.99),
         "latency_max_s": lat[-1] if lat else 0.0,
         "cpu_percent": cpu,
+        "sim_cpu_percent": cpu_window["sim_cpu_percent"],
+        "other_cpu_percent": cpu_window["other_cpu_percent"],
         "rss_bytes": rss,
         "rss_base_bytes": rss_base,
         "rss_per_symbol_bytes": (rss - rss_base) / len(codes),

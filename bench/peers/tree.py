@@ -71,6 +71,16 @@ def _book_figures(svc: Any) -> dict[str, Any]:
     }
 
 
+def _edge(svc: Any, control_url: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """Venue seqs and book figures at one window edge. The books answer over a few ms (each
+    from its own thread), so the venue is read before and after and the midpoint is used:
+    the lag is then neither flattered nor inflated by the time the asks take."""
+    before = venue_seqs(control_url)
+    books = _book_figures(svc)
+    after = venue_seqs(control_url)
+    return {code: (seq + after.get(code, seq)) / 2 for code, seq in before.items()}, books
+
+
 def _connection(svc: Any) -> dict[str, Any]:
     conn = svc.stats().connection
     return {"frames": conn.frames, "overflow_skipped": conn.overflow_skipped, "reconnects": conn.reconnects}
@@ -104,10 +114,10 @@ def _book_call_latencies(svc: Any, codes: list[str], calls: int, budget_s: float
 
 
 def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s: float, seconds: float,
-        read_calls: int = 2000) -> dict[str, Any]:
+        read_calls: int = 2000, sim_pid: int | None = None) -> dict[str, Any]:
     """Start the service, wait until every book is LIVE, measure one window, return the figures."""
     warnings = _quiet_logs()
-    meter = ProcessMeter()
+    meter = ProcessMeter(sim_pid)
     from depthkeeper.supervisor.service import BookService
 
     cfg = _config(url, rest_url, codes)
@@ -123,14 +133,13 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
 
         conn0 = _connection(svc)
         t0 = time.perf_counter()
-        books0 = _book_figures(svc)
-        venue0 = venue_seqs(control_url)
+        venue0, books0 = _edge(svc, control_url)
         meter.start()
         time.sleep(seconds)
-        books1 = _book_figures(svc)
+        venue1, books1 = _edge(svc, control_url)
         t1 = time.perf_counter()
-        cpu = meter.cpu_percent()
-        venue1 = venue_seqs(control_url)
+        cpu_window = meter.stop()
+        cpu = cpu_window["cpu_percent"]
         conn1 = _connection(svc)
         rss = meter.rss_bytes()
         threads = meter.threads()
@@ -163,6 +172,8 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         "latency_p99_s": max((s.latency_p99_s for s in stats), default=0.0),
         "latency_max_s": max((s.latency_max_s for s in stats), default=0.0),
         "cpu_percent": cpu,
+        "sim_cpu_percent": cpu_window["sim_cpu_percent"],
+        "other_cpu_percent": cpu_window["other_cpu_percent"],
         "rss_bytes": rss,
         "rss_base_bytes": rss_base,
         "rss_per_symbol_bytes": (rss - rss_base) / len(codes),
