@@ -180,7 +180,7 @@ class BookActor(SupervisedActor):
 
     def _record_latency(self, batch: DiffBatch) -> None:
         self._updated_at = time.time()
-        sent_at = batch.diffs[-1].sent_at
+        sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
         if sent_at:
             self.latencies.append(self._updated_at - sent_at)
         hop_s = time.monotonic() - batch.received_at

@@ -53,6 +53,7 @@ SCALE_SYMBOLS = 1000
 SCALE_RATE = ("20k", 20_000)
 #: extra warm-up of the scale run: 1000 snapshots and a 1000-code subscribe leave a backlog to drain
 SCALE_EXTRA_WARMUP_S = 3.0
+SCALE_EXTRA_WARMUP_QUICK_S = 1.0
 #: seconds a peer process may take beyond its warm-up and window (startup, 1000 snapshots, reads)
 PEER_SLACK_S = 120.0
 
@@ -177,6 +178,10 @@ def machine_kind() -> str:
     return f"python-{os.cpu_count() or 0}core"
 
 
+def _scale_extra(args: argparse.Namespace) -> float:
+    return SCALE_EXTRA_WARMUP_QUICK_S if args.quick else SCALE_EXTRA_WARMUP_S
+
+
 def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str, Any]:
     return {
         "date": dt.date.today().isoformat(),
@@ -196,7 +201,7 @@ def meta(args: argparse.Namespace, warmup_s: float, seconds: float) -> dict[str,
         "sim_levels": SIM_LEVELS,
         "symbols": SYMBOLS,
         "scale_symbols": SCALE_SYMBOLS,
-        "scale_warmup_s": warmup_s + SCALE_EXTRA_WARMUP_S,
+        "scale_warmup_s": warmup_s + _scale_extra(args),
         "wait_idle_s": args.wait_idle,
         "retry_busy": args.retry_busy,
         "read_calls": args.read_calls if args.read_calls is not None else (500 if args.quick else 2000),
@@ -221,7 +226,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                                            args.wait_idle, args.retry_busy))
     if not args.skip_scale:
         label, rate = SCALE_RATE
-        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + SCALE_EXTRA_WARMUP_S, seconds,
+        result["scale"].append(run_feed(label, SCALE_SYMBOLS, rate, peers, warmup_s + _scale_extra(args), seconds,
                                         read_calls, args.wait_idle, args.retry_busy))
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

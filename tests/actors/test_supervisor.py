@@ -4,6 +4,7 @@ zombies, dynamic children, embedding safety and clean shutdown."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import random
 import sys
 import threading
@@ -382,17 +383,22 @@ def zombie_by_event_swap(ref: pykka.ActorRef[Any], thread: threading.Thread) -> 
     ref.tell(MakeZombie())
 
 
+_LOOP_CODE = pykka.ThreadingActor._actor_loop_running.__code__  # noqa: SLF001
+_GET_LINE = next(_LOOP_CODE.co_firstlineno + i for i, line in enumerate(
+    inspect.getsourcelines(pykka.ThreadingActor._actor_loop_running)[0]) if "actor_inbox.get()" in line)  # noqa: SLF001
+
+
 def zombie_by_async_exception(ref: pykka.ActorRef[Any], thread: threading.Thread) -> None:
     """SystemExit injected while the actor idles in inbox.get(), then a wake-up tell.
 
-    Raised inside ``queue.get`` -- outside pykka's try block -- so pykka never sees it (a
+    Raised as ``inbox.get()`` returns -- outside pykka's try block -- so pykka never sees it (a
     BaseException *inside* a handler would make pykka call stop_all). We wait until the
-    thread is parked in ``Condition.wait`` so the exception cannot land in a handler.
+    thread is parked in the inbox get (our inboxes are C ``SimpleQueue``s, so the top Python
+    frame is pykka's loop, on its ``get`` line) so the exception cannot land in a handler.
     """
     def idle() -> bool:
         frame = sys._current_frames().get(thread.ident or 0)
-        return frame is not None and frame.f_code.co_name == "wait" and frame.f_back is not None \
-            and frame.f_back.f_code.co_name == "get"
+        return frame is not None and frame.f_code is _LOOP_CODE and frame.f_lineno == _GET_LINE
 
     wait_until(idle, what="actor idle in its inbox")
     assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0),
