@@ -18,6 +18,7 @@ Kill targets: ``"connection" | "subscription" | "snapshot" | "book:CODE" | "book
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import inspect
@@ -117,42 +118,51 @@ class ZombieBullet(Exception):  # noqa: N818 - it is not an error condition, it 
 
 class ZombieOutcome(enum.Enum):
     ZOMBIE = "zombie"  # the thread died outside pykka; the ref still claims to be alive
+    CRASHED = "crashed"  # the bullet landed in a told handler: an ordinary crash instead
     NOT_RUNNING = "not_running"  # the actor was already gone
-    BUSY = "busy"  # never found idle within the timeout; nothing was done
-    UNSUPPORTED = "unsupported"  # not one of our actors, or an interpreter we cannot aim in
+    BUSY = "busy"  # never idle within the timeout (nothing armed), or the bullet was spent on an ask
+    UNSUPPORTED = "unsupported"  # not a pykka actor loop we can find, or an interpreter we cannot aim in
 
 
-def _blocking_acquire_lines() -> frozenset[int]:
-    """Line numbers of the *blocking* ``waiter.acquire`` calls inside ``Condition.wait``'s try."""
+_LOOP_CODE = pykka.ThreadingActor._actor_loop_running.__code__
+
+
+def _lines(func: Any, needle: str, *, after: str | None = None) -> frozenset[int]:
+    """Source lines of ``func`` containing ``needle`` (only those after the first ``after`` line)."""
     try:
-        lines, first = inspect.getsourcelines(threading.Condition.wait)
+        lines, first = inspect.getsourcelines(func)
     except (OSError, TypeError):
         return frozenset()
-    try_at = next((i for i, text in enumerate(lines) if text.strip().startswith("try:")), None)
-    if try_at is None:
-        return frozenset()
-    return frozenset(first + i for i, text in enumerate(lines) if i > try_at and "waiter.acquire(" in text)
+    start = 0 if after is None else next((i for i, t in enumerate(lines) if t.strip().startswith(after)), len(lines))
+    return frozenset(first + i for i, text in enumerate(lines) if i > start and needle in text)
 
 
-_ACQUIRE_LINES = _blocking_acquire_lines()
+#: pykka's ``envelope = self.actor_inbox.get()`` -- outside its try block
+_GET_LINES = _lines(pykka.ThreadingActor._actor_loop_running, "actor_inbox.get(")
+#: the *blocking* ``waiter.acquire`` calls inside ``Condition.wait``'s try (queue.Queue inboxes)
+_ACQUIRE_LINES = _lines(threading.Condition.wait, "waiter.acquire(", after="try:")
 
 
 def _parked_in_inbox(thread: threading.Thread) -> bool:
-    """True when ``thread`` is blocked on an empty inbox, in pykka's loop, outside its try block.
+    """True when ``thread`` is blocked on its empty inbox in pykka's loop, outside the try block.
 
-    Precisely: innermost frame ``Condition.wait`` at a blocking ``waiter.acquire`` line, called
-    by ``Queue.get``, called by pykka's ``_actor_loop_running``. An exception raised there
-    unwinds through ``wait``'s finally (which re-takes the queue mutex) and ``get``'s with
-    block (which releases it), so the inbox is left consistent.
+    A C inbox (``queue.SimpleQueue``, our actors') has no Python frame: the top frame is the
+    loop itself, on its ``get`` line, and the exception fires as ``get`` returns. A
+    ``queue.Queue`` inbox (a plain pykka actor's) blocks in ``Condition.wait`` at a blocking
+    ``waiter.acquire``; the exception unwinds through ``wait``'s finally (re-taking the queue
+    mutex) and ``get``'s with block (releasing it), so that inbox stays consistent.
     """
     frame = sys._current_frames().get(thread.ident or -1)
-    if frame is None or frame.f_code.co_name != "wait" or frame.f_lineno not in _ACQUIRE_LINES:
+    if frame is None:
+        return False
+    if frame.f_code is _LOOP_CODE:
+        return frame.f_lineno in _GET_LINES
+    if frame.f_code.co_name != "wait" or frame.f_lineno not in _ACQUIRE_LINES:
         return False
     caller = frame.f_back
     if caller is None or caller.f_code.co_name != "get" or not caller.f_code.co_filename.endswith("queue.py"):
         return False
-    loop = caller.f_back
-    return loop is not None and loop.f_code.co_name == "_actor_loop_running"
+    return caller.f_back is not None and caller.f_back.f_code is _LOOP_CODE
 
 
 def actor_thread(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
@@ -178,26 +188,27 @@ class _WakeUp:
 def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutcome:
     """Make ``ref``'s actor a zombie: its thread ends, pykka still lists it alive and registered.
 
-    The async exception is armed while *we* hold the inbox mutex: then the actor cannot take
-    a message, so "parked in get" cannot change between the check and the arming, whatever
-    the GIL does. It fires when the next message (our wake-up) wakes the thread, inside
-    ``queue.get`` -- outside pykka's try block -- so no ``on_failure``, no report.
+    The bullet is armed only while the thread is parked in its inbox ``get``; it fires when
+    the next message (our wake-up) arrives, before pykka's try block, so no ``on_failure``
+    and no report. With a ``queue.Queue`` inbox we hold its mutex meanwhile, so the actor
+    cannot take a message between the check and the arming. A C ``SimpleQueue`` has no lock
+    to hold: the check and the arming run back to back on one thread, and for the bullet to
+    miss, the actor would have to be woken *and* scheduled in those microseconds -- then the
+    bullet (an Exception) is an ordinary crash or an ask's error, reported as such.
     """
     if not ref.is_alive():
         return ZombieOutcome.NOT_RUNNING
     thread = actor_thread(ref)
-    if thread is None or not _ACQUIRE_LINES:
+    if thread is None or not _GET_LINES or not _ACQUIRE_LINES:
         return ZombieOutcome.UNSUPPORTED
-    inbox = ref.actor_inbox
-    mutex = getattr(inbox, "mutex", None)
-    if mutex is None:
-        return ZombieOutcome.UNSUPPORTED
+    mutex = getattr(ref.actor_inbox, "mutex", None)
+    hold: Any = mutex if mutex is not None else contextlib.nullcontext()
     deadline = time.monotonic() + timeout_s
     idle = threading.Event()
     while True:
         if not ref.is_alive() or not thread.is_alive():
             return ZombieOutcome.NOT_RUNNING
-        with mutex:
+        with hold:
             armed = _parked_in_inbox(thread) and ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(thread.ident or 0), ctypes.py_object(ZombieBullet)) == 1
         if armed:
@@ -210,7 +221,9 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
     except pykka.ActorDeadError:
         pass  # it died on its own meanwhile; the armed bullet ends its thread anyway
     thread.join(timeout_s)
-    return ZombieOutcome.ZOMBIE if not thread.is_alive() else ZombieOutcome.BUSY
+    if thread.is_alive():
+        return ZombieOutcome.BUSY
+    return ZombieOutcome.ZOMBIE if ref.is_alive() else ZombieOutcome.CRASHED
 
 
 class ChaosMonkey:
@@ -310,6 +323,9 @@ class ChaosMonkey:
             self.missed[f"zombie:{kind}"] += 1
             return KillResult(name, kind, KillMode.ZOMBIE, False, at_s, None, "not running")
         outcome = make_zombie(ref, timeout_s)
+        if outcome is ZombieOutcome.CRASHED:  # the bullet hit a handler: it went the normal way
+            self.kills[kind] += 1
+            return KillResult(name, kind, KillMode.CRASH, True, at_s, ref, outcome.value)
         delivered = outcome is ZombieOutcome.ZOMBIE
         (self.kills if delivered else self.missed)[f"zombie:{kind}"] += 1
         return KillResult(name, kind, KillMode.ZOMBIE, delivered, at_s, ref, outcome.value)

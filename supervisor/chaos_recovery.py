@@ -70,6 +70,45 @@ class Recovered:
 
 
 @attrs.frozen
+class Event:
+    """One executed chaos action (the runner's log), for telling which recoveries overlapped."""
+
+    id: int
+    what: str
+    start_s: float
+    end_s: float  # > start_s for a stall: it disrupts every book while it lasts
+    code: str | None = None
+
+
+#: REST faults are spent by whichever fetch comes next: one armed shortly before may slow any resync
+_REST_FAULTS = frozenset({"fault:rest_delay", "fault:rest_fail", "fault:stale_snapshot"})
+_REST_LOOKBACK_S = 1.0
+
+
+def isolated(rec: Recovered, records: list[Recovered], events: list[Event]) -> bool:
+    """True when no other disruption of the same books was in progress during ``rec``.
+
+    In progress = another measured recovery of one of its books (global faults cover every
+    book) overlapping it, a snapshot-actor recovery overlapping it, a stall in progress, or
+    a REST fault armed within ``_REST_LOOKBACK_S`` before it (it may be spent on this resync).
+    """
+    codes = set(rec.codes)
+    for other in records:
+        if other.source == rec.source or other.ended_s < rec.started_s or other.started_s > rec.ended_s:
+            continue
+        if codes & set(other.codes) or other.kind in ("snapshot", "zombie:snapshot"):
+            return False
+    for e in events:
+        if e.id == rec.source:
+            continue
+        if e.what in _REST_FAULTS and rec.started_s - _REST_LOOKBACK_S <= e.start_s <= rec.ended_s:
+            return False
+        if e.start_s < e.end_s and e.start_s <= rec.ended_s and e.end_s >= rec.started_s:
+            return False  # a stall: no frame reaches any book (its own recovery starts at its end)
+    return True
+
+
+@attrs.frozen
 class RecoveryFigures:
     """Recovery times of one kind, seconds (nearest-rank percentiles).
 
@@ -244,7 +283,7 @@ class RecoveryTracker:
         for code, (ref, future) in futures.items():
             try:
                 stats = future.get(timeout=max(0.001, deadline - time.monotonic()))
-            except (pykka.Timeout, pykka.ActorDeadError):
+            except Exception:  # noqa: BLE001 - timeout, dead, or a zombie bullet spent on this ask
                 continue
             out[code] = (ref, stats, time.monotonic())
         return out
@@ -280,6 +319,6 @@ class RecoveryTracker:
             return None
         try:
             ref.ask(GetCounters(), timeout=ASK_BUDGET_S)
-        except (pykka.Timeout, pykka.ActorDeadError):
+        except Exception:  # noqa: BLE001 - timeout, dead, or a zombie bullet spent on this ask
             return None
         return time.monotonic()

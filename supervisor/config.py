@@ -105,6 +105,8 @@ class SupervisorConfig:
     restart_backoff_min_s: float = _opt(0.05, lo=0, hi=3600)
     restart_backoff_max_s: float = _opt(5.0, lo=0, hi=3600)
     backoff_reset_s: float = _opt(10.0, lo=0, hi=86_400)
+    #: how often the safety net looks for zombie actors (thread dead, ref alive); 0 = off
+    liveness_interval_s: float = _opt(0.5, lo=0, hi=60)
 
 
 @attrs.frozen

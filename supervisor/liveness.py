@@ -68,7 +68,9 @@ class LivenessMonitor:
         self.interval_s = interval_s
         self.name = name
         self._lock = threading.Lock()
-        self._watched: dict[str, Watched] = {}
+        #: keyed by (child_id, generation): a terminated incarnation stays watched while a new
+        #: one of the same id runs, until its exit report arrives
+        self._watched: dict[tuple[str, int], Watched] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = logger.bind(actor="liveness", supervisor=name)
@@ -92,26 +94,27 @@ class LivenessMonitor:
 
     def watch(self, child_id: str, generation: int, ref: pykka.ActorRef[Any], thread: threading.Thread,
               cleanup: Callable[[], None] | None = None) -> None:
-        """Watch this incarnation of ``child_id`` (replacing any older one)."""
+        """Watch this incarnation of ``child_id``."""
         with self._lock:
-            self._watched[child_id] = Watched(child_id, generation, ref, thread, cleanup)
+            self._watched[(child_id, generation)] = Watched(child_id, generation, ref, thread, cleanup)
 
-    def forget(self, child_id: str) -> None:
-        """Stop watching ``child_id`` (it exited, or was terminated)."""
+    def forget(self, child_id: str, generation: int | None = None) -> None:
+        """Stop watching ``child_id`` (one incarnation, or all of them): it has exited."""
         with self._lock:
-            self._watched.pop(child_id, None)
+            for key in [k for k in self._watched if k[0] == child_id and generation in (None, k[1])]:
+                del self._watched[key]
 
     @property
     def watched(self) -> tuple[str, ...]:
         with self._lock:
-            return tuple(self._watched)
+            return tuple(dict.fromkeys(child_id for child_id, _ in self._watched))
 
     def check_once(self) -> list[Watched]:
         """One sweep: fence and report every zombie found; returns them."""
         with self._lock:
             zombies = [w for w in self._watched.values() if not w.thread.is_alive() and w.ref.is_alive()]
             for zombie in zombies:
-                del self._watched[zombie.child_id]
+                del self._watched[(zombie.child_id, zombie.generation)]
         for zombie in zombies:
             self._log.bind(child_id=zombie.child_id, generation=zombie.generation).error(
                 "zombie: thread {} of {} is dead while its ref claims to be alive", zombie.thread.name,

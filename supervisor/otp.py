@@ -105,7 +105,8 @@ class Supervisor(SupervisedActor):
         self._backoff_rng = rng if rng is not None else random.Random()
         self._children: dict[str, _Child] = {}
         self._generations: dict[str, int] = {}
-        self._draining: dict[tuple[str, int], tuple[pykka.ActorRef[Any], float]] = {}
+        #: stopped but not yet reported: (ref, shutdown timeout, thread, cleanup), awaited at shutdown
+        self._draining: dict[tuple[str, int], tuple[pykka.ActorRef[Any], float, Any, Any]] = {}
         self._restart_window = RestartWindow(flags.max_restarts, flags.period_s)
         self._restarts_by_id: Counter[str] = Counter()
         self._restarts_by_kind: Counter[str] = Counter()
@@ -195,7 +196,8 @@ class Supervisor(SupervisedActor):
             self._liveness.watch(msg.child_id, msg.generation, child.ref, msg.thread, msg.cleanup)
 
     def _on_child_exited(self, msg: ChildExited) -> None:
-        self._draining.pop((msg.child_id, msg.generation), None)
+        if self._draining.pop((msg.child_id, msg.generation), None) is not None and self._liveness is not None:
+            self._liveness.forget(msg.child_id, msg.generation)
         child = self._children.get(msg.child_id)
         if child is None or child.generation != msg.generation or child.ref is None:
             self.log.debug("stale exit of {} generation {} ignored", msg.child_id, msg.generation)
@@ -232,9 +234,13 @@ class Supervisor(SupervisedActor):
         self._restart_timers.cancel(child.restart_timer)
         ref, generation = child.ref, child.generation
         if ref is not None:
-            self._unwatch(child)
+            # a zombie never processes the stop: fence it now, or it leaks until shutdown; and
+            # keep watching it (see _on_child_exited), in case it dies behind pykka's back later
+            _fence_if_zombie(ref, child.thread, child.cleanup)
+            child.ref = None
             ref.stop(block=False)  # do not wait behind its backlog; cleanup() waits for stragglers
-            self._draining[(child_id, generation)] = (ref, child.spec.shutdown_timeout_s)
+            self._draining[(child_id, generation)] = (ref, child.spec.shutdown_timeout_s, child.thread,
+                                                      child.cleanup)
             self.child_exited(child_id, generation, ExitReason.SHUTDOWN)
         self.log.info("terminated child {}", child_id)
         return True
@@ -352,16 +358,15 @@ class Supervisor(SupervisedActor):
         if ref is None:
             return
         self._unwatch(child)
-        if child.thread is not None and not child.thread.is_alive() and ref.is_alive():
-            fence_zombie(ref)  # a zombie never answers a stop
-            release_zombie(child.cleanup)
+        _fence_if_zombie(ref, child.thread, child.cleanup)  # a zombie never answers a stop
         try:
             ref.stop(block=True, timeout=child.spec.shutdown_timeout_s)
         except pykka.Timeout:
             self.log.bind(context="shutdown_error", offender=child.spec.id).warning(
                 "{} did not stop within {}s; leaked", child.spec.id, child.spec.shutdown_timeout_s)
             if not final:
-                self._draining[(child.spec.id, generation)] = (ref, child.spec.shutdown_timeout_s)
+                self._draining[(child.spec.id, generation)] = (ref, child.spec.shutdown_timeout_s, child.thread,
+                                                               child.cleanup)
         if not final:
             self.child_exited(child.spec.id, generation, ExitReason.SHUTDOWN)
 
@@ -370,7 +375,8 @@ class Supervisor(SupervisedActor):
             self._restart_timers.cancel(child.restart_timer)
             child.restart_timer = None
             self._stop_incarnation(child, final=True)
-        for (child_id, _generation), (ref, timeout_s) in list(self._draining.items()):
+        for (child_id, _generation), (ref, timeout_s, thread, cleanup) in list(self._draining.items()):
+            _fence_if_zombie(ref, thread, cleanup)  # it may have died behind pykka's back since
             try:
                 ref.stop(block=True, timeout=timeout_s)
             except pykka.Timeout:
@@ -380,7 +386,7 @@ class Supervisor(SupervisedActor):
     def _unwatch(self, child: _Child) -> None:
         child.ref = None
         if self._liveness is not None:
-            self._liveness.forget(child.spec.id)
+            self._liveness.forget(child.spec.id, child.generation)
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -400,3 +406,10 @@ class Supervisor(SupervisedActor):
     def _stats(self) -> SupervisorStats:
         return SupervisorStats(MappingProxyType(dict(self._restarts_by_id)),
                                MappingProxyType(dict(self._restarts_by_kind)), self._escalations, self._gave_up)
+
+
+def _fence_if_zombie(ref: pykka.ActorRef[Any], thread: Any, cleanup: Any) -> None:
+    """A child whose thread died behind pykka's back: fence its ref and release its resources."""
+    if thread is not None and not thread.is_alive() and ref.is_alive():
+        fence_zombie(ref)
+        release_zombie(cleanup)

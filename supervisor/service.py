@@ -127,7 +127,7 @@ class BookService:
         sup = cfg.supervisor
         flags = SupervisorFlags(strategy=Strategy(sup.strategy), max_restarts=sup.max_restarts, period_s=sup.period_s,
                                 backoff_min_s=sup.restart_backoff_min_s, backoff_max_s=sup.restart_backoff_max_s,
-                                backoff_reset_s=sup.backoff_reset_s)
+                                backoff_reset_s=sup.backoff_reset_s, liveness_interval_s=sup.liveness_interval_s)
         self.root = TreeSupervisor.start(None, flags, self._specs(url, rest_url, flags), name="depthkeeper",
                                          escalate=self._on_escalation, routes=self.routes, peers=self.peers,
                                          book_spec=self._book_spec, state=self.state)

@@ -1,0 +1,377 @@
+"""The chaos run: market + faults + kills on a seeded schedule, then the invariants.
+
+Shape (Jepsen's lesson: record a history, check it against a model, replay by seed):
+
+1. start our own simulator (``record_history=True``) and the service pointed at it;
+   a listener checks every published LIVE view against the truth (chaos_check);
+2. run a schedule drawn from the seed: a *global* lane of disruptions that hit every
+   book (connection kill, abrupt close, venue restart, stall), spaced so each recovery
+   can be measured, and a *local* lane of book kills, zombies, singleton kills, stream
+   faults, REST faults, malformed frames and subscription churn;
+3. stop, let the server-side subscriptions settle, freeze the market, wait for every
+   book to be exact, stop everything, and check: books exact, no ghost / missing
+   subscription, no duplicate or empty command, no bad view, no leak, no escalation,
+   every fault recovered (with p50/p99/max per kind).
+
+The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_schedule`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import attrs
+import pykka
+
+from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.simulator import SimConfig, Simulator
+from depthkeeper.supervisor.chaos import STREAM_FAULTS, ChaosMonkey, KillMode, KillResult, VenueFault
+from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker, levels_from_text
+from depthkeeper.supervisor.chaos_recovery import (
+    Event,
+    Pending,
+    Recovered,
+    RecoveryFigures,
+    RecoveryTracker,
+    isolated,
+)
+from depthkeeper.supervisor.chaos_schedule import Action, ChaosSettings, build_schedule
+from depthkeeper.supervisor.config import AppConfig
+from depthkeeper.supervisor.service import BookService, BookUnavailable
+
+#: how many diffs past the fault point a stream fault's book must get to
+_STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2}
+#: how many of the slowest recoveries the report names
+SLOWEST = 8
+
+
+@attrs.frozen
+class ChaosReport:
+    """Everything a run found; ``passed`` is False when any invariant failed."""
+
+    seed: int
+    duration_s: float
+    kills: dict[str, int]
+    missed_kills: dict[str, int]
+    faults: dict[str, int]
+    actor_kills: int
+    venue_faults: int
+    books_total: int
+    books_exact: int
+    ghosts: tuple[str, ...]
+    missing: tuple[str, ...]
+    server_connections: int
+    duplicate_subscribes: int
+    empty_lists: int
+    views_checked: int
+    view_violations: int
+    oracle_samples: int
+    leaked_threads: tuple[str, ...]
+    leaked_actors: tuple[str, ...]
+    restarts: dict[str, int]
+    escalations: int
+    recovery: tuple[RecoveryFigures, ...]
+    violations: tuple[str, ...]
+    #: the slowest recoveries, for diagnosis: "kind label 0.123s (isolated|overlapped)"
+    slowest: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self, recurse=True)
+        out["passed"] = self.passed
+        return out
+
+
+class ChaosRun:
+    """One run. ``run()`` returns a :class:`ChaosReport`; it never raises for a failed invariant."""
+
+    def __init__(self, cfg: AppConfig, settings: ChaosSettings) -> None:
+        if cfg.venue.dialect != "article":
+            raise ValueError("chaos runs use the article dialect (per-symbol seq: views can be checked by seq)")
+        if cfg.book.max_levels < 2 * cfg.simulator.levels + 2:
+            raise ValueError("[book] max_levels must exceed the simulator's book so views show every level")
+        self.cfg = cfg
+        self.settings = settings
+        self.violations: list[str] = []
+        self._wait = threading.Event()  # never set: a sleep that reads as a deadline wait
+
+    def run(self) -> ChaosReport:
+        s = self.settings
+        baseline_threads = set(threading.enumerate())
+        baseline_actors = set(pykka.ActorRegistry.get_all())
+        sim_cfg = self.cfg.simulator
+        symbols = tuple(dict.fromkeys((*sim_cfg.symbols, *self.cfg.symbols.initial, *s.churn_codes)))
+        self.sim = Simulator.start(SimConfig(host="127.0.0.1", port=0, dialect="article", symbols=symbols,
+                                             rate_per_symbol=sim_cfg.rate_per_symbol, seed=s.seed,
+                                             levels=sim_cfg.levels, record_history=True))
+        cfg = attrs.evolve(self.cfg, venue=attrs.evolve(self.cfg.venue, url=self.sim.url,
+                                                         snapshot_url=self.sim.rest_url),
+                           simulator=attrs.evolve(sim_cfg, enabled=False))
+        self.timeline = EraTimeline(self.sim.era, time.monotonic())
+        self.checker = ViewChecker(self.sim, ReplayOracle(s.seed, sim_cfg.levels), self.timeline)
+        self.checker.start()
+        try:
+            svc = self.svc = BookService.start(cfg)
+        except BaseException:
+            self.checker.stop()
+            self.sim.stop()
+            raise
+        self.monkey = ChaosMonkey(svc, random.Random(s.seed + 1), simulator=self.sim, limits=s.limits)
+        self.tracker = RecoveryTracker(svc, self.sim, timeout_s=s.recovery_timeout_s)
+        self.zombies: list[KillResult] = []
+        self.events: list[Event] = []
+        try:
+            svc.add_listener(self.checker)
+            if not svc.wait_live(timeout=s.warmup_timeout_s):
+                self.violations.append(f"books not LIVE within {s.warmup_timeout_s}s of start")
+            self.tracker.start()
+            started = time.monotonic()
+            self._play(build_schedule(s, random.Random(s.seed), archive=bool(self.cfg.archive.path)), started)
+            elapsed = time.monotonic() - started
+            self._settle()
+            final = self._final_checks()
+        finally:
+            self.tracker.stop()
+            svc.stop()
+            self.checker.stop()
+            self.sim.stop()
+        leaked_threads, leaked_actors = self._leaks(baseline_threads, baseline_actors)
+        return self._report(elapsed, final, leaked_threads, leaked_actors)
+
+    # -- the schedule ------------------------------------------------------------------
+
+    def _play(self, schedule: list[Action], started: float) -> None:
+        for action in schedule:
+            delay = started + action.at_s - time.monotonic()
+            if delay > 0:
+                self._wait.wait(delay)
+            if self.svc.escalation is not None:
+                self.violations.append(f"the tree escalated during the run: {self.svc.escalation.reason}")
+                return
+            self._do(action)
+        left = started + self.settings.duration_s - time.monotonic()
+        if left > 0:
+            self._wait.wait(left)
+
+    def _do(self, action: Action) -> None:
+        group, _, what = action.what.partition(":")
+        if group == "kill":
+            self._kill(what)
+        elif group == "zombie":
+            self._zombie(what)
+        elif group == "fault":
+            self._fault(VenueFault(what))
+        elif group == "churn":
+            self._churn()
+
+    def _seqs(self) -> dict[str, int]:
+        return dict(self.sim.state()["seqs"])
+
+    def _note(self, what: str, start_s: float, end_s: float | None = None, code: str | None = None) -> int:
+        self.events.append(Event(len(self.events) + 1, what, start_s, start_s if end_s is None else end_s, code))
+        return len(self.events)
+
+    def _isolated(self, rec: Recovered) -> bool:
+        return isolated(rec, self.tracker.records, self.events)
+
+    def _kill(self, kind: str) -> None:
+        epoch, desired = self.svc.epochs.current, tuple(sorted(self.svc.subscriptions()))
+        result = self.monkey.crash(kind)
+        if result.delivered:
+            self._track_crash(result, epoch, desired)
+
+    def _track_crash(self, result: KillResult, epoch: int, desired: tuple[str, ...]) -> None:
+        seqs = self._seqs()
+        code = result.target[5:] if result.kind == "book" else None
+        source = self._note(f"kill:{result.kind}", result.at_s, code=code)
+        if code is not None:
+            self.tracker.add(Pending("book", result.at_s, (code,), {code: seqs.get(code, 0)}, old_ref=result.ref,
+                                     label=result.target, source=source))
+        elif result.kind == "connection":
+            self.tracker.add(Pending("connection", result.at_s, desired, {c: seqs[c] for c in desired},
+                                     min_epoch=epoch + 1, label="connection", source=source))
+        else:
+            self.tracker.add(Pending(result.kind, result.at_s, old_ref=result.ref, peer=result.kind,
+                                     label=result.kind, source=source))
+
+    def _zombie(self, kind: str) -> None:
+        epoch, desired = self.svc.epochs.current, tuple(sorted(self.svc.subscriptions()))
+        result = self.monkey.zombie(kind)
+        if not result.delivered:
+            return
+        if result.mode is KillMode.CRASH:  # the bullet hit a handler: it became an ordinary crash
+            self._track_crash(result, epoch, desired)
+            return
+        self.zombies.append(result)
+        self.tracker.avoid(result.ref)
+        code = result.target[5:] if result.kind == "book" else None
+        source = self._note(f"zombie:{result.kind}", result.at_s, code=code)
+        if code is not None:
+            self.tracker.add(Pending("zombie:book", result.at_s, (code,), {code: self._seqs().get(code, 0)},
+                                     old_ref=result.ref, label=result.target, source=source))
+        elif result.kind == "connection":
+            seqs = self._seqs()
+            self.tracker.add(Pending("zombie:connection", result.at_s, desired, {c: seqs[c] for c in desired},
+                                     min_epoch=epoch + 1, label="connection", source=source))
+        else:
+            self.tracker.add(Pending(f"zombie:{result.kind}", result.at_s, old_ref=result.ref, peer=result.kind,
+                                     label=result.kind, source=source))
+
+    def _fault(self, fault: VenueFault) -> None:
+        desired = tuple(sorted(self.svc.subscriptions()))
+        epoch, before = self.svc.epochs.current, self._seqs()
+        if fault is VenueFault.RESTART:
+            self.timeline.begin(self.timeline.current + 1, time.monotonic())
+        result = self.monkey.fault(fault)
+        label = f"{fault.value}{' ' + result.code if result.code else ''}"
+        end_s = result.at_s + result.amount if fault is VenueFault.STALL else None
+        source = self._note(f"fault:{fault.value}", result.at_s, end_s, result.code)
+        if fault is VenueFault.RESTART:
+            if result.era != self.timeline.current:
+                self.violations.append(f"venue era {result.era} != expected {self.timeline.current}")
+            seqs = self._seqs()
+            self.tracker.on_new_era(epoch, seqs)
+            self.tracker.add(Pending("restart", result.at_s, desired, {c: seqs[c] for c in desired},
+                                     min_epoch=epoch + 1, label=label, source=source))
+        elif fault is VenueFault.CLOSE:
+            self.tracker.add(Pending("close", result.at_s, desired, {c: before[c] for c in desired},
+                                     min_epoch=epoch + 1, label=label, source=source))
+        elif fault is VenueFault.STALL:
+            self.tracker.add(Pending("stall", result.at_s, desired, seqs_at_s=end_s, label=label, source=source))
+        elif fault in STREAM_FAULTS and result.code is not None:
+            reach = int(result.amount) + 1 if fault is VenueFault.GAP else _STREAM_REACH[fault]
+            self.tracker.add(Pending(fault.value, result.at_s, (result.code,),
+                                     {result.code: before.get(result.code, 0) + reach}, label=label, source=source))
+
+    def _churn(self) -> None:
+        """Unsubscribe one churn code, or subscribe one back (the core set stays)."""
+        codes = self.settings.churn_codes
+        if not codes:
+            return
+        rng, desired = self.monkey.rng, self.svc.subscriptions()
+        code = rng.choice(codes)
+        at_s = time.monotonic()
+        if code in desired:
+            self.tracker.cancel_code(code)
+            self.svc.unsubscribe([code])
+            self.monkey.faults["unsubscribe"] += 1
+            self._note("churn:unsubscribe", at_s, code=code)
+        else:
+            seqs = self._seqs()
+            self.svc.subscribe([code])
+            self.monkey.faults["subscribe"] += 1
+            source = self._note("churn:subscribe", at_s, code=code)
+            self.tracker.add(Pending("subscribe", at_s, (code,), {code: seqs.get(code, 0)}, label=code,
+                                     source=source))
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        s, sim, svc = self.settings, self.sim, self.svc
+        if not self.tracker.wait_idle(s.recovery_timeout_s + 1.0):
+            self.violations.append("recoveries still pending after the run")
+        sim.faults.stall(0)
+        deadline = time.monotonic() + s.quiesce_timeout_s
+        # Ghosts are reaped on data, so settle the server's subscriptions while the market runs.
+        while not self._server_settled() and time.monotonic() < deadline:
+            self._wait.wait(0.02)
+        sim.freeze()
+        while not all(self._exact(c) for c in sorted(svc.subscriptions())) and time.monotonic() < deadline:
+            self._wait.wait(0.02)
+        if not self.checker.drain(10.0):
+            self.violations.append("the view checker did not catch up")
+
+    def _server_settled(self) -> bool:
+        sets = list(self.sim.subscriptions().values())
+        return sets == [self.svc.subscriptions()]
+
+    def _exact(self, code: str) -> bool:
+        truth = self.sim.truth(code)
+        try:
+            view = self.svc.book(code, timeout_s=1.0)
+        except BookUnavailable:
+            return False
+        return (view.status is BookStatus.LIVE and view.seq == truth["seq"]
+                and view.bids == levels_from_text(truth["bids"]) and view.asks == levels_from_text(truth["asks"]))
+
+    def _final_checks(self) -> dict[str, Any]:
+        svc, sim = self.svc, self.sim
+        desired = svc.subscriptions()
+        exact = [c for c in sorted(desired) if self._exact(c)]
+        for code in sorted(desired - set(exact)):
+            self.violations.append(f"book {code} is not LIVE and exactly equal to the truth")
+        server = sim.subscriptions()
+        on_server = frozenset().union(*server.values()) if server else frozenset()
+        ghosts, missing = sorted(on_server - desired), sorted(desired - on_server)
+        if ghosts or missing or len(server) != 1:
+            self.violations.append(f"server subscriptions {[sorted(v) for v in server.values()]} != desired "
+                                   f"{sorted(desired)} on one connection")
+        counters = sim.counters()
+        for name in ("duplicate_subscribes", "empty_lists"):
+            if counters.get(name, 0):
+                self.violations.append(f"the venue counted {counters[name]} {name}")
+        oracle = ReplayOracle(self.settings.seed, self.cfg.simulator.levels)
+        for code in sorted(desired):
+            truth = sim.truth(code)
+            if oracle.book(sim.era, code, truth["seq"]) != (levels_from_text(truth["bids"]),
+                                                            levels_from_text(truth["asks"])):
+                self.violations.append(f"replay oracle disagrees with the simulator's truth for {code}")
+        for zombie in self.zombies:
+            if zombie.ref is not None and (zombie.ref.is_alive() or zombie.ref in pykka.ActorRegistry.get_all()):
+                self.violations.append(f"zombie {zombie.target} was never fenced")
+        stats = svc.stats()
+        if svc.escalation is not None or stats.supervisor.escalations:
+            self.violations.append(f"restart intensity exceeded: {svc.escalation}")
+        return {"desired": len(desired), "exact": len(exact), "ghosts": ghosts, "missing": missing,
+                "connections": len(server), "counters": counters,
+                "restarts": dict(stats.supervisor.restarts_by_kind), "escalations": stats.supervisor.escalations}
+
+    def _leaks(self, threads: set[threading.Thread], actors: set[Any]) -> tuple[list[str], list[str]]:
+        deadline = time.monotonic() + self.settings.leak_timeout_s
+        while True:
+            extra_threads = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
+            extra_actors = [r for r in pykka.ActorRegistry.get_all() if r not in actors]
+            if (not extra_threads and not extra_actors) or time.monotonic() >= deadline:
+                break
+            self._wait.wait(0.05)
+        names = sorted(t.name for t in extra_threads)
+        actor_names = sorted(str(r) for r in extra_actors)
+        if names:
+            self.violations.append(f"leaked threads: {names}")
+        if actor_names:
+            self.violations.append(f"leaked actors: {actor_names}")
+        return names, actor_names
+
+    def _report(self, elapsed_s: float, final: dict[str, Any], threads: list[str], actors: list[str]) -> ChaosReport:
+        checker, tracker = self.checker, self.tracker
+        self.violations.extend(checker.texts)
+        if checker.violations > len(checker.texts):
+            self.violations.append(f"... {checker.violations - len(checker.texts)} more bad views")
+        self.violations.extend(tracker.texts)
+        kills = dict(sorted(self.monkey.kills.items()))
+        faults = dict(sorted(self.monkey.faults.items()))
+        venue = sum(n for k, n in faults.items() if k not in ("subscribe", "unsubscribe"))
+        return ChaosReport(
+            seed=self.settings.seed, duration_s=round(elapsed_s, 3), kills=kills,
+            missed_kills=dict(sorted(self.monkey.missed.items())), faults=faults,
+            actor_kills=sum(kills.values()), venue_faults=venue, books_total=final["desired"],
+            books_exact=final["exact"], ghosts=tuple(final["ghosts"]), missing=tuple(final["missing"]),
+            server_connections=final["connections"],
+            duplicate_subscribes=final["counters"].get("duplicate_subscribes", 0),
+            empty_lists=final["counters"].get("empty_lists", 0), views_checked=checker.checked,
+            view_violations=checker.violations, oracle_samples=checker.samples, leaked_threads=tuple(threads),
+            leaked_actors=tuple(actors), restarts=final["restarts"], escalations=final["escalations"],
+            recovery=tuple(tracker.figures(self._isolated)), violations=tuple(self.violations),
+            slowest=tuple(f"{r.kind} {r.label} {r.seconds:.3f}s ({'isolated' if self._isolated(r) else 'overlapped'})"
+                          for r in sorted(tracker.records, key=lambda r: -r.seconds)[:SLOWEST]))
+
+
+def run_chaos(cfg: AppConfig, settings: ChaosSettings) -> ChaosReport:
+    """Run one chaos schedule and return its report (see the module docstring)."""
+    return ChaosRun(cfg, settings).run()

@@ -1,0 +1,130 @@
+"""The chaos runner: its checkers can fail, its schedule replays by seed, and a bounded run passes."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from depthkeeper.actors.messages import BookUpdated, BookView
+from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.supervisor.chaos_recovery import percentile
+from depthkeeper.supervisor.chaos_schedule import build_schedule, load_chaos_config
+from depthkeeper.supervisor.errors import ConfigError
+
+from .conftest import chaos_config, wait_until
+
+pytestmark = pytest.mark.chaos
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAOS_TOML = ROOT / "conf" / "chaos.toml"
+
+
+class NoSim:
+    """The checker only asks the simulator for samples; these tests check against the replay."""
+
+    def book_at(self, code: str, seq: int) -> dict:
+        raise RuntimeError("not running")
+
+
+def view_at(oracle: ReplayOracle, era: int, code: str, seq: int, status: BookStatus = BookStatus.LIVE) -> BookView:
+    bids, asks = oracle.book(era, code, seq)
+    return BookView(code, status, seq, bids, asks, 0.0, (len(bids), len(asks)))
+
+
+def checked(views: list[BookView], timeline: EraTimeline, at_s: float = 10.0) -> ViewChecker:
+    checker = ViewChecker(NoSim(), ReplayOracle(3, 10), timeline)
+    checker.start()
+    for view in views:
+        checker._inbox.append((at_s, BookUpdated(view)))
+    assert checker.drain(5.0)
+    checker.stop()
+    return checker
+
+
+def test_the_view_checker_passes_true_views_and_catches_wrong_ones() -> None:
+    oracle, timeline = ReplayOracle(3, 10), EraTimeline(1, 0.0)
+    good = [view_at(oracle, 1, "BTCUSDT", seq) for seq in (5, 6, 40)]
+    assert checked(good, timeline).violations == 0
+    wrong_size = attrs.evolve(good[1], bids=((good[1].bids[0][0], good[1].bids[0][1] + 1.0), *good[1].bids[1:]))
+    behind = attrs.evolve(good[2], seq=41)  # the picture of seq 40 labelled 41: behind the truth
+    crossed = attrs.evolve(good[0], bids=((good[0].asks[0][0] + 1.0, 1.0), *good[0].bids))
+    resyncing = attrs.evolve(wrong_size, status=BookStatus.RESYNCING)  # not LIVE: not a claim of truth
+    checker = checked([wrong_size, behind, crossed, resyncing], timeline)
+    assert checker.violations == 3 and checker.checked == 3
+    assert "crossed" in checker.texts[2] and "differs" in checker.texts[0]
+
+
+def test_views_of_the_previous_era_are_accepted_only_for_a_grace_period() -> None:
+    oracle, timeline = ReplayOracle(3, 10), EraTimeline(1, 0.0)
+    timeline.begin(2, 100.0)
+    old_era = view_at(oracle, 1, "ETHUSDT", 300)
+    assert checked([old_era], timeline, at_s=101.0).violations == 0  # still queued in a book's inbox
+    assert checked([old_era], timeline, at_s=200.0).violations == 1  # minutes later: wrong
+    assert checked([view_at(oracle, 2, "ETHUSDT", 3)], timeline, at_s=101.0).violations == 0
+
+
+def test_the_replay_oracle_matches_the_simulators_own_history(service) -> None:
+    svc = service(chaos_config(simulator={"seed": 21}))
+    assert svc.wait_live(timeout=10)
+    wait_until(lambda: svc.simulator.truth("BTCUSDT")["seq"] > 50, 5, "some market history")
+    oracle = ReplayOracle(21, 10)
+    for seq in (1, 17, 50):
+        truth = svc.simulator.book_at("BTCUSDT", seq)
+        bids, asks = oracle.book(svc.simulator.era, "BTCUSDT", seq)
+        assert bids == tuple((float(p), float(s)) for p, s in truth["bids"])
+        assert asks == tuple((float(p), float(s)) for p, s in truth["asks"])
+
+
+def test_the_schedule_is_a_function_of_the_seed_and_meets_the_rates() -> None:
+    _, settings = load_chaos_config(CHAOS_TOML, seed=5, duration_s=60.0)
+    first = build_schedule(settings, random.Random(5))
+    assert first == build_schedule(settings, random.Random(5)) != build_schedule(settings, random.Random(6))
+    kinds = [a.what for a in first]
+    kills = sum(k.startswith(("kill:", "zombie:")) for k in kinds)
+    faults = sum(k.startswith("fault:") for k in kinds)
+    assert kills >= 200 and faults >= 50
+    globals_ = [a.at_s for a in first if a.what in ("kill:connection", "fault:close", "fault:restart", "fault:stall")]
+    assert all(b - a >= settings.global_spacing_s for a, b in zip(globals_, globals_[1:], strict=False))
+    assert "kill:archive" not in kinds  # no archive configured: never aimed at
+
+
+def test_chaos_settings_are_validated(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CHAOS_TOML.read_text() + "\n[chaos.extra]\nx = 1\n")
+    with pytest.raises(ConfigError, match="extra"):
+        load_chaos_config(bad)
+    with pytest.raises(ConfigError, match="duration"):
+        load_chaos_config(CHAOS_TOML, duration_s=0)
+    cfg, settings = load_chaos_config(CHAOS_TOML, seed=3, duration_s=5)
+    assert settings.seed == 3 and settings.duration_s == 5.0 and cfg.supervisor.max_restarts >= 100
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    ordered = [float(i) for i in range(1, 101)]
+    assert (percentile(ordered, 0.5), percentile(ordered, 0.99), percentile([], 0.99)) == (50.0, 99.0, 0.0)
+    assert percentile([0.3], 0.99) == 0.3
+
+
+def test_a_bounded_chaos_run_passes_every_invariant() -> None:
+    """``depthkeeper chaos`` end to end, in its own process (a clean thread/actor baseline):
+    kills, zombies, venue faults and churn for 12 s, then every invariant."""
+    proc = subprocess.run([sys.executable, "-m", "depthkeeper.supervisor.cli", "chaos", "--config", str(CHAOS_TOML),
+                           "--duration", "12", "--seed", "11", "--json"], capture_output=True, text=True,
+                          timeout=100, cwd=ROOT)
+    report = json.loads(proc.stdout)
+    assert report["violations"] == [] and report["passed"] and proc.returncode == 0, proc.stderr[-3000:]
+    assert report["books_exact"] == report["books_total"] >= 5
+    assert report["ghosts"] == [] and report["missing"] == [] and report["server_connections"] == 1
+    assert report["duplicate_subscribes"] == 0 and report["empty_lists"] == 0
+    assert report["leaked_threads"] == [] and report["leaked_actors"] == [] and report["escalations"] == 0
+    assert report["actor_kills"] >= 30 and report["venue_faults"] >= 8 and report["views_checked"] > 500
+    recovery = {fig["kind"]: fig for fig in report["recovery"]}
+    assert recovery["book"]["count"] >= 20 and recovery["book"]["unrecovered"] == 0
+    assert sum(n for kind, n in report["kills"].items() if kind.startswith("zombie:")) >= 1

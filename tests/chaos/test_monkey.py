@@ -1,0 +1,132 @@
+"""The chaos API: kills through the normal failure path, zombies, seeded venue faults."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pykka
+import pytest
+
+from depthkeeper.supervisor.chaos import (
+    ChaosMonkey,
+    FaultLimits,
+    KillMode,
+    VenueFault,
+    ZombieOutcome,
+    actor_thread,
+    make_zombie,
+)
+
+from .conftest import chaos_config, converge_exact, wait_until
+
+pytestmark = pytest.mark.chaos
+
+
+def restarts(svc, kind: str) -> int:
+    return svc.stats().supervisor.restarts_by_kind.get(kind, 0)
+
+
+def current_ref(svc, target: str):
+    if target.startswith("book:"):
+        return svc.routes.get(target[5:])
+    if target == "archive":
+        return svc.chaos.resolve("archive")[1]
+    return getattr(svc.peers, target)
+
+
+@pytest.mark.parametrize("target", ["connection", "subscription", "snapshot", "book:ETHUSDT", "archive"])
+def test_a_kill_is_a_crash_the_supervisor_restarts(service, tmp_path: Path, target: str) -> None:
+    """svc.chaos.kill: a told Crash -> ChildExited(CRASHED) -> a new incarnation; books end exact."""
+    svc = service(chaos_config(archive={"path": str(tmp_path / "book.sqlite"), "interval_s": 0.1}))
+    assert svc.wait_live(timeout=10)
+    kind = target.split(":")[0]
+    old = current_ref(svc, target)
+    assert old is not None and restarts(svc, kind) == 0
+    assert svc.chaos.kill(target) == target
+    wait_until(lambda: not old.is_alive(), 5, f"{target} to die")
+    wait_until(lambda: current_ref(svc, target) not in (None, old), 5, f"{target} to be restarted")
+    assert restarts(svc, kind) == 1 and svc.chaos.kills[kind] == 1
+    assert svc.escalation is None
+    converge_exact(svc)
+
+
+def test_book_and_random_targets_resolve_and_unknown_ones_are_refused(service) -> None:
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    monkey = ChaosMonkey(svc, seed=4)
+    assert monkey.targets() == ["connection", "subscription", "snapshot", "book:BTCUSDT", "book:ETHUSDT",
+                                "book:SOLUSDT"]
+    assert monkey.resolve("book")[0].startswith("book:")
+    assert monkey.resolve("random")[0] in monkey.targets()
+    with pytest.raises(ValueError):
+        monkey.resolve("supervisor")
+    result = monkey.crash("book")
+    assert result.delivered and result.mode is KillMode.CRASH and result.kind == "book"
+    gone = monkey.crash(result.target)  # its ref may still be the dying one: a kill lands on someone
+    assert gone.target == result.target
+    converge_exact(svc)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_zombie_book_is_detected_fenced_and_back_live_and_exact(service) -> None:
+    """The thread dies silently (no ChildExited): only the liveness monitor can restart it."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    old = svc.routes.get("BTCUSDT")
+    thread = actor_thread(old)
+    assert thread is not None and thread.is_alive()
+    result = svc.chaos.zombie("book:BTCUSDT")
+    assert result.delivered and result.mode is KillMode.ZOMBIE and result.detail == "zombie"
+    assert not thread.is_alive()  # dead thread ...
+    # ... while pykka still believes in it, until the monitor fences it (0.5 s interval)
+    wait_until(lambda: not old.is_alive() and old not in pykka.ActorRegistry.get_all(), 3, "the zombie fenced")
+    wait_until(lambda: svc.routes.get("BTCUSDT") not in (None, old), 3, "a new BookActor")
+    assert svc.wait_live(["BTCUSDT"], timeout=5)
+    assert restarts(svc, "book") == 1 and svc.chaos.kills["zombie:book"] == 1
+    converge_exact(svc)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_make_zombie_reports_an_actor_that_is_not_running(service) -> None:
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    ref = svc.routes.get("SOLUSDT")
+    svc.unsubscribe(["SOLUSDT"])
+    wait_until(lambda: not ref.is_alive(), 5, "the SOL book to stop")
+    assert make_zombie(ref) is ZombieOutcome.NOT_RUNNING
+    assert make_zombie(svc.routes.get("BTCUSDT"), timeout_s=2.0) is ZombieOutcome.ZOMBIE
+
+
+def test_venue_faults_are_injected_counted_and_survived(service) -> None:
+    """Every simulator fault through the monkey; the venue counts each; books end exact."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    limits = FaultLimits(stall_min_s=0.8, stall_max_s=0.9, rest_delay_max_s=0.1)
+    monkey = ChaosMonkey(svc, random.Random(2), limits=limits)
+    epoch = svc.stats().connection.epoch
+    order = [f for f in VenueFault if f is not VenueFault.MALFORMED]
+    order.insert(0, VenueFault.MALFORMED)  # while connected: malformed frames need a socket to go to
+    results = [monkey.fault(f) for f in order]
+    assert [r.fault for r in results] == order
+    assert all(r.code in ("BTCUSDT", "ETHUSDT", "SOLUSDT") for r in results if r.fault in
+               (VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER))
+    assert results[order.index(VenueFault.RESTART)].era == 2
+    wait_until(lambda: svc.stats().connection.epoch > epoch, 5, "a reconnect after close/restart")
+    counted = svc.simulator.counters()["faults"]
+    for fault in (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL, VenueFault.MALFORMED):
+        assert counted[fault.value] >= 1, fault
+    assert dict(monkey.faults) == {f.value: 1 for f in VenueFault}
+    converge_exact(svc)
+
+
+def test_fault_parameters_are_drawn_from_the_seed(service) -> None:
+    """Same seed, same parameters: a failing schedule can be replayed."""
+    svc = service()
+    amounts = []
+    for _ in range(2):
+        monkey = ChaosMonkey(svc, seed=13)
+        amounts.append([(r.code, r.amount) for r in (monkey.fault(VenueFault.GAP), monkey.fault(VenueFault.STALL),
+                                                      monkey.fault(VenueFault.REST_DELAY))])
+        svc.simulator.faults.stall(0)
+    assert amounts[0] == amounts[1] and amounts[0][0][1] >= 1
