@@ -53,6 +53,8 @@ def render_report(report: ChaosReport) -> str:
         f"leaked threads/actors {len(report.leaked_threads)} / {len(report.leaked_actors)}",
         f"restarts              {_counts(report.restarts)}",
         f"escalations           {report.escalations}",
+        *([f"archive rows written / skipped / lost  {report.archive['rows_written']} / "
+           f"{report.archive['skipped']} / {report.archive['lost']}"] if report.archive else []),
         "",
         f"{'recovery':<14}{'n':>5}{'p50':>10}{'p99':>10}{'max':>10}{'unrecovered':>12}"
         f"{'isolated n':>12}{'isolated p99':>14}",

@@ -19,13 +19,18 @@ The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_s
 from __future__ import annotations
 
 import random
+import shutil
+import sqlite3
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pykka
 
+from depthkeeper.actors.messages import GetCounters
 from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator
 from depthkeeper.supervisor.chaos import STREAM_FAULTS, ChaosMonkey, KillMode, KillResult, VenueFault
@@ -77,6 +82,9 @@ class ChaosReport:
     violations: tuple[str, ...]
     #: the slowest recoveries, for diagnosis: "kind label 0.123s (isolated|overlapped)"
     slowest: tuple[str, ...] = ()
+    #: archive accounting when [archive] path is set: rows written (in the file at the end),
+    #: views skipped (conflated), views/events lost (held uncommitted when the archive was killed)
+    archive: dict[str, int] = attrs.Factory(dict)
 
     @property
     def passed(self) -> bool:
@@ -100,6 +108,9 @@ class ChaosRun:
         self.settings = settings
         self.violations: list[str] = []
         self._wait = threading.Event()  # never set: a sleep that reads as a deadline wait
+        self.archive_lost = 0
+        self.archive_skipped = 0
+        self.archive_final: dict[str, int] = {}
 
     def run(self) -> ChaosReport:
         s = self.settings
@@ -113,6 +124,10 @@ class ChaosRun:
         cfg = attrs.evolve(self.cfg, venue=attrs.evolve(self.cfg.venue, url=self.sim.url,
                                                          snapshot_url=self.sim.rest_url),
                            simulator=attrs.evolve(sim_cfg, enabled=False))
+        if cfg.archive.path:  # every run archives into a fresh file, so its row count is its own
+            cfg = attrs.evolve(cfg, archive=attrs.evolve(cfg.archive, path=str(
+                Path(tempfile.mkdtemp(prefix="depthkeeper-chaos-")) / "archive.sqlite")))
+        self.cfg = cfg
         self.timeline = EraTimeline(self.sim.era, time.monotonic())
         self.checker = ViewChecker(self.sim, ReplayOracle(s.seed, sim_cfg.levels), self.timeline)
         self.checker.start()
@@ -136,11 +151,13 @@ class ChaosRun:
             elapsed = time.monotonic() - started
             self._settle()
             final = self._final_checks()
+            self.archive_skipped += int(self._archive_counters().get("skipped", 0))
         finally:
             self.tracker.stop()
             svc.stop()
             self.checker.stop()
             self.sim.stop()
+        self.archive_final = self._archive_summary()  # after stop: the last batch is committed
         leaked_threads, leaked_actors = self._leaks(baseline_threads, baseline_actors)
         return self._report(elapsed, final, leaked_threads, leaked_actors)
 
@@ -180,8 +197,22 @@ class ChaosRun:
     def _isolated(self, rec: Recovered) -> bool:
         return isolated(rec, self.tracker.records, self.events)
 
+    def _archive_counters(self) -> dict[str, Any]:
+        _, ref = self.monkey.resolve("archive")
+        if ref is None:
+            return {}
+        try:
+            return dict(ref.ask(GetCounters(), timeout=2.0))
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return {}
+
     def _kill(self, kind: str) -> None:
         epoch, desired = self.svc.epochs.current, tuple(sorted(self.svc.subscriptions()))
+        if kind == "archive":
+            # what this incarnation holds uncommitted is what the crash loses (read just before)
+            held = self._archive_counters()
+            self.archive_lost += int(held.get("pending", 0))
+            self.archive_skipped += int(held.get("skipped", 0))
         result = self.monkey.crash(kind)
         if result.delivered:
             self._track_crash(result, epoch, desired)
@@ -348,6 +379,19 @@ class ChaosRun:
             self.violations.append(f"leaked actors: {actor_names}")
         return names, actor_names
 
+    def _archive_summary(self) -> dict[str, int]:
+        """Rows in the file at the end, plus skipped/lost summed over the archive's incarnations."""
+        path = self.cfg.archive.path
+        if not path:
+            return {}
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("snapshots", "events"))
+        finally:
+            db.close()
+        shutil.rmtree(Path(path).parent, ignore_errors=True)  # the run's own temporary archive
+        return {"rows_written": rows, "skipped": self.archive_skipped, "lost": self.archive_lost}
+
     def _report(self, elapsed_s: float, final: dict[str, Any], threads: list[str], actors: list[str]) -> ChaosReport:
         checker, tracker = self.checker, self.tracker
         self.violations.extend(checker.texts)
@@ -369,7 +413,8 @@ class ChaosRun:
             leaked_actors=tuple(actors), restarts=final["restarts"], escalations=final["escalations"],
             recovery=tuple(tracker.figures(self._isolated)), violations=tuple(self.violations),
             slowest=tuple(f"{r.kind} {r.label} {r.seconds:.3f}s ({'isolated' if self._isolated(r) else 'overlapped'})"
-                          for r in sorted(tracker.records, key=lambda r: -r.seconds)[:SLOWEST]))
+                          for r in sorted(tracker.records, key=lambda r: -r.seconds)[:SLOWEST]),
+            archive=self.archive_final)
 
 
 def run_chaos(cfg: AppConfig, settings: ChaosSettings) -> ChaosReport:
