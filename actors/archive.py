@@ -211,7 +211,7 @@ class ArchiveActor(SupervisedActor):
     def init(self) -> None:
         self._db = open_archive(self._path)
         self._last_ts, self._written_seq = last_rows(self._db)
-        self._listener_id = self._hub.add(self._mailbox)
+        self._listener_id = self._hub.add(self._mailbox, min_interval_s=self._interval_s / 2)
         self._due_s = time.monotonic() + self._interval_s
         self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
         self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,

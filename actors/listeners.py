@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
@@ -51,6 +52,9 @@ class _Listener:
         self.delivered = 0
         self.conflated = 0
         self.unavailable = 0
+        #: views at most this often (a listener that samples, like the archive, needs no more)
+        self.min_interval_s = 0.0
+        self.next_views_at = 0.0
         self.read_view: Callable[[str], BookView | None] | None = None
         self.dropped = 0
         self.errors = 0
@@ -81,16 +85,23 @@ class _Listener:
 
     def _take(self) -> tuple[list[Event], list[str]] | None:
         with self.cond:
-            while not self.closed and not self.updates and not self.statuses and not self.dirty:
-                self.cond.wait()
-            if self.closed:
-                return None
+            while True:
+                if self.closed:
+                    return None
+                views_due = bool(self.dirty) and time.monotonic() >= self.next_views_at
+                if self.statuses or self.updates or views_due:
+                    break
+                # status events wake us at once; views wait for the listener's interval
+                self.cond.wait(max(0.0, self.next_views_at - time.monotonic()) if self.dirty else None)
             batch: list[Event] = list(self.statuses)
             batch.extend(self.updates.values())
-            dirty = list(self.dirty)
             self.statuses.clear()
             self.updates = {}
-            self.dirty = {}
+            dirty: list[str] = []
+            if views_due:
+                dirty = list(self.dirty)
+                self.dirty = {}
+                self.next_views_at = time.monotonic() + self.min_interval_s
             return batch, dirty
 
     def _run(self) -> None:
@@ -140,10 +151,13 @@ class ListenerHub:
         """True when anyone listens (BookActors skip building views otherwise)."""
         return bool(self._listeners)
 
-    def add(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
+    def add(self, target: ListenerTarget, codes: Iterable[str] | None = None, *, min_interval_s: float = 0.0) -> int:
+        """Register a listener; ``min_interval_s`` > 0 delivers each code's newest view at most
+        that often (status changes still immediately), so a sampling listener costs no more."""
         listener = _Listener(target, frozenset(codes) if codes is not None else None,
                              self._max_status_events, self._reply_timeout_s)
         listener.read_view = self._read_view
+        listener.min_interval_s = min_interval_s
         listener.thread.start()
         with self._lock:
             self._listeners = (*self._listeners, listener)

@@ -72,3 +72,30 @@ def test_actor_listener_and_code_filter() -> None:
         assert ref.actor_inbox.qsize() == 0
     finally:
         hub.close()
+
+
+def test_sampling_listener_gets_views_at_most_once_per_interval_and_statuses_at_once() -> None:
+    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.readport import BookReadPort, ReadPorts
+
+    ports = ReadPorts()
+    book = OrderBook("BTCUSDT")
+    book.status = BookStatus.LIVE
+    ports.register(BookReadPort("BTCUSDT", book))
+    hub = ListenerHub(ports=ports)
+    got: list[Any] = []
+    hub.add(got.append, min_interval_s=0.3)
+    try:
+        start = time.monotonic()
+        for seq in range(1, 200):
+            book.last_seq = seq
+            hub.mark_updated("BTCUSDT")
+        hub.publish(BookStatusChanged("BTCUSDT", BookStatus.LIVE, BookStatus.STALE, 199, "test"), "BTCUSDT")
+        wait_until(lambda: any(isinstance(e, BookStatusChanged) for e in got))
+        views = [e for e in got if isinstance(e, BookUpdated)]
+        assert len(views) <= 1  # the first view may go out at once, the rest wait for the interval
+        wait_until(lambda: any(isinstance(e, BookUpdated) and e.view.seq == 199 for e in got))
+        views = [e for e in got if isinstance(e, BookUpdated)]
+        assert len(views) <= 2 and time.monotonic() - start < 2.0
+    finally:
+        hub.close()
