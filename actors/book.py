@@ -67,7 +67,6 @@ class BookActor(SupervisedActor):
                  ports: ReadPorts | None = None) -> None:
         super().__init__(ctx)
         self.code = code
-        self._dialect = dialect
         self._cfg = cfg
         self._peers = peers
         self._hub = hub
@@ -85,7 +84,8 @@ class BookActor(SupervisedActor):
         #: a snapshot is wanted but deferred until the first diff (or the deadline)
         self._fetch_deferred = False
         self._updated_at = 0.0
-        self._stale_epoch_batches = 0
+        #: batches from an older socket epoch, ignored (exposed in stats)
+        self._old_epoch_batches = 0
         #: end-to-end latencies (venue send -> applied), seconds, newest last
         self.latencies: deque[float] = deque(maxlen=4096)
         #: reader thread -> applied latencies, seconds
@@ -154,7 +154,7 @@ class BookActor(SupervisedActor):
     def _fence(self, epoch: int) -> bool:
         """False for data of an older epoch; starts a new sync for a newer one."""
         if epoch < self._epoch:
-            self._stale_epoch_batches += 1
+            self._old_epoch_batches += 1
             return False
         if epoch > self._epoch:
             self._resync(epoch, ResyncReason.RECONNECT)
@@ -173,7 +173,7 @@ class BookActor(SupervisedActor):
         self._after(action, before, self.policy.last_reason.value)
         if applied:
             self._check_lag(time.monotonic() - batch.received_at)
-        if self._fetch_deferred and getattr(self.policy, "buffer", None):
+        if self._fetch_deferred and self.policy.buffered:
             self._send_request()  # the stream has begun: now the snapshot can bridge it
         if self._calibration.pending_snapshot is not None:
             self._finish_calibration()
@@ -235,7 +235,7 @@ class BookActor(SupervisedActor):
         before = self.book.status
         self._calibration.cancel()
         policy = self.policy
-        if reason is ResyncReason.RECONNECT and policy.awaiting_snapshot and not getattr(policy, "buffer", None):
+        if reason is ResyncReason.RECONNECT and policy.awaiting_snapshot and not policy.buffered:
             return  # nothing of the old epoch is held; the pending request still serves
         self._after(policy.start(reason), before, reason.value)
 
@@ -268,13 +268,12 @@ class BookActor(SupervisedActor):
         now = self.book.status
         if now is not before:
             self._announce(before, now, reason)
-        if self._hub.active:
-            self._publish_update()
+        self._publish_update()
 
     def _request(self, action: SyncAction) -> None:
         if action is not SyncAction.FETCH_SNAPSHOT:
             return
-        if self._dialect == "article" and not getattr(self.policy, "buffer", None):
+        if self.policy.fetch_after_first_diff and not self.policy.buffered:
             self._fetch_deferred = True
             self._scheduler.schedule(FIRST_DIFF_WAIT_S, self.actor_ref, FetchDeadline(self.policy.request_token))
         else:
@@ -321,7 +320,8 @@ class BookActor(SupervisedActor):
         return BookStats(self.code, self.book.status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
                          c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
                          self._calibration.completed, self._updated_at, self._epoch, inbox,
-                         _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99))
+                         _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99),
+                         self._old_epoch_batches)
 
 
 def _pct(ordered: list[float], q: float) -> float:

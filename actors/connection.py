@@ -225,11 +225,6 @@ class ConnectionActor(SupervisedActor):
             except Exception:  # noqa: BLE001 - a broken socket may refuse each step; it ends closed
                 pass
 
-    def force_reconnect(self, why: str) -> None:
-        if self._ws is not None:
-            self._log.bind(epoch=self.epoch).warning("forcing reconnect: {}", why)
-            self._drop_socket()
-
     # -- heartbeat watchdog --------------------------------------------------------------
 
     def _on_tick(self) -> None:

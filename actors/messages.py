@@ -7,6 +7,7 @@ without copying. Supervision messages (ChildExited, ...) live in the generic lay
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -193,8 +194,6 @@ class BookView:
 
     @property
     def age_s(self) -> float:
-        import time
-
         return max(0.0, time.time() - self.updated_at) if self.updated_at else float("inf")
 
     @property
@@ -250,6 +249,8 @@ class BookStats:
     #: frame read by the reader thread -> applied (the in-process hop), same window
     apply_p50_s: float = 0.0
     apply_p99_s: float = 0.0
+    #: batches from an older socket epoch that were ignored (late frames of a dead socket)
+    old_epoch_batches: int = 0
 
 
 # --- internal (an actor to itself, or a worker thread to its actor) ------------------------

@@ -14,7 +14,6 @@ levels per side are known complete, and a view never claims more.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 
 from depthkeeper.actors.wire import Levels
@@ -184,7 +183,3 @@ def top_of(bids: dict[float, float], asks: dict[float, float], horizons: tuple[f
         nb, na = min(nb, depth), min(na, depth)
     return sorted_bids[:nb], sorted_asks[:na], complete
 
-
-def valid_level(price: float, size: float) -> bool:
-    """A level the book may hold: positive finite price, non-negative finite size."""
-    return 0.0 < price < math.inf and 0.0 <= size < math.inf

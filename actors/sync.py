@@ -72,6 +72,9 @@ class SyncCounters:
 class SyncPolicy:
     """Base: shared state and the (re)start transition."""
 
+    #: True when a snapshot can only bridge a stream that has begun (fetch after the first diff)
+    fetch_after_first_diff = False
+
     def __init__(self, book: OrderBook) -> None:
         self.book = book
         self.counters = SyncCounters()
@@ -104,6 +107,11 @@ class SyncPolicy:
     def _on_start(self) -> None:
         """Subclass hook: reset dialect state."""
 
+    @property
+    def buffered(self) -> int:
+        """Diffs held while waiting for a snapshot."""
+        return 0
+
     def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
         raise NotImplementedError
 
@@ -116,6 +124,8 @@ class SyncPolicy:
 
 class ArticleSync(SyncPolicy):
     """Contiguous per-symbol seq with a REST snapshot bridge (see module docstring)."""
+
+    fetch_after_first_diff = True
 
     def __init__(self, book: OrderBook, buffer_limit: int) -> None:
         super().__init__(book)
@@ -131,6 +141,10 @@ class ArticleSync(SyncPolicy):
         self.buffer = []
         self._bridging = False
         self._last_diff = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buffer)
 
     def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
         if self.awaiting_snapshot:

@@ -23,11 +23,6 @@ import attrs
 Levels = tuple[tuple[float, float], ...]
 
 
-class Side(enum.Enum):
-    BID = "bid"
-    ASK = "ask"
-
-
 class DiffEvent(NamedTuple):
     """One price-level change for one symbol (article dialect)."""
 

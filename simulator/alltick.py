@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import time
-import urllib.parse
 from typing import Any
 
 import orjson
@@ -306,8 +305,3 @@ class AlltickDialect(DialectHandler):
         return dumps({"cmd_id": 22999, "data": {"code": UNKNOWN_CODE, "seq": 1, "tick_time": tick_time,
                                                "bids": [{"price": "1.00", "volume": "1"}], "asks": []}})
 
-
-def encode_query(codes: list[str], trace: str = "depthkeeper-sim") -> str:
-    """URL-encoded ``query`` parameter of depth-tick (for tests and tools)."""
-    query = {"trace": trace, "data": {"symbol_list": [{"code": code} for code in codes]}}
-    return urllib.parse.quote(orjson.dumps(query).decode())

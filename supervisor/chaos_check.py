@@ -100,12 +100,6 @@ class ReplayOracle:
         return (levels_from_text(render_side(bids, None, best_high=True)),
                 levels_from_text(render_side(asks, None, best_high=False)))
 
-    def forget_before(self, era: int) -> None:
-        """Drop replicas of eras older than ``era`` (their views can no longer arrive)."""
-        for key in [k for k in self._replicas if k[0] < era]:
-            del self._replicas[key]
-
-
 def crossed(view: BookView) -> bool:
     return bool(view.bids and view.asks and view.bids[0][0] >= view.asks[0][0])
 

@@ -265,6 +265,9 @@ class BookService:
             time.sleep(0.01)  # polling a condition against a deadline
 
     def _is_live(self, code: str, deadline: float) -> bool:
+        port = self.ports.get(code)
+        if port is not None:
+            return port.book.status is BookStatus.LIVE  # one attribute read: no copy, no sort
         try:
             left = max(0.05, deadline - time.monotonic())
             return self.book(code, depth=0, timeout_s=left).status is BookStatus.LIVE

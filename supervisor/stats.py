@@ -27,6 +27,7 @@ class BookFigures:
     calibrations: int
     inbox: int
     epoch: int
+    old_epoch_batches: int
 
 
 @attrs.frozen
@@ -79,7 +80,7 @@ def _book(stats: BookStats, now: float) -> BookFigures:
     age = now - stats.updated_at if stats.updated_at else float("inf")
     return BookFigures(stats.applied, stats.gaps, stats.resyncs, stats.seq, stats.status.name, age, stats.duplicates,
                        stats.overflows, stats.crossed, stats.stale_dropped, stats.drifted_levels, stats.calibrations,
-                       stats.inbox, stats.epoch)
+                       stats.inbox, stats.epoch, stats.old_epoch_batches)
 
 
 def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any], subscription: Mapping[str, Any],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook, valid_level
+from depthkeeper.actors.orderbook import BookStatus, OrderBook
 
 
 def test_set_and_delete_levels() -> None:
@@ -88,8 +88,6 @@ def test_clear_and_repr() -> None:
     assert "OrderBook X" in repr(book)
 
 
-def test_invalid_max_levels_and_level_validation() -> None:
+def test_invalid_max_levels() -> None:
     with pytest.raises(ValueError, match="max_levels"):
         OrderBook("X", max_levels=0)
-    assert valid_level(1.0, 0.0) and not valid_level(0.0, 1.0) and not valid_level(1.0, -1.0)
-    assert not valid_level(float("inf"), 1.0)
