@@ -27,6 +27,8 @@ from depthkeeper.actors.wire import DiffEvent, Snapshot
 from depthkeeper.supervisor.config import BookConfig
 from depthkeeper.supervisor.spec import ChildContext
 
+from tests.support import wait_until
+
 from .fakes import ManualScheduler, RecorderHandle
 
 
@@ -132,12 +134,7 @@ def test_listeners_get_status_changes_and_updates(rig: Any) -> None:
     snapshot_reply(rig, 3)
     rig.ref.tell(DiffBatch(1, (d(4, 99.5),), 0.0))
     assert rig.ref.ask(GetView(), timeout=2).seq == 4
-    import time
-
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not any(
-            isinstance(e, BookUpdated) and e.view.seq == 4 for e in rig.events):
-        time.sleep(0.005)
+    wait_until(lambda: any(isinstance(e, BookUpdated) and e.view.seq == 4 for e in rig.events), 3, "the seq-4 view")
     statuses = [e for e in rig.events if isinstance(e, BookStatusChanged)]
     assert (statuses[0].old, statuses[0].new) == (BookStatus.SYNCING, BookStatus.LIVE)
     assert any(isinstance(e, BookUpdated) and e.view.seq == 4 for e in rig.events)

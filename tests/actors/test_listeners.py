@@ -11,17 +11,11 @@ import pykka
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
 from depthkeeper.actors.orderbook import BookStatus
+from tests.support import wait_until
 
 
 def view(code: str, seq: int) -> BookUpdated:
     return BookUpdated(BookView(code, BookStatus.LIVE, seq, (), (), 0.0))
-
-
-def wait_until(pred: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
 
 
 def test_slow_callable_gets_the_newest_view_and_every_status() -> None:
