@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from depthkeeper.actors.readport import ReadPorts
     from depthkeeper.actors.routing import Peers
     from depthkeeper.supervisor.config import BookConfig
+    from depthkeeper.supervisor.dispatch import Dispatcher
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
@@ -64,8 +65,8 @@ class BookActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
-                 ports: ReadPorts | None = None) -> None:
-        super().__init__(ctx)
+                 ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None) -> None:
+        super().__init__(ctx, dispatcher=dispatcher)
         self.code = code
         self._cfg = cfg
         self._peers = peers

@@ -39,6 +39,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
 from depthkeeper.supervisor.errors import ChaosCrash, RestartIntensityExceeded
 from depthkeeper.supervisor.messages import ChildExited, ChildStarted, Crash
 from depthkeeper.supervisor.spec import ChildContext, ExitReason
@@ -47,19 +48,29 @@ from depthkeeper.supervisor.spec import ChildContext, ExitReason
 class SupervisedActor(pykka.ThreadingActor):
     """Base of every actor in our tree; see the module docstring for the lifecycle."""
 
-    @staticmethod
-    def _create_actor_inbox() -> Any:
-        # pykka's hook for the inbox type. queue.SimpleQueue is implemented in C without a
-        # Condition: waking an idle actor and a tell both cost about half of queue.Queue's
-        # (bench: 3.1 -> 1.5 us per tell). It has everything pykka uses: put, get, empty, qsize.
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]  # pykka calls it on the instance
+        # pykka's hook for the inbox type. On a dispatcher: a Mailbox (see dispatch.py). Else
+        # queue.SimpleQueue, implemented in C without a Condition: waking an idle actor and a
+        # tell both cost about half of queue.Queue's (bench: 3.1 -> 1.5 us per tell). It has
+        # everything pykka uses: put, get, empty, qsize.
+        if self._dispatcher is not None:
+            return Mailbox(self, self._dispatcher)
         return queue.SimpleQueue()
 
-    def __init__(self, ctx: ChildContext | None) -> None:
+    def _start_actor_loop(self) -> None:
+        if isinstance(self.actor_inbox, Mailbox):
+            self.actor_inbox.start()  # on_start runs on a dispatcher thread, then the messages
+        else:
+            super()._start_actor_loop()
+
+    def __init__(self, ctx: ChildContext | None, *, dispatcher: Dispatcher | None = None) -> None:
+        #: run on this dispatcher's shared threads instead of a thread of our own
+        self._dispatcher = dispatcher
         super().__init__()
         self.ctx = ctx
         self.child_id = ctx.child_id if ctx is not None else type(self).__name__
         self.generation = ctx.generation if ctx is not None else 0
-        self._actor_thread: threading.Thread | None = None
+        self._actor_thread: Any = None
         self._exit_reported = False
         self.log = logger.bind(actor=type(self).__name__, child_id=self.child_id, generation=self.generation)
 
@@ -74,7 +85,9 @@ class SupervisedActor(pykka.ThreadingActor):
     # -- pykka hooks --------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._actor_thread = threading.current_thread()
+        inbox = self.actor_inbox
+        # what the liveness monitor watches: our thread, or on a dispatcher our Lane
+        self._actor_thread = inbox.lane if isinstance(inbox, Mailbox) else threading.current_thread()
         self._tell_supervisor(ChildStarted(self.child_id, self.generation, self._actor_thread,
                                            self._cleanup_guarded))
         try:

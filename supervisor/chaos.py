@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
+from depthkeeper.supervisor.dispatch import Mailbox
 from depthkeeper.supervisor.messages import Crash, GetChildren
 
 if TYPE_CHECKING:
@@ -165,8 +166,11 @@ def _parked_in_inbox(thread: threading.Thread) -> bool:
     return caller.f_back is not None and caller.f_back.f_code is _LOOP_CODE
 
 
-def actor_thread(ref: pykka.ActorRef[Any]) -> threading.Thread | None:
-    """The thread running ``ref``'s actor loop (pykka keeps no handle: find the loop's frame)."""
+def actor_thread(ref: pykka.ActorRef[Any]) -> Any:
+    """The thread running ``ref``'s actor loop (pykka keeps no handle: find the loop's frame);
+    for an actor on a dispatcher, its Lane (the thread stand-in its supervisor watches)."""
+    if isinstance(ref.actor_inbox, Mailbox):
+        return ref.actor_inbox.lane
     actor = ref._actor_weakref()  # the ref's own (weak) handle on its actor object
     if actor is None:
         return None
@@ -198,6 +202,8 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
     """
     if not ref.is_alive():
         return ZombieOutcome.NOT_RUNNING
+    if isinstance(ref.actor_inbox, Mailbox):
+        return _zombie_on_dispatcher(ref, ref.actor_inbox, timeout_s)
     thread = actor_thread(ref)
     if thread is None or not _GET_LINES or not _ACQUIRE_LINES:
         return ZombieOutcome.UNSUPPORTED
@@ -224,6 +230,21 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
     if thread.is_alive():
         return ZombieOutcome.BUSY
     return ZombieOutcome.ZOMBIE if ref.is_alive() else ZombieOutcome.CRASHED
+
+
+def _zombie_on_dispatcher(ref: pykka.ActorRef[Any], mailbox: Mailbox, timeout_s: float) -> ZombieOutcome:
+    """The same death for an actor on shared dispatcher threads: the bullet fires in its next
+    turn *between* two messages, outside any handler, and the dispatcher loses the actor (its
+    Lane ends, no report) while the dispatcher thread goes on with the others."""
+    mailbox.bullet = ZombieBullet
+    try:
+        ref.tell(_WakeUp())
+    except pykka.ActorDeadError:
+        return ZombieOutcome.NOT_RUNNING
+    mailbox.lane.join(timeout_s)
+    if mailbox.lane.is_alive():
+        return ZombieOutcome.BUSY
+    return ZombieOutcome.ZOMBIE if mailbox.lane.lost else ZombieOutcome.NOT_RUNNING
 
 
 class ChaosMonkey:

@@ -65,6 +65,8 @@ class BookConfig:
     inbox_limit: int = _opt(2000, lo=1, hi=10_000_000)
     #: a LIVE book applying data older than this (seconds since read) is flagged STALE (0 = off)
     max_lag_s: float = _opt(1.0, lo=0, hi=3600)
+    #: threads shared by all BookActors (a dispatcher); 0 = one thread per book
+    threads: int = _opt(1, lo=0, hi=64)
 
 
 @attrs.frozen

@@ -33,6 +33,7 @@ from depthkeeper.actors.subscription import SubscriptionActor
 from depthkeeper.actors.symbols import SymbolRules
 from depthkeeper.actors.wire import redact
 from depthkeeper.supervisor.config import AppConfig
+from depthkeeper.supervisor.dispatch import Dispatcher
 from depthkeeper.supervisor.errors import ServiceError
 from depthkeeper.supervisor.messages import Escalated, GetChildren, GetStats
 from depthkeeper.supervisor.scheduler import Scheduler
@@ -82,6 +83,8 @@ class BookService:
         self.hub = ListenerHub(ports=self.ports)
         self.ledger = SubscriptionLedger()
         self.scheduler = Scheduler()
+        #: the shared threads every BookActor runs on (None: a thread per book)
+        self.dispatcher = Dispatcher("books", cfg.book.threads) if cfg.book.threads else None
         self.state = TreeState(desired=frozenset(cfg.symbols.initial))
         self.started_at = time.time()
         self.root: pykka.ActorRef[Any] | None = None
@@ -181,7 +184,7 @@ class BookService:
                                    scheduler=self.scheduler, epoch=self.epochs.current,
                                    calibration_interval_s=cfg.calibration.interval_s,
                                    latency_histogram=self.latency_histogram if cfg.metrics.port else None,
-                                   ports=self.ports)
+                                   ports=self.ports, dispatcher=self.dispatcher)
 
         return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")
 
@@ -367,6 +370,8 @@ class BookService:
                 self.root.stop(block=True, timeout=timeout_s)
             except pykka.Timeout:
                 self._log.error("the tree did not stop within {}s", timeout_s)
+        if self.dispatcher is not None and not self.dispatcher.stop():
+            self._log.error("book dispatcher threads did not end")
         self.hub.close()
         self.scheduler.close()
         if self.simulator is not None:
