@@ -18,8 +18,8 @@ RSS_BUDGET_BYTES = 150 * 1024 * 1024
 P99_TARGET_S = 0.001
 READ_P50_TARGET_S = 100e-6
 
-PEER_ORDER = ("depthkeeper", "naive", "naive+skiputf8", "naive+orjson")
-NAIVES = PEER_ORDER[1:]
+PEER_ORDER = ("depthkeeper", "depthkeeper/own-threads", "naive", "naive+skiputf8", "naive+orjson")
+NAIVES = PEER_ORDER[2:]
 
 
 def backlog_growth_per_s(r: dict[str, Any]) -> float:
@@ -50,9 +50,9 @@ def keeps_up(r: dict[str, Any]) -> bool:
     return steady(r) == "yes"
 
 
-def ratio(run: dict[str, Any], other: str) -> float | None:
+def ratio(run: dict[str, Any], other: str, ours_name: str = "depthkeeper") -> float | None:
     peers = run["peers"]
-    ours, theirs = peers.get("depthkeeper"), peers.get(other)
+    ours, theirs = peers.get(ours_name), peers.get(other)
     if not ours or not theirs or "error" in ours or "error" in theirs or not theirs["applied_per_s"]:
         return None
     return ours["applied_per_s"] / theirs["applied_per_s"]
@@ -73,7 +73,7 @@ def _cells(label: str, run: dict[str, Any], name: str) -> tuple[str, ...]:
         return ()
     if "error" in r:
         return (label, str(run["symbols"]), name, "error: " + r["error"].splitlines()[-1][:80])
-    found = [ratio(run, other) for other in NAIVES] if name == "depthkeeper" else []
+    found = [ratio(run, other, name) for other in NAIVES] if name.startswith("depthkeeper") else []
     ratios = " / ".join("-" if x is None else f"{x:.2f}" for x in found)
     saturated = not run["offered_target_per_s"]
     return (

@@ -42,7 +42,9 @@ if str(BENCH_DIR) not in sys.path:
 
 from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes, wait_for_idle  # noqa: E402
 
-PEERS = ("depthkeeper", "naive", "naive+skiputf8", "naive+orjson")
+#: "depthkeeper/own-threads" is the same tree with ``[book] threads = 0`` (a thread per BookActor,
+#: pykka's default): what the shared dispatcher buys, measured in the same run
+PEERS = ("depthkeeper", "depthkeeper/own-threads", "naive", "naive+skiputf8", "naive+orjson")
 #: --quick drops the middle variant to stay under a minute
 PEERS_QUICK = ("depthkeeper", "naive", "naive+orjson")
 #: (label, total offered diffs/s over all symbols; 0 = as fast as the peer reads)
@@ -68,11 +70,13 @@ def peer_main(args: argparse.Namespace) -> int:
     read_calls = args.read_calls if args.read_calls is not None else 2000
     real_stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):  # the article's prints must not corrupt the JSON
-        if args.peer == "depthkeeper":
+        if args.peer.startswith("depthkeeper"):
             from peers import tree
 
             result = tree.run(args.url, args.rest_url, args.control_url, codes, warmup_s=args.warmup,
-                              seconds=args.seconds, read_calls=read_calls, sim_pid=args.sim_pid)
+                              seconds=args.seconds, read_calls=read_calls, sim_pid=args.sim_pid,
+                              book_threads=0 if args.peer == "depthkeeper/own-threads" else None)
+            result["peer"] = args.peer
         else:
             from peers import naive
 

@@ -88,6 +88,10 @@ class Mailbox:
         self.bullet: type[BaseException] | None = None
         self.lane = Lane(f"{type(actor).__name__}@{dispatcher.name}-{next(_ids)}")
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self._dispatcher
+
     # -- the inbox protocol pykka uses -------------------------------------------------------
 
     def put(self, envelope: Any) -> None:
@@ -128,14 +132,13 @@ class Mailbox:
     def run(self, budget: int) -> None:
         """One turn on the calling dispatcher thread: up to ``budget`` messages."""
         actor = self._actor
-        stopped = actor.actor_stopped
         popleft = self._queue.popleft
         try:
             if self._starting:
                 self._starting = False
                 actor._actor_loop_setup()  # on_start; a failure there stops the actor (pykka's rule)
             for _ in range(budget):
-                if stopped.is_set():
+                if actor.actor_stopped.is_set():  # re-read each time, as pykka's loop does
                     break
                 if self.bullet is not None:
                     raise self.bullet  # outside any handler, as a thread dying in inbox.get() would
@@ -147,7 +150,7 @@ class Mailbox:
         except BaseException as exc:  # noqa: BLE001 - lose this actor only, never the dispatcher
             self._lose(exc)
             return
-        if stopped.is_set():
+        if actor.actor_stopped.is_set():
             self._finish()
             return
         with self._lock:
@@ -163,22 +166,27 @@ class Mailbox:
             self._queue.clear()
         return left
 
-    def _finish(self) -> None:
-        """The actor stopped: answer what is still queued (as pykka's teardown does)."""
+    def _refuse_rest(self) -> None:
+        """Answer what is still queued, and whatever arrives later (as pykka's teardown does)."""
         for envelope in self._close():
             _refuse(envelope, self._actor)
+
+    def _finish(self) -> None:
+        """The actor stopped."""
+        self._refuse_rest()
         self.lane.end(lost=False)
 
     def _lose(self, exc: BaseException) -> None:
-        """Something escaped the message handling: this actor is gone, without any report."""
-        self._close()
+        """Something escaped the message handling: this actor is gone, without any report.
+        Its asks fail at once instead of hanging (a thread-zombie's would hang)."""
+        self._refuse_rest()
         self.lane.end(lost=True)
         logger.bind(actor="dispatcher", lane=self.lane.name).error(
             "{} lost on its dispatcher ({!r}): no report sent; the liveness monitor takes over", self._actor, exc)
 
     def abandon(self) -> None:
         """The dispatcher is gone: nothing will ever run this actor again."""
-        self._close()
+        self._refuse_rest()
         self.lane.end(lost=True)
 
 
@@ -236,6 +244,8 @@ class Dispatcher:
             mailbox.abandon()
             return
         self._ready.put(mailbox)
+        if self._closed:  # stop() may have drained the queue between our check and our put
+            self._abandon_queued()
 
     def _run(self) -> None:
         get, budget = self._ready.get, self.throughput
@@ -260,11 +270,17 @@ class Dispatcher:
         for thread in self._threads:
             if thread is not current:
                 thread.join(timeout_s)
-        while True:  # turns queued behind the sentinels will never run
+        self._abandon_queued()
+        return not any(t.is_alive() for t in self._threads)
+
+    def _abandon_queued(self) -> None:
+        """Turns queued behind the stop sentinels will never run: their actors are lost."""
+        if any(t.is_alive() for t in self._threads):
+            return  # still draining; a thread that takes a sentinel leaves the rest for us
+        while True:
             try:
                 mailbox = self._ready.get_nowait()
             except queue.Empty:
-                break
+                return
             if mailbox is not None:
                 mailbox.abandon()
-        return not any(t.is_alive() for t in self._threads)

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pykka
 
 from depthkeeper.supervisor.spec import ChildSpec, ExitReason
 
+if TYPE_CHECKING:
+    from depthkeeper.supervisor.dispatch import Lane
+
 # -- child -> supervisor ----------------------------------------------------------------
 
 
 @attrs.frozen(eq=False)
 class ChildStarted:
-    """Told from the child's on_start: hands over its thread for the liveness monitor."""
+    """Told from the child's on_start: hands over its thread for the liveness monitor
+    (on a dispatcher: its ``Lane``, which quacks like a thread: ``is_alive``, ``join``, ``name``)."""
 
     child_id: str
     generation: int
-    thread: threading.Thread
+    thread: threading.Thread | Lane
     #: the child's guarded cleanup, run by the supervisor side if the thread dies as a zombie
     #: (its own thread can no longer release its sockets and threads)
     cleanup: Callable[[], None] | None = None

@@ -43,10 +43,11 @@ def _quiet_logs() -> dict[str, int]:
     return counts
 
 
-def _config(url: str, rest_url: str, codes: list[str]) -> Any:
+def _config(url: str, rest_url: str, codes: list[str], book_threads: int | None = None) -> Any:
     from depthkeeper.supervisor.config import config_from_mapping
 
     return config_from_mapping({
+        "book": {} if book_threads is None else {"threads": book_threads},
         "venue": {"dialect": "article", "url": url, "snapshot_url": rest_url},
         "symbols": {"initial": list(codes)},
         "snapshot": {"max_per_second": SNAPSHOT_PER_S},
@@ -114,13 +115,13 @@ def _book_call_latencies(svc: Any, codes: list[str], calls: int, budget_s: float
 
 
 def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s: float, seconds: float,
-        read_calls: int = 2000, sim_pid: int | None = None) -> dict[str, Any]:
+        read_calls: int = 2000, sim_pid: int | None = None, book_threads: int | None = None) -> dict[str, Any]:
     """Start the service, wait until every book is LIVE, measure one window, return the figures."""
     warnings = _quiet_logs()
     meter = ProcessMeter(sim_pid)
     from depthkeeper.supervisor.service import BookService
 
-    cfg = _config(url, rest_url, codes)
+    cfg = _config(url, rest_url, codes, book_threads)
     rss_base = meter.rss_bytes()
     started = time.perf_counter()
     svc = BookService.start(cfg, ask_timeout_s=ASK_TIMEOUT_S)

@@ -16,6 +16,7 @@ import attrs
 import pykka
 
 from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.dispatch import Dispatcher
 from depthkeeper.supervisor.otp import Supervisor
 from depthkeeper.supervisor.spec import ChildContext, ChildSpec, ExitReason, Restart
 
@@ -185,8 +186,9 @@ class Worker(SupervisedActor):
     """A test child: records starts/cleanups, can fail its init, crash, stop itself, become a zombie."""
 
     def __init__(self, ctx: ChildContext, events: Recorder,
-                 fail_init: Callable[[ChildContext], bool] | None = None) -> None:
-        super().__init__(ctx)
+                 fail_init: Callable[[ChildContext], bool] | None = None, *,
+                 dispatcher: Dispatcher | None = None) -> None:
+        super().__init__(ctx, dispatcher=dispatcher)
         self._events = events
         self._fail_init = fail_init
 

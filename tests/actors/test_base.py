@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
 import pytest
 
 from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
 from depthkeeper.supervisor.errors import ChaosCrash
 from depthkeeper.supervisor.liveness import LivenessMonitor
 from depthkeeper.supervisor.messages import ChildExited, ChildStarted, Crash
@@ -30,14 +32,29 @@ from .probes import (
 )
 
 
+@pytest.fixture(params=["own-thread", "dispatcher"])
+def dispatcher(request: pytest.FixtureRequest) -> Iterator[Dispatcher | None]:
+    """Every lifecycle test runs twice: on the actor's own thread and on a shared dispatcher."""
+    if request.param == "own-thread":
+        yield None
+        return
+    shared = Dispatcher("test", threads=2)
+    yield shared
+    for ref in pykka.ActorRegistry.get_all():  # a stop is a message: it needs the dispatcher
+        if isinstance(ref.actor_inbox, Mailbox) and ref.actor_inbox.dispatcher is shared:
+            ref.stop(block=True, timeout=5)
+    assert shared.stop(5)
+
+
 @pytest.fixture
 def sup() -> ProbeHandle:
     """A probe standing in for the supervisor: it records ChildStarted / ChildExited."""
     return start_probe()
 
 
-def start_worker(sup: ProbeHandle, events: Recorder, **kwargs: Any) -> tuple[pykka.ActorRef[Any], ChildStarted]:
-    ref = Worker.start(ChildContext(sup.ref, "w", 7), events, **kwargs)
+def start_worker(sup: ProbeHandle, events: Recorder, dispatcher: Dispatcher | None,
+                 **kwargs: Any) -> tuple[pykka.ActorRef[Any], ChildStarted]:
+    ref = Worker.start(ChildContext(sup.ref, "w", 7), events, dispatcher=dispatcher, **kwargs)
     started = sup.wait_for(ChildStarted)
     return ref, started
 
@@ -57,18 +74,22 @@ def final_exits(sup: ProbeHandle, started: ChildStarted) -> list[ChildExited]:
 # -- exactly-once exit reports -----------------------------------------------------------
 
 
-def test_started_report_carries_the_actor_thread(sup: ProbeHandle) -> None:
+def test_started_report_carries_the_actor_thread(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     assert (started.child_id, started.generation) == ("w", 7)
-    assert started.thread is events.wait_for(Started).thread
+    runs_on = events.wait_for(Started).thread
+    if dispatcher is None:
+        assert started.thread is runs_on
+    else:  # the supervisor watches the actor's Lane; its code runs on a dispatcher thread
+        assert started.thread is ref.actor_inbox.lane and runs_on in dispatcher.threads
     assert started.thread.is_alive() and started.thread is not threading.current_thread()
     assert ref.ask(Ping(), timeout=2) == "pong"
 
 
-def test_crash_reports_crashed_exactly_once_after_cleanup(sup: ProbeHandle) -> None:
+def test_crash_reports_crashed_exactly_once_after_cleanup(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     ref.tell(Crash("boom"))
     exited = sup.wait_for(ChildExited)
     assert events.matching(Cleaned), "cleanup must run before the report goes out"
@@ -78,24 +99,24 @@ def test_crash_reports_crashed_exactly_once_after_cleanup(sup: ProbeHandle) -> N
     assert len(final_exits(sup, started)) == 1
 
 
-def test_requested_stop_reports_normal_exactly_once(sup: ProbeHandle) -> None:
+def test_requested_stop_reports_normal_exactly_once(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     assert ref.stop(block=True, timeout=5) is True
     assert [e.reason for e in final_exits(sup, started)] == [ExitReason.NORMAL]
     assert len(events.matching(Cleaned)) == 1
 
 
-def test_self_stop_reports_normal_exactly_once(sup: ProbeHandle) -> None:
+def test_self_stop_reports_normal_exactly_once(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     ref.tell(StopSelf())
     assert [e.reason for e in final_exits(sup, started)] == [ExitReason.NORMAL]
 
 
-def test_failed_init_reports_start_failed_exactly_once(sup: ProbeHandle) -> None:
+def test_failed_init_reports_start_failed_exactly_once(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events, fail_init=lambda ctx: True)
+    ref, started = start_worker(sup, events, dispatcher, fail_init=lambda ctx: True)
     reports = final_exits(sup, started)
     assert [e.reason for e in reports] == [ExitReason.START_FAILED]
     assert "refuses to start" in (reports[0].error or "")
@@ -115,9 +136,9 @@ def test_failing_cleanup_still_reports(sup: ProbeHandle) -> None:
     assert [e.reason for e in final_exits(sup, started)] == [ExitReason.CRASHED]
 
 
-def test_report_to_a_dead_supervisor_is_swallowed(sup: ProbeHandle) -> None:
+def test_report_to_a_dead_supervisor_is_swallowed(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     sup.ref.stop(block=True, timeout=5)
     ref.tell(Crash())  # its ChildExited tell meets a dead supervisor: ActorDeadError swallowed
     started.thread.join(5)
@@ -132,9 +153,9 @@ def test_without_supervisor_nothing_is_reported() -> None:
     assert events.matching(Cleaned)
 
 
-def test_unknown_messages_and_broadcasts_are_ignored(sup: ProbeHandle) -> None:
+def test_unknown_messages_and_broadcasts_are_ignored(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, _ = start_worker(sup, events)
+    ref, _ = start_worker(sup, events, dispatcher)
     ref.tell("unknown")
     ref.tell({"type": "host-message"})
     pykka.ActorRegistry.broadcast("host broadcast")
@@ -143,19 +164,19 @@ def test_unknown_messages_and_broadcasts_are_ignored(sup: ProbeHandle) -> None:
     assert ref.is_alive() and not exits(sup)
 
 
-def test_crash_sent_as_ask_goes_to_the_caller_and_the_actor_lives(sup: ProbeHandle) -> None:
+def test_crash_sent_as_ask_goes_to_the_caller_and_the_actor_lives(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, _ = start_worker(sup, events)
+    ref, _ = start_worker(sup, events, dispatcher)
     with pytest.raises(ChaosCrash):
         ref.ask(Crash(), timeout=2)
     assert ref.ask(Ping(), timeout=2) == "pong"  # pykka: ask failures do not kill -- send Crash with tell
 
 
-def test_make_zombie_kills_only_that_thread(sup: ProbeHandle) -> None:
+def test_make_zombie_kills_only_that_thread(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     """The zombie recipe the supervisor tests rely on: thread gone, ref still alive, nobody told."""
     host = start_probe()
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     ref.tell(MakeZombie())
     started.thread.join(5)
     assert not started.thread.is_alive()
@@ -243,9 +264,9 @@ def test_close_ends_the_thread_and_later_schedules_are_noops() -> None:
 # -- LivenessMonitor ---------------------------------------------------------------------
 
 
-def test_liveness_reports_a_zombie_and_fences_its_ref(sup: ProbeHandle) -> None:
+def test_liveness_reports_a_zombie_and_fences_its_ref(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     monitor = LivenessMonitor(sup.ref, interval_s=0.02, name="t")
     monitor.watch("w", 7, ref, started.thread)
     monitor.start()
@@ -259,9 +280,9 @@ def test_liveness_reports_a_zombie_and_fences_its_ref(sup: ProbeHandle) -> None:
         monitor.stop()
 
 
-def test_liveness_leaves_healthy_and_cleanly_dead_children_alone(sup: ProbeHandle) -> None:
+def test_liveness_leaves_healthy_and_cleanly_dead_children_alone(sup: ProbeHandle, dispatcher: Dispatcher | None) -> None:
     events = Recorder()
-    ref, started = start_worker(sup, events)
+    ref, started = start_worker(sup, events, dispatcher)
     monitor = LivenessMonitor(sup.ref, interval_s=10.0, name="t")
     monitor.watch("w", 7, ref, started.thread)
     assert monitor.check_once() == []

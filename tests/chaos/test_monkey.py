@@ -69,9 +69,11 @@ def test_book_and_random_targets_resolve_and_unknown_ones_are_refused(service) -
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_zombie_book_is_detected_fenced_and_back_live_and_exact(service) -> None:
-    """The thread dies silently (no ChildExited): only the liveness monitor can restart it."""
-    svc = service()
+@pytest.mark.parametrize("threads", [1, 0], ids=["dispatcher", "thread-per-book"])
+def test_a_zombie_book_is_detected_fenced_and_back_live_and_exact(service, threads: int) -> None:
+    """The thread dies silently (no ChildExited): only the liveness monitor can restart it.
+    On the dispatcher the book's Lane dies instead, and the dispatcher threads carry on."""
+    svc = service(chaos_config(book={"max_levels": 100, "threads": threads}))
     assert svc.wait_live(timeout=10)
     old = svc.routes.get("BTCUSDT")
     thread = actor_thread(old)
