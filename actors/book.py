@@ -32,6 +32,7 @@ from depthkeeper.actors.messages import (
     DiffBatch,
     FetchDeadline,
     GetBookStats,
+    GetLatencies,
     GetView,
     PushBatch,
     RequestSnapshot,
@@ -89,6 +90,8 @@ class BookActor(SupervisedActor):
         self._old_epoch_batches = 0
         #: end-to-end latencies (venue send -> applied), seconds, newest last
         self.latencies: deque[float] = deque(maxlen=4096)
+        #: diffs in the batch of each latency sample (same length as ``latencies``)
+        self.latency_sizes: deque[int] = deque(maxlen=4096)
         #: reader thread -> applied latencies, seconds
         self.apply_latencies: deque[float] = deque(maxlen=4096)
         self._log = logger.bind(actor="book", symbol=code)
@@ -146,6 +149,13 @@ class BookActor(SupervisedActor):
                 return self.view(message.depth)
             case GetBookStats():
                 return self.stats()
+            case GetLatencies(reset=reset):
+                samples = list(zip(self.latencies, self.latency_sizes, strict=True))
+                if reset:
+                    self.latencies.clear()
+                    self.latency_sizes.clear()
+                    self.apply_latencies.clear()
+                return samples
             case _:
                 return super().on_receive(message)
         return None
@@ -184,6 +194,7 @@ class BookActor(SupervisedActor):
         sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
         if sent_at:
             self.latencies.append(self._updated_at - sent_at)
+            self.latency_sizes.append(len(batch.diffs))
         hop_s = time.monotonic() - batch.received_at
         self.apply_latencies.append(hop_s)
         if self._histogram is not None:

@@ -82,6 +82,14 @@ class GetBookStats:
     """Outside -> BookActor (ask): a BookStats."""
 
 
+@attrs.frozen
+class GetLatencies:
+    """Outside -> BookActor (ask): the recent ``(venue send -> applied seconds, diffs)`` samples,
+    one per applied batch (timed from its oldest diff); ``reset`` starts a new window."""
+
+    reset: bool = False
+
+
 # --- ConnectionActor (and its reader thread) -> others -------------------------------------
 
 

@@ -24,7 +24,16 @@ from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.book import BookActor
 from depthkeeper.actors.connection import ConnectionActor
 from depthkeeper.actors.listeners import ListenerHub, ListenerTarget
-from depthkeeper.actors.messages import BookStats, BookView, GetBookStats, GetCounters, GetView, Subscribe, Unsubscribe
+from depthkeeper.actors.messages import (
+    BookStats,
+    BookView,
+    GetBookStats,
+    GetCounters,
+    GetLatencies,
+    GetView,
+    Subscribe,
+    Unsubscribe,
+)
 from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable, SubscriptionLedger
@@ -285,8 +294,18 @@ class BookService:
         return self.hub.remove(listener_id)
 
     def book_stats(self) -> dict[str, BookStats]:
-        futures = {code: ref.ask(GetBookStats(), block=False) for code, ref in self.routes.table.items()}
-        out: dict[str, BookStats] = {}
+        return self._ask_books(GetBookStats())
+
+    def latency_samples(self, reset: bool = False) -> dict[str, list[tuple[float, int]]]:
+        """Per book, the recent ``(seconds from venue send to applied, diffs)`` samples: one per
+        applied batch, timed from its oldest diff (so an upper bound for every diff in it), at most
+        4096 per book. ``reset=True`` clears them after reading: the next call covers a fresh
+        window (benchmarks, before/after comparisons). Needs stamped frames (``ts``)."""
+        return self._ask_books(GetLatencies(reset))
+
+    def _ask_books(self, message: Any) -> dict[str, Any]:
+        futures = {code: ref.ask(message, block=False) for code, ref in self.routes.table.items()}
+        out: dict[str, Any] = {}
         deadline = time.monotonic() + self.ask_timeout_s
         for code, future in futures.items():
             try:
