@@ -17,7 +17,6 @@ sends for that epoch may still be on its way).
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -42,6 +41,7 @@ from depthkeeper.actors.messages import (
 )
 from depthkeeper.actors.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.readport import BookReadPort
+from depthkeeper.actors.samples import Ring
 from depthkeeper.actors.sync import ResyncReason, SyncAction, make_policy
 from depthkeeper.supervisor.base import SupervisedActor
 
@@ -58,6 +58,8 @@ _REASONS = {r.value: r for r in ResyncReason}
 _SEQ_BREAKS = frozenset({"gap", "repeat", "backwards"})
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2
+#: latency samples kept per book (a power of two)
+LATENCY_SAMPLES = 4096
 
 
 class BookActor(SupervisedActor):
@@ -80,7 +82,7 @@ class BookActor(SupervisedActor):
         self._timers: list[Any] = []
         self.book = OrderBook(code, cfg.max_levels)
         self._ports = ports
-        self._port = BookReadPort(code, self.book)
+        self._port = BookReadPort(code, self.book, self)
         self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
         self._calibration = Calibration(self.book)
         #: a snapshot is wanted but deferred until the first diff (or the deadline)
@@ -88,12 +90,12 @@ class BookActor(SupervisedActor):
         self._updated_at = 0.0
         #: batches from an older socket epoch, ignored (exposed in stats)
         self._old_epoch_batches = 0
-        #: end-to-end latencies (venue send -> applied), seconds, newest last
-        self.latencies: deque[float] = deque(maxlen=4096)
-        #: diffs in the batch of each latency sample (same length as ``latencies``)
-        self.latency_sizes: deque[int] = deque(maxlen=4096)
+        #: end-to-end latencies (venue send -> applied), seconds, per batch (rings: see samples.py)
+        self.latencies = Ring(LATENCY_SAMPLES)
+        #: diffs in the batch of each latency sample (appended in step with ``latencies``)
+        self.latency_sizes = Ring(LATENCY_SAMPLES, "l")
         #: reader thread -> applied latencies, seconds
-        self.apply_latencies: deque[float] = deque(maxlen=4096)
+        self.apply_latencies = Ring(LATENCY_SAMPLES)
         self._log = logger.bind(actor="book", symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -149,13 +151,8 @@ class BookActor(SupervisedActor):
                 return self.view(message.depth)
             case GetBookStats():
                 return self.stats()
-            case GetLatencies(reset=reset):
-                samples = list(zip(self.latencies, self.latency_sizes, strict=True))
-                if reset:
-                    self.latencies.clear()
-                    self.latency_sizes.clear()
-                    self.apply_latencies.clear()
-                return samples
+            case GetLatencies(since=since):
+                return self.latency_window(since)
             case _:
                 return super().on_receive(message)
         return None
@@ -324,11 +321,19 @@ class BookActor(SupervisedActor):
         return BookView(self.code, self.book.status, self.book.last_seq, bids, asks, self._updated_at,
                         self.book.complete_levels())
 
+    def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
+        """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""
+        count = self.latencies.count
+        kept = count - since
+        if kept <= 0:
+            return count, []
+        return count, list(zip(self.latencies.last(kept), self.latency_sizes.last(kept), strict=True))
+
     def stats(self) -> BookStats:
         c = self.policy.counters
         inbox = self.actor_inbox.qsize()
-        e2e = sorted(self.latencies)
-        hop = sorted(self.apply_latencies)
+        e2e = self.latencies.sorted()
+        hop = self.apply_latencies.sorted()
         return BookStats(self.code, self.book.status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
                          c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
                          self._calibration.completed, self._updated_at, self._epoch, inbox,

@@ -84,10 +84,11 @@ class GetBookStats:
 
 @attrs.frozen
 class GetLatencies:
-    """Outside -> BookActor (ask): the recent ``(venue send -> applied seconds, diffs)`` samples,
-    one per applied batch (timed from its oldest diff); ``reset`` starts a new window."""
+    """Outside -> BookActor (ask): ``(samples ever recorded, the (venue send -> applied seconds,
+    diffs) samples recorded after sample number ``since``)``, one per applied batch, timed from
+    its oldest diff."""
 
-    reset: bool = False
+    since: int = 0
 
 
 # --- ConnectionActor (and its reader thread) -> others -------------------------------------

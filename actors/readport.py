@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from depthkeeper.actors.messages import BookView
 from depthkeeper.actors.orderbook import top_of
@@ -20,18 +21,42 @@ from depthkeeper.actors.orderbook import top_of
 if TYPE_CHECKING:
     from depthkeeper.actors.orderbook import OrderBook
 
+T = TypeVar("T")
+
 #: attempts before the caller falls back to asking the actor
 MAX_ATTEMPTS = 16
 
 
 class BookReadPort:
-    __slots__ = ("book", "code", "gen", "updated_at")
+    __slots__ = ("book", "code", "gen", "owner", "updated_at")
 
-    def __init__(self, code: str, book: OrderBook) -> None:
+    def __init__(self, code: str, book: OrderBook, owner: Any = None) -> None:
         self.code = code
         self.book = book
+        #: the BookActor object, whose counters ``consistent`` reads (stats without a message)
+        self.owner = owner
         self.gen = 0
         self.updated_at = 0.0
+
+    def consistent(self, read: Callable[[], T]) -> T | None:
+        """``read()`` run between two messages of the owner (retried if one was handled meanwhile).
+
+        For stats: a stats ask queued behind a book's backlog answers late, and a thousand of
+        them at once hold up every book's data on a shared dispatcher; this reads in the caller's
+        thread instead. ``read`` must only copy (C-level copies are atomic under the GIL)."""
+        for attempt in range(MAX_ATTEMPTS):
+            gen = self.gen
+            if not gen & 1:
+                try:
+                    result = read()
+                except RuntimeError:  # "mutated during iteration": the owner got in between
+                    result = None
+                else:
+                    if self.gen == gen:
+                        return result
+            if attempt:
+                time.sleep(0)
+        return None
 
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""

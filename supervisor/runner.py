@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -54,6 +55,10 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     svc = BookService.start(cfg)
+    # The process is ours here (never in the library): move everything built so far out of the
+    # collector's reach, so a full collection walks only what changes (at 1000 symbols a full
+    # collection otherwise pauses every thread for ~25 ms, the worst latency we measure).
+    gc.freeze()
     started = time.monotonic()
     last_applied: dict[str, int] = {}
     last_at = started

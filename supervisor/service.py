@@ -10,10 +10,11 @@ touches actors that are not its own.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -68,6 +69,10 @@ class SubscribeResult:
 class Health:
     ok: bool
     problems: tuple[str, ...]
+
+
+#: ``book_stats()`` gives up the GIL after this many books (a long scan would stall the data path)
+YIELD_EVERY_BOOKS = 16
 
 
 class BookService:
@@ -294,17 +299,42 @@ class BookService:
         return self.hub.remove(listener_id)
 
     def book_stats(self) -> dict[str, BookStats]:
-        return self._ask_books(GetBookStats())
+        """Every book's stats, read in the caller's thread between two of the book's messages (see
+        ``BookReadPort.consistent``): no message, so a scrape never holds up the books' data."""
+        return self._read_books(lambda actor, code: actor.stats(), lambda code: GetBookStats())
 
-    def latency_samples(self, reset: bool = False) -> dict[str, list[tuple[float, int]]]:
-        """Per book, the recent ``(seconds from venue send to applied, diffs)`` samples: one per
-        applied batch, timed from its oldest diff (so an upper bound for every diff in it), at most
-        4096 per book. ``reset=True`` clears them after reading: the next call covers a fresh
-        window (benchmarks, before/after comparisons). Needs stamped frames (``ts``)."""
-        return self._ask_books(GetLatencies(reset))
+    def latency_samples(self, since: Mapping[str, int] | None = None
+                        ) -> tuple[dict[str, int], dict[str, list[tuple[float, int]]]]:
+        """``(marks, samples)``: per book, the ``(seconds from venue send to applied, diffs)``
+        samples, one per applied batch, timed from its oldest diff (an upper bound for every diff in
+        it); at most the last 4096 per book. ``marks`` counts the samples so far: pass it back as
+        ``since`` to get only what was recorded after it (a measurement window). Needs stamped
+        frames (``ts``)."""
+        after = since or {}
+        windows = self._read_books(lambda actor, code: actor.latency_window(after.get(code, 0)),
+                                   lambda code: GetLatencies(after.get(code, 0)))
+        return {code: w[0] for code, w in windows.items()}, {code: w[1] for code, w in windows.items()}
 
-    def _ask_books(self, message: Any) -> dict[str, Any]:
-        futures = {code: ref.ask(message, block=False) for code, ref in self.routes.table.items()}
+    def _read_books(self, read: Callable[[Any, str], Any], message: Callable[[str], Any]) -> dict[str, Any]:
+        """``read(book_actor, code)`` for every book through its port; ask those without one."""
+        out: dict[str, Any] = {}
+        asked: dict[str, pykka.ActorRef[Any]] = {}
+        for i, (code, ref) in enumerate(self.routes.table.items()):
+            if i % YIELD_EVERY_BOOKS == YIELD_EVERY_BOOKS - 1:
+                time.sleep(0)  # let the reader and the books have the GIL: a scan of 1000 books is ~50 ms
+            port = self.ports.get(code)
+            owner = port.owner if port is not None else None
+            value = None if owner is None else port.consistent(functools.partial(read, owner, code))
+            if value is None:
+                asked[code] = ref
+            else:
+                out[code] = value
+        if asked:
+            out.update(self._ask_books({code: message(code) for code in asked}, asked))
+        return out
+
+    def _ask_books(self, messages: Mapping[str, Any], refs: Mapping[str, pykka.ActorRef[Any]]) -> dict[str, Any]:
+        futures = {code: ref.ask(messages[code], block=False) for code, ref in refs.items()}
         out: dict[str, Any] = {}
         deadline = time.monotonic() + self.ask_timeout_s
         for code, future in futures.items():

@@ -5,8 +5,8 @@ start, ``wait_live``, let it run, read ``book_stats()`` / ``stats()`` at the win
 call ``svc.book(code, depth=10)`` from outside the tree for the read latency.
 
 Latency is the service's own figure, ``svc.latency_samples()``: venue send ``ts`` -> applied per
-applied batch, timed from the batch's oldest diff (an upper bound for every diff in it), reset at
-the start of the window so it covers the window only, and pooled over all books weighted by the
+applied batch, timed from the batch's oldest diff (an upper bound for every diff in it), taken
+after a mark at the start of the window so it covers the window only, and pooled over all books weighted by the
 diffs in each batch -- per applied diff, as the naive peer measures. The worst single book's
 p99 is reported too (``latency_p99_worst_book_s``).
 """
@@ -152,11 +152,11 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         conn0 = _connection(svc)
         t0 = time.perf_counter()
         venue0, books0 = _edge(svc, control_url)
-        svc.latency_samples(reset=True)  # latency over this window only (not the start-up catch-up)
+        marks, _ = svc.latency_samples()  # latency over this window only (not the start-up catch-up)
         meter.start()
         time.sleep(seconds)
         venue1, books1 = _edge(svc, control_url)
-        samples = svc.latency_samples()
+        _, samples = svc.latency_samples(since=marks)
         t1 = time.perf_counter()
         cpu_window = meter.stop()
         cpu = cpu_window["cpu_percent"]

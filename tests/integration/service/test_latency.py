@@ -1,4 +1,4 @@
-"""svc.latency_samples(): venue send -> applied, per batch, windowed by reset (what the benchmark reads)."""
+"""svc.latency_samples(): venue send -> applied, per batch, windowed by a mark (what the benchmark reads)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 CODES = ["BTCUSDT", "ETHUSDT"]
 
 
-def test_latency_samples_cover_applied_diffs_and_reset_starts_a_new_window() -> None:
+def test_latency_samples_cover_applied_diffs_and_a_mark_starts_a_window() -> None:
     sim = Simulator.start(SimConfig(dialect="article", symbols=tuple(CODES), rate_per_symbol=200.0, seed=3,
                                     levels=10, stamp=True))
     try:
@@ -23,19 +23,18 @@ def test_latency_samples_cover_applied_diffs_and_reset_starts_a_new_window() -> 
                            symbols={"initial": CODES}, simulator={"enabled": False})
         with BookService.start(cfg) as svc:
             assert svc.wait_live(timeout=10)
-            wait_until(lambda: all(len(s) >= 20 for s in svc.latency_samples().values()), 10, "samples")
-            before = svc.book_stats()
-            samples = svc.latency_samples(reset=True)
-            assert set(samples) == set(CODES)
+            wait_until(lambda: all(len(s) >= 20 for s in svc.latency_samples()[1].values()), 10, "samples")
+            stats = svc.book_stats()
+            marks, samples = svc.latency_samples()
+            assert set(samples) == set(marks) == set(CODES)
             for code, pairs in samples.items():
                 assert all(0 <= latency < 5 and n >= 1 for latency, n in pairs), code
-                assert sum(n for _, n in pairs) <= before[code].applied
-            after_reset = svc.latency_samples()
-            assert all(len(after_reset[c]) < len(samples[c]) for c in CODES), "reset cleared the window"
-            stamp = time.time()
-            wait_until(lambda: all(len(s) >= 5 for s in svc.latency_samples().values()), 10, "new samples")
-            # every new sample was applied after the reset, so it is younger than the whole wait
-            assert all(latency <= time.time() - stamp + 1.0 for pairs in svc.latency_samples().values()
-                       for latency, _ in pairs)
+                assert len(pairs) == min(marks[code], 4096) and sum(n for _, n in pairs) <= stats[code].applied + 50
+            _, fresh = svc.latency_samples(since=marks)
+            assert all(len(fresh[c]) < len(samples[c]) for c in CODES), "only what came after the mark"
+            wait_until(lambda: all(len(s) >= 5 for s in svc.latency_samples(since=marks)[1].values()), 10,
+                       "samples after the mark")
+            marks2, window = svc.latency_samples(since=marks)
+            assert all(len(window[c]) == marks2[c] - marks[c] for c in CODES)
     finally:
         sim.stop()

@@ -1,0 +1,46 @@
+"""Ring: the last N numbers, oldest first, in a container the garbage collector never walks."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from depthkeeper.actors.samples import Ring
+
+
+def test_keeps_the_newest_values_in_order_across_wraparound() -> None:
+    ring = Ring(8)
+    assert ring.last() == [] and len(ring) == 0 and ring.sorted() == []
+    for i in range(5):
+        ring.append(float(i))
+    assert ring.last() == [0.0, 1.0, 2.0, 3.0, 4.0] and ring.last(2) == [3.0, 4.0]
+    for i in range(5, 21):
+        ring.append(float(i))
+    assert ring.count == 21 and len(ring) == 8
+    assert ring.last() == [float(i) for i in range(13, 21)]
+    assert ring.last(3) == [18.0, 19.0, 20.0] and ring.last(100) == ring.last() and ring.last(0) == []
+    assert ring.sorted() == sorted(ring.last())
+
+
+def test_integer_rings_and_clear() -> None:
+    ring = Ring(4, "l")
+    for n in (3, 1, 2):
+        ring.append(n)
+    assert ring.last() == [3, 1, 2] and ring.sorted() == [1, 2, 3]
+    ring.clear()
+    assert ring.last() == [] and ring.count == 0
+
+
+def test_is_invisible_to_the_garbage_collector() -> None:
+    ring = Ring(4096)
+    for i in range(5000):
+        ring.append(i * 0.5)
+    # a collection walks a deque of 4096 floats item by item; an array only to its type
+    assert len(gc.get_referents(ring._buf)) <= 1
+    assert len(gc.get_referents(__import__("collections").deque(ring.last()))) == 4096
+
+
+def test_size_must_be_a_power_of_two() -> None:
+    with pytest.raises(ValueError):
+        Ring(1000)
