@@ -58,8 +58,8 @@ _REASONS = {r.value: r for r in ResyncReason}
 _SEQ_BREAKS = frozenset({"gap", "repeat", "backwards"})
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2
-#: latency samples kept per book (a power of two)
-LATENCY_SAMPLES = 4096
+#: latency samples kept per book (a power of two): at most ~20 KB per book for the three rings
+LATENCY_SAMPLES = 1024
 
 
 class BookActor(SupervisedActor):
@@ -93,7 +93,7 @@ class BookActor(SupervisedActor):
         #: end-to-end latencies (venue send -> applied), seconds, per batch (rings: see samples.py)
         self.latencies = Ring(LATENCY_SAMPLES)
         #: diffs in the batch of each latency sample (appended in step with ``latencies``)
-        self.latency_sizes = Ring(LATENCY_SAMPLES, "l")
+        self.latency_sizes = Ring(LATENCY_SAMPLES, "I")
         #: reader thread -> applied latencies, seconds
         self.apply_latencies = Ring(LATENCY_SAMPLES)
         self._log = logger.bind(actor="book", symbol=code)

@@ -251,7 +251,7 @@ class BookStats:
     updated_at: float
     epoch: int
     inbox: int
-    #: venue send timestamp -> applied, over the last <= 4096 batches (0 when not stamped)
+    #: venue send timestamp -> applied, over the last <= 1024 batches (0 when not stamped)
     latency_p50_s: float = 0.0
     latency_p99_s: float = 0.0
     latency_max_s: float = 0.0

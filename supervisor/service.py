@@ -307,7 +307,7 @@ class BookService:
                         ) -> tuple[dict[str, int], dict[str, list[tuple[float, int]]]]:
         """``(marks, samples)``: per book, the ``(seconds from venue send to applied, diffs)``
         samples, one per applied batch, timed from its oldest diff (an upper bound for every diff in
-        it); at most the last 4096 per book. ``marks`` counts the samples so far: pass it back as
+        it); at most the last 1024 per book. ``marks`` counts the samples so far: pass it back as
         ``since`` to get only what was recorded after it (a measurement window). Needs stamped
         frames (``ts``)."""
         after = since or {}

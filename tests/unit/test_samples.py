@@ -9,8 +9,8 @@ import pytest
 from depthkeeper.actors.samples import Ring
 
 
-def test_keeps_the_newest_values_in_order_across_wraparound() -> None:
-    ring = Ring(8)
+def test_keeps_the_newest_values_in_order_across_growth_and_wraparound() -> None:
+    ring = Ring(8, initial=2)
     assert ring.last() == [] and len(ring) == 0 and ring.sorted() == []
     for i in range(5):
         ring.append(float(i))
@@ -23,8 +23,19 @@ def test_keeps_the_newest_values_in_order_across_wraparound() -> None:
     assert ring.sorted() == sorted(ring.last())
 
 
+def test_storage_grows_only_with_use() -> None:
+    ring = Ring(1024, initial=16)
+    assert len(ring._buf) == 16
+    for i in range(100):
+        ring.append(float(i))
+    assert len(ring._buf) == 128 and ring.last() == [float(i) for i in range(100)]
+    for i in range(100, 5000):
+        ring.append(float(i))
+    assert len(ring._buf) == 1024 == ring.capacity and ring.last(3) == [4997.0, 4998.0, 4999.0]
+
+
 def test_integer_rings_and_clear() -> None:
-    ring = Ring(4, "l")
+    ring = Ring(4, "I", initial=1)
     for n in (3, 1, 2):
         ring.append(n)
     assert ring.last() == [3, 1, 2] and ring.sorted() == [1, 2, 3]
