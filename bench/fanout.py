@@ -13,6 +13,8 @@ batch. Each topology runs in its own process against a fresh simulator process.
     python bench/fanout.py [--rate 10000] [--symbols 50] [--seconds 5]
 
 No supervision, no resync after a gap, no listeners: this isolates the hop, nothing else.
+This prototype sized the change that landed as the book dispatcher (``supervisor/dispatch.py``,
+``[book] threads``): per-symbol actors kept, threads shared -- ``depthkeeper bench`` compares both.
 """
 
 from __future__ import annotations

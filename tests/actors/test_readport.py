@@ -63,3 +63,45 @@ def test_ports_only_unregister_their_own() -> None:
     ports.register(new)
     ports.unregister(old)
     assert ports.get("X") is new
+
+
+def test_consistent_reads_between_messages_and_retries_a_read_the_writer_broke() -> None:
+    port = BookReadPort("X", OrderBook("X"))
+    assert port.consistent(lambda: 42) == 42
+    calls = []
+
+    def torn() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("deque mutated during iteration")  # the owner got in between
+        if len(calls) == 2:
+            port.gen += 2  # a whole message handled while we read: not consistent
+        return len(calls)
+
+    assert port.consistent(torn) == 3
+    port.gen = 1  # mid-message forever: give up, the caller asks instead
+    assert port.consistent(lambda: 1) is None
+
+
+def test_stats_come_through_the_port_while_the_books_queue_is_stuck() -> None:
+    """book_stats() must not wait behind a book's inbox: it reads between two of its messages."""
+    from depthkeeper.actors.routing import RoutingTable
+    from depthkeeper.supervisor.service import BookService
+
+    class Owner:
+        def stats(self) -> str:
+            return "fresh"
+
+    port = BookReadPort("X", OrderBook("X"), Owner())
+    ports = ReadPorts()
+    ports.register(port)
+
+    class Stuck:
+        def ask(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("asked: the port was not used")
+
+    routes = RoutingTable()
+    routes.set("X", Stuck())  # type: ignore[arg-type]
+    svc = BookService.__new__(BookService)  # only the read path, no tree
+    svc.ports, svc.routes, svc.ask_timeout_s = ports, routes, 1.0
+    assert svc.book_stats() == {"X": "fresh"}
