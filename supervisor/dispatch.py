@@ -35,6 +35,7 @@ import itertools
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -74,7 +75,8 @@ class Lane:
 class Mailbox:
     """A dispatched actor's inbox and run state; pykka sees ``put``/``get``/``empty``/``qsize``."""
 
-    __slots__ = ("_actor", "_closed", "_dispatcher", "_lock", "_queue", "_scheduled", "_starting", "bullet", "lane")
+    __slots__ = ("_actor", "_closed", "_dispatcher", "_lock", "_lost", "_queue", "_scheduled", "_started", "_starting",
+                 "bullet", "lane")
 
     def __init__(self, actor: pykka.Actor, dispatcher: Dispatcher) -> None:
         self._actor = actor
@@ -82,8 +84,12 @@ class Mailbox:
         self._queue: deque[Any] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        #: start() was called: before it, put() only queues (on_start must run first)
+        self._started = False
         self._starting = False
         self._closed = False
+        #: gone without a stop (lost or abandoned): its stop is answered "dead", never "stopped"
+        self._lost = False
         #: chaos: an exception that fires between two messages, outside any handler (a zombie)
         self.bullet: type[BaseException] | None = None
         self.lane = Lane(f"{type(actor).__name__}@{dispatcher.name}-{next(_ids)}")
@@ -98,14 +104,14 @@ class Mailbox:
         with self._lock:
             if not self._closed:
                 self._queue.append(envelope)
-                if self._scheduled:
+                if self._scheduled or not self._started:
                     return
                 self._scheduled = True
                 closed = False
             else:
                 closed = True
         if closed:
-            _refuse(envelope, self._actor)
+            _refuse(envelope, self._actor, lost=self._lost)
         else:
             self._dispatcher.schedule(self)
 
@@ -121,12 +127,11 @@ class Mailbox:
     # -- run state ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run ``on_start`` on a dispatcher thread before the first message."""
-        self._starting = True
+        """Run ``on_start`` on a dispatcher thread before the first message (even one that a
+        host's broadcast queued between pykka's registration and this call)."""
         with self._lock:
-            if self._scheduled:
-                return
-            self._scheduled = True
+            self._started = self._starting = True
+            self._scheduled = True  # nothing could be scheduled before: put() only queued
         self._dispatcher.schedule(self)
 
     def run(self, budget: int) -> None:
@@ -166,27 +171,31 @@ class Mailbox:
             self._queue.clear()
         return left
 
-    def _refuse_rest(self) -> None:
+    def _refuse_rest(self, *, lost: bool) -> None:
         """Answer what is still queued, and whatever arrives later (as pykka's teardown does)."""
+        with self._lock:
+            self._lost = lost
         for envelope in self._close():
-            _refuse(envelope, self._actor)
+            _refuse(envelope, self._actor, lost=lost)
 
     def _finish(self) -> None:
         """The actor stopped."""
-        self._refuse_rest()
+        self._refuse_rest(lost=False)
         self.lane.end(lost=False)
 
     def _lose(self, exc: BaseException) -> None:
         """Something escaped the message handling: this actor is gone, without any report.
-        Its asks fail at once instead of hanging (a thread-zombie's would hang)."""
-        self._refuse_rest()
+        Its asks fail at once instead of hanging (a thread-zombie's would hang), and a stop is
+        answered "already dead" (``stop()`` returns False): its cleanup never ran, so whoever
+        stops it must fence it and run the cleanup (the supervisor does)."""
+        self._refuse_rest(lost=True)
         self.lane.end(lost=True)
         logger.bind(actor="dispatcher", lane=self.lane.name).error(
             "{} lost on its dispatcher ({!r}): no report sent; the liveness monitor takes over", self._actor, exc)
 
     def abandon(self) -> None:
-        """The dispatcher is gone: nothing will ever run this actor again."""
-        self._refuse_rest()
+        """The dispatcher is gone: nothing will ever run this actor again (a lost actor)."""
+        self._refuse_rest(lost=True)
         self.lane.end(lost=True)
 
 
@@ -208,14 +217,14 @@ def _deliver(actor: pykka.Actor, envelope: Any) -> None:
                 actor._handle_failure(*sys.exc_info())
 
 
-def _refuse(envelope: Any, actor: pykka.Actor) -> None:
+def _refuse(envelope: Any, actor: pykka.Actor, *, lost: bool) -> None:
     reply_to = envelope.reply_to
     if reply_to is None:
         return
-    if _STOP is not None and isinstance(envelope.message, _STOP):
-        reply_to.set(None)
+    if not lost and _STOP is not None and isinstance(envelope.message, _STOP):
+        reply_to.set(None)  # stopped: a stop queued behind the first one has nothing left to do
     else:
-        error = pykka.ActorDeadError(f"{actor} stopped before handling the message")
+        error = pykka.ActorDeadError(f"{actor} {'was lost' if lost else 'stopped'} before handling the message")
         reply_to.set_exception(exc_info=(pykka.ActorDeadError, error, None))
 
 
@@ -240,12 +249,11 @@ class Dispatcher:
         return tuple(self._threads)
 
     def schedule(self, mailbox: Mailbox) -> None:
-        if self._closed:
-            mailbox.abandon()
-            return
-        self._ready.put(mailbox)
-        if self._closed:  # stop() may have drained the queue between our check and our put
-            self._abandon_queued()
+        with self._lock:  # so nothing lands behind the stop sentinels
+            if not self._closed:
+                self._ready.put(mailbox)
+                return
+        mailbox.abandon()
 
     def _run(self) -> None:
         get, budget = self._ready.get, self.throughput
@@ -264,23 +272,11 @@ class Dispatcher:
             if self._closed:
                 return not any(t.is_alive() for t in self._threads)
             self._closed = True
-        for _ in self._threads:
-            self._ready.put(None)
+            for _ in self._threads:
+                self._ready.put(None)  # behind every turn already queued; nothing can follow
         current = threading.current_thread()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             if thread is not current:
-                thread.join(timeout_s)
-        self._abandon_queued()
-        return not any(t.is_alive() for t in self._threads)
-
-    def _abandon_queued(self) -> None:
-        """Turns queued behind the stop sentinels will never run: their actors are lost."""
-        if any(t.is_alive() for t in self._threads):
-            return  # still draining; a thread that takes a sentinel leaves the rest for us
-        while True:
-            try:
-                mailbox = self._ready.get_nowait()
-            except queue.Empty:
-                return
-            if mailbox is not None:
-                mailbox.abandon()
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads if t is not current)

@@ -361,6 +361,7 @@ class Supervisor(SupervisedActor):
         _fence_if_zombie(ref, child.thread, child.cleanup)  # a zombie never answers a stop
         try:
             ref.stop(block=True, timeout=child.spec.shutdown_timeout_s)
+            _fence_if_zombie(ref, child.thread, child.cleanup)  # it may have been lost meanwhile
         except pykka.Timeout:
             self.log.bind(context="shutdown_error", offender=child.spec.id).warning(
                 "{} did not stop within {}s; leaked", child.spec.id, child.spec.shutdown_timeout_s)
@@ -379,6 +380,7 @@ class Supervisor(SupervisedActor):
             _fence_if_zombie(ref, thread, cleanup)  # it may have died behind pykka's back since
             try:
                 ref.stop(block=True, timeout=timeout_s)
+                _fence_if_zombie(ref, thread, cleanup)
             except pykka.Timeout:
                 self.log.bind(context="shutdown_error", offender=child_id).warning("{} leaked", child_id)
         self._draining.clear()

@@ -166,8 +166,29 @@ def test_a_base_exception_loses_that_actor_only_never_the_process(dispatcher: Di
     assert b.ask("fine", timeout=5) == "fine" and all(t.is_alive() for t in dispatcher.threads)
     a.tell("dropped")  # a lost actor's mailbox is closed: nothing piles up
     assert a.actor_inbox.qsize() == 0
+    with pytest.raises(pykka.ActorDeadError):
+        a.ask("hello", timeout=1)  # fails at once (a thread zombie's ask would hang)
+    assert a.stop(timeout=1) is False, "never 'stopped': its on_stop did not run; the supervisor must fence it"
     pykka.ActorRegistry.unregister(a)
     a.actor_stopped.set()
+
+
+class Starter(Echo):
+    def on_start(self) -> None:
+        self.record.append((self.name, "on_start"))
+
+
+def test_a_message_queued_before_start_waits_for_on_start(dispatcher: Dispatcher) -> None:
+    """pykka registers an actor before starting its loop: a host's broadcast can land in between."""
+    log: list[tuple[str, Any]] = []
+    actor = Starter("s", log, dispatcher)
+    actor.actor_ref.tell("early")  # registered-but-not-started is what pykka.Actor.start() passes through
+    assert log == [] and actor.actor_inbox.qsize() == 1
+    actor._start_actor_loop()
+    ref = actor.actor_ref
+    started.append(ref)
+    assert ref.ask("late", timeout=5) == "late"
+    assert log == [("s", "on_start"), ("s", "early"), ("s", "late")]
 
 
 def test_a_stopped_dispatcher_abandons_its_actors(dispatcher: Dispatcher) -> None:
@@ -179,6 +200,7 @@ def test_a_stopped_dispatcher_abandons_its_actors(dispatcher: Dispatcher) -> Non
     ref.tell("nobody runs this")
     mailbox = ref.actor_inbox
     assert isinstance(mailbox, Mailbox) and mailbox.lane.lost and not mailbox.lane.is_alive()
+    assert ref.stop(timeout=1) is False  # answered at once, and never as a clean stop
     pykka.ActorRegistry.unregister(ref)
     ref.actor_stopped.set()
 
