@@ -41,9 +41,10 @@ class BookReadPort:
     def consistent(self, read: Callable[[], T]) -> T | None:
         """``read()`` run between two messages of the owner (retried if one was handled meanwhile).
 
-        For stats: a stats ask queued behind a book's backlog answers late, and a thousand of
-        them at once hold up every book's data on a shared dispatcher; this reads in the caller's
-        thread instead. ``read`` must only copy (C-level copies are atomic under the GIL)."""
+        Used for views and for stats: an ask queued behind a book's backlog answers late, and a
+        thousand of them at once hold up every book's data on a shared dispatcher; this reads in
+        the caller's thread instead. ``read`` must only copy (C-level copies are atomic under the
+        GIL); work on the copy belongs outside it."""
         for attempt in range(MAX_ATTEMPTS):
             gen = self.gen
             if not gen & 1:
@@ -60,20 +61,16 @@ class BookReadPort:
 
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""
-        for attempt in range(MAX_ATTEMPTS):
-            gen = self.gen
-            if not gen & 1:
-                book = self.book
-                bids, asks = book.bids.copy(), book.asks.copy()
-                status, seq = book.status, book.last_seq
-                horizons = book.horizons()
-                updated_at = self.updated_at
-                if self.gen == gen:
-                    top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)
-                    return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete)
-            if attempt:
-                time.sleep(0)  # let the writer finish its message
-        return None
+        copied = self.consistent(self._copy)
+        if copied is None:
+            return None
+        bids, asks, status, seq, horizons, updated_at = copied
+        top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
+        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete)
+
+    def _copy(self) -> tuple[Any, ...]:
+        book = self.book
+        return book.bids.copy(), book.asks.copy(), book.status, book.last_seq, book.horizons(), self.updated_at
 
 
 class ReadPorts:

@@ -58,11 +58,3 @@ class Ring:
 
     def sorted(self) -> list[float]:
         return sorted(self._buf[: len(self)].tolist())
-
-    @property
-    def capacity(self) -> int:
-        """Values kept at most (storage grows to this)."""
-        return self._size
-
-    def clear(self) -> None:
-        self.count = 0

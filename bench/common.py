@@ -117,6 +117,36 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def weighted_percentile(pooled: Sequence[tuple[float, int]], q: float) -> float:
+    """The q-quantile over weights of (value, weight) pairs sorted by value (0.0 when empty): a
+    batch's latency counts once per diff in it."""
+    total = sum(n for _, n in pooled)
+    if not total:
+        return 0.0
+    rank, seen = q * total, 0
+    for value, n in pooled:
+        seen += n
+        if seen > rank:
+            return value
+    return pooled[-1][0]
+
+
+def resource_figures(cpu_window: dict[str, float], rss: int, rss_base: int, symbols: int,
+                     reads: Sequence[float]) -> dict[str, Any]:
+    """The CPU, memory and outside-read figures every peer reports (``reads`` sorted)."""
+    return {
+        "cpu_percent": cpu_window["cpu_percent"],
+        "sim_cpu_percent": cpu_window["sim_cpu_percent"],
+        "other_cpu_percent": cpu_window["other_cpu_percent"],
+        "rss_bytes": rss,
+        "rss_base_bytes": rss_base,
+        "rss_per_symbol_bytes": (rss - rss_base) / symbols,
+        "read_p50_s": percentile(reads, 0.5),
+        "read_p99_s": percentile(reads, 0.99),
+        "read_calls": len(reads),
+    }
+
+
 def _busy_s(times: Any) -> float:
     return float(times.user + times.system)
 

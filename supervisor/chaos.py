@@ -243,10 +243,9 @@ def _zombie_on_dispatcher(ref: pykka.ActorRef[Any], mailbox: Mailbox, timeout_s:
         return ZombieOutcome.NOT_RUNNING
     mailbox.lane.join(timeout_s)
     if mailbox.lane.is_alive():
-        mailbox.bullet = None  # counted as a miss: it must not fire later
-        if not mailbox.lane.is_alive():
-            return ZombieOutcome.ZOMBIE if mailbox.lane.lost else ZombieOutcome.NOT_RUNNING
-        return ZombieOutcome.BUSY
+        mailbox.bullet = None  # counted as a miss: it must not fire later ...
+        if mailbox.lane.is_alive():  # ... unless it fired just now
+            return ZombieOutcome.BUSY
     return ZombieOutcome.ZOMBIE if mailbox.lane.lost else ZombieOutcome.NOT_RUNNING
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import websocket
 
-from common import ProcessMeter, lag_diffs, percentile, venue_seqs
+from common import ProcessMeter, lag_diffs, percentile, resource_figures, venue_seqs
 
 #: bench: newest applied-diff latencies kept (seconds)
 LATENCY_SAMPLES = 200_000
@@ -202,7 +202,6 @@ def run(url: str, control_url: str, codes: list[str], *, variant: str, warmup_s:
         applied1, t1 = applied, time.perf_counter()
         measuring = False
         cpu_window = meter.stop()
-        cpu = cpu_window["cpu_percent"]
         local1, venue1 = _local_seqs(), venue_seqs(control_url)
         breaks1 = seq_breaks
         rss = meter.rss_bytes()
@@ -229,15 +228,7 @@ def run(url: str, control_url: str, codes: list[str], *, variant: str, warmup_s:
         "latency_p50_s": percentile(lat, 0.5),
         "latency_p99_s": percentile(lat, 0.99),
         "latency_max_s": lat[-1] if lat else 0.0,
-        "cpu_percent": cpu,
-        "sim_cpu_percent": cpu_window["sim_cpu_percent"],
-        "other_cpu_percent": cpu_window["other_cpu_percent"],
-        "rss_bytes": rss,
-        "rss_base_bytes": rss_base,
-        "rss_per_symbol_bytes": (rss - rss_base) / len(codes),
-        "read_p50_s": percentile(reads, 0.5),
-        "read_p99_s": percentile(reads, 0.99),
-        "read_calls": len(reads),
+        **resource_figures(cpu_window, rss, rss_base, len(codes), reads),
         "levels_held": levels,
         "seq_breaks": breaks1 - breaks0,
         "errors": errors,

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from common import ProcessMeter, lag_diffs, percentile, venue_seqs
+from common import ProcessMeter, lag_diffs, resource_figures, venue_seqs, weighted_percentile
 
 #: how long the tree may take to get every book LIVE (1000 symbols need 1000 snapshots)
 LIVE_TIMEOUT_S = 60.0
@@ -58,21 +58,6 @@ def _config(url: str, rest_url: str, codes: list[str], book_threads: int | None 
         "simulator": {"enabled": False},
         "log": {"level": "WARNING"},
     }, environ={})
-
-
-def weighted_percentile(pooled: list[tuple[float, int]], q: float) -> float:
-    """The q-quantile over diffs of (latency, diffs) samples sorted by latency: a batch's
-    latency (timed from its oldest diff, an upper bound) counts once per diff in it, so the
-    figure is per applied diff like the naive peer's."""
-    total = sum(n for _, n in pooled)
-    if not total:
-        return 0.0
-    rank, seen = q * total, 0
-    for latency, n in pooled:
-        seen += n
-        if seen > rank:
-            return latency
-    return pooled[-1][0]
 
 
 def _book_figures(svc: Any) -> dict[str, Any]:
@@ -159,7 +144,6 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         _, samples = svc.latency_samples(since=marks)
         t1 = time.perf_counter()
         cpu_window = meter.stop()
-        cpu = cpu_window["cpu_percent"]
         conn1 = _connection(svc)
         rss = meter.rss_bytes()
         threads = meter.threads()
@@ -192,16 +176,8 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
         "latency_p99_s": weighted_percentile(pooled, 0.99),
         "latency_max_s": pooled[-1][0] if pooled else 0.0,
         "latency_p99_worst_book_s": max((s.latency_p99_s for s in stats), default=0.0),
-        "cpu_percent": cpu,
-        "sim_cpu_percent": cpu_window["sim_cpu_percent"],
-        "other_cpu_percent": cpu_window["other_cpu_percent"],
-        "rss_bytes": rss,
-        "rss_base_bytes": rss_base,
-        "rss_per_symbol_bytes": (rss - rss_base) / len(codes),
+        **resource_figures(cpu_window, rss, rss_base, len(codes), reads),
         "threads": threads,
-        "read_p50_s": percentile(reads, 0.5),
-        "read_p99_s": percentile(reads, 0.99),
-        "read_calls": len(reads),
         "reads_s": reads_s,
         "stop_s": stop_s,
         "gaps": books1["gaps"] - books0["gaps"],
