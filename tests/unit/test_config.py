@@ -47,6 +47,7 @@ def test_defaults_by_dialect(tmp_path: Path) -> None:
         (SIM + "[book]\nmax_levels = 0\n", r"\[book\] max_levels: out of range"),
         (SIM + "[book]\nmax_levels = 'ten'\n", r"\[book\] max_levels: must be int"),
         (SIM + "[book]\nmax_level = 5\n", r"\[book\] max_level: unknown key"),
+        (SIM + "[book]\nthreads = -1\n", r"\[book\] threads: out of range"),
         (SIM + "[books]\n", r"\[books\]: unknown section"),
         (SIM + "[venue]\ndialect = 'binance'\n", r"\[venue\] dialect: must be one of article, alltick"),
         (SIM + "[symbols]\ninitial = ['BTC-USDT']\n", r"\[symbols\] initial: 'BTC-USDT' does not match"),
