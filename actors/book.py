@@ -4,18 +4,30 @@ Started when its code is subscribed (its book storage is created then), stopped 
 when the code is unsubscribed. It never does I/O: snapshots come from the SnapshotActor
 by message, and views leave by message or through the ListenerHub.
 
+The LIVE promise (see promise.py): the policy decides (b) "the seq chain is unbroken since a
+validated snapshot bridged onto this socket's stream"; this actor adds (a) and (c): it
+leaves LIVE the moment the tree tells it the socket is gone (``SocketLost``) or the venue
+rejected the code (``CodeRejected``), fetches nothing while either holds, and becomes LIVE
+again only through a fresh sync on a live socket. Every read also passes through
+``promise.shown_status``, so a reader never sees LIVE on a dead or silent socket even
+before this actor has heard of it.
+
 Snapshot timing (article dialect): after a (re)start the snapshot is requested as soon as
 the first diff of the epoch is buffered, so the snapshot is fetched *after* the stream it
-must bridge has begun (fetching first would almost always need a second fetch). A quiet
-or frozen market sends no diff, so a short deadline (``FIRST_DIFF_WAIT_S``) fetches anyway.
+must bridge has begun. A quiet or frozen market sends no diff, so a short deadline
+(``FIRST_DIFF_WAIT_S``) fetches anyway. Every fetch after a failed attempt (a snapshot that
+was empty, short, crossed, stale, ahead of the stream, or a buffer overflow) waits a per-book
+backoff (capped, full jitter), whatever the failure, so one book cannot spend the REST budget
+the others share; the backoff resets when the book is LIVE again.
 
-Epoch fencing: every batch carries the connection epoch. Data from an older epoch is
-ignored; data from a newer epoch starts a new sync before it is used (the Resync the tree
-sends for that epoch may still be on its way).
+Epoch fencing: every batch carries the connection epoch. Data from an older (or a lost)
+epoch is ignored; data from a newer epoch starts a new sync before it is used (the Resync the
+tree sends for that epoch may still be on its way).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +38,10 @@ from depthkeeper.actors.messages import (
     BookStats,
     BookStatusChanged,
     BookView,
+    BridgeDeadline,
     Calibrate,
     CheckStale,
+    CodeRejected,
     DiffBatch,
     FetchDeadline,
     GetBookStats,
@@ -36,14 +50,18 @@ from depthkeeper.actors.messages import (
     PushBatch,
     RequestSnapshot,
     Resync,
+    RetrySnapshot,
     SnapshotLost,
     SnapshotReady,
+    SocketLost,
 )
 from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.promise import SocketState, shown_status
 from depthkeeper.actors.readport import BookReadPort
 from depthkeeper.actors.samples import Ring
-from depthkeeper.actors.sync import ResyncReason, SyncAction, make_policy
+from depthkeeper.actors.sync import SEQ_BREAKS, ResyncReason, SyncAction, make_policy
 from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.spec import Jitter, backoff_delay
 
 if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
@@ -54,10 +72,11 @@ if TYPE_CHECKING:
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
-_REASONS = {r.value: r for r in ResyncReason}
-_SEQ_BREAKS = frozenset({"gap", "repeat", "backwards"})
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2
+#: statuses the sync policy drives (their reason is the policy's)
+_SYNCING = (BookStatus.SYNCING, BookStatus.RESYNCING)
+_SEQ_BREAK_VALUES = frozenset(r.value for r in SEQ_BREAKS)
 #: latency samples kept per book (a power of two): at most ~20 KB per book for the three rings
 LATENCY_SAMPLES = 1024
 
@@ -68,7 +87,9 @@ class BookActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
-                 ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None) -> None:
+                 ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None,
+                 socket: SocketState | None = None, rejected: str | None = None,
+                 rng: random.Random | None = None) -> None:
         super().__init__(ctx, dispatcher=dispatcher)
         self.code = code
         self._cfg = cfg
@@ -76,17 +97,30 @@ class BookActor(SupervisedActor):
         self._hub = hub
         self._scheduler = scheduler
         self._epoch = epoch
+        #: the newest epoch whose socket we were told is gone (its late data is ignored)
+        self._lost_epoch = 0
+        self._socket = socket
+        #: the venue's refusal, while it stands
+        self._rejected = rejected
         self._calibration_interval_s = calibration_interval_s
         #: optional prometheus Histogram (frame read -> applied), observed once per batch
         self._histogram = latency_histogram
         self._timers: list[Any] = []
+        #: pending one-shot timers by kind (cancelled when replaced or on stop)
+        self._oneshots: dict[type, Any] = {}
         self.book = OrderBook(code, cfg.max_levels)
         self._ports = ports
         self._port = BookReadPort(code, self.book, self)
+        self._port.socket = socket
+        self._port.epoch = epoch
         self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
         self._calibration = Calibration(self.book)
-        #: a snapshot is wanted but deferred until the first diff (or the deadline)
+        #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False
+        self._rng = rng or random.Random()
+        #: failed snapshot attempts since the book was last LIVE (the backoff exponent)
+        self._failures = 0
+        self._ever_live = False
         self._updated_at = 0.0
         #: batches from an older socket epoch, ignored (exposed in stats)
         self._old_epoch_batches = 0
@@ -103,7 +137,10 @@ class BookActor(SupervisedActor):
     def init(self) -> None:
         if self._ports is not None:
             self._ports.register(self._port)
-        self._after(self.policy.start(ResyncReason.START), BookStatus.SYNCING, "start")
+        if self._rejected is not None:
+            self._reject(self._rejected)
+        else:
+            self._after(self.policy.start(ResyncReason.START), BookStatus.SYNCING)
         if self._calibration_interval_s > 0:
             self._timers.append(self._scheduler.schedule_every(self._calibration_interval_s, self.actor_ref, Calibrate()))
         if self._cfg.stale_after_s > 0:
@@ -113,9 +150,10 @@ class BookActor(SupervisedActor):
     def cleanup(self) -> None:
         if self._ports is not None:
             self._ports.unregister(self._port)
-        for timer in self._timers:
+        for timer in (*self._timers, *self._oneshots.values()):
             self._scheduler.cancel(timer)
         self._timers.clear()
+        self._oneshots.clear()
 
     def on_receive(self, message: Any) -> Any:
         port = self._port
@@ -124,6 +162,7 @@ class BookActor(SupervisedActor):
             return self._dispatch(message)
         finally:
             port.updated_at = self._updated_at
+            port.epoch = self._epoch
             port.gen += 1
 
     def _dispatch(self, message: Any) -> Any:
@@ -136,17 +175,27 @@ class BookActor(SupervisedActor):
                 self._on_snapshot(message)
             case Resync():
                 self._on_resync(message)
+            case SocketLost(epoch=epoch, reason=reason):
+                self._on_socket_lost(epoch, reason)
+            case CodeRejected(reason=reason):
+                if self._rejected is None:
+                    self._reject(reason)
             case SnapshotLost():
-                if self.policy.awaiting_snapshot and not self._fetch_deferred:
+                if self.policy.awaiting_snapshot and not self._fetch_deferred and not self._oneshots.get(RetrySnapshot):
                     self.policy.refetch()
-                    self._send_request()  # the lost request was already due
+                    self._request(due=True)  # the lost request was already due
+            case RetrySnapshot(token=token) | FetchDeadline(token=token):
+                self._oneshots.pop(type(message), None)
+                if token == self.policy.request_token and self.policy.awaiting_snapshot:
+                    self._request(due=True)
+            case BridgeDeadline(token=token):
+                self._oneshots.pop(BridgeDeadline, None)
+                before = self.book.status
+                self._after(self.policy.bridge_deadline(token), before)
             case Calibrate():
                 self._on_calibrate()
             case CheckStale():
                 self._on_check_stale()
-            case FetchDeadline(token=token):
-                if self._fetch_deferred and token == self.policy.request_token:
-                    self._send_request()
             case GetView():
                 return self.view(message.depth)
             case GetBookStats():
@@ -157,16 +206,16 @@ class BookActor(SupervisedActor):
                 return super().on_receive(message)
         return None
 
-    # -- handlers ----------------------------------------------------------------------
+    # -- data --------------------------------------------------------------------------
 
     def _fence(self, epoch: int) -> bool:
-        """False for data of an older epoch; starts a new sync for a newer one."""
-        if epoch < self._epoch:
+        """False for data of an older or lost epoch (or of a rejected code); a newer epoch starts a new sync."""
+        if epoch < self._epoch or epoch <= self._lost_epoch:
             self._old_epoch_batches += 1
             return False
         if epoch > self._epoch:
             self._resync(epoch, ResyncReason.RECONNECT)
-        return True
+        return self._rejected is None
 
     def _on_diffs(self, batch: DiffBatch) -> None:
         if not self._fence(batch.epoch):
@@ -178,11 +227,11 @@ class BookActor(SupervisedActor):
         applied = self.book.last_seq != seq
         if applied:
             self._record_latency(batch)
-        self._after(action, before, self.policy.last_reason.value)
+        self._after(action, before)
         if applied:
             self._check_lag(time.monotonic() - batch.received_at)
         if self._fetch_deferred and self.policy.buffered:
-            self._send_request()  # the stream has begun: now the snapshot can bridge it
+            self._request()  # the stream has begun: now the snapshot can bridge it
         if self._calibration.pending_snapshot is not None:
             self._finish_calibration()
 
@@ -202,9 +251,9 @@ class BookActor(SupervisedActor):
         max_lag = self._cfg.max_lag_s
         status = self.book.status
         if status is BookStatus.LIVE and max_lag and lag_s > max_lag:
-            self._set_status(BookStatus.STALE, f"behind the stream by {lag_s:.3f}s")
+            self._set_status(BookStatus.STALE, "stale", f"behind the stream by {lag_s:.3f}s")
         elif status is BookStatus.STALE and (not max_lag or lag_s <= max_lag / 2):
-            self._set_status(BookStatus.LIVE, "caught up")
+            self._set_status(BookStatus.LIVE, "caught_up", "in sync (caught up)")
 
     def _on_push(self, batch: PushBatch) -> None:
         if not self._fence(batch.epoch):
@@ -215,7 +264,7 @@ class BookActor(SupervisedActor):
             self._updated_at = time.time()
             if self._histogram is not None:
                 self._histogram.observe(time.monotonic() - batch.received_at)
-        self._after(action, before, self.policy.last_reason.value)
+        self._after(action, before)
 
     def _on_snapshot(self, reply: SnapshotReady) -> None:
         if self._calibration.owns(reply.token):
@@ -226,30 +275,61 @@ class BookActor(SupervisedActor):
         action = self.policy.on_snapshot(reply.snapshot, reply.token)
         if self.book.last_seq != seq or self.book.status is not before:
             self._updated_at = time.time()
-        self._after(action, before, "snapshot")
+        self._after(action, before)
+
+    # -- the socket and the venue ----------------------------------------------------------
 
     def _on_resync(self, message: Resync) -> None:
         if message.epoch < self._epoch:
             return
-        reason = _REASONS.get(message.reason, ResyncReason.REQUESTED)
-        if message.epoch == self._epoch and reason is ResyncReason.RECONNECT:
+        reason = message.reason
+        if reason is ResyncReason.RESUBSCRIBED:
+            self._rejected = None
+        elif message.epoch == self._epoch and reason is ResyncReason.RECONNECT:
             return  # already started when the first batch of this epoch arrived
         self._resync(message.epoch, reason)
 
     def _resync(self, epoch: int, reason: ResyncReason) -> None:
-        first_socket = self._epoch == 0
         self._epoch = epoch
-        if first_socket and reason is ResyncReason.RECONNECT:
-            return  # no socket data held yet (at most a REST fill): nothing to throw away
-        before = self.book.status
         self._calibration.cancel()
-        policy = self.policy
-        if reason is ResyncReason.RECONNECT and policy.awaiting_snapshot and not policy.buffered:
-            return  # nothing of the old epoch is held; the pending request still serves
-        self._after(policy.start(reason), before, reason.value)
+        if self._rejected is not None:
+            return  # nothing is streamed for a rejected code; it waits for an explicit subscribe
+        before = self.book.status
+        if not self._ever_live and before is not BookStatus.RESYNCING:
+            reason = ResyncReason.START  # the first sync is still the first sync on a new socket
+        self._after(self.policy.start(reason), before)
+
+    def _on_socket_lost(self, epoch: int, reason: str) -> None:
+        if epoch < self._epoch:
+            return  # an older socket than the one this book syncs on
+        self._lost_epoch = max(self._lost_epoch, epoch)
+        self._suspend()
+        if self._rejected is None:
+            self._set_status(BookStatus.DISCONNECTED, "disconnected", f"socket down: {reason}")
+
+    def _reject(self, reason: str) -> None:
+        self._rejected = reason
+        self._suspend()
+        self.book.clear()
+        self._set_status(BookStatus.REJECTED, "rejected", f"venue rejected the subscription: {reason}")
+        self._publish_update()
+
+    def _suspend(self) -> None:
+        """Stop syncing: nothing buffered, no snapshot in flight or due, no calibration."""
+        self.policy.suspend()
+        self._calibration.cancel()
+        self._fetch_deferred = False
+        for kind in (RetrySnapshot, FetchDeadline, BridgeDeadline):
+            self._cancel_oneshot(kind)
+
+    def _can_fetch(self) -> bool:
+        socket = self._socket
+        return self._rejected is None and (socket is None or (socket.epoch == self._epoch and self._epoch > 0))
+
+    # -- calibration and staleness -------------------------------------------------------
 
     def _on_calibrate(self) -> None:
-        if self.book.status is not BookStatus.LIVE or self._calibration.active:
+        if self.book.status is not BookStatus.LIVE or self._calibration.active or not self._can_fetch():
             return
         token = self._calibration.begin()
         self._peers.tell_snapshot(RequestSnapshot(self.code, token, self.actor_ref))
@@ -267,48 +347,82 @@ class BookActor(SupervisedActor):
 
     def _on_check_stale(self) -> None:
         if self.book.status is BookStatus.LIVE and time.time() - self._updated_at > self._cfg.stale_after_s:
-            self._set_status(BookStatus.STALE, "no update for stale_after_s")
+            self._set_status(BookStatus.STALE, "stale", f"no update for {self._cfg.stale_after_s}s")
 
     # -- effects -------------------------------------------------------------------------
 
-    def _after(self, action: SyncAction, before: BookStatus, reason: str) -> None:
-        if action is SyncAction.FETCH_SNAPSHOT:
-            self._request(action)
+    def _after(self, action: SyncAction, before: BookStatus) -> None:
+        """Carry out what the policy asked for, then announce a status change."""
+        match action:
+            case SyncAction.FETCH_SNAPSHOT:
+                self._fetch_deferred = False
+                self._request()
+            case SyncAction.RETRY_SNAPSHOT:
+                self._retry_later()
+            case SyncAction.AWAIT_BRIDGE:
+                self._oneshot(self._cfg.bridge_wait_s, BridgeDeadline(self.policy.request_token))
+        policy = self.policy
         now = self.book.status
         if now is not before:
-            self._announce(before, now, reason)
+            self._announce(before, now, policy.last_reason.value, policy.detail)
+        elif now in _SYNCING:
+            self.book.reason = policy.detail  # a new reason for the same status (e.g. a retry)
         self._publish_update()
 
-    def _request(self, action: SyncAction) -> None:
-        if action is not SyncAction.FETCH_SNAPSHOT:
-            return
-        if self.policy.fetch_after_first_diff and not self.policy.buffered:
-            self._fetch_deferred = True
-            self._scheduler.schedule(FIRST_DIFF_WAIT_S, self.actor_ref, FetchDeadline(self.policy.request_token))
-        else:
-            self._send_request()
-
-    def _send_request(self) -> None:
+    def _retry_later(self) -> None:
+        """The attempt failed: the next request waits the per-book backoff (capped, full jitter)."""
         self._fetch_deferred = False
+        self._cancel_oneshot(FetchDeadline)
+        cfg = self._cfg
+        delay_s = backoff_delay(self._failures, cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, self._rng,
+                                jitter=Jitter.FULL)
+        self._failures += 1
+        self._oneshot(delay_s, RetrySnapshot(self.policy.request_token))
+
+    def _request(self, *, due: bool = False) -> None:
+        """Ask for the snapshot (``due``: now, even with nothing buffered yet)."""
+        if not self._can_fetch():
+            self._fetch_deferred = False  # a new socket (Resync) or a resubscribe starts a new sync
+            return
+        if self.policy.fetch_after_first_diff and not self.policy.buffered and not due:
+            self._fetch_deferred = True
+            self._oneshot(FIRST_DIFF_WAIT_S, FetchDeadline(self.policy.request_token))
+            return
+        self._fetch_deferred = False
+        self._cancel_oneshot(FetchDeadline)
         self._peers.tell_snapshot(RequestSnapshot(self.code, self.policy.request_token, self.actor_ref))
 
-    def _set_status(self, status: BookStatus, reason: str) -> None:
+    def _oneshot(self, delay_s: float, message: Any) -> None:
+        self._cancel_oneshot(type(message))
+        self._oneshots[type(message)] = self._scheduler.schedule(delay_s, self.actor_ref, message)
+
+    def _cancel_oneshot(self, kind: type) -> None:
+        timer = self._oneshots.pop(kind, None)
+        if timer is not None:
+            self._scheduler.cancel(timer)
+
+    def _set_status(self, status: BookStatus, reason: str, detail: str) -> None:
         before = self.book.status
         self.book.status = status
         if before is not status:
-            self._announce(before, status, reason)
-
-    def _announce(self, before: BookStatus, now: BookStatus, reason: str) -> None:
-        if now is BookStatus.RESYNCING and reason in _SEQ_BREAKS:
-            self._log.bind(event="seq_break", epoch=self._epoch).warning(
-                "seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
-        elif now is BookStatus.RESYNCING:
-            self._log.bind(epoch=self._epoch).info("resyncing ({}) from seq {}", reason, self.book.last_seq)
+            self._announce(before, status, reason, detail)
         else:
-            self._log.bind(epoch=self._epoch).info("status {} -> {} ({}) at seq {}", before.name, now.name, reason,
-                                                  self.book.last_seq)
+            self.book.reason = detail
+
+    def _announce(self, before: BookStatus, now: BookStatus, reason: str, detail: str) -> None:
+        self.book.reason = detail
+        if now is BookStatus.LIVE:
+            self._ever_live = True
+            self._failures = 0
+        log = self._log.bind(epoch=self._epoch)
+        if now is BookStatus.RESYNCING and reason in _SEQ_BREAK_VALUES:
+            log.bind(event="seq_break").warning("seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
+        elif now is BookStatus.RESYNCING:
+            log.info("resyncing ({}) from seq {}", detail, self.book.last_seq)
+        else:
+            log.info("status {} -> {} ({}) at seq {}", before.name, now.name, detail, self.book.last_seq)
         if self._hub.active:
-            self._hub.publish(BookStatusChanged(self.code, before, now, self.book.last_seq, reason), self.code)
+            self._hub.publish(BookStatusChanged(self.code, before, now, self.book.last_seq, reason, detail), self.code)
 
     def _publish_update(self) -> None:
         if self._hub.active:
@@ -318,8 +432,9 @@ class BookActor(SupervisedActor):
 
     def view(self, depth: int | None) -> BookView:
         bids, asks = self.book.top(depth)
-        return BookView(self.code, self.book.status, self.book.last_seq, bids, asks, self._updated_at,
-                        self.book.complete_levels())
+        status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
+        return BookView(self.code, status, self.book.last_seq, bids, asks, self._updated_at,
+                        self.book.complete_levels(), reason)
 
     def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
         """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""
@@ -334,11 +449,12 @@ class BookActor(SupervisedActor):
         inbox = self.actor_inbox.qsize()
         e2e = self.latencies.sorted()
         hop = self.apply_latencies.sorted()
-        return BookStats(self.code, self.book.status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
+        status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
+        return BookStats(self.code, status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
                          c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
                          self._calibration.completed, self._updated_at, self._epoch, inbox,
                          _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99),
-                         self._old_epoch_batches)
+                         self._old_epoch_batches, reason, c.bad_snapshots, c.ahead_snapshots, c.suspect_diffs)
 
 
 def _pct(ordered: list[float], q: float) -> float:

@@ -4,10 +4,14 @@ Each socket incarnation gets a new epoch (from the tree's EpochCounter) and its 
 reader thread (see reader.py). The actor itself only does the rare things: connect,
 send (paced), watch for silence, reconnect.
 
-- Silence is judged on *business* messages: after ``silent_intervals`` heartbeat
-  intervals without one (while anything is subscribed) the socket is presumed dead even
-  if pings still succeed: close, reconnect, and the new epoch makes every book resync and
-  the SubscriptionActor replay the desired set.
+- Silence is judged on *business* messages, by the clock: once no business message has
+  been read for ``silent_intervals`` x ``interval_s`` (measured from the moment the socket
+  opened, while anything is subscribed) the socket is presumed dead even if pings still
+  succeed: close, reconnect, and the new epoch makes every book resync and the
+  SubscriptionActor replay the desired set. Heartbeat ticks that queued up while a slow
+  handshake blocked this actor are coalesced and never count as silence.
+- The socket's state is shared (promise.SocketState): the moment it closes, goes silent or
+  this actor stops, every book reads as not LIVE, and the tree is told ``SocketLost``.
 - Reconnects use capped exponential backoff with full jitter, never below the venue's
   floor; the attempt counter resets only once a socket has delivered business data, so a
   venue that accepts and drops us cannot make us spin.
@@ -35,9 +39,11 @@ from depthkeeper.actors.messages import (
     HeartbeatTick,
     SendFrame,
     SocketClosed,
+    SocketLost,
     SocketOpened,
     VenueFailure,
 )
+from depthkeeper.actors.promise import SocketState
 from depthkeeper.actors.reader import Reader, ReaderCounters
 from depthkeeper.actors.wire import redact
 from depthkeeper.supervisor.base import SupervisedActor
@@ -63,7 +69,8 @@ class ConnectionActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, venue: VenueConfig, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
                  scheduler: Scheduler, decode: Callable[[bytes], Any], min_send_interval_s: float = 0.0,
-                 inbox_limit: int = 1000, rng: random.Random | None = None) -> None:
+                 inbox_limit: int = 1000, rng: random.Random | None = None,
+                 socket: SocketState | None = None) -> None:
         super().__init__(ctx)
         self._venue = venue
         self._url = url
@@ -89,9 +96,10 @@ class ConnectionActor(SupervisedActor):
         self._timers: list[Any] = []
         self._seen_business = 0
         self._seen_hb_acks = 0
-        self._silent = 0
-        self._silent_acks = 0
+        self._acked_at = 0.0
+        self._last_tick_at = 0.0
         self._hb_seq = 0
+        self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
         self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
                          "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
@@ -106,7 +114,7 @@ class ConnectionActor(SupervisedActor):
     def cleanup(self) -> None:
         for timer in self._timers:
             self._scheduler.cancel(timer)
-        self._close_socket()
+        self._close_socket("connection actor stopped")
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -116,7 +124,7 @@ class ConnectionActor(SupervisedActor):
             case SocketClosed(epoch=epoch, reason=reason):
                 if epoch == self.epoch and self._ws is not None:
                     self._log.bind(epoch=epoch).info("socket closed: {}", reason)
-                    self._drop_socket()
+                    self._drop_socket(f"closed: {reason}")
             case HeartbeatTick():
                 self._on_tick()
             case SendFrame():
@@ -126,7 +134,7 @@ class ConnectionActor(SupervisedActor):
                 self._flush()
             case VenueFailure(reason=reason):
                 self._fail(reason)
-                self._close_socket()
+                self._close_socket(f"venue refused us: {reason}")
             case GetCounters():
                 return self.snapshot_counters()
             case _:
@@ -166,10 +174,11 @@ class ConnectionActor(SupervisedActor):
         self.counters["connects"] += 1
         if self.counters["connects"] > 1:
             self.counters["reconnects"] += 1
-        self._silent = self._silent_acks = 0
         self._seen_business = self.reader_counters.business
         self._seen_hb_acks = self.reader_counters.heartbeat_acks
         self._outbox.clear()
+        self.socket.opened(self.epoch)
+        self._acked_at = self._last_tick_at = time.monotonic()
         actor_ref = self.actor_ref
 
         def closed(epoch: int, reason: str) -> None:
@@ -179,13 +188,15 @@ class ConnectionActor(SupervisedActor):
                 pass
 
         self._reader = Reader(ws, self.epoch, decode=self._decode, routes=self._routes, peers=self._peers,
-                              counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed)
+                              counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
+                              socket=self.socket)
         self._reader.start()
         self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
 
     def _connect_failed(self, why: str) -> None:
         self.counters["connect_failures"] += 1
+        self.socket.down_reason = f"connect failed: {why}"
         delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
         self._attempt += 1
         self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._attempt,
@@ -206,19 +217,22 @@ class ConnectionActor(SupervisedActor):
         else:
             self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._attempt))
 
-    def _drop_socket(self) -> None:
+    def _drop_socket(self, reason: str) -> None:
         """The socket is gone: close it and reconnect after a backoff."""
-        self._close_socket()
+        self._close_socket(reason)
         delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
         self._attempt += 1
         self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._attempt)
         self._schedule_connect(delay)
 
-    def _close_socket(self) -> None:
-        """Polite close frame, then shutdown (wakes the reader blocked in recv), then close."""
+    def _close_socket(self, reason: str) -> None:
+        """Books leave LIVE first (the shared state, then the tree), then a polite close frame,
+        shutdown (wakes the reader blocked in recv), close."""
         ws, self._ws = self._ws, None
         if ws is None:
             return
+        if self.socket.closed(self.epoch, reason):
+            self._peers.tell_tree(SocketLost(self.epoch, reason))
         for step in (ws.send_close, ws.abort, ws.shutdown):
             try:
                 step()
@@ -228,34 +242,35 @@ class ConnectionActor(SupervisedActor):
     # -- heartbeat watchdog --------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        if self._ws is None:
-            return
+        now = time.monotonic()
+        if self._ws is None or now - self._last_tick_at < self._heartbeat.interval_s / 2:
+            return  # no socket, or a tick that queued up behind a slow connect: not an interval
+        self._last_tick_at = now
         counters = self.reader_counters
         if counters.business != self._seen_business:
             self._seen_business = counters.business
-            self._silent = 0
             self._attempt = 0  # this socket delivered data: it is healthy
-        elif len(self._routes):
-            self._silent += 1
+        bound_s = self.socket.silence_bound_s
+        silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
         if self._venue.dialect == "alltick":
-            self._alltick_heartbeat()
-        if self._silent >= self._heartbeat.silent_intervals or self._silent_acks >= self._heartbeat.silent_intervals:
+            silent_s = max(silent_s, self._alltick_heartbeat(now))
+        if silent_s >= bound_s:
             self.counters["heartbeat_timeouts"] += 1
             self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
-                "heartbeat timeout: {} silent intervals of {}s; reconnecting and resyncing all",
-                max(self._silent, self._silent_acks), self._heartbeat.interval_s)
-            self._drop_socket()
+                "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
+            self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
 
-    def _alltick_heartbeat(self) -> None:
+    def _alltick_heartbeat(self, now: float) -> float:
+        """Send one heartbeat; return how long the venue has not acknowledged any."""
         acks = self.reader_counters.heartbeat_acks
-        if self._hb_seq and acks == self._seen_hb_acks:
-            self._silent_acks += 1
-        else:
-            self._silent_acks = 0
+        if acks != self._seen_hb_acks:
+            self._acked_at = now
         self._seen_hb_acks = acks
+        silent_s = now - self._acked_at if self._hb_seq else 0.0
         self._hb_seq += 1
         self._enqueue(codec_alltick.encode_heartbeat(self._hb_seq, f"hb-{self.epoch}-{self._hb_seq}"), "heartbeat")
         self.counters["heartbeats_sent"] += 1
+        return silent_s
 
     # -- sending (paced) -----------------------------------------------------------------
 
@@ -283,7 +298,7 @@ class ConnectionActor(SupervisedActor):
                 self._ws.send(text)
             except (OSError, websocket.WebSocketException) as exc:
                 self._log.warning("send of {} failed: {}", what, exc)
-                self._drop_socket()
+                self._drop_socket(f"send failed: {exc}")
                 return
             self._last_sent_at = time.monotonic()
             self.counters["frames_sent"] += 1

@@ -14,6 +14,7 @@ import attrs
 import pykka
 
 from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.sync import ResyncReason
 from depthkeeper.actors.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
 
 # --- service facade / tree -> actors ------------------------------------------------------
@@ -45,7 +46,45 @@ class Resync:
     """Tree -> BookActor: start a new sync (new connection epoch, restart, request)."""
 
     epoch: int
+    reason: ResyncReason
+
+
+@attrs.frozen
+class SocketLost:
+    """Tree -> BookActors and SnapshotActor: the socket of ``epoch`` is gone (closed, silent, or
+    its ConnectionActor died). Books leave LIVE at once and fetch nothing until a new socket."""
+
+    epoch: int
     reason: str
+
+
+@attrs.frozen
+class CodeRejected:
+    """SubscriptionActor -> tree -> BookActor: the venue refused this code's subscription."""
+
+    code: str
+    reason: str
+
+
+@attrs.frozen
+class RetryRejected:
+    """Tree -> SubscriptionActor: an explicit subscribe of rejected codes: ask the venue again."""
+
+    codes: frozenset[str]
+
+
+@attrs.frozen
+class RetrySnapshot:
+    """BookActor -> itself: the backoff before the next snapshot request (``token``) is over."""
+
+    token: int
+
+
+@attrs.frozen
+class BridgeDeadline:
+    """BookActor -> itself: a snapshot ahead of the stream (``token``) had its time to bridge."""
+
+    token: int
 
 
 @attrs.frozen
@@ -200,6 +239,8 @@ class BookView:
     updated_at: float
     #: levels per side known complete at the venue (a view never shows more)
     complete_levels: tuple[int, int] = (0, 0)
+    #: why the book has this status ("in sync" when LIVE)
+    reason: str = ""
 
     @property
     def age_s(self) -> float:
@@ -229,7 +270,10 @@ class BookStatusChanged:
     old: BookStatus
     new: BookStatus
     seq: int
+    #: machine-readable cause: a ResyncReason value, or "disconnected", "rejected", "stale", "caught_up"
     reason: str
+    #: the same for a human (shown in views and logs)
+    detail: str = ""
 
 
 @attrs.frozen
@@ -260,6 +304,11 @@ class BookStats:
     apply_p99_s: float = 0.0
     #: batches from an older socket epoch that were ignored (late frames of a dead socket)
     old_epoch_batches: int = 0
+    #: why the book has its status
+    reason: str = ""
+    bad_snapshots: int = 0
+    ahead_snapshots: int = 0
+    suspect_diffs: int = 0
 
 
 # --- internal (an actor to itself, or a worker thread to its actor) ------------------------

@@ -26,8 +26,12 @@ class BookStatus(enum.Enum):
     LIVE = "live"
     #: a gap, a restart or a reconnect forced a new sync; contents cleared
     RESYNCING = "resyncing"
-    #: no update for longer than the configured staleness bound
+    #: no update for longer than the configured staleness bound, or behind the stream
     STALE = "stale"
+    #: the socket that fed it is closed, silent or being replaced; levels are the last known
+    DISCONNECTED = "disconnected"
+    #: the venue refused its subscription; never fed, never LIVE until subscribed again
+    REJECTED = "rejected"
 
 
 class OrderBook:
@@ -43,6 +47,7 @@ class OrderBook:
         "code",
         "last_seq",
         "max_levels",
+        "reason",
         "status",
     )
 
@@ -55,6 +60,8 @@ class OrderBook:
         self.asks: dict[float, float] = {}
         self.last_seq = 0
         self.status = BookStatus.SYNCING
+        #: why the book has its status (shown with every non-LIVE view)
+        self.reason = "starting"
         self._sorted_bids: Levels | None = None
         self._sorted_asks: Levels | None = None
         # Worst price still known exact on each side; None = the side is complete.

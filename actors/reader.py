@@ -26,6 +26,7 @@ from loguru import logger
 
 from depthkeeper.actors.frames import ConnectionClosed, FrameError, FrameReader
 from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
+from depthkeeper.actors.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored
 
@@ -53,8 +54,9 @@ class Reader:
 
     def __init__(self, ws: websocket.WebSocket, epoch: int, *, decode: Callable[[bytes], Any],
                  routes: RoutingTable, peers: Peers, counters: ReaderCounters, inbox_limit: int,
-                 on_closed: Callable[[int, str], None]) -> None:
+                 on_closed: Callable[[int, str], None], socket: SocketState | None = None) -> None:
         self.ws = ws
+        self._socket = socket
         self.epoch = epoch
         self._decode = decode
         self._routes = routes
@@ -129,6 +131,8 @@ class Reader:
         if not diffs and not pushes:
             return
         now = time.monotonic()
+        if self._socket is not None:
+            self._socket.fed(self.epoch, now)
         table = self._routes.table
         counters = self.counters
         epoch = self.epoch

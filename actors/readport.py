@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from depthkeeper.actors.messages import BookView
 from depthkeeper.actors.orderbook import top_of
+from depthkeeper.actors.promise import shown_status
 
 if TYPE_CHECKING:
     from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.promise import SocketState
 
 T = TypeVar("T")
 
@@ -28,7 +30,7 @@ MAX_ATTEMPTS = 16
 
 
 class BookReadPort:
-    __slots__ = ("book", "code", "gen", "owner", "updated_at")
+    __slots__ = ("book", "code", "epoch", "gen", "owner", "socket", "updated_at")
 
     def __init__(self, code: str, book: OrderBook, owner: Any = None) -> None:
         self.code = code
@@ -37,6 +39,14 @@ class BookReadPort:
         self.owner = owner
         self.gen = 0
         self.updated_at = 0.0
+        #: the socket epoch the book syncs on, and the shared socket state (the LIVE promise)
+        self.epoch = 0
+        self.socket: SocketState | None = None
+
+    def status(self) -> Any:
+        """The status a reader may be shown (one attribute read per field: no copy, no sort)."""
+        book = self.book
+        return shown_status(book.status, book.reason, self.epoch, self.socket)[0]
 
     def consistent(self, read: Callable[[], T]) -> T | None:
         """``read()`` run between two messages of the owner (retried if one was handled meanwhile).
@@ -64,13 +74,15 @@ class BookReadPort:
         copied = self.consistent(self._copy)
         if copied is None:
             return None
-        bids, asks, status, seq, horizons, updated_at = copied
+        bids, asks, status, reason, seq, horizons, updated_at, epoch = copied
         top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
-        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete)
+        status, reason = shown_status(status, reason, epoch, self.socket)
+        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason)
 
     def _copy(self) -> tuple[Any, ...]:
         book = self.book
-        return book.bids.copy(), book.asks.copy(), book.status, book.last_seq, book.horizons(), self.updated_at
+        return (book.bids.copy(), book.asks.copy(), book.status, book.reason, book.last_seq, book.horizons(),
+                self.updated_at, self.epoch)
 
 
 class ReadPorts:

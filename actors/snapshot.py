@@ -7,6 +7,11 @@ the alltick dialect batches every queued code into one ``depth-tick`` request. A
 bucket keeps us within ``max_per_second``; failures (timeouts, 429, 500, bad bodies) are
 retried with capped exponential backoff and full jitter, forever, because a book that
 gives up stays wrong. Blocking HTTP runs on a small worker pool owned by this actor.
+
+No snapshot is fetched while the socket is down: a snapshot can only bridge a live stream,
+and a venue that refuses our socket mostly refuses REST too — its failures would bury the
+one line that matters (the connect failure). ``SocketLost`` drops every queued request (the
+books ask again on the next socket); requests that race in while it is down are dropped too.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from depthkeeper.actors.messages import (
     RequestSnapshot,
     RetryFetch,
     SnapshotReady,
+    SocketLost,
 )
 from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, Snapshot, redact
 from depthkeeper.supervisor.base import SupervisedActor
 
 if TYPE_CHECKING:
+    from depthkeeper.actors.promise import SocketState
     from depthkeeper.supervisor.config import SnapshotConfig
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
@@ -45,8 +52,10 @@ _ALLTICK_BATCH = 50
 
 class SnapshotActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, dialect: str, url: str, token: str | None, cfg: SnapshotConfig,
-                 timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None) -> None:
+                 timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None,
+                 socket: SocketState | None = None) -> None:
         super().__init__(ctx)
+        self._socket = socket
         self._dialect = dialect
         self._url = url
         self._token = token
@@ -66,7 +75,8 @@ class SnapshotActor(SupervisedActor):
         self._refilled_at = time.monotonic()
         self._drain_scheduled = False
         self._trace = 0
-        self.counters = {"requests": 0, "coalesced": 0, "errors": 0, "retries": 0, "delivered": 0}
+        self.counters = {"requests": 0, "coalesced": 0, "errors": 0, "retries": 0, "delivered": 0,
+                         "dropped_socket_down": 0}
         self._log = logger.bind(actor="snapshot")
 
     def init(self) -> None:
@@ -82,6 +92,8 @@ class SnapshotActor(SupervisedActor):
                 self._on_request(message)
             case FetchDone():
                 self._on_done(message)
+            case SocketLost():
+                self._drop_all()
             case RetryFetch(code=code):
                 self._retrying.discard(code)
                 self._enqueue(code)
@@ -94,7 +106,22 @@ class SnapshotActor(SupervisedActor):
                 return super().on_receive(message)
         return None
 
+    def _socket_down(self) -> bool:
+        return self._socket is not None and not self._socket.connected
+
+    def _drop_all(self) -> None:
+        dropped = len(self._waiters)
+        self.counters["dropped_socket_down"] += dropped
+        self._waiters.clear()
+        self._queue.clear()
+        self._attempts.clear()
+        if dropped:
+            self._log.debug("socket lost: dropped {} pending snapshot requests", dropped)
+
     def _on_request(self, req: RequestSnapshot) -> None:
+        if self._socket_down():
+            self.counters["dropped_socket_down"] += 1
+            return
         waiters = self._waiters.setdefault(req.code, {})
         if waiters:
             self.counters["coalesced"] += 1
@@ -153,6 +180,9 @@ class SnapshotActor(SupervisedActor):
         self._in_flight.difference_update(done.codes)
         got = {s.code: s for s in done.results}
         for code in done.codes:
+            if code not in self._waiters:
+                self._attempts.pop(code, None)
+                continue  # nobody waits any more (socket lost, or unsubscribed)
             snap = got.get(code)
             if snap is not None:
                 self._deliver(code, snap)

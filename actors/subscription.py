@@ -27,11 +27,13 @@ from loguru import logger
 from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.messages import (
     AckReceived,
+    CodeRejected,
     DesiredChanged,
     FlushSubscriptions,
     GetCounters,
+    RetryRejected,
     SendFrame,
-    SocketClosed,
+    SocketLost,
     SocketOpened,
     UnwantedData,
     VenueFailure,
@@ -59,7 +61,8 @@ _UNSUB_GRACE_S = 1.0
 class SubscriptionActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
-                 depth_level: int = 5, ledger: SubscriptionLedger | None = None) -> None:
+                 depth_level: int = 5, ledger: SubscriptionLedger | None = None,
+                 rejected: dict[str, str] | None = None) -> None:
         super().__init__(ctx)
         self._dialect = dialect
         self._cfg = cfg
@@ -69,7 +72,8 @@ class SubscriptionActor(SupervisedActor):
         self._depth_level = depth_level
         self.desired: frozenset[str] = frozenset()
         self.active: set[str] = set()
-        self.rejected: dict[str, str] = {}
+        #: code -> the venue's refusal (kept across our restarts by the tree; retried on an explicit subscribe)
+        self.rejected: dict[str, str] = dict(rejected or {})
         self.epoch = epoch
         self._last_sent_at = -1e9
         self._flush_scheduled = False
@@ -102,9 +106,14 @@ class SubscriptionActor(SupervisedActor):
                 self._schedule(self._cfg.coalesce_window_s)
             case SocketOpened(epoch=epoch):
                 self._on_socket(epoch)
-            case SocketClosed():
-                self.active.clear()
-                self._commit()
+            case SocketLost(epoch=epoch):
+                if epoch == self.epoch:
+                    self.active.clear()
+                    self._commit()
+            case RetryRejected(codes=codes):
+                for code in codes:
+                    self.rejected.pop(code, None)
+                self._schedule(self._cfg.coalesce_window_s)
             case FlushSubscriptions():
                 self._flush_scheduled = False
                 self._flush()
@@ -252,3 +261,4 @@ class SubscriptionActor(SupervisedActor):
         self._commit()
         self.counters["venue_rejected"] += 1
         self._log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
+        self._peers.tell_tree(CodeRejected(code, why))

@@ -67,6 +67,11 @@ class BookConfig:
     max_lag_s: float = _opt(1.0, lo=0, hi=3600)
     #: threads shared by all BookActors (a dispatcher); 0 = one thread per book
     threads: int = _opt(1, lo=0, hi=64)
+    #: how long a snapshot ahead of the stream waits for the stream to reach it before a refetch
+    bridge_wait_s: float = _opt(0.5, lo=0.01, hi=60)
+    #: per-book backoff (full jitter) between snapshot attempts that failed to sync
+    resync_backoff_min_s: float = _opt(0.1, lo=0, hi=3600)
+    resync_backoff_max_s: float = _opt(5.0, lo=0, hi=3600)
 
 
 @attrs.frozen
@@ -265,6 +270,7 @@ def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str,
     if cfg.simulator.enabled and cfg.simulator.dialect != venue.dialect:
         raise ConfigError(f"{source}: [simulator] dialect: must equal [venue] dialect ({venue.dialect!r})")
     pairs = [("reconnect", "backoff_min_s", "backoff_max_s"), ("snapshot", "retry_min_s", "retry_max_s"),
+             ("book", "resync_backoff_min_s", "resync_backoff_max_s"),
              ("supervisor", "restart_backoff_min_s", "restart_backoff_max_s")]
     for section, lo_key, hi_key in pairs:
         sec = getattr(cfg, section)

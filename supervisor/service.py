@@ -36,6 +36,7 @@ from depthkeeper.actors.messages import (
     Unsubscribe,
 )
 from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable, SubscriptionLedger
 from depthkeeper.actors.snapshot import SnapshotActor
@@ -93,6 +94,8 @@ class BookService:
         self.routes = RoutingTable()
         self.peers = Peers()
         self.epochs = EpochCounter()
+        #: the one socket as every reader sees it (the LIVE promise, see actors/promise.py)
+        self.socket = SocketState(cfg.heartbeat.interval_s * cfg.heartbeat.silent_intervals)
         self.ports = ReadPorts()
         self.hub = ListenerHub(ports=self.ports)
         self.ledger = SubscriptionLedger()
@@ -147,7 +150,7 @@ class BookService:
                                 backoff_reset_s=sup.backoff_reset_s, liveness_interval_s=sup.liveness_interval_s)
         self.root = TreeSupervisor.start(None, flags, self._specs(url, rest_url, flags), name="depthkeeper",
                                          escalate=self._on_escalation, routes=self.routes, peers=self.peers,
-                                         book_spec=self._book_spec, state=self.state)
+                                         book_spec=self._book_spec, state=self.state, socket=self.socket)
         if cfg.log.stats_interval_s > 0:
             self._stats_stop = threading.Event()
             self._stats_thread = threading.Thread(target=self._log_throughput, args=(cfg.log.stats_interval_s,),
@@ -175,18 +178,19 @@ class BookService:
         return [
             ChildSpec("snapshot", lambda ctx: SnapshotActor.start(
                 ctx, dialect=dialect, url=rest_url, token=cfg.venue.token, cfg=cfg.snapshot,
-                timeout_s=cfg.venue.rest_timeout_s, scheduler=self.scheduler)),
+                timeout_s=cfg.venue.rest_timeout_s, scheduler=self.scheduler, socket=self.socket)),
             ChildSpec("books", lambda ctx: BooksSupervisor.start(
                 ctx, books_flags, [self._book_spec(c) for c in sorted(self.state.desired)], name="books",
                 routes=self.routes), kind="supervisor", shutdown_timeout_s=30.0),
             ChildSpec("subscription", lambda ctx: SubscriptionActor.start(
                 ctx, dialect=dialect, cfg=cfg.subscription, rules=self.rules, peers=self.peers,
                 scheduler=self.scheduler, desired=self.state.desired, epoch=self.epochs.current,
-                depth_level=cfg.venue.depth_level, ledger=self.ledger)),
+                depth_level=cfg.venue.depth_level, ledger=self.ledger, rejected=self.state.rejected)),
             ChildSpec("connection", lambda ctx: ConnectionActor.start(
                 ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
                 peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
-                min_send_interval_s=pace_s, inbox_limit=cfg.book.inbox_limit, rng=random.Random())),
+                min_send_interval_s=pace_s, inbox_limit=cfg.book.inbox_limit, rng=random.Random(),
+                socket=self.socket)),
             *extra,  # last: under rest_for_one an archive crash must not restart the tree
         ]
 
@@ -198,7 +202,8 @@ class BookService:
                                    scheduler=self.scheduler, epoch=self.epochs.current,
                                    calibration_interval_s=cfg.calibration.interval_s,
                                    latency_histogram=self.latency_histogram if cfg.metrics.port else None,
-                                   ports=self.ports, dispatcher=self.dispatcher)
+                                   ports=self.ports, dispatcher=self.dispatcher, socket=self.socket,
+                                   rejected=self.state.rejected.get(code))
 
         return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")
 
@@ -284,7 +289,7 @@ class BookService:
     def _is_live(self, code: str, deadline: float) -> bool:
         port = self.ports.get(code)
         if port is not None:
-            return port.book.status is BookStatus.LIVE  # one attribute read: no copy, no sort
+            return port.status() is BookStatus.LIVE  # a few attribute reads: no copy, no sort
         try:
             left = max(0.05, deadline - time.monotonic())
             return self.book(code, depth=0, timeout_s=left).status is BookStatus.LIVE
@@ -373,12 +378,12 @@ class BookService:
             problems.append(f"supervisor gave up: {self.escalation.reason}")
         if self.state.venue_failure:
             problems.append(f"venue refused us: {self.state.venue_failure}")
-        conn = self._ask(self.peers.connection, GetCounters())
-        if not conn or not conn.get("connected"):
-            problems.append("not connected")
+        if not self.socket.connected:
+            problems.append(f"not connected ({self.socket.down_reason})")
         for code, stats in self.book_stats().items():
             if stats.status is not BookStatus.LIVE:
-                problems.append(f"{code} is {stats.status.name}")
+                problems.append(f"{code} is {stats.status.name}: {stats.reason}" if stats.reason
+                                else f"{code} is {stats.status.name}")
         missing = self.state.desired - self.routes.codes()
         problems.extend(f"{code} has no book" for code in sorted(missing))
         return Health(not problems, tuple(problems))

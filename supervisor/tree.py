@@ -30,15 +30,20 @@ import pykka
 from loguru import logger
 
 from depthkeeper.actors.messages import (
+    CodeRejected,
     DesiredChanged,
     Resync,
+    RetryRejected,
     SnapshotLost,
+    SocketLost,
     SocketOpened,
     Subscribe,
     Unsubscribe,
     VenueFailure,
 )
+from depthkeeper.actors.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
+from depthkeeper.actors.sync import ResyncReason
 from depthkeeper.supervisor.messages import StartChild, TerminateChild
 from depthkeeper.supervisor.otp import Supervisor
 from depthkeeper.supervisor.spec import ChildSpec, ExitReason
@@ -52,6 +57,10 @@ class TreeState:
 
     desired: frozenset[str] = frozenset()
     venue_failure: str | None = None
+    #: code -> the venue's refusal, until the code is subscribed again or unsubscribed
+    rejected: dict[str, str] = attrs.Factory(dict)
+    #: the newest socket epoch opened
+    epoch: int = 0
 
 
 @attrs.frozen
@@ -96,10 +105,12 @@ class TreeSupervisor(Supervisor):
     """Root of the tree: applies the matrix and owns the durable state."""
 
     def __init__(self, *args: Any, routes: RoutingTable, peers: Peers,
-                 book_spec: Callable[[str], ChildSpec], state: TreeState, **kwargs: Any) -> None:
+                 book_spec: Callable[[str], ChildSpec], state: TreeState, socket: SocketState | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._routes = routes
         self._peers = peers
+        self._socket = socket
         self._book_spec = book_spec
         self.state = state
         # Set before any child starts: the connection reports SocketOpened to us.
@@ -124,8 +135,13 @@ class TreeSupervisor(Supervisor):
             self._tlog.bind(child_id=child_id, generation=generation).warning("{} restarted", child_id)
 
     def child_exited(self, child_id: str, generation: int, reason: ExitReason) -> None:
-        if child_id == "connection" and self._peers.connection is not None:
+        if child_id == "connection":
             self._peers.connection = None
+            socket = self._socket
+            # Its cleanup normally did this; a connection that died behind our back did not.
+            epoch = socket.epoch if socket is not None else 0
+            if socket is not None and socket.closed(epoch, f"connection actor exited ({reason.value})"):
+                self._socket_lost(epoch, socket.down_reason)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -134,8 +150,13 @@ class TreeSupervisor(Supervisor):
             case Unsubscribe(codes=codes):
                 return self._unsubscribe(codes)
             case SocketOpened(epoch=epoch):
-                self._tell_books(Resync(epoch, "reconnect"))
+                self.state.epoch = max(self.state.epoch, epoch)
+                self._tell_books(Resync(epoch, ResyncReason.RECONNECT))
                 self._peers.tell_subscription(SocketOpened(epoch))
+            case SocketLost(epoch=epoch, reason=reason):
+                self._socket_lost(epoch, reason)
+            case CodeRejected(code=code, reason=reason):
+                self._rejected(code, reason)
             case VenueFailure(reason=reason):
                 self.state.venue_failure = reason
             case GetDesired():
@@ -144,7 +165,34 @@ class TreeSupervisor(Supervisor):
                 return super().on_receive(message)
         return None
 
+    def _socket_lost(self, epoch: int, reason: str) -> None:
+        message = SocketLost(epoch, reason)
+        self._tell_books(message)
+        self._peers.tell_snapshot(message)
+        self._peers.tell_subscription(message)
+
+    def _rejected(self, code: str, reason: str) -> None:
+        if code not in self.state.desired:
+            return
+        self.state.rejected[code] = reason
+        ref = self._routes.get(code)
+        if ref is not None:
+            self._tell(ref, CodeRejected(code, reason))
+
+    def _retry_rejected(self, codes: tuple[str, ...]) -> None:
+        """An explicit subscribe of a rejected code asks the venue again."""
+        retry = [c for c in codes if self.state.rejected.pop(c, None) is not None]
+        if not retry:
+            return
+        self._peers.tell_subscription(RetryRejected(frozenset(retry)))
+        for code in retry:
+            ref = self._routes.get(code)
+            if ref is not None:
+                self._tell(ref, Resync(self.state.epoch, ResyncReason.RESUBSCRIBED))
+        self._tlog.info("retrying rejected {}", retry)
+
     def _subscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
+        self._retry_rejected(codes)
         new = [c for c in dict.fromkeys(codes) if c not in self.state.desired]
         if not new:
             return ()
@@ -161,6 +209,7 @@ class TreeSupervisor(Supervisor):
             return ()
         self.state.desired = self.state.desired - frozenset(gone)
         for code in gone:
+            self.state.rejected.pop(code, None)
             self._routes.remove(code)
             self._tell(self._books, TerminateChild(BOOK_PREFIX + code))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))

@@ -11,18 +11,24 @@ from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import (
     BookStatusChanged,
     BookUpdated,
+    BridgeDeadline,
+    CodeRejected,
     DiffBatch,
     FetchDeadline,
     GetBookStats,
     GetView,
     RequestSnapshot,
     Resync,
+    RetrySnapshot,
     SnapshotLost,
     SnapshotReady,
+    SocketLost,
 )
 from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import Peers
+from depthkeeper.actors.sync import ResyncReason
 from depthkeeper.actors.wire import DiffEvent, Snapshot
 from depthkeeper.supervisor.config import BookConfig
 from depthkeeper.supervisor.spec import ChildContext
@@ -51,16 +57,26 @@ def rig() -> Any:
     rig.events: list[Any] = []
     rig.hub.add(rig.events.append)
     rig.scheduler = ManualScheduler()
+    rig.socket = SocketState(silence_bound_s=60.0)
+    rig.socket.opened(1)
     rig.ref = BookActor.start(ChildContext(rig.sup.ref, "book:BTCUSDT", 1), "BTCUSDT", dialect="article",
                               cfg=BookConfig(snapshot_buffer=100), peers=rig.peers, hub=rig.hub,
-                              scheduler=rig.scheduler, epoch=1, ports=rig.ports)
+                              scheduler=rig.scheduler, epoch=1, ports=rig.ports, socket=rig.socket)
     yield rig
     rig.hub.close()
 
 
-def snapshot_reply(rig: Any, seq: int, index: int = 0) -> None:
+def snapshot_reply(rig: Any, seq: int, index: int = 0, bids: Any = ((100.0, 1.0),)) -> None:
     req = rig.snap.all(RequestSnapshot)[index]
-    rig.ref.tell(SnapshotReady("BTCUSDT", req.token, Snapshot("BTCUSDT", seq, ((100.0, 1.0),), ((101.0, 1.0),))))
+    rig.ref.tell(SnapshotReady("BTCUSDT", req.token, Snapshot("BTCUSDT", seq, bids, ((101.0, 1.0),))))
+
+
+def quiet_live(rig: Any, seq: int, index: int = 0) -> None:
+    """A quiet market: the snapshot is held for the stream, then accepted at the bridge deadline."""
+    snapshot_reply(rig, seq, index)
+    rig.ref.ask(GetView(), timeout=2)  # the reply was handled and the deadline registered
+    assert rig.scheduler.fire(BridgeDeadline) == 1
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.LIVE
 
 
 def fire_deadline(rig: Any) -> RequestSnapshot:
@@ -87,12 +103,15 @@ def test_quiet_market_fetches_at_the_deadline(rig: Any) -> None:
     """With no diff at all (a frozen market) the book still gets LIVE from the snapshot."""
     fire_deadline(rig)
     snapshot_reply(rig, 7)
+    view = rig.ref.ask(GetView(), timeout=2)
+    assert view.status is BookStatus.SYNCING and "waiting for the stream" in view.reason
+    assert rig.scheduler.fire(BridgeDeadline) == 1
     assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.LIVE
 
 
 def test_gap_requests_a_new_snapshot_with_a_new_token(rig: Any) -> None:
     fire_deadline(rig)
-    snapshot_reply(rig, 10)
+    quiet_live(rig, 10)
     rig.ref.tell(DiffBatch(1, (d(11, 99.0), d(14, 98.0)), 0.0))
     second = rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token == 2)
     assert second.code == "BTCUSDT"
@@ -102,28 +121,33 @@ def test_gap_requests_a_new_snapshot_with_a_new_token(rig: Any) -> None:
 
 def test_older_epoch_data_is_ignored_newer_epoch_resyncs(rig: Any) -> None:
     fire_deadline(rig)
-    snapshot_reply(rig, 10)
+    quiet_live(rig, 10)
     rig.ref.tell(DiffBatch(0, (d(11, 50.0),), 0.0))
     assert rig.ref.ask(GetView(), timeout=2).seq == 10
+    rig.socket.opened(2)
     rig.ref.tell(DiffBatch(2, (d(11, 50.0),), 0.0))
     assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.RESYNCING
     rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token == 2)  # fetched at once: diff buffered
-    rig.ref.tell(Resync(2, "reconnect"))  # the tree's Resync for the same epoch is a no-op now
+    rig.ref.tell(Resync(2, ResyncReason.RECONNECT))  # the tree's Resync for the same epoch is a no-op now
     assert rig.ref.ask(GetBookStats(), timeout=2).resyncs == 1
 
 
-def test_reconnect_before_any_data_reuses_the_pending_request(rig: Any) -> None:
+def test_a_new_socket_before_the_first_sync_restarts_it_as_a_first_sync(rig: Any) -> None:
+    """The request of the old socket cannot bridge the new one: a new sync, still SYNCING, not a resync."""
     fire_deadline(rig)
-    rig.ref.tell(Resync(2, "reconnect"))
-    assert rig.ref.ask(GetBookStats(), timeout=2).resyncs == 0
-    assert len(rig.snap.all(RequestSnapshot)) == 1
+    rig.socket.opened(2)
+    rig.ref.tell(Resync(2, ResyncReason.RECONNECT))
+    stats = rig.ref.ask(GetBookStats(), timeout=2)
+    assert stats.resyncs == 0 and stats.status is BookStatus.SYNCING and stats.epoch == 2
+    rig.ref.tell(DiffBatch(2, (d(3, 99.0),), 0.0))
+    rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token == 2)
 
 
 def test_snapshot_lost_rerequests_only_when_waiting(rig: Any) -> None:
     fire_deadline(rig)
     rig.ref.tell(SnapshotLost())
     rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token == 2)
-    snapshot_reply(rig, 3, index=1)
+    quiet_live(rig, 3, index=1)
     rig.ref.tell(SnapshotLost())
     assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.LIVE
     assert len(rig.snap.all(RequestSnapshot)) == 2
@@ -131,10 +155,75 @@ def test_snapshot_lost_rerequests_only_when_waiting(rig: Any) -> None:
 
 def test_listeners_get_status_changes_and_updates(rig: Any) -> None:
     fire_deadline(rig)
-    snapshot_reply(rig, 3)
+    quiet_live(rig, 3)
     rig.ref.tell(DiffBatch(1, (d(4, 99.5),), 0.0))
     assert rig.ref.ask(GetView(), timeout=2).seq == 4
     wait_until(lambda: any(isinstance(e, BookUpdated) and e.view.seq == 4 for e in rig.events), 3, "the seq-4 view")
     statuses = [e for e in rig.events if isinstance(e, BookStatusChanged)]
     assert (statuses[0].old, statuses[0].new) == (BookStatus.SYNCING, BookStatus.LIVE)
     assert any(isinstance(e, BookUpdated) and e.view.seq == 4 for e in rig.events)
+
+
+def test_socket_lost_leaves_live_at_once_and_fetches_nothing_until_a_new_socket(rig: Any) -> None:
+    """Defect 1: a LIVE book on a dead socket reads DISCONNECTED (with the reason), even before its
+    actor hears of it; it fetches nothing until the new socket, then resyncs through a snapshot."""
+    fire_deadline(rig)
+    quiet_live(rig, 10)
+    rig.socket.closed(1, "closed by peer")
+    view = rig.ref.ask(GetView(), timeout=2)  # the actor has not been told yet: the read path says so
+    assert view.status is BookStatus.DISCONNECTED and "closed by peer" in view.reason
+    rig.ref.tell(SocketLost(1, "closed by peer"))
+    rig.ref.tell(DiffBatch(1, (d(11, 99.0),), 0.0))  # a late frame of the dead socket
+    stats = rig.ref.ask(GetBookStats(), timeout=2)
+    assert stats.status is BookStatus.DISCONNECTED and stats.old_epoch_batches == 1 and stats.seq == 10
+    wait_until(lambda: any(isinstance(e, BookStatusChanged) and e.new is BookStatus.DISCONNECTED
+                           for e in rig.events), 3, "the DISCONNECTED event")
+    assert len(rig.snap.all(RequestSnapshot)) == 1
+    rig.socket.opened(2)
+    rig.ref.tell(Resync(2, ResyncReason.RECONNECT))
+    rig.ref.tell(DiffBatch(2, (d(14, 99.0),), 0.0))
+    rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token > 1)
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.RESYNCING
+    snapshot_reply(rig, 13, index=1)
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.LIVE
+
+
+def test_no_snapshot_is_requested_while_the_socket_is_down(rig: Any) -> None:
+    rig.socket.closed(1, "refused")
+    rig.ref.tell(SocketLost(1, "refused"))
+    rig.ref.ask(GetView(), timeout=2)
+    rig.scheduler.fire(FetchDeadline)
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.DISCONNECTED
+    assert rig.snap.all(RequestSnapshot) == []
+
+
+def test_rejected_code_is_never_live_and_a_resubscribe_retries(rig: Any) -> None:
+    """Defect 6: a rejected code shows REJECTED with the venue's message; no snapshot makes it LIVE."""
+    fire_deadline(rig)
+    req = rig.snap.wait_for(RequestSnapshot)
+    rig.ref.tell(CodeRejected("BTCUSDT", "ret 604 code unauthorized"))
+    rig.ref.tell(SnapshotReady("BTCUSDT", req.token, Snapshot("BTCUSDT", 5, ((100.0, 1.0),), ((101.0, 1.0),))))
+    rig.socket.opened(2)
+    rig.ref.tell(Resync(2, ResyncReason.RECONNECT))
+    rig.ref.tell(DiffBatch(2, (d(6, 99.0),), 0.0))
+    view = rig.ref.ask(GetView(), timeout=2)
+    assert view.status is BookStatus.REJECTED and "604" in view.reason and view.bids == ()
+    assert len(rig.snap.all(RequestSnapshot)) == 1
+    rig.ref.tell(Resync(2, ResyncReason.RESUBSCRIBED))
+    rig.ref.tell(DiffBatch(2, (d(7, 99.0),), 0.0))
+    rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token > req.token)
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.SYNCING
+
+
+def test_an_unusable_snapshot_is_retried_after_a_backoff(rig: Any) -> None:
+    """Defect 8: a crossed (or empty) snapshot is not refetched at once but after the book's backoff."""
+    rig.ref.tell(DiffBatch(1, (d(5, 99.0),), 0.0))
+    rig.snap.wait_for(RequestSnapshot)
+    snapshot_reply(rig, 5, bids=((200.0, 1.0),))  # crossed
+    view = rig.ref.ask(GetView(), timeout=2)
+    assert view.status is BookStatus.SYNCING and "crossed" in view.reason
+    assert len(rig.snap.all(RequestSnapshot)) == 1
+    assert rig.scheduler.fire(RetrySnapshot) == 1
+    rig.snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token == 2)
+    snapshot_reply(rig, 5, index=1)
+    assert rig.ref.ask(GetView(), timeout=2).status is BookStatus.LIVE

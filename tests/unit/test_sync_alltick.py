@@ -30,18 +30,45 @@ def test_stale_and_duplicate_pushes_dropped_and_counted() -> None:
     assert policy.counters.stale_dropped == 2 and policy.book.best_bid() == 10.0
 
 
-def test_rest_fill_uses_same_rule_and_token() -> None:
+def test_rest_fill_only_while_awaiting_and_only_with_its_token() -> None:
     policy = AlltickSync(OrderBook("X"))
     policy.start(ResyncReason.START)
     token = policy.request_token
-    policy.on_push(push(10))
-    assert policy.on_snapshot(push(8, bid=1.0), token) is SyncAction.NONE  # older: dropped
-    assert policy.book.best_bid() == 10.0
     assert policy.on_snapshot(push(12, bid=5.0, ask=6.0), token - 1) is SyncAction.NONE
-    assert policy.counters.ignored_snapshots == 1
+    assert policy.counters.ignored_snapshots == 1 and policy.book.status is BookStatus.SYNCING
+    assert policy.on_snapshot(Snapshot("X", 99, (), ()), token) is SyncAction.NONE  # not a depth-tick row
+    assert policy.counters.ignored_snapshots == 2
     policy.on_snapshot(push(12, bid=5.0, ask=6.0), token)
-    assert policy.book.best_bid() == 5.0
-    assert policy.on_snapshot(Snapshot("X", 99, (), ()), token) is SyncAction.NONE
+    assert policy.book.best_bid() == 5.0 and policy.book.status is BookStatus.LIVE
+    # The book is in sync: a late reply (the stream got there first) is ignored.
+    assert policy.on_snapshot(push(8, bid=1.0), token) is SyncAction.NONE
+    assert policy.book.best_bid() == 5.0 and policy.counters.ignored_snapshots == 3
+
+
+@pytest.mark.parametrize(("snap", "reason", "counter"), [
+    (DepthPush("X", 5, 1.0, (), ((11.0, 1.0),)), ResyncReason.BAD_SNAPSHOT, "bad_snapshots"),
+    (DepthPush("X", 5, 1.0, ((12.0, 1.0),), ((11.0, 1.0),)), ResyncReason.CROSSED, "crossed"),
+])
+def test_unusable_rest_fill_is_retried_never_live(snap: DepthPush, reason: ResyncReason, counter: str) -> None:
+    policy = AlltickSync(OrderBook("X"))
+    policy.start(ResyncReason.START)
+    token = policy.request_token
+    assert policy.on_snapshot(snap, token) is SyncAction.RETRY_SNAPSHOT
+    assert policy.book.status is BookStatus.SYNCING and policy.last_reason is reason
+    assert getattr(policy.counters, counter) == 1 and policy.request_token == token + 1
+
+
+def test_a_far_future_seq_is_suspect_after_stale_pushes_in_a_row() -> None:
+    """One push with seq 2**53 must not freeze the book: the venue's next pushes win."""
+    policy = AlltickSync(OrderBook("X"))
+    policy.on_push(push(100))
+    policy.on_push(push(2**53, bid=1.0, ask=2.0))
+    for seq in (101, 102):
+        policy.on_push(push(seq, bid=float(seq), ask=float(seq + 1)))
+        assert policy.book.last_seq == 2**53
+    policy.on_push(push(103, bid=103.0, ask=104.0))
+    assert policy.book.last_seq == 103 and policy.book.best_bid() == 103.0
+    assert policy.counters.suspect_diffs == 1 and policy.book.status is BookStatus.LIVE
 
 
 def test_resync_accepts_any_newer_push_and_claims_only_top_n() -> None:

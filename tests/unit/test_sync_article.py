@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,11 +17,20 @@ def diff(seq: int, price: float = 100.0, size: float = 1.0, bid: bool = True) ->
     return DiffEvent("X", seq, bid, price, size)
 
 
+BOOK = (((99.0, 1.0), (98.0, 1.0)), ((101.0, 1.0), (102.0, 1.0)))
+
+
+def snap(seq: int, bids: tuple = BOOK[0], asks: tuple = BOOK[1]) -> Snapshot:
+    return Snapshot("X", seq, bids, asks)
+
+
 def live_policy(seq: int = 10, limit: int = 100) -> ArticleSync:
+    """LIVE at ``seq``: a snapshot at seq bridged by the diff that reaches it."""
     policy = ArticleSync(OrderBook("X"), limit)
     assert policy.start(ResyncReason.START) is SyncAction.FETCH_SNAPSHOT
-    policy.on_snapshot(Snapshot("X", seq, ((99.0, 1.0),), ((101.0, 1.0),)), policy.request_token)
-    assert policy.book.status is BookStatus.LIVE
+    policy.on_diffs([diff(seq, 99.0)])
+    policy.on_snapshot(snap(seq), policy.request_token)
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == seq
     return policy
 
 
@@ -34,9 +44,9 @@ def test_start_is_syncing_and_requests_snapshot() -> None:
 
 def test_contiguous_diffs_apply() -> None:
     policy = live_policy(10)
-    assert policy.on_diffs([diff(11, 98.0), diff(12, 97.0)]) is SyncAction.NONE
+    assert policy.on_diffs([diff(11, 97.0), diff(12, 96.0)]) is SyncAction.NONE
     assert policy.book.last_seq == 12 and policy.counters.applied == 2
-    assert policy.book.bids == {99.0: 1.0, 98.0: 1.0, 97.0: 1.0}
+    assert policy.book.bids == {99.0: 1.0, 98.0: 1.0, 97.0: 1.0, 96.0: 1.0}
 
 
 def test_gap_clears_resyncs_and_buffers_the_rest() -> None:
@@ -69,41 +79,113 @@ def test_snapshot_bridges_buffer_dropping_older_diffs() -> None:
     policy = ArticleSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(8, 90.0), diff(9, 91.0), diff(10, 92.0), diff(11, 93.0)])
-    policy.on_snapshot(Snapshot("X", 9, ((50.0, 1.0),), ((200.0, 1.0),)), policy.request_token)
+    policy.on_snapshot(snap(9, ((50.0, 1.0),), ((200.0, 1.0),)), policy.request_token)
     assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 11
-    assert set(policy.book.bids) == {50.0, 92.0, 93.0}
+    assert set(policy.book.bids) == {50.0, 92.0, 93.0} and policy.counters.bridged == 2
 
 
-def test_snapshot_newer_than_stream_drops_stream_until_next() -> None:
+def test_snapshot_at_the_last_buffered_seq_is_live_at_once() -> None:
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    policy.on_diffs([diff(8), diff(9)])
+    assert policy.on_snapshot(snap(9), policy.request_token) is SyncAction.NONE
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 9
+
+
+def test_snapshot_ahead_of_the_stream_is_held_until_the_stream_reaches_it() -> None:
+    """Never LIVE on a snapshot the stream has not reached: diffs up to it are dropped while held."""
     policy = ArticleSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(5)])
-    policy.on_snapshot(Snapshot("X", 20, (), ()), policy.request_token)
-    assert policy.on_diffs([diff(18), diff(19), diff(20)]) is SyncAction.NONE
-    assert policy.counters.bridged == 3
-    assert policy.on_diffs([diff(21, 1.0)]) is SyncAction.NONE
-    assert policy.book.last_seq == 21 and policy.book.bids == {1.0: 1.0}
-    # once a diff is applied, a seq below last is a repeat again, not a bridge
+    assert policy.on_snapshot(snap(20), policy.request_token) is SyncAction.AWAIT_BRIDGE
+    assert policy.book.status is BookStatus.SYNCING and policy.last_reason is ResyncReason.AHEAD_SNAPSHOT
+    assert policy.on_diffs([diff(18), diff(19)]) is SyncAction.NONE
+    assert policy.book.status is BookStatus.SYNCING
+    assert policy.on_diffs([diff(20), diff(21, 1.0)]) is SyncAction.NONE
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 21 and 1.0 in policy.book.bids
+    # LIVE: a seq below last is a break, never silently dropped
     assert policy.on_diffs([diff(19)]) is SyncAction.FETCH_SNAPSHOT
+    assert policy.last_reason is ResyncReason.BACKWARDS
 
 
-def test_snapshot_older_than_buffer_is_refetched_keeping_buffer() -> None:
+def test_snapshot_far_ahead_is_refetched_at_the_deadline_never_live() -> None:
+    """Defect 5: a snapshot whose seq the stream never reaches must not make a LIVE book that
+    drops every later diff; at the actor's deadline it is refetched (the actor backs off)."""
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    policy.on_diffs([diff(5)])
+    token = policy.request_token
+    assert policy.on_snapshot(snap(5 + 10_000), token) is SyncAction.AWAIT_BRIDGE
+    policy.on_diffs([diff(6), diff(7)])
+    assert policy.bridge_deadline(token) is SyncAction.RETRY_SNAPSHOT
+    assert policy.counters.ahead_snapshots == 1 and policy.book.status is BookStatus.SYNCING
+    assert policy.request_token == token + 1 and policy.candidate is None
+    policy.on_diffs([diff(8)])
+    policy.on_snapshot(snap(7), policy.request_token)
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 8
+
+
+def test_a_quiet_stream_accepts_the_snapshot_at_the_deadline() -> None:
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    token = policy.request_token
+    assert policy.on_snapshot(snap(40), token) is SyncAction.AWAIT_BRIDGE
+    assert policy.bridge_deadline(token - 1) is SyncAction.NONE  # a stale deadline changes nothing
+    assert policy.bridge_deadline(token) is SyncAction.NONE
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 40
+    assert policy.on_diffs([diff(41)]) is SyncAction.NONE and policy.book.last_seq == 41
+
+
+def test_the_stream_skipping_a_held_snapshot_retries() -> None:
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    policy.on_diffs([diff(5)])
+    policy.on_snapshot(snap(10), policy.request_token)
+    assert policy.on_diffs([diff(9), diff(12)]) is SyncAction.RETRY_SNAPSHOT
+    assert policy.last_reason is ResyncReason.STALE_SNAPSHOT and [d.seq for d in policy.buffer] == [12]
+
+
+def test_snapshot_older_than_buffer_is_retried_keeping_buffer() -> None:
     policy = ArticleSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(15), diff(16)])
     token = policy.request_token
-    assert policy.on_snapshot(Snapshot("X", 10, (), ()), token) is SyncAction.FETCH_SNAPSHOT
+    assert policy.on_snapshot(snap(10), token) is SyncAction.RETRY_SNAPSHOT
     assert policy.counters.snapshot_refetches == 1 and [d.seq for d in policy.buffer] == [15, 16]
-    assert policy.book.status is BookStatus.SYNCING
-    policy.on_snapshot(Snapshot("X", 14, (), ()), policy.request_token)
+    assert policy.book.status is BookStatus.SYNCING and policy.last_reason is ResyncReason.STALE_SNAPSHOT
+    policy.on_snapshot(snap(14), policy.request_token)
     assert policy.book.last_seq == 16 and policy.book.status is BookStatus.LIVE
+
+
+def test_far_future_diff_at_the_buffer_head_is_skipped_by_a_bridging_snapshot() -> None:
+    """Defect 4: one diff with seq 2**53 must not wedge the book: it is not part of the chain."""
+    policy = live_policy(10)
+    assert policy.on_diffs([diff(2**53)]) is SyncAction.FETCH_SNAPSHOT
+    policy.on_diffs([diff(11), diff(12), diff(13)])
+    policy.on_snapshot(snap(11), policy.request_token)
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 13
+    assert policy.counters.suspect_diffs == 1
+
+
+def test_snapshots_that_never_bridge_make_the_buffer_suspect_and_rebuilt() -> None:
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    policy.on_diffs([diff(2**53)])
+    for attempt in range(3):
+        action = policy.on_snapshot(snap(20 + attempt), policy.request_token)
+        assert action is SyncAction.RETRY_SNAPSHOT
+    assert policy.last_reason is ResyncReason.SUSPECT_STREAM and policy.buffer == []
+    assert policy.counters.suspect_diffs == 1
+    policy.on_diffs([diff(30)])
+    policy.on_snapshot(snap(29), policy.request_token)
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 30
 
 
 def test_gap_inside_buffer_restarts_resync() -> None:
     policy = ArticleSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(11), diff(13)])
-    assert policy.on_snapshot(Snapshot("X", 10, (), ()), policy.request_token) is SyncAction.FETCH_SNAPSHOT
+    assert policy.on_snapshot(snap(10), policy.request_token) is SyncAction.FETCH_SNAPSHOT
     assert policy.book.status is BookStatus.RESYNCING and [d.seq for d in policy.buffer] == [13]
 
 
@@ -112,13 +194,23 @@ def test_reply_to_old_request_is_ignored() -> None:
     policy.start(ResyncReason.START)
     old = policy.request_token
     policy.start(ResyncReason.RECONNECT)
-    assert policy.on_snapshot(Snapshot("X", 10, (), ()), old) is SyncAction.NONE
+    assert policy.on_snapshot(snap(10), old) is SyncAction.NONE
     assert policy.counters.ignored_snapshots == 1 and policy.awaiting_snapshot
+
+
+def test_suspend_ignores_the_snapshot_in_flight_and_keeps_the_levels() -> None:
+    policy = live_policy(10)
+    policy.start(ResyncReason.GAP)
+    policy.on_diffs([diff(12)])
+    token = policy.request_token
+    policy.suspend()
+    assert policy.buffer == [] and policy.request_token == token + 1
+    assert policy.on_snapshot(snap(11), token) is SyncAction.NONE
 
 
 def test_snapshot_while_live_is_ignored() -> None:
     policy = live_policy(10)
-    assert policy.on_snapshot(Snapshot("X", 50, (), ()), policy.request_token) is SyncAction.NONE
+    assert policy.on_snapshot(snap(50), policy.request_token) is SyncAction.NONE
     assert policy.book.last_seq == 10
 
 
@@ -127,7 +219,7 @@ def test_overflow_restarts_resync_never_silently() -> None:
     policy.start(ResyncReason.START)
     token = policy.request_token
     assert policy.on_diffs([diff(1), diff(2), diff(3)]) is SyncAction.NONE
-    assert policy.on_diffs([diff(4)]) is SyncAction.FETCH_SNAPSHOT
+    assert policy.on_diffs([diff(4)]) is SyncAction.RETRY_SNAPSHOT
     assert policy.counters.overflows == 1 and policy.buffer == [] and policy.request_token == token + 1
     assert policy.last_reason is ResyncReason.OVERFLOW
 
@@ -138,11 +230,41 @@ def test_crossed_book_resyncs() -> None:
     assert policy.counters.crossed == 1 and policy.last_reason is ResyncReason.CROSSED
 
 
-def test_crossed_snapshot_resyncs() -> None:
+@pytest.mark.parametrize(("bids", "asks", "reason", "counter"), [
+    (((10.0, 1.0),), ((9.0, 1.0),), ResyncReason.CROSSED, "crossed"),
+    ((), (), ResyncReason.BAD_SNAPSHOT, "bad_snapshots"),
+    (((10.0, 1.0),), (), ResyncReason.BAD_SNAPSHOT, "bad_snapshots"),
+])
+def test_unusable_snapshot_is_retried_never_live(bids: tuple, asks: tuple, reason: ResyncReason,
+                                                 counter: str) -> None:
+    """Defects 7 and 8: empty or crossed snapshots never make a LIVE book; the actor backs off."""
     policy = ArticleSync(OrderBook("X"), 10)
     policy.start(ResyncReason.START)
-    action = policy.on_snapshot(Snapshot("X", 3, ((10.0, 1.0),), ((9.0, 1.0),)), policy.request_token)
-    assert action is SyncAction.FETCH_SNAPSHOT and policy.book.status is BookStatus.RESYNCING
+    policy.on_diffs([diff(3)])
+    token = policy.request_token
+    assert policy.on_snapshot(Snapshot("X", 3, bids, asks), token) is SyncAction.RETRY_SNAPSHOT
+    assert policy.book.status is BookStatus.SYNCING and policy.last_reason is reason
+    assert getattr(policy.counters, counter) == 1 and policy.request_token == token + 1
+    assert [d.seq for d in policy.buffer] == [3]  # the buffer is kept for the next snapshot
+
+
+def test_short_snapshot_against_the_depth_the_book_held_is_retried() -> None:
+    """Defect 7: a well-formed snapshot with far fewer levels than the book held when LIVE."""
+    policy = ArticleSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    policy.on_diffs([diff(1)])
+    deep = snap(1, tuple((100.0 - i, 1.0) for i in range(20)), tuple((101.0 + i, 1.0) for i in range(20)))
+    policy.on_snapshot(deep, policy.request_token)
+    assert policy.book.status is BookStatus.LIVE
+    policy.on_diffs([diff(5)])  # gap
+    policy.on_diffs([diff(6)])
+    assert policy.on_snapshot(snap(5), policy.request_token) is SyncAction.RETRY_SNAPSHOT
+    assert policy.last_reason is ResyncReason.BAD_SNAPSHOT and "short" in policy.detail
+    policy.on_snapshot(snap(5, deep.bids, deep.asks), policy.request_token)
+    assert policy.book.status is BookStatus.LIVE
+
+
+FETCHES = (SyncAction.FETCH_SNAPSHOT, SyncAction.RETRY_SNAPSHOT)
 
 
 class Venue:
@@ -173,7 +295,7 @@ class Venue:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 10_000), faults=st.lists(st.sampled_from(["drop", "dup", "swap", "none"]), max_size=40))
+@given(seed=st.integers(0, 10_000), faults=st.lists(st.sampled_from(["drop", "dup", "swap", "future", "none"]), max_size=40))
 def test_any_fault_sequence_converges_to_truth(seed: int, faults: list[str]) -> None:
     """Drops, duplicates and reorders, with snapshots served at random versions, end exact."""
     rng = random.Random(seed)
@@ -189,20 +311,28 @@ def test_any_fault_sequence_converges_to_truth(seed: int, faults: list[str]) -> 
             batch = batch + batch[-1:]
         elif fault == "swap" and len(batch) > 1:
             batch[0], batch[1] = batch[1], batch[0]
-        if policy.on_diffs(batch) is SyncAction.FETCH_SNAPSHOT:
+        if fault == "future":
+            batch.append(DiffEvent("X", 2**53, True, 1.0, 1.0))
+        if policy.on_diffs(batch) in FETCHES:
             pending = policy.request_token
         if pending is not None and rng.random() < 0.5:
-            at = rng.randrange(max(0, venue.seq - 3), venue.seq + 1)
+            at = rng.randrange(max(1, venue.seq - 3), venue.seq + 1)
             bids, asks = venue.history[at]
             token, pending = pending, None
-            if policy.on_snapshot(Snapshot("X", at, bids, asks), token) is SyncAction.FETCH_SNAPSHOT:
+            reply = policy.on_snapshot(Snapshot("X", at, bids, asks), token)
+            if reply in FETCHES:
                 pending = policy.request_token
-    # quiesce: serve the current snapshot until live
-    for _ in range(5):
+            elif reply is SyncAction.AWAIT_BRIDGE and policy.bridge_deadline(token) in FETCHES:
+                pending = policy.request_token  # a deadline at once: the stream did not reach it
+        assert policy.book.status is not BookStatus.LIVE or policy.book.top() == venue.history[policy.book.last_seq]
+    # quiesce: the stream moves on and the current snapshot is served until live
+    for _ in range(10):
         if not policy.awaiting_snapshot:
             break
-        bids, asks = venue.history[venue.seq]
-        policy.on_snapshot(Snapshot("X", venue.seq, bids, asks), policy.request_token)
+        policy.on_diffs([venue.step()])
+        bids, asks = venue.history[venue.seq - 1]
+        if policy.on_snapshot(Snapshot("X", venue.seq - 1, bids, asks), policy.request_token) is SyncAction.AWAIT_BRIDGE:
+            policy.bridge_deadline(policy.request_token)
     assert action is SyncAction.FETCH_SNAPSHOT
     assert policy.book.status is BookStatus.LIVE
     if policy.book.last_seq == venue.seq:
