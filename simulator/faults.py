@@ -29,6 +29,8 @@ UNKNOWN_CODE = "ZZZNOSUCH"
 #: Default seq of a `FaultKind.FUTURE_DIFF`: beyond any real seq, and the largest integer a
 #: float (and so a JSON parser in another language) still represents exactly.
 FUTURE_SEQ = 2**53
+#: Detail counters reported (from 0) next to the `FaultKind` ones in ``counters()["faults"]``.
+DETAIL_COUNTERS = ("blackhole_frames_discarded", "blackhole_handshakes_held")
 #: Prefix of the codes a distinct-code flood invents (``ZZ000001``, ``ZZ000002``, ...).
 FLOOD_CODE_PREFIX = "ZZ"
 
@@ -245,5 +247,6 @@ class FaultBoard:
 
     def snapshot_counts(self) -> dict[str, int]:
         counts = {kind.value: 0 for kind in FaultKind}
+        counts.update(dict.fromkeys(DETAIL_COUNTERS, 0))
         counts.update(self.counts)
         return counts
