@@ -11,17 +11,22 @@ injects faults on demand::
         sim.faults.drop(3, code="BTCUSDT")
         sim.freeze()
         sim.truth("BTCUSDT")
+
+The same faults answer over HTTP under ``/_control/faults/...`` (``GET /_control`` lists them).
+`TcpProxy` (stdlib only) blackholes a real TCP path: ``pause()`` holds every byte, closes nothing.
 """
 
 from __future__ import annotations
 
 from .config import Dialect, SimConfig, TickTimeUnit
 from .errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
-from .faults import UNKNOWN_CODE, FaultKind, MalformedKind
+from .faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
 from .handle import Faults, SimHandle, Simulator
+from .proxy import TcpProxy
 from .registry import CommandRecord, ConnectionInfo
 
 __all__ = [
+    "FUTURE_SEQ",
     "UNKNOWN_CODE",
     "CommandRecord",
     "ConnectionInfo",
@@ -35,6 +40,7 @@ __all__ = [
     "Simulator",
     "SimulatorError",
     "SimulatorStopped",
+    "TcpProxy",
     "TickTimeUnit",
     "UnknownCode",
     "UnknownConnection",

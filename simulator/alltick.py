@@ -24,12 +24,15 @@ from .config import CODE_PATTERN, TickTimeUnit
 from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
 from .market import LevelText, SymbolMarket, render_side
 from .registry import ConnState
+from .snapshot_faults import apply_shape
 from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue, dumps
 
 #: Crypto depth is at most five levels.
 MAX_DEPTH_LEVEL = 5
 #: WebSocket close code after a pacing or heartbeat violation.
 CLOSE_POLICY_VIOLATION = 1008
+#: The ``cmd_id`` of an unknown-type flood: not in the protocol's table (22998, trades, is).
+UNKNOWN_CMD_ID = 22777
 
 
 class Cmd(enum.IntEnum):
@@ -51,6 +54,7 @@ class Ret(enum.IntEnum):
     QUERY_INVALID = 402
     CODE_INVALID = 600
     BODY_EMPTY = 601
+    CODE_UNAUTHORIZED = 604
     TOO_MANY_REQUESTS_CLOSE = 606
 
 
@@ -195,8 +199,13 @@ class AlltickDialect(DialectHandler):
                 registry.counters["ignored_over_limit"] += 1  # silently, like AllTick's plans
             else:
                 depths[code] = max(1, min(MAX_DEPTH_LEVEL, depth))
+        refused = self.venue.faults.take_rejected(list(depths))  # FaultKind.REJECT: 604, never pushed
+        for code in refused:
+            del depths[code]
         registry.replace(conn, depths)
         registry.counters["rejected_codes"] += len(invalid)
+        if refused:
+            return self._response(envelope, Ret.CODE_UNAUTHORIZED, f"code unauthorized: {','.join(refused)}")
         if invalid:
             return self._response(envelope, Ret.CODE_INVALID, f"code invalid: {','.join(invalid)}")
         if malformed:
@@ -222,11 +231,11 @@ class AlltickDialect(DialectHandler):
         now = time.time()
         return int(now) if self._seconds else int(now * 1000)
 
-    def _push(self, symbol: SymbolMarket, depth: int, tick_time: int) -> bytes:
+    def _push(self, symbol: SymbolMarket, depth: int, tick_time: int, seq: int | None = None) -> bytes:
         bids, asks = symbol.top(depth)
         body = orjson.dumps({"bids": _levels_json(bids), "asks": _levels_json(asks)})
         head = '{"cmd_id":22999,"data":{"code":"%s","seq":%s,"tick_time":%s,' % (
-            symbol.code, self._number(symbol.seq), self._number(tick_time)
+            symbol.code, self._number(symbol.seq if seq is None else seq), self._number(tick_time)
         )
         payload = head.encode() + body[1:] + b"}"
         length = len(payload)
@@ -278,7 +287,11 @@ class AlltickDialect(DialectHandler):
 
     def _rest_tick(self, code: str, lag: int) -> dict[str, Any]:
         market = self.venue.market
-        seq, bids, asks = market.get(code).levels_at(market.lagged_seq(code, lag) if lag else None)
+        symbol = market.get(code)
+        seq, bids, asks = symbol.levels_at(market.lagged_seq(code, lag) if lag else None)
+        shape = self.venue.faults.shapes.take(code)
+        if shape is not None:
+            seq, bids, asks = apply_shape(shape, seq, bids, asks, symbol.tick_cents)
         return {
             "code": code,
             "seq": str(seq),
@@ -305,3 +318,24 @@ class AlltickDialect(DialectHandler):
         return dumps({"cmd_id": 22999, "data": {"code": UNKNOWN_CODE, "seq": 1, "tick_time": tick_time,
                                                "bids": [{"price": "1.00", "volume": "1"}], "asks": []}})
 
+
+    # -- issue 12 faults -------------------------------------------------------------------------
+
+    def render_future(self, code: str, seq: int) -> dict[int, bytes]:
+        """The current top-N push of ``code`` (per subscribed depth) under a far-future ``seq``."""
+        symbol = self.venue.market.get(code)
+        tick_time = self._tick_time()
+        depths = set(self.venue.registry.subscribers.get(code, {}).values())
+        return {depth: self._push(symbol, depth, tick_time, seq) for depth in depths}
+
+    def unknown_type_payload(self, index: int) -> bytes:
+        return b'{"cmd_id":%d,"data":{"n":%d}}' % (UNKNOWN_CMD_ID, index)
+
+    def code_payload(self, code: str) -> bytes:
+        return dumps({"cmd_id": int(Cmd.DEPTH_PUSH), "data": {
+            "code": code, "seq": self._number_value(1), "tick_time": self._number_value(self._tick_time()),
+            "bids": [{"price": "1.00", "volume": "1"}], "asks": [{"price": "1.01", "volume": "1"}],
+        }})
+
+    def _number_value(self, value: int) -> int | str:
+        return str(value) if self.config.alltick_string_numbers else value

@@ -21,12 +21,15 @@ import orjson
 
 from .config import CODE_PATTERN
 from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
-from .market import DiffTuple, SymbolMarket, format_price, format_size
+from .market import DiffTuple, SymbolMarket, format_price, format_size, render_side
 from .registry import ConnState
+from .snapshot_faults import apply_shape
 from .venue import DialectHandler, HttpReply, Reply, Venue, dumps
 
 #: The only command of the dialect (the article calls it "subscribe order book").
 CMD_SUBSCRIBE = 22004
+#: The ``type`` of an unknown-type flood: well-formed JSON, a type the protocol does not define.
+UNKNOWN_TYPE = "something_else"
 
 #: Diff templates: bytes %-formatting is several times cheaper than json.dumps per diff.
 _DIFF = b'{"type":"orderbook_diff","code":"%s","seq":%d,"side":"%s","price":"%s","size":"%s"}'
@@ -86,6 +89,10 @@ class ArticleDialect(DialectHandler):
         rejected = [c for c in codes if c not in valid]
         registry.counters["rejected_codes"] += len(rejected)
         if action == Action.SUB.value:
+            refused = self.venue.faults.take_rejected(valid)  # FaultKind.REJECT: listed, never streamed
+            if refused:
+                valid = [c for c in valid if c not in refused]
+                rejected += refused
             self._subscribe(conn, valid)
         else:
             self._unsubscribe(conn, valid)
@@ -184,7 +191,17 @@ class ArticleDialect(DialectHandler):
         if code not in market.symbols:
             return HttpReply(404, {"error": "unknown code"})
         seq = market.lagged_seq(code, faults.lag) if faults.lag else None
-        return HttpReply(200, market.book(code, seq))
+        shape = self.venue.faults.shapes.take(code)
+        if shape is None:
+            return HttpReply(200, market.book(code, seq))
+        symbol = market.get(code)
+        at_seq, bids, asks = apply_shape(shape, *symbol.levels_at(seq), symbol.tick_cents)
+        return HttpReply(200, {
+            "code": code,
+            "seq": at_seq,
+            "bids": [list(level) for level in render_side(bids, None, best_high=True)],
+            "asks": [list(level) for level in render_side(asks, None, best_high=False)],
+        })
 
     def rest_failure(self, status: int) -> HttpReply:
         return HttpReply(status, {"error": "rate limited" if status == 429 else "injected failure"})
@@ -204,3 +221,24 @@ class ArticleDialect(DialectHandler):
         return dumps(
             {"type": "orderbook_diff", "code": UNKNOWN_CODE, "seq": 1, "side": "bid", "price": "1.00", "size": "1"}
         )
+
+    # -- issue 12 faults -------------------------------------------------------------------------
+
+    def render_future(self, code: str, seq: int) -> bytes:
+        """A diff that re-states the best level (no real change) under a far-future ``seq``."""
+        symbol = self.venue.market.get(code)
+        if symbol.bids:
+            price = max(symbol.bids)
+            diff = (seq, True, price, symbol.bids[price])
+        elif symbol.asks:
+            price = min(symbol.asks)
+            diff = (seq, False, price, symbol.asks[price])
+        else:
+            diff = (seq, True, symbol.tick_cents, 10_000)
+        return self._render(code, [diff])[0]
+
+    def unknown_type_payload(self, index: int) -> bytes:
+        return b'{"type":"%s","n":%d}' % (UNKNOWN_TYPE.encode(), index)
+
+    def code_payload(self, code: str) -> bytes:
+        return _DIFF % (code.encode(), 1, _BID, b"1.00", b"1")

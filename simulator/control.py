@@ -9,6 +9,7 @@ curl, can drive the same faults the embedded tests use).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from loguru import logger
@@ -16,9 +17,11 @@ from websockets.exceptions import InvalidState
 
 from .control_http import route
 from .errors import HistoryUnavailable, UnknownCode, UnknownConnection
-from .faults import FaultKind, MalformedKind, to_malformed_kind
+from .faults import FUTURE_SEQ, FaultKind, MalformedKind, to_malformed_kind
+from .floods import Floods, flood_code
 from .pump import Pump
 from .registry import CommandRecord, ConnectionInfo, ConnState
+from .snapshot_faults import ShapeFault, SnapshotShape
 from .venue import HttpReply, Venue
 
 #: Close code sent to every client by a restart (RFC 6455 "service restart").
@@ -48,6 +51,7 @@ class Controller:
     def __init__(self, venue: Venue, pump: Pump) -> None:
         self._venue = venue
         self._pump = pump
+        self._floods = Floods(venue)
 
     # -- truth and introspection ----------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class Controller:
         registry = self._venue.registry
         targets = list(registry.open.values()) if conn_id is None else [registry.get(conn_id)]
         for conn in targets:
+            self._venue.faults.blackhole.release(conn)
             conn.abort()
             registry.remove(conn)
         self._venue.faults.counts[FaultKind.CLOSE.value] += len(targets)
@@ -131,6 +136,7 @@ class Controller:
         """New era: close every connection (1012), seqs from 1, books regenerated; return the era."""
         venue = self._venue
         for conn in list(venue.registry.open.values()):
+            venue.faults.blackhole.release(conn)
             _close_with_frame(conn, CLOSE_SERVICE_RESTART, "service restart")
             venue.registry.remove(conn)
         venue.market.regenerate()
@@ -163,6 +169,97 @@ class Controller:
     def stale_snapshot(self, lag: int, count: int = 1) -> None:
         self._venue.faults.arm_rest(lag=_count(lag, "lag"), count=_count(count, "count"))
 
+    # -- issue 12 faults: what a LIVE view must survive ------------------------------------------
+
+    def slow_handshake(self, seconds: float, count: int = 1) -> None:
+        """Hold each of the next ``count`` WebSocket handshakes ``seconds`` before the upgrade."""
+        self._venue.faults.arm_slow_handshake(_seconds(seconds, "seconds"), _count(count, "count"))
+
+    def blackhole(self, seconds: float | None = None, conn_id: int | None = None, new_connections: bool = False) -> int:
+        """Silence open connections (all, or one) both ways without closing; return how many."""
+        duration_s = None if seconds is None else _seconds(seconds, "seconds")
+        registry = self._venue.registry
+        targets = list(registry.open.values()) if conn_id is None else [registry.get(conn_id)]
+        return self._venue.faults.blackhole.start(targets, duration_s, new_connections=_flag(new_connections))
+
+    def lift_blackhole(self) -> int:
+        return self._venue.faults.blackhole.lift()
+
+    def future_diff(self, code: str, seq: int = FUTURE_SEQ) -> int:
+        """Send one business message of ``code`` with a far-future ``seq`` to its subscribers now."""
+        symbol = self._venue.market.get(code)
+        if _count(seq, "seq") <= symbol.seq:
+            raise ValueError(f"seq must be ahead of {code}'s current seq {symbol.seq}, got {seq}")
+        venue = self._venue
+        message = venue.dialect.render_future(code, seq)
+        receivers = len(venue.registry.subscribers.get(code, ()))
+        venue.dialect.deliver(code, message)
+        venue.flush()
+        venue.faults.counts[FaultKind.FUTURE_DIFF.value] += receivers
+        return receivers
+
+    def _arm_shape(self, fault: ShapeFault, count: int, code: str | None, until_lifted: bool) -> None:
+        self._check_code(code)
+        _count(count, "count")
+        self._venue.faults.shapes.arm(fault, code, None if _flag(until_lifted) else count)
+
+    def future_snapshot(
+        self, lead: int = 1000, count: int = 1, code: str | None = None, until_lifted: bool = False
+    ) -> None:
+        self._arm_shape(ShapeFault(SnapshotShape.FUTURE, _count(lead, "lead")), count, code, until_lifted)
+
+    def empty_snapshot(self, count: int = 1, code: str | None = None, until_lifted: bool = False) -> None:
+        self._arm_shape(ShapeFault(SnapshotShape.EMPTY), count, code, until_lifted)
+
+    def short_snapshot(self, levels: int, count: int = 1, code: str | None = None, until_lifted: bool = False) -> None:
+        self._arm_shape(ShapeFault(SnapshotShape.SHORT, _count(levels, "levels")), count, code, until_lifted)
+
+    def crossed_snapshot(self, count: int = 1, code: str | None = None, until_lifted: bool = False) -> None:
+        self._arm_shape(ShapeFault(SnapshotShape.CROSSED), count, code, until_lifted)
+
+    def lift_snapshot_faults(self) -> int:
+        return self._venue.faults.shapes.lift()
+
+    def reject(self, codes: Iterable[str]) -> None:
+        """Refuse every later subscription of ``codes`` (until lifted)."""
+        codes = _codes(codes)
+        for code in codes:
+            self._check_code(code)
+        self._venue.faults.rejected.update(codes)
+
+    def lift_reject(self, codes: Iterable[str] | None = None) -> int:
+        """Accept ``codes`` (default: every rejected code) again; return how many were lifted."""
+        rejected = self._venue.faults.rejected
+        lifting = set(rejected) if codes is None else rejected.intersection(_codes(codes))
+        rejected.difference_update(lifting)
+        return len(lifting)
+
+    def _flood_targets(self, conn_id: int | None) -> list[ConnState]:
+        registry = self._venue.registry
+        if conn_id is not None:
+            return [registry.get(conn_id)]
+        return [conn for conn in registry.open.values() if conn.subscriptions]
+
+    def unknown_type_flood(self, count: int, conn_id: int | None = None) -> int:
+        """Flood subscribed connections (or one) with frames of an unknown type; return frames planned."""
+        dialect = self._venue.dialect
+        dialect.unknown_type_payload(0)  # FaultNotSupported before anything starts
+        targets = self._flood_targets(conn_id)
+        return self._floods.start(targets, FaultKind.UNKNOWN_TYPE_FLOOD, _count(count, "count"),
+                                  dialect.unknown_type_payload)
+
+    def distinct_code_flood(self, count: int, conn_id: int | None = None) -> int:
+        """Flood subscribed connections (or one) with one data frame per invented code; return frames planned."""
+        dialect = self._venue.dialect
+        dialect.code_payload(flood_code(0, set()))
+        symbols = self._venue.market.symbols
+        targets = self._flood_targets(conn_id)
+        return self._floods.start(targets, FaultKind.DISTINCT_CODE_FLOOD, _count(count, "count"),
+                                  lambda index: dialect.code_payload(flood_code(index, symbols)))
+
+    def stop_floods(self) -> None:
+        self._floods.cancel()
+
     # -- HTTP front door ------------------------------------------------------------------------
 
     def handle_http(self, method: str, path: str, params: dict[str, list[str]]) -> HttpReply:
@@ -174,6 +271,21 @@ class Controller:
             return HttpReply(409, {"error": str(exc)})
         except ValueError as exc:
             return HttpReply(400, {"error": str(exc)})
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a bool, got {value!r}")
+    return value
+
+
+def _codes(codes: Iterable[str]) -> list[str]:
+    if isinstance(codes, str):
+        codes = [codes]
+    listed = list(codes)
+    if not listed or not all(isinstance(code, str) and code for code in listed):
+        raise ValueError(f"codes must be a non-empty list of codes, got {listed!r}")
+    return listed
 
 
 def _close_with_frame(conn: ConnState, code: int, reason: str) -> None:

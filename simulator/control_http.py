@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .faults import FUTURE_SEQ
 from .venue import HttpReply
 
 if TYPE_CHECKING:
@@ -28,6 +29,33 @@ def _arg(params: Params, name: str, convert: Callable[[str], Any] = str, default
         return convert(values[0])
     except ValueError:
         raise ValueError(f"query parameter {name!r}: cannot read {values[0]!r}") from None
+
+
+def _flag(text: str) -> bool:
+    """``true``/``1``/``yes`` or ``false``/``0``/``no``."""
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise ValueError(text)
+
+
+def _codes(params: Params) -> list[str]:
+    """Every ``code`` parameter, each possibly comma-separated: ``code=A&code=B`` or ``code=A,B``."""
+    codes = [part.strip() for value in params.get("code", []) for part in value.split(",") if part.strip()]
+    if not codes:
+        raise ValueError("missing query parameter 'code'")
+    return codes
+
+
+def _shape_args(params: Params) -> dict[str, Any]:
+    """The arguments every snapshot fault shares."""
+    return {
+        "count": _arg(params, "count", int, 1),
+        "code": _arg(params, "code", str, None),
+        "until_lifted": _arg(params, "until_lifted", _flag, False),
+    }
 
 
 def _json_list(items: list[Any]) -> list[Any]:
@@ -66,6 +94,30 @@ _POST: dict[str, Callable[[Controller, Params], Any]] = {
     "/_control/faults/rest_delay": lambda c, p: c.rest_delay(_arg(p, "seconds", float), _arg(p, "count", int, 1)),
     "/_control/faults/rest_fail": lambda c, p: c.rest_fail(_arg(p, "status", int), _arg(p, "count", int, 1)),
     "/_control/faults/stale_snapshot": lambda c, p: c.stale_snapshot(_arg(p, "lag", int), _arg(p, "count", int, 1)),
+    # issue 12 ("A LIVE view is a promise")
+    "/_control/faults/slow_handshake": lambda c, p: c.slow_handshake(
+        _arg(p, "seconds", float), _arg(p, "count", int, 1)
+    ),
+    "/_control/faults/blackhole": lambda c, p: _ok(blackholed=c.blackhole(
+        _arg(p, "seconds", float, None), _arg(p, "conn_id", int, None), _arg(p, "new_connections", _flag, False)
+    )),
+    "/_control/faults/lift_blackhole": lambda c, p: _ok(lifted=c.lift_blackhole()),
+    "/_control/faults/future_diff": lambda c, p: _ok(
+        sent=c.future_diff(_arg(p, "code"), _arg(p, "seq", int, FUTURE_SEQ))
+    ),
+    "/_control/faults/future_snapshot": lambda c, p: c.future_snapshot(_arg(p, "lead", int, 1000), **_shape_args(p)),
+    "/_control/faults/empty_snapshot": lambda c, p: c.empty_snapshot(**_shape_args(p)),
+    "/_control/faults/short_snapshot": lambda c, p: c.short_snapshot(_arg(p, "levels", int), **_shape_args(p)),
+    "/_control/faults/crossed_snapshot": lambda c, p: c.crossed_snapshot(**_shape_args(p)),
+    "/_control/faults/lift_snapshot_faults": lambda c, p: _ok(lifted=c.lift_snapshot_faults()),
+    "/_control/faults/reject": lambda c, p: c.reject(_codes(p)),
+    "/_control/faults/lift_reject": lambda c, p: _ok(lifted=c.lift_reject(_codes(p) if "code" in p else None)),
+    "/_control/faults/unknown_type_flood": lambda c, p: _ok(
+        frames=c.unknown_type_flood(_arg(p, "count", int), _arg(p, "conn_id", int, None))
+    ),
+    "/_control/faults/distinct_code_flood": lambda c, p: _ok(
+        frames=c.distinct_code_flood(_arg(p, "count", int), _arg(p, "conn_id", int, None))
+    ),
 }
 
 

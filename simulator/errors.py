@@ -31,3 +31,7 @@ class HistoryUnavailable(SimulatorError, LookupError):
 
 class SimulatorStopped(SimulatorError, RuntimeError):
     """The handle was used after ``stop()``, or the server thread died."""
+
+
+class FaultNotSupported(SimulatorError, ValueError):
+    """A fault the venue's dialect has no notion of (answered 400 over HTTP)."""

@@ -19,10 +19,20 @@ from typing import TypeVar
 
 import attrs
 
+from .blackhole import Blackhole
+from .snapshot_faults import ArmedShapes
+
 T = TypeVar("T")
 
 #: The code in ``unknown_code`` malformed frames: well-formed, but no venue lists it.
 UNKNOWN_CODE = "ZZZNOSUCH"
+#: Default seq of a `FaultKind.FUTURE_DIFF`: beyond any real seq, and the largest integer a
+#: float (and so a JSON parser in another language) still represents exactly.
+FUTURE_SEQ = 2**53
+#: Detail counters reported (from 0) next to the `FaultKind` ones in ``counters()["faults"]``.
+DETAIL_COUNTERS = ("blackhole_frames_discarded", "blackhole_handshakes_held")
+#: Prefix of the codes a distinct-code flood invents (``ZZ000001``, ``ZZ000002``, ...).
+FLOOD_CODE_PREFIX = "ZZ"
 
 
 class FaultKind(str, enum.Enum):
@@ -38,6 +48,17 @@ class FaultKind(str, enum.Enum):
     REST_DELAY = "rest_delay"
     REST_FAIL = "rest_fail"
     STALE_SNAPSHOT = "stale_snapshot"
+    # Issue 12 ("A LIVE view is a promise"): the faults a LIVE view must survive.
+    SLOW_HANDSHAKE = "slow_handshake"
+    BLACKHOLE = "blackhole"
+    FUTURE_DIFF = "future_diff"
+    FUTURE_SNAPSHOT = "future_snapshot"
+    EMPTY_SNAPSHOT = "empty_snapshot"
+    SHORT_SNAPSHOT = "short_snapshot"
+    CROSSED_SNAPSHOT = "crossed_snapshot"
+    REJECT = "reject"
+    UNKNOWN_TYPE_FLOOD = "unknown_type_flood"
+    DISTINCT_CODE_FLOOD = "distinct_code_flood"
 
 
 class MalformedKind(str, enum.Enum):
@@ -113,6 +134,14 @@ class FaultBoard:
         self._rest_fails: collections.deque[int] = collections.deque()
         self._rest_lags: collections.deque[int] = collections.deque()
         self.stream_active = False
+        #: Hold times of the next WebSocket handshakes (`FaultKind.SLOW_HANDSHAKE`).
+        self._slow_handshakes: collections.deque[float] = collections.deque()
+        #: Codes whose subscription the venue refuses until lifted (`FaultKind.REJECT`).
+        self.rejected: set[str] = set()
+        #: Armed reshaping of REST snapshots (future seq, empty, short, crossed).
+        self.shapes = ArmedShapes(self.counts)
+        #: Connections that get no bytes and are not read (`FaultKind.BLACKHOLE`).
+        self.blackhole = Blackhole(self.counts, counter=FaultKind.BLACKHOLE.value)
 
     # -- arming (control API) -------------------------------------------------------------------
 
@@ -144,6 +173,9 @@ class FaultBoard:
             self._rest_fails.extend([fail_status] * count)
         if lag > 0:
             self._rest_lags.extend([lag] * count)
+
+    def arm_slow_handshake(self, seconds: float, count: int) -> None:
+        self._slow_handshakes.extend([seconds] * count)
 
     # -- consuming (data path) ------------------------------------------------------------------
 
@@ -190,6 +222,21 @@ class FaultBoard:
             self.counts[FaultKind.STALE_SNAPSHOT.value] += 1
         return RestFaults(delay_s=delay_s, fail_status=fail_status, lag=lag)
 
+    def take_slow_handshake(self) -> float:
+        """Seconds to hold the handshake being answered now (0: none armed)."""
+        if not self._slow_handshakes:
+            return 0.0
+        self.counts[FaultKind.SLOW_HANDSHAKE.value] += 1
+        return self._slow_handshakes.popleft()
+
+    def take_rejected(self, codes: list[str]) -> list[str]:
+        """Which of ``codes`` (a subscription request's valid codes) the venue refuses; counted."""
+        if not self.rejected:
+            return []
+        refused = [code for code in codes if code in self.rejected]
+        self.counts[FaultKind.REJECT.value] += len(refused)
+        return refused
+
     def forget_held(self) -> None:
         """A restart drops messages held by a reorder: they belong to the old era.
 
@@ -200,5 +247,6 @@ class FaultBoard:
 
     def snapshot_counts(self) -> dict[str, int]:
         counts = {kind.value: 0 for kind in FaultKind}
+        counts.update(dict.fromkeys(DETAIL_COUNTERS, 0))
         counts.update(self.counts)
         return counts

@@ -19,7 +19,7 @@ from loguru import logger
 
 from .config import SimConfig
 from .errors import SimulatorStopped
-from .faults import MalformedKind
+from .faults import FUTURE_SEQ, MalformedKind
 from .registry import CommandRecord, ConnectionInfo
 from .server import SimServer
 
@@ -84,6 +84,79 @@ class Faults:
     def stale_snapshot(self, lag: int, count: int = 1) -> None:
         """Serve the next ``count`` snapshots as they were ``lag`` diffs ago (with that seq)."""
         self._handle._call(lambda: self._ctl().stale_snapshot(lag, count))
+
+    # -- issue 12: the faults a LIVE view must survive --------------------------------------------
+
+    def slow_handshake(self, seconds: float, count: int = 1) -> None:
+        """Hold each of the next ``count`` WebSocket handshakes ``seconds`` before the upgrade
+        completes (the client's ``connect()`` blocks that long), then answer it normally."""
+        self._handle._call(lambda: self._ctl().slow_handshake(seconds, count))
+
+    def blackhole(self, seconds: float | None = None, conn_id: int | None = None, *,
+                  new_connections: bool = False) -> int:
+        """Silence every open connection (or one) both ways, without closing it: nothing is sent
+        (data, acks, pongs: discarded), nothing is read (the client's frames wait in the kernel).
+        Ends after ``seconds`` (None: at `lift_blackhole`), then the live stream resumes. With
+        ``new_connections``, handshakes arriving meanwhile get no answer until it ends. Returns the
+        number of connections blackholed; see ``simulator/blackhole.py``."""
+        return self._handle._call(lambda: self._ctl().blackhole(seconds, conn_id, new_connections))
+
+    def lift_blackhole(self) -> int:
+        """End a blackhole now; return the number of connections released."""
+        return self._handle._call(lambda: self._ctl().lift_blackhole())
+
+    def future_diff(self, code: str, seq: int = FUTURE_SEQ) -> int:
+        """Send ONE business message of ``code`` with a far-future ``seq`` to its subscribers now
+        (article: a diff re-stating the best level; alltick: the current top-N push). The real
+        seq chain goes on untouched after it. Returns the number of connections it reached."""
+        return self._handle._call(lambda: self._ctl().future_diff(code, seq))
+
+    def future_snapshot(self, lead: int = 1000, count: int = 1, code: str | None = None, *,
+                        until_lifted: bool = False) -> None:
+        """The next ``count`` REST snapshots (of ``code``, or of any code) carry the current book
+        but a seq ``lead`` ahead of it (of the stream)."""
+        self._handle._call(lambda: self._ctl().future_snapshot(lead, count, code, until_lifted))
+
+    def empty_snapshot(self, count: int = 1, code: str | None = None, *, until_lifted: bool = False) -> None:
+        """The next ``count`` REST snapshots are well-formed, at the current seq, with no levels."""
+        self._handle._call(lambda: self._ctl().empty_snapshot(count, code, until_lifted))
+
+    def short_snapshot(self, levels: int, count: int = 1, code: str | None = None, *,
+                       until_lifted: bool = False) -> None:
+        """The next ``count`` REST snapshots keep only the best ``levels`` levels per side."""
+        self._handle._call(lambda: self._ctl().short_snapshot(levels, count, code, until_lifted))
+
+    def crossed_snapshot(self, count: int = 1, code: str | None = None, *, until_lifted: bool = False) -> None:
+        """The next ``count`` REST snapshots (or all, ``until_lifted``) are crossed: the current
+        book plus one bid a tick above the best ask, at the current seq."""
+        self._handle._call(lambda: self._ctl().crossed_snapshot(count, code, until_lifted))
+
+    def lift_snapshot_faults(self) -> int:
+        """Disarm every future/empty/short/crossed snapshot fault; return how many were armed."""
+        return self._handle._call(lambda: self._ctl().lift_snapshot_faults())
+
+    def reject(self, *codes: str) -> None:
+        """Refuse every later subscription of ``codes`` until lifted: article acks list them in
+        ``rejected``; alltick answers the 22002 that asks for them with ret 604 (code unauthorized).
+        Neither streams them; the other codes of the request apply. Existing subscriptions stay."""
+        self._handle._call(lambda: self._ctl().reject(codes))
+
+    def lift_reject(self, *codes: str) -> int:
+        """Accept ``codes`` (none given: every rejected code) again; return how many were lifted."""
+        return self._handle._call(lambda: self._ctl().lift_reject(codes or None))
+
+    def unknown_type_flood(self, count: int, conn_id: int | None = None) -> int:
+        """Send ``count`` well-formed frames of a type the protocol does not define (article:
+        ``{"type": "something_else", ...}``; alltick: ``cmd_id`` 22777) to every subscribed
+        connection (or one), as fast as it reads. Returns the frames planned; each is counted
+        under ``unknown_type_flood`` as it is written."""
+        return self._handle._call(lambda: self._ctl().unknown_type_flood(count, conn_id))
+
+    def distinct_code_flood(self, count: int, conn_id: int | None = None) -> int:
+        """Send one well-formed data frame (diff / push) for each of ``count`` distinct codes
+        nobody subscribed (``ZZ000001``, ``ZZ000002``, ...) to every subscribed connection (or
+        one), as fast as it reads. Returns the frames planned, counted as written."""
+        return self._handle._call(lambda: self._ctl().distinct_code_flood(count, conn_id))
 
 
 class SimHandle:

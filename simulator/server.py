@@ -104,6 +104,8 @@ class SimServer:
     async def stop(self) -> None:
         """Abort every connection and wait for the handlers; safe to call once per start."""
         self._stopping.set()
+        self.venue.faults.blackhole.lift()  # releases held handshakes too
+        self.controller.stop_floods()
         if self._pump_task is not None:
             self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
@@ -130,6 +132,7 @@ class SimServer:
             if token is not None and params.get("token", [None])[0] != token:
                 self.venue.registry.counters["handshakes_rejected_token"] += 1
                 return ws.respond(http.HTTPStatus.UNAUTHORIZED, "token invalid\n")
+            await self._hold_handshake(ws)
             return None
         if path == "/_control" or path.startswith("/_control/"):
             return _json_response(self.controller.handle_http(method, path, params))
@@ -138,6 +141,17 @@ class SimServer:
                 return _json_response(HttpReply(405, {"error": "use GET"}))
             return _json_response(await self._rest(params))
         return _json_response(HttpReply(404, {"error": "not found"}))
+
+    async def _hold_handshake(self, ws: ServerConnection) -> None:
+        """Blackholed new connections, then a slow handshake: the upgrade waits, ``connect()`` blocks."""
+        faults = self.venue.faults
+        await faults.blackhole.hold_handshake(ws.transport)
+        delay_s = faults.take_slow_handshake()
+        if delay_s and not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay_s)
+            except TimeoutError:
+                pass
 
     async def _rest(self, params: dict[str, list[str]]) -> HttpReply:
         venue = self.venue
@@ -165,6 +179,7 @@ class SimServer:
         )
         try:
             async for message in ws:
+                await venue.faults.blackhole.wait(conn)  # a blackholed socket is not read (blackhole.py)
                 if conn.conn_id not in registry.open:
                     break  # closed by a fault or a restart: ignore what is still in flight
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
@@ -180,6 +195,7 @@ class SimServer:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            venue.faults.blackhole.release(conn)
             registry.remove(conn)
             log.debug("connection closed conn_id={conn_id}", conn_id=conn.conn_id)
 
@@ -187,6 +203,7 @@ class SimServer:
         """AllTick closes a connection that sent no 22000 for the heartbeat timeout."""
         timeout_s = self.config.alltick_heartbeat_timeout_s
         while True:
+            await self.venue.faults.blackhole.wait(conn)  # nothing is read meanwhile: no verdict
             remaining_s = conn.last_heartbeat_s + timeout_s - self.venue.now_s()
             if remaining_s <= 0:
                 break

@@ -18,6 +18,7 @@ import attrs
 import orjson
 
 from .config import SimConfig
+from .errors import FaultNotSupported
 from .faults import FaultBoard, MalformedKind, RestFaults
 from .market import DiffTuple, Market, SymbolMarket
 from .registry import ConnState, Registry
@@ -81,7 +82,11 @@ class Venue:
     def flush(self) -> None:
         """End of a batch: one transport write per connection that has something pending."""
         dirty, self.dirty = self.dirty, set()
+        blackhole = self.faults.blackhole
         for conn in dirty:
+            if blackhole and conn.conn_id in blackhole:  # lost on the path: see blackhole.py
+                self.faults.counts["blackhole_frames_discarded"] += conn.outbox.discard()
+                continue
             self.registry.count_sent(conn, conn.outbox.flush())
 
     def send_now(self, conn: ConnState, payloads: Iterable[bytes]) -> None:
@@ -150,6 +155,20 @@ class DialectHandler(abc.ABC):
     @abc.abstractmethod
     def malformed(self, kind: MalformedKind, conn: ConnState) -> bytes:
         """One bad frame payload of the given kind, aimed at this connection."""
+
+    # -- issue 12 faults: optional, a dialect without the notion raises FaultNotSupported ----------
+
+    def render_future(self, code: str, seq: int) -> Any:
+        """One business message for ``code`` carrying ``seq`` (far ahead), in `deliver`'s format."""
+        raise FaultNotSupported(f"{self.config.dialect.value}: no future-seq messages")
+
+    def unknown_type_payload(self, index: int) -> bytes:
+        """The ``index``-th well-formed frame of a message type the protocol does not define."""
+        raise FaultNotSupported(f"{self.config.dialect.value}: no unknown-type frames")
+
+    def code_payload(self, code: str) -> bytes:
+        """One well-formed business frame for ``code``, a code the venue does not list."""
+        raise FaultNotSupported(f"{self.config.dialect.value}: no distinct-code frames")
 
     def target_code(self, conn: ConnState) -> str:
         """A code to put in injected frames: one the connection watches, else the first symbol."""

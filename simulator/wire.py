@@ -81,6 +81,13 @@ class Outbox:
         self._transport.write(data)
         return count
 
+    def discard(self) -> int:
+        """Drop everything pending unsent (a blackholed connection); return the frames dropped."""
+        count = self._count
+        self._buffer.clear()
+        self._count = 0
+        return count
+
     def buffered_bytes(self) -> int:
         """Bytes the transport has not handed to the kernel yet (backpressure signal)."""
         if self._transport is None or self._transport.is_closing():

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -233,3 +234,43 @@ def _pause_until_fixture() -> Callable[[float], None]:
 @pytest.fixture(name="http")
 def _http_fixture() -> Callable[[str, str], tuple[int, Any]]:
     return http
+
+
+class HttpFaults:
+    """`SimHandle.faults` through ``POST /_control/faults/<name>``: the same calls, the other door.
+
+    Keyword arguments become query parameters (positional ones are codes: ``reject("A", "B")``);
+    the call returns what the Python method returns. HTTP 400 raises ValueError and 404 KeyError,
+    like the Python door's ValueError and UnknownCode / UnknownConnection.
+    """
+
+    _RESULTS = ("blackholed", "lifted", "sent", "frames", "closed", "era")
+
+    def __init__(self, sim: SimHandle) -> None:
+        self._base = f"{sim.control_url}/faults"
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*codes: str, **kwargs: Any) -> Any:
+            params = [(key, _query_text(value)) for key, value in kwargs.items() if value is not None]
+            params += [("code", code) for code in codes]
+            status, body = http("POST", f"{self._base}/{name}?{urllib.parse.urlencode(params)}")
+            if status == 400:
+                raise ValueError(body["error"])
+            if status == 404:
+                raise KeyError(body["error"])
+            assert status == 200 and body["ok"] is True, (status, body)
+            return next((body[key] for key in self._RESULTS if key in body), None)
+
+        return call
+
+
+def _query_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+@pytest.fixture(params=["python", "http"])
+def front_door(request: pytest.FixtureRequest) -> Callable[[SimHandle], Any]:
+    """``front_door(sim)`` -> the fault API of ``sim`` through the handle or through HTTP (both run)."""
+    if request.param == "python":
+        return lambda sim: sim.faults
+    return HttpFaults
