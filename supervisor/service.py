@@ -170,11 +170,14 @@ class BookService:
         books_flags = attrs.evolve(flags, strategy=Strategy.ONE_FOR_ONE)
         extra: list[ChildSpec] = []
         if cfg.archive.path:
-            from depthkeeper.actors.archive import ArchiveActor
+            from depthkeeper.actors.archive import MAX_PENDING_EVENTS, ArchiveActor, ArchiveMailbox
 
+            # Listening before any book starts: the archive sees every status change from the first.
+            mailbox = ArchiveMailbox(MAX_PENDING_EVENTS)
+            listener_id = self.hub.add(mailbox, min_interval_s=cfg.archive.interval_s / 2)
             extra.append(ChildSpec("archive", lambda ctx: ArchiveActor.start(
                 ctx, path=cfg.archive.path, interval_s=cfg.archive.interval_s, depth=cfg.archive.depth, hub=self.hub,
-                scheduler=self.scheduler)))
+                scheduler=self.scheduler, mailbox=mailbox, listener_id=listener_id)))
         return [
             ChildSpec("snapshot", lambda ctx: SnapshotActor.start(
                 ctx, dialect=dialect, url=rest_url, token=cfg.venue.token, cfg=cfg.snapshot,
@@ -363,7 +366,8 @@ class BookService:
         books_ref = next((c.ref for c in children if c.id == "books"), None)
         return build_stats(
             books=self.book_stats(),
-            connection=self._ask(self.peers.connection, GetCounters()) or {},
+            connection={**(self._ask(self.peers.connection, GetCounters()) or {}), "connected": self.socket.connected,
+                        "down_reason": "" if self.socket.connected else self.socket.down_reason},
             subscription=self._ask(self.peers.subscription, GetCounters()) or {},
             snapshot=self._ask(self.peers.snapshot, GetCounters()) or {},
             root=self._ask(root, GetStats()),

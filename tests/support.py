@@ -66,10 +66,13 @@ def equals_truth(svc: BookService, code: str, sim: Any = None) -> bool:
 
 def converge_exact(svc: BookService, codes: Iterable[str] | None = None, timeout: float = 15.0,
                    sim: Any = None) -> None:
-    """Freeze the market and wait until every desired book equals the truth."""
+    """Wait until every desired book is LIVE on a moving market, then freeze it and wait until every
+    book equals the truth. (Frozen first, a book still resyncing would wait on a silent socket,
+    which the LIVE promise rightly refuses once the heartbeat silence bound has passed.)"""
     sim = sim or svc.simulator
-    sim.freeze()
     wanted = sorted(codes or svc.subscriptions())
+    assert svc.wait_live(wanted, timeout=timeout), f"books {wanted} not LIVE within {timeout}s"
+    sim.freeze()
     wait_until(lambda: all(equals_truth(svc, c, sim) for c in wanted), timeout, f"books {wanted} exact")
 
 
