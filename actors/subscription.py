@@ -118,7 +118,7 @@ class SubscriptionActor(SupervisedActor):
         self._added_by_request: dict[int, frozenset[str]] = {}
         self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
                          "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
-                         "in_flight_frames": 0, "unknown_code_frames": 0}
+                         "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
         self._log = logger.bind(actor="subscription")
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
@@ -155,7 +155,7 @@ class SubscriptionActor(SupervisedActor):
                     self._on_ack(ack)
             case GetCounters():
                 return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
-                            rejected=dict(self.rejected), epoch=self.epoch)
+                            rejected=dict(self.rejected), epoch=self.epoch, left_codes=len(self._left))
             case _:
                 return super().on_receive(message)
         return None
@@ -276,6 +276,7 @@ class SubscriptionActor(SupervisedActor):
     def _settle(self, ack: Ack) -> None:
         """An ack on this socket: which of our unsubscribes has the venue now processed."""
         self._acks_seen += 1
+        self.counters["acks"] += 1
         if ack.seq_id is not None and ack.seq_id > self._acked_request:
             self._acked_request = ack.seq_id
         if self._dialect != "alltick" and ack.msg == "unsub":  # article: the ack names the codes
