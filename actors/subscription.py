@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 #: alltick ret codes that mean "this code is not for you"
 _CODE_REJECTED = (600, 604)
+#: alltick responses to the requests that set our depth list (their seq_id is one of ours)
+_LIST_RESPONSES = (codec_alltick.SUBSCRIBE_DEPTH_ACK, codec_alltick.CANCEL_ACK)
 #: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
 #: unsubscribe are still in flight, not ghosts
 _UNSUB_GRACE_S = 1.0
@@ -277,9 +279,11 @@ class SubscriptionActor(SupervisedActor):
         """An ack on this socket: which of our unsubscribes has the venue now processed."""
         self._acks_seen += 1
         self.counters["acks"] += 1
-        if ack.seq_id is not None and ack.seq_id > self._acked_request:
-            self._acked_request = ack.seq_id
-        if self._dialect != "alltick" and ack.msg == "unsub":  # article: the ack names the codes
+        if self._dialect == "alltick":
+            # only answers to our 22002/22006 (heartbeats have seq_ids of their own)
+            if ack.cmd_id in _LIST_RESPONSES and ack.seq_id is not None and ack.seq_id > self._acked_request:
+                self._acked_request = ack.seq_id
+        elif ack.msg == "unsub":  # article: the ack names the codes
             for code in (*ack.codes, *ack.rejected):
                 entry = self._left.get(code)
                 if entry is not None and entry.unsub_acks < entry.unsubs:
