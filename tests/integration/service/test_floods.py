@@ -3,12 +3,13 @@ subscribe/unsubscribe churn never cost unbounded log lines, commands or memory."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from loguru import logger
 
 from depthkeeper.simulator.faults import UNKNOWN_CODE
+from depthkeeper.supervisor.service import BookService
 
 from tests.support import converge_exact, wait_until
 
@@ -25,7 +26,8 @@ def malformed_lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-def test_a_flood_of_bad_frames_is_counted_and_logged_with_a_rate_limit(service, malformed_lines) -> None:
+def test_a_flood_of_bad_frames_is_counted_and_logged_with_a_rate_limit(service: Callable[..., BookService],
+                                                                        malformed_lines: list[str]) -> None:
     """#9: 20,000 bad frames: every one counted by kind, a handful of log lines, the stream goes on."""
     svc = service()
     assert svc.wait_live(timeout=10)
@@ -39,7 +41,7 @@ def test_a_flood_of_bad_frames_is_counted_and_logged_with_a_rate_limit(service, 
     converge_exact(svc)
 
 
-def test_frames_for_a_code_we_never_subscribed_are_counted_never_unsubscribed(service) -> None:
+def test_frames_for_a_code_we_never_subscribed_are_counted_never_unsubscribed(service: Callable[..., BookService]) -> None:
     """#10: data for a code this socket never subscribed is not a ghost of ours: no unsubscribe
     goes out for it (one per made-up code would be a flood of our own)."""
     svc = service()
@@ -52,7 +54,7 @@ def test_frames_for_a_code_we_never_subscribed_are_counted_never_unsubscribed(se
     assert svc.stats().subscription["ghost_unsubscribes"] == 0
 
 
-def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service) -> None:
+def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service: Callable[..., BookService]) -> None:
     """#13: each book's calibration timer (30 min) is cancelled on unsubscribe; the scheduler must
     free it then, not when it would have been due. Counted in heap entries, not RSS."""
     svc = service(calibration={"interval_s": 1800.0}, book={"stale_after_s": 600.0})
