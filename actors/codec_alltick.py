@@ -36,6 +36,9 @@ DEPTH_PUSH = 22999
 TRADE_PUSH = 22998
 CANCEL_DEPTH = 1
 MAX_DEPTH_LEVEL = 5
+TRADE_SUBSCRIBE_ACK = 22005
+#: the server's responses to our requests (a frame with one of these and no ret is malformed)
+_RESPONSES = frozenset((HEARTBEAT_ACK, SUBSCRIBE_DEPTH_ACK, TRADE_SUBSCRIBE_ACK, CANCEL_ACK))
 #: tick_time values below this are seconds, at or above it milliseconds
 _MS_THRESHOLD = 100_000_000_000
 
@@ -105,6 +108,8 @@ def decode(raw: str | bytes) -> DepthPush | Ack | HeartbeatAck | DecodeError | I
         return Ignored("trade push")
     ret = obj.get("ret")
     if type(ret) is not int:
+        if cmd_id not in _RESPONSES:  # neither a push nor a response we know: its own kind, cheaply
+            return DecodeError(MalformedKind.UNKNOWN_MESSAGE, f"unknown cmd_id {cmd_id}", excerpt_of(raw))
         return DecodeError(MalformedKind.MISSING_FIELD, f"response {cmd_id} without integer ret", excerpt_of(raw))
     if cmd_id == HEARTBEAT_ACK and ret == 200:
         return HeartbeatAck()

@@ -61,13 +61,15 @@ def decode(raw: str | bytes) -> DiffEvent | Ack | DecodeError | Ignored:
 
     The first branch is the hot path: a well-formed diff with string price/size. Anything
     else (numbers, missing or odd fields) takes the fully checked path below, so the fast
-    path never accepts what the slow path would reject.
+    path never accepts what the slow path would reject. A frame of an unknown type is cheap
+    too (no second lookup, no exception): a venue may flood us with them.
     """
     try:
         obj = _loads(raw)
     except _JSONError:
         return DecodeError(MalformedKind.BAD_JSON, "not valid JSON", excerpt_of(raw))
-    if type(obj) is dict and obj.get("type") == "orderbook_diff":
+    kind = obj.get("type") if type(obj) is dict else None
+    if kind == "orderbook_diff":
         code = obj.get("code")
         seq = obj.get("seq")
         side = obj.get("side")
@@ -84,13 +86,13 @@ def decode(raw: str | bytes) -> DiffEvent | Ack | DecodeError | Ignored:
                 return _new(DiffEvent, (code, seq, side == "bid", price, size,
                                         sent_at if type(sent_at) is float else 0.0))
         return _decode_diff(obj, raw)
-    if type(obj) is not dict:
-        return DecodeError(MalformedKind.NOT_OBJECT, "frame is not a JSON object", excerpt_of(raw))
-    kind = obj.get("type")
-    if kind == "orderbook_diff":
-        return _decode_diff(obj, raw)
     if kind == "ack":
         return _decode_ack(obj, raw)
+    if type(obj) is not dict:
+        return DecodeError(MalformedKind.NOT_OBJECT, "frame is not a JSON object", excerpt_of(raw))
+    # an unknown type is one dict lookup, one small object and a 120-byte excerpt: a flood of
+    # them costs about what a flood of diffs costs (bench/reader_flood.py); the reader counts
+    # and throttles the logging
     return DecodeError(MalformedKind.UNKNOWN_MESSAGE, f"unknown frame type {kind!r}", excerpt_of(raw))
 
 

@@ -11,7 +11,17 @@ against what it believes the server has on the current socket (``active``):
   flushes are at least ``min_interval_s`` apart;
 - on every new socket epoch the desired set is replayed from scratch;
 - data for codes nobody wants is counted, and a code that keeps sending (a ghost left by
-  a sub/unsub race on the server) is unsubscribed again.
+  a sub/unsub race on the server) is unsubscribed again — see "Ghosts" below.
+
+Ghosts (issue 12). Only a code THIS socket subscribed and we then left can be a ghost; a
+code we never subscribed on this socket (a venue bug, a flood of made-up codes) is counted
+and never answered: one unsubscribe per made-up code would be a flood of our own, and on
+AllTick every client frame is rate-limited. Frames for a code we are leaving are in flight,
+not ghosts, until the venue has acknowledged that unsubscribe (the reader tells us acks
+after the data read before them, so stream order holds); when the venue sends no acks, a
+grace period from the moment the unsubscribe was issued (plus the pacing) stands in for
+the ack. Each left code is reaped at most once per socket, and the per-code state lives in
+a bounded LRU that a new socket clears.
 
 article: ``sub``/``unsub`` with only the difference. alltick: a 22002 with the WHOLE
 wanted list (it replaces the server's list), or 22006 when nothing is wanted.
@@ -20,7 +30,11 @@ wanted list (it replaces the server's list), or 22006 when nothing is wanted.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from loguru import logger
 
@@ -52,17 +66,39 @@ if TYPE_CHECKING:
 
 #: alltick ret codes that mean "this code is not for you"
 _CODE_REJECTED = (600, 604)
-#: a ghost is unsubscribed again at most this often
-_GHOST_COOLDOWN_S = 1.0
-#: frames still in flight right after our own unsub are not ghosts
+#: alltick responses to the requests that set our depth list (their seq_id is one of ours)
+_LIST_RESPONSES = (codec_alltick.SUBSCRIBE_DEPTH_ACK, codec_alltick.CANCEL_ACK)
+#: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
+#: unsubscribe are still in flight, not ghosts
 _UNSUB_GRACE_S = 1.0
+#: with acks on this socket we wait for the unsubscribe's ack, but never longer than this
+_UNSUB_ACK_TIMEOUT_S = 10.0
+#: codes left on one socket whose ghost state we keep (least recently left forgotten first)
+LEFT_CODES_LIMIT = 4096
+
+
+@attrs.define
+class LeftCode:
+    """A code this socket subscribed and then left: is its data still in flight, or a ghost?"""
+
+    #: unsubscribe commands (article) naming it on this socket, and acks of them seen
+    unsubs: int = 0
+    unsub_acks: int = 0
+    #: alltick: seq_id of the last request that left it; settled once a response >= it arrives
+    request: int = 0
+    #: when we issued the last unsubscribe (monotonic seconds)
+    left_at_s: float = 0.0
+    #: frames seen after the unsubscribe settled
+    frames: int = 0
+    #: already unsubscribed again as a ghost on this socket (never twice)
+    reaped: bool = False
 
 
 class SubscriptionActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
                  depth_level: int = 5, ledger: SubscriptionLedger | None = None,
-                 rejected: dict[str, str] | None = None) -> None:
+                 rejected: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(ctx)
         self._dialect = dialect
         self._cfg = cfg
@@ -70,6 +106,8 @@ class SubscriptionActor(SupervisedActor):
         self._peers = peers
         self._scheduler = scheduler
         self._depth_level = depth_level
+        #: monotonic seconds (a test drives the ghost grace periods with its own clock)
+        self._clock = clock
         self.desired: frozenset[str] = frozenset()
         self.active: set[str] = set()
         #: code -> the venue's refusal (kept across our restarts by the tree; retried on an explicit subscribe)
@@ -77,13 +115,15 @@ class SubscriptionActor(SupervisedActor):
         self.epoch = epoch
         self._last_sent_at = -1e9
         self._flush_scheduled = False
-        self._ghost_frames: dict[str, int] = {}
-        self._ghost_unsub_at: dict[str, float] = {}
-        self._left_at: dict[str, float] = {}
+        #: codes this socket subscribed and then left (bounded, cleared per socket)
+        self._left: OrderedDict[str, LeftCode] = OrderedDict()
+        self._acks_seen = 0
+        self._acked_request = 0
         self._seq_id = 0
         self._added_by_request: dict[int, frozenset[str]] = {}
         self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
-                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0}
+                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
+                         "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
         self._log = logger.bind(actor="subscription")
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
@@ -121,10 +161,11 @@ class SubscriptionActor(SupervisedActor):
                 self._on_unwanted(message)
             case AckReceived(epoch=epoch, ack=ack):
                 if epoch == self.epoch:
+                    self._settle(ack)
                     self._on_ack(ack)
             case GetCounters():
                 return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
-                            rejected=dict(self.rejected), epoch=self.epoch)
+                            rejected=dict(self.rejected), epoch=self.epoch, left_codes=len(self._left))
             case _:
                 return super().on_receive(message)
         return None
@@ -142,7 +183,8 @@ class SubscriptionActor(SupervisedActor):
         self.epoch = epoch
         self.active = set()
         self._commit()
-        self._ghost_frames.clear()
+        self._left.clear()
+        self._acks_seen = self._acked_request = 0
         self.counters["replays"] += 1
         self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
@@ -159,7 +201,7 @@ class SubscriptionActor(SupervisedActor):
     def _flush(self) -> None:
         if not self.epoch:
             return
-        wait_s = self._last_sent_at + self._cfg.min_interval_s - time.monotonic()
+        wait_s = self._last_sent_at + self._cfg.min_interval_s - self._clock()
         if wait_s > 0:
             self._schedule(wait_s + 0.001)
             return
@@ -184,7 +226,7 @@ class SubscriptionActor(SupervisedActor):
             self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
             self.active.difference_update(to_unsub)
             self._commit()
-            self._left_at.update(dict.fromkeys(to_unsub, time.monotonic()))
+            self._mark_left(to_unsub)
             self.counters["codes_unsubscribed"] += len(to_unsub)
 
     def _flush_alltick(self, want: frozenset[str]) -> None:
@@ -200,12 +242,12 @@ class SubscriptionActor(SupervisedActor):
             self._send(codec_alltick.encode_cancel(self._seq_id, trace), "22006 cancel depth")
         self.counters["codes_subscribed"] += len(want - self.active)
         self.counters["codes_unsubscribed"] += len(self.active - want)
-        self._left_at.update(dict.fromkeys(self.active - want, time.monotonic()))
+        self._mark_left(self.active - want, request=self._seq_id)
         self.active = set(want)
         self._commit()
 
     def _send(self, text: str, what: str) -> None:
-        self._last_sent_at = time.monotonic()
+        self._last_sent_at = self._clock()
         self.counters["commands"] += 1
         self._log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
@@ -213,27 +255,85 @@ class SubscriptionActor(SupervisedActor):
     def _commit(self) -> None:
         self._ledger.record(self.epoch, self.active)
 
+    # -- ghosts ----------------------------------------------------------------------------
+
+    def _mark_left(self, codes: set[str] | list[str], request: int = 0) -> None:
+        """We just issued the command that leaves ``codes`` (``request``: its alltick seq_id)."""
+        now = self._clock()
+        left = self._left
+        for code in codes:
+            entry = left.pop(code, None) or LeftCode()
+            entry.unsubs += 1
+            entry.request = request
+            entry.left_at_s = now
+            entry.frames = 0
+            left[code] = entry  # most recently left last
+        while len(left) > LEFT_CODES_LIMIT:
+            left.popitem(last=False)
+
+    def _settled(self, entry: LeftCode, now: float) -> bool:
+        """Has the venue certainly processed our last unsubscribe of this code?"""
+        if self._dialect == "alltick":
+            if entry.request and self._acked_request >= entry.request:
+                return True  # responses come in request order
+        elif entry.unsub_acks >= entry.unsubs:
+            return True
+        waited_s = now - entry.left_at_s
+        if self._acks_seen:
+            return waited_s >= _UNSUB_ACK_TIMEOUT_S  # an ack went missing: do not wait forever
+        return waited_s >= _UNSUB_GRACE_S + 2 * self._cfg.min_interval_s
+
+    def _settle(self, ack: Ack) -> None:
+        """An ack on this socket: which of our unsubscribes has the venue now processed."""
+        self._acks_seen += 1
+        self.counters["acks"] += 1
+        if self._dialect == "alltick":
+            # only answers to our 22002/22006 (heartbeats have seq_ids of their own)
+            if ack.cmd_id in _LIST_RESPONSES and ack.seq_id is not None and ack.seq_id > self._acked_request:
+                self._acked_request = ack.seq_id
+        elif ack.msg == "unsub":  # article: the ack names the codes
+            for code in (*ack.codes, *ack.rejected):
+                entry = self._left.get(code)
+                if entry is not None and entry.unsub_acks < entry.unsubs:
+                    entry.unsub_acks += 1
+
     def _on_unwanted(self, message: UnwantedData) -> None:
         self.counters["unwanted_frames"] += message.frames
-        code = message.code
-        if message.epoch != self.epoch or code in self.desired:
-            return  # a book being started or restarted; not a ghost
-        now = time.monotonic()
-        if now - self._left_at.get(code, -1e9) < _UNSUB_GRACE_S:
-            return  # frames sent before the server processed our unsub
-        frames = self._ghost_frames.get(code, 0) + message.frames
-        self._ghost_frames[code] = frames
-        if frames < self._cfg.ghost_threshold or now - self._ghost_unsub_at.get(code, -1e9) < _GHOST_COOLDOWN_S:
+        if message.epoch != self.epoch:
             return
-        self._ghost_frames[code] = 0
-        self._ghost_unsub_at[code] = now
-        self.counters["ghost_unsubscribes"] += 1
-        self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing", code)
+        now = self._clock()
+        ghosts: list[str] = []
+        for code, frames in message.counts:
+            if code in self.desired or code in self.active:
+                continue  # a book being started or restarted, or our unsub not sent yet: not a ghost
+            entry = self._left.get(code)
+            if entry is None:
+                self.counters["unknown_code_frames"] += frames  # never subscribed here: count, never answer
+            elif entry.reaped:
+                continue  # unsubscribed again once on this socket already; counted above
+            elif not self._settled(entry, now):
+                self.counters["in_flight_frames"] += frames  # sent before the venue processed our unsub
+            else:
+                entry.frames += frames
+                if entry.frames >= self._cfg.ghost_threshold:
+                    entry.reaped = True
+                    ghosts.append(code)
+        if ghosts:
+            self._reap(ghosts)
+
+    def _reap(self, codes: list[str]) -> None:
+        self.counters["ghost_unsubscribes"] += len(codes)
+        for code in codes:
+            self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
+                                                               code)
         if self._dialect == "alltick":
-            self.active.add(code)  # force the whole list to be sent again
-            self._flush()
-        elif self._rules.problem(code) is None:
-            self._send(codec_article.encode_command("unsub", [code]), f"unsub ghost {code}")
+            self.active.update(codes)  # the next 22002 (the whole wanted list) drops them
+            self._schedule(self._cfg.coalesce_window_s)
+            return
+        valid = [code for code in codes if self._rules.problem(code) is None]
+        if valid:
+            self._send(codec_article.encode_command("unsub", valid), f"unsub ghost {valid}")
+            self._mark_left(valid)
 
     def _on_ack(self, ack: Ack) -> None:
         if ack.rejected:
