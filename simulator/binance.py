@@ -83,10 +83,17 @@ from .market import DiffTuple, SymbolMarket
 from .metered import close_now, metered_connection_class
 from .registry import ConnState
 from .replay import Record, Replay
-from .venue import DialectHandler, HttpReply, Reply, Venue
+from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
 
 CLOSE_TOO_MANY_REQUESTS = 1008
 CLOSE_GOING_AWAY = 1001
+#: Counters this dialect adds (present from the start, so readers see 0 rather than a missing key).
+COUNTERS = (
+    "binance_messages_received", "binance_message_rate_exceeded", "binance_message_rate_closes",
+    "binance_connection_attempts_over_limit", "binance_url_too_long", "binance_url_too_many_streams",
+    "binance_pings_sent", "binance_pong_timeouts", "binance_lifetime_cuts", "binance_rest_429", "binance_rest_418",
+    "replay_records_sent", "replay_finished",
+)
 #: Handshake line slack beyond the URL itself ("GET ", " HTTP/1.1", CRLF).
 _REQUEST_LINE_SLACK = 64
 
@@ -96,7 +103,7 @@ log = logger.bind(component="simulator")
 class Session:
     """One connection's binance state: its streams (name -> (code, bit)), framing, message rate."""
 
-    __slots__ = ("ws", "conn", "combined", "streams", "rate")
+    __slots__ = ("ws", "conn", "combined", "streams", "rate", "texts_accepted", "texts_handled", "close_after")
 
     def __init__(self, ws: Any, combined_frames: bool, rate_limit: int) -> None:
         self.ws = ws
@@ -104,6 +111,10 @@ class Session:
         self.combined = combined_frames
         self.streams: dict[str, tuple[str, int]] = {}
         self.rate = MessageRate(rate_limit)
+        #: text frames let through by the gate / answered by on_text; close once this many are answered
+        self.texts_accepted = 0
+        self.texts_handled = 0
+        self.close_after: int | None = None
 
 
 def url_streams(request_path: str) -> list[str]:
@@ -133,6 +144,8 @@ class BinanceDialect(DialectHandler):
         self._renderer = EventRenderer(config.symbols, config.stamp)
         self._tops: dict[str, tuple[int, int, int, int, int]] = {}
         self._names: dict[tuple[str, str], bytes] = {}
+        for name in COUNTERS:
+            venue.registry.counters[name] += 0
         self._connection_class = metered_connection_class(
             self._gate, config.binance_max_url_bytes + _REQUEST_LINE_SLACK
         )
@@ -168,7 +181,11 @@ class BinanceDialect(DialectHandler):
         return session
 
     def _gate(self, ws: Any, opcode: Opcode) -> bool:
-        """Every incoming text/binary/ping/pong frame: count it; over the rate, close with 1008."""
+        """Every incoming text/binary/ping/pong frame: count it; over the rate, close with 1008.
+
+        Requests that came within the limit are still answered: when some are queued unanswered,
+        the close follows the last one's reply (see `on_text`); the excess frame and everything after
+        it are never processed."""
         session = self._session(ws)
         counters = self.venue.registry.counters
         counters["binance_messages_received"] += 1
@@ -176,6 +193,8 @@ class BinanceDialect(DialectHandler):
         if conn is not None:
             conn.messages_received += 1
         if session.rate.hit(self.venue.now_s()):
+            if opcode in (Opcode.TEXT, Opcode.BINARY):
+                session.texts_accepted += 1
             return True
         counters["binance_message_rate_exceeded"] += 1
         if conn is not None:
@@ -184,6 +203,9 @@ class BinanceDialect(DialectHandler):
             return True
         counters["binance_message_rate_closes"] += 1
         log.info("binance message rate exceeded: closing conn_id={conn_id}", conn_id=conn.conn_id if conn else None)
+        if session.texts_handled < session.texts_accepted:
+            session.close_after = session.texts_accepted
+            return False
         if conn is not None:
             self.venue.registry.remove(conn)
         close_now(ws, CLOSE_TOO_MANY_REQUESTS, "Too many requests")
@@ -241,9 +263,14 @@ class BinanceDialect(DialectHandler):
         registry.log_command(conn, now_s, parsed.log_id, parsed.log_method, parsed.log_codes, text)
         if parsed.command is None:
             registry.counters["invalid_commands"] += 1
-            return Reply(payloads=(parsed.error,) if parsed.error else ())
         session = self._by_conn.get(conn) or self._session(conn.ws)
-        return self._execute(session, parsed.command)
+        session.texts_handled += 1
+        reply = self._execute(session, parsed.command) if parsed.command is not None else Reply(
+            payloads=(parsed.error,) if parsed.error else ()
+        )
+        if session.close_after is not None and session.texts_handled >= session.close_after:
+            return Reply(reply.payloads, CloseRequest(CLOSE_TOO_MANY_REQUESTS, "Too many requests"))
+        return reply
 
     def _execute(self, session: Session, command: Command) -> Reply:
         method, request_id = command.method, command.request_id
