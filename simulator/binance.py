@@ -62,15 +62,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
 from typing import Any
 
-from loguru import logger
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
-
 from .binance_commands import Command, parse_request
-from .binance_limits import ConnectionAttempts, MessageRate
+from .binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
 from .binance_rest import BinanceRest, GeneratedDepth
 from .binance_wire import (
     BOOK_TICKER, DEPTH_1S, DEPTH_100MS, DEPTH_1000MS, GENERATED_KINDS, MSG_INVALID_STREAM,
@@ -80,13 +75,11 @@ from .binance_wire import (
 from .binance_windows import DepthWindows, EventRenderer
 from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
 from .market import DiffTuple, SymbolMarket
-from .metered import close_now, metered_connection_class
+from .metered import metered_connection_class
 from .registry import ConnState
 from .replay import Record, Replay
 from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
 
-CLOSE_TOO_MANY_REQUESTS = 1008
-CLOSE_GOING_AWAY = 1001
 #: Counters this dialect adds (present from the start, so readers see 0 rather than a missing key).
 COUNTERS = (
     "binance_messages_received", "binance_message_rate_exceeded", "binance_message_rate_closes",
@@ -96,36 +89,6 @@ COUNTERS = (
 )
 #: Handshake line slack beyond the URL itself ("GET ", " HTTP/1.1", CRLF).
 _REQUEST_LINE_SLACK = 64
-
-log = logger.bind(component="simulator")
-
-
-class Session:
-    """One connection's binance state: its streams (name -> (code, bit)), framing, message rate."""
-
-    __slots__ = ("ws", "conn", "combined", "streams", "rate", "texts_accepted", "texts_handled", "close_after")
-
-    def __init__(self, ws: Any, combined_frames: bool, rate_limit: int) -> None:
-        self.ws = ws
-        self.conn: ConnState | None = None
-        self.combined = combined_frames
-        self.streams: dict[str, tuple[str, int]] = {}
-        self.rate = MessageRate(rate_limit)
-        #: text frames let through by the gate / answered by on_text; close once this many are answered
-        self.texts_accepted = 0
-        self.texts_handled = 0
-        self.close_after: int | None = None
-
-
-def url_streams(request_path: str) -> list[str]:
-    """Stream names given in the handshake URL (``/ws/a/b`` or ``/stream?streams=a/b``)."""
-    path, _, query = request_path.partition("?")
-    if path.startswith("/ws/"):
-        return [urllib.parse.unquote(part) for part in path[4:].split("/") if part]
-    if path.startswith("/stream"):
-        value = urllib.parse.parse_qs(query).get("streams", [""])[0]
-        return [name for name in value.split("/") if name]
-    return []
 
 
 class BinanceDialect(DialectHandler):
@@ -137,9 +100,7 @@ class BinanceDialect(DialectHandler):
         self._replay = replay
         self.kind_bits = {kind: 1 << i for i, kind in enumerate(replay.kinds)} if replay else dict(GENERATED_KINDS)
         self.rest_api = BinanceRest(venue, replay.market if replay is not None else GeneratedDepth(venue))
-        self._attempts = ConnectionAttempts(config.binance_max_connections_per_window, config.binance_connection_window_s)
-        self._by_ws: dict[Any, Session] = {}
-        self._by_conn: dict[ConnState, Session] = {}
+        self.connections = BinanceConnections(venue)
         self._fast, self._slow = DepthWindows(), DepthWindows()
         self._renderer = EventRenderer(config.symbols, config.stamp)
         self._tops: dict[str, tuple[int, int, int, int, int]] = {}
@@ -147,113 +108,28 @@ class BinanceDialect(DialectHandler):
         for name in COUNTERS:
             venue.registry.counters[name] += 0
         self._connection_class = metered_connection_class(
-            self._gate, config.binance_max_url_bytes + _REQUEST_LINE_SLACK
+            self.connections.gate, config.binance_max_url_bytes + _REQUEST_LINE_SLACK
         )
 
-    # -- handshake, sessions, per-connection clock ----------------------------------------------
+    # -- handshake and connections (binance_connections.py) ------------------------------------
 
     def accepts_ws_path(self, path: str) -> bool:
         return path in ("/ws", "/stream", "/stream/") or path.startswith("/ws/")
 
     def admit_ws(self, request_path: str, remote_ip: str) -> HttpReply | None:
-        counters, config = self.venue.registry.counters, self.config
-        if not self._attempts.hit(remote_ip, self.venue.now_s()):
-            counters["binance_connection_attempts_over_limit"] += 1
-            if config.binance_enforce_limits:
-                limit = f"{config.binance_max_connections_per_window} per {config.binance_connection_window_s:g}s"
-                return HttpReply(429, {"code": -1003, "msg": f"Too many connection attempts; limit is {limit} per IP."})
-        if len(request_path) > config.binance_max_url_bytes:
-            counters["binance_url_too_long"] += 1
-            return HttpReply(414, {"code": -1, "msg": f"URL longer than {config.binance_max_url_bytes} bytes."})
-        if len(set(url_streams(request_path))) > config.binance_max_streams_per_connection:
-            counters["binance_url_too_many_streams"] += 1
-            return HttpReply(400, {"code": WsCode.TOO_MANY_SUBSCRIPTIONS, "msg": MSG_TOO_MANY_SUBSCRIPTIONS})
-        return None
+        return self.connections.admit(request_path, remote_ip)
 
     def connection_class(self) -> type[Any]:
         return self._connection_class
 
-    def _session(self, ws: Any) -> Session:
-        session = self._by_ws.get(ws)
-        if session is None:
-            path = ws.request.path if ws.request is not None else ""
-            session = self._by_ws[ws] = Session(ws, path.startswith("/stream"), self.config.binance_max_messages_per_s)
-        return session
-
-    def _gate(self, ws: Any, opcode: Opcode) -> bool:
-        """Every incoming text/binary/ping/pong frame: count it; over the rate, close with 1008.
-
-        Requests that came within the limit are still answered: when some are queued unanswered,
-        the close follows the last one's reply (see `on_text`); the excess frame and everything after
-        it are never processed."""
-        session = self._session(ws)
-        counters = self.venue.registry.counters
-        counters["binance_messages_received"] += 1
-        conn = session.conn
-        if conn is not None:
-            conn.messages_received += 1
-        if session.rate.hit(self.venue.now_s()):
-            if opcode in (Opcode.TEXT, Opcode.BINARY):
-                session.texts_accepted += 1
-            return True
-        counters["binance_message_rate_exceeded"] += 1
-        if conn is not None:
-            conn.messages_over_limit += 1
-        if not self.config.binance_enforce_limits:
-            return True
-        counters["binance_message_rate_closes"] += 1
-        log.info("binance message rate exceeded: closing conn_id={conn_id}", conn_id=conn.conn_id if conn else None)
-        if session.texts_handled < session.texts_accepted:
-            session.close_after = session.texts_accepted
-            return False
-        if conn is not None:
-            self.venue.registry.remove(conn)
-        close_now(ws, CLOSE_TOO_MANY_REQUESTS, "Too many requests")
-        return False
-
     def on_open(self, conn: ConnState) -> list[asyncio.Task[None]]:
-        session = self._session(conn.ws)
-        session.conn = conn
-        conn.messages_received, conn.messages_over_limit = session.rate.received, session.rate.excess
-        self._by_conn[conn] = session
+        session, tasks = self.connections.opened(conn)
         names = url_streams(conn.ws.request.path if conn.ws.request is not None else "")
         self._add(session, [name for name in names if parse_stream(name) is not None])
-        if self.config.binance_ping_interval_s > 0 or self.config.binance_lifetime_s > 0:
-            return [asyncio.create_task(self._clock(conn), name=f"binance-clock-{conn.conn_id}")]
-        return []
+        return tasks
 
     def on_close(self, conn: ConnState) -> None:
-        session = self._by_conn.pop(conn, None)
-        if session is not None:
-            self._by_ws.pop(session.ws, None)
-
-    async def _clock(self, conn: ConnState) -> None:
-        """Server pings, the pong timeout and the connection's lifetime."""
-        config, venue, ws = self.config, self.venue, conn.ws
-        interval_s, timeout_s = config.binance_ping_interval_s, config.binance_pong_timeout_s
-        opened_s = venue.now_s()
-        cut_at_s = opened_s + config.binance_lifetime_s if config.binance_lifetime_s > 0 else float("inf")
-        next_ping_s = opened_s + interval_s if interval_s > 0 else float("inf")
-        pending: list[tuple[float, asyncio.Future[float]]] = []
-        while conn.conn_id in venue.registry.open:
-            now_s = venue.now_s()
-            pending = [(sent_s, pong) for sent_s, pong in pending if not pong.done()]
-            if now_s >= cut_at_s or (pending and now_s - pending[0][0] >= timeout_s):
-                reason = "Connection lifetime expired" if now_s >= cut_at_s else "Pong timeout"
-                venue.registry.counters["binance_lifetime_cuts" if now_s >= cut_at_s else "binance_pong_timeouts"] += 1
-                venue.registry.remove(conn)
-                await ws.close(CLOSE_GOING_AWAY, reason)
-                return
-            if now_s >= next_ping_s:
-                try:
-                    pending.append((now_s, await ws.ping(str(time.time_ns()))))
-                except ConnectionClosed:
-                    return
-                venue.registry.counters["binance_pings_sent"] += 1
-                next_ping_s = now_s + interval_s
-                continue
-            wake_s = min(cut_at_s, next_ping_s, pending[0][0] + timeout_s if pending else float("inf"))
-            await asyncio.sleep(max(0.0, wake_s - now_s))
+        self.connections.closed(conn)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -263,7 +139,7 @@ class BinanceDialect(DialectHandler):
         registry.log_command(conn, now_s, parsed.log_id, parsed.log_method, parsed.log_codes, text)
         if parsed.command is None:
             registry.counters["invalid_commands"] += 1
-        session = self._by_conn.get(conn) or self._session(conn.ws)
+        session = self.connections.get(conn) or self.connections.session(conn.ws)
         session.texts_handled += 1
         reply = self._execute(session, parsed.command) if parsed.command is not None else Reply(
             payloads=(parsed.error,) if parsed.error else ()
@@ -410,7 +286,7 @@ class BinanceDialect(DialectHandler):
         sent = 0
         for conn, mask in subscribers.items():
             if mask & message.bit:
-                session = self._by_conn.get(conn)
+                session = self.connections.get(conn)
                 conn.outbox.add(message.combined_frame if session is None or session.combined else message.raw_frame)
                 self.venue.dirty.add(conn)
                 sent += 1
@@ -465,7 +341,7 @@ class BinanceDialect(DialectHandler):
             code = UNKNOWN_CODE
             payload = (b'{"e":"depthUpdate","E":%d,"s":"%s","U":1,"u":1,"b":[["1.00000000","1.00000000"]],"a":[]}'
                        % (event_ms, code.encode()))
-        session = self._by_conn.get(conn)
+        session = self.connections.get(conn)
         if session is None or not session.combined:
             return payload
         stream = self._name(code, DEPTH_100MS)
