@@ -52,6 +52,33 @@ of the new stream. ``send_acks = false`` withholds the SUBSCRIBE/UNSUBSCRIBE ack
   with 1001 "Pong timeout". Every connection is closed with 1001 "Connection lifetime expired"
   after 24 h times ``binance_lifetime_scale``.
 
+**Config keys** (`SimConfig`, CLI ``depthkeeper sim --dialect binance --binance-...``):
+
+=================================== ========= ===============================================================
+key                                 default   meaning
+=================================== ========= ===============================================================
+binance_interval_scale              1.0       window length factor (0.1 s / 1 s); 0 = one event per pump batch
+binance_enforce_limits              true      false = lenient: message rate, handshakes and weight only count
+binance_max_messages_per_s          5         incoming messages per connection per second (0 = no limit)
+binance_max_streams_per_connection  1024      streams per connection (SUBSCRIBE error 4 / HTTP 400 beyond)
+binance_max_connections_per_window  300       handshakes per IP per window (HTTP 429 beyond; 0 = no limit)
+binance_connection_window_s         300       that window
+binance_ping_interval_s             20        server ping period (0 = no pings)
+binance_pong_timeout_s              60        an unanswered ping older than this closes the connection
+binance_lifetime_scale              1.0       connection lifetime = 24 h x this (0 = never cut)
+binance_weight_limit                6000      REST weight per IP per window (0 = no limit)
+binance_weight_window_s             60        that window
+binance_ban_after_429s              3         requests into a 429 before the 418 ban (0 = never ban)
+binance_ban_s                       120       ban length
+binance_max_url_bytes               65536     longest handshake URL (8192 ~ real Binance); longer -> HTTP 414
+binance_snapshot_max_limit          5000      cap of ``/api/v3/depth``'s limit
+binance_reject_unknown_symbols      true      false = SUBSCRIBE to unlisted symbols is acked and silent (real)
+replay_paths, replay_speed          (), 1.0   serve recordings instead of the generated market (replay.py)
+=================================== ========= ===============================================================
+
+``send_acks`` and ``stamp`` (an ``"x"`` send-time field in every depth event) apply as in the other
+dialects; ``max_symbols_per_connection`` does not (the stream limit does its job).
+
 **Faults** (control API, as for the other dialects): drop / duplicate / reorder act on whole depth
 events (a drop leaves a ``U``/``u`` gap); stall suppresses everything (the window's changes are
 lost too: a gap afterwards); close, restart (ids start over from 1), malformed (raw or wrapped per

@@ -85,7 +85,8 @@ class SimConfig:
     """Everything that defines one simulated venue.
 
     ``rate_per_symbol`` is in diffs per second per symbol; ``<= 0`` means "as fast as the
-    subscribers can read" (benchmarks). ``port=0`` asks the OS for an ephemeral port.
+    subscribers can read" (benchmarks). ``port=0`` asks the OS for an ephemeral port. The
+    ``binance_*`` and ``replay_*`` keys are documented in simulator/binance.py.
     """
 
     host: str = "127.0.0.1"
