@@ -32,7 +32,8 @@ import orjson
 import pykka
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
+from depthkeeper.actors.venues import alltick as codec_alltick
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.reader import Reader, ReaderCounters
 from depthkeeper.actors.routing import Peers, RoutingTable
 
