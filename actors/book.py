@@ -58,7 +58,7 @@ from depthkeeper.actors.messages import (
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.core.promise import SocketState, shown_status
 from depthkeeper.actors.readport import BookReadPort
-from depthkeeper.actors.core.samples import Ring
+from depthkeeper.actors.core.samples import Latencies
 from depthkeeper.actors.core.sync import SEQ_BREAKS, ResyncReason, SyncAction
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
@@ -111,11 +111,15 @@ class BookActor(SupervisedActor):
         self._oneshots: dict[type, Any] = {}
         self.book = OrderBook(code, cfg.max_levels)
         self._ports = ports
-        self._port = BookReadPort(code, self.book, self)
-        self._port.socket = socket
-        self._port.epoch = epoch
         self.policy = venue.make_policy(self.book, cfg)
         self._calibration = Calibration(self.book)
+        #: end-to-end and in-process latencies per applied batch (rings: see samples.py)
+        self.latencies = Latencies(LATENCY_SAMPLES)
+        #: the read side (views, stats, latencies), shared with readers outside the tree
+        self._port = BookReadPort(code, self.book, sync=self.policy.counters, calibration=self._calibration,
+                                  latencies=self.latencies, inbox=self.actor_inbox)
+        self._port.socket = socket
+        self._port.epoch = epoch
         #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False
         self._rng = rng or random.Random()
@@ -123,14 +127,6 @@ class BookActor(SupervisedActor):
         self._failures = 0
         self._ever_live = False
         self._updated_at = 0.0
-        #: batches from an older socket epoch, ignored (exposed in stats)
-        self._old_epoch_batches = 0
-        #: end-to-end latencies (venue send -> applied), seconds, per batch (rings: see samples.py)
-        self.latencies = Ring(LATENCY_SAMPLES)
-        #: diffs in the batch of each latency sample (appended in step with ``latencies``)
-        self.latency_sizes = Ring(LATENCY_SAMPLES, "I")
-        #: reader thread -> applied latencies, seconds
-        self.apply_latencies = Ring(LATENCY_SAMPLES)
         self._log = logger.bind(actor="book", symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -200,9 +196,9 @@ class BookActor(SupervisedActor):
             case GetView():
                 return self.view(message.depth)
             case GetBookStats():
-                return self.stats()
+                return self._port.owner_stats()
             case GetLatencies(since=since):
-                return self.latency_window(since)
+                return self.latencies.window(since)
             case _:
                 return super().on_receive(message)
         return None
@@ -212,7 +208,7 @@ class BookActor(SupervisedActor):
     def _fence(self, epoch: int) -> bool:
         """False for data of an older or lost epoch (or of a rejected code); a newer epoch starts a new sync."""
         if epoch < self._epoch or epoch <= self._lost_epoch:
-            self._old_epoch_batches += 1
+            self._port.counters.old_epoch_batches += 1
             return False
         if epoch > self._epoch:
             self._resync(epoch, ResyncReason.RECONNECT)
@@ -239,11 +235,8 @@ class BookActor(SupervisedActor):
     def _record_latency(self, batch: DiffBatch) -> None:
         self._updated_at = time.time()
         sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
-        if sent_at:
-            self.latencies.append(self._updated_at - sent_at)
-            self.latency_sizes.append(len(batch.diffs))
         hop_s = time.monotonic() - batch.received_at
-        self.apply_latencies.append(hop_s)
+        self.latencies.record(self._updated_at - sent_at if sent_at else None, len(batch.diffs), hop_s)
         if self._histogram is not None:
             self._histogram.observe(hop_s)
 
@@ -436,27 +429,3 @@ class BookActor(SupervisedActor):
         status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
         return BookView(self.code, status, self.book.last_seq, bids, asks, self._updated_at,
                         self.book.complete_levels(), reason)
-
-    def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
-        """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""
-        count = self.latencies.count
-        kept = count - since
-        if kept <= 0:
-            return count, []
-        return count, list(zip(self.latencies.last(kept), self.latency_sizes.last(kept), strict=True))
-
-    def stats(self) -> BookStats:
-        c = self.policy.counters
-        inbox = self.actor_inbox.qsize()
-        e2e = self.latencies.sorted()
-        hop = self.apply_latencies.sorted()
-        status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
-        return BookStats(self.code, status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
-                         c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
-                         self._calibration.completed, self._updated_at, self._epoch, inbox,
-                         _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99),
-                         self._old_epoch_batches, reason, c.bad_snapshots, c.ahead_snapshots, c.suspect_diffs)
-
-
-def _pct(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

@@ -284,13 +284,22 @@ class BookStatusChanged:
     detail: str = ""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class BookStats:
-    """BookActor -> outside: counters for stats()/metrics."""
+    """One book's figures for stats(), metrics and the live view (read without a message: readport.py)."""
 
     code: str
     status: BookStatus
+    #: why the book has its status ("in sync" when LIVE)
+    reason: str
     seq: int
+    #: the socket epoch the book syncs on
+    epoch: int
+    #: wall-clock time of the last change applied (0: never), and seconds since then (inf: never)
+    updated_at: float
+    age_s: float
+    #: batches waiting in the book's inbox
+    inbox: int
     applied: int
     gaps: int
     resyncs: int
@@ -298,11 +307,14 @@ class BookStats:
     overflows: int
     crossed: int
     stale_dropped: int
-    drifted_levels: int
-    calibrations: int
-    updated_at: float
-    epoch: int
-    inbox: int
+    #: snapshots refused (empty or short), ahead of the stream, and buffered diffs skipped as not in the chain
+    bad_snapshots: int = 0
+    ahead_snapshots: int = 0
+    suspect_diffs: int = 0
+    drifted_levels: int = 0
+    calibrations: int = 0
+    #: batches from an older socket epoch that were ignored (late frames of a dead socket)
+    old_epoch_batches: int = 0
     #: venue send timestamp -> applied, over the last <= 1024 batches (0 when not stamped)
     latency_p50_s: float = 0.0
     latency_p99_s: float = 0.0
@@ -310,13 +322,6 @@ class BookStats:
     #: frame read by the reader thread -> applied (the in-process hop), same window
     apply_p50_s: float = 0.0
     apply_p99_s: float = 0.0
-    #: batches from an older socket epoch that were ignored (late frames of a dead socket)
-    old_epoch_batches: int = 0
-    #: why the book has its status
-    reason: str = ""
-    bad_snapshots: int = 0
-    ahead_snapshots: int = 0
-    suspect_diffs: int = 0
 
 
 # --- internal (an actor to itself, or a worker thread to its actor) ------------------------

@@ -63,7 +63,7 @@ def _archive_counters(svc: Any) -> dict[str, Any]:
     from depthkeeper.actors.messages import GetCounters
     from depthkeeper.supervisor.otp.messages import GetChildren
 
-    child = next((c for c in svc.root.ask(GetChildren(), timeout=10) if c.id == "archive"), None)
+    child = next((c for c in svc.chaos.children() if c.id == "archive"), None)
     return child.ref.ask(GetCounters(), timeout=10) if child is not None and child.ref is not None else {}
 
 

@@ -19,19 +19,21 @@ from collections.abc import Iterable
 from depthkeeper.actors.core.wire import Levels
 
 
-class BookStatus(enum.Enum):
+class BookStatus(enum.StrEnum):
+    """A book's status; the value is the name, so ``status == "LIVE"`` and JSON read naturally."""
+
     #: first sync in progress, nothing trustworthy yet
-    SYNCING = "syncing"
-    #: in sync with the venue
-    LIVE = "live"
+    SYNCING = "SYNCING"
+    #: in sync with the venue (the promise: see promise.py)
+    LIVE = "LIVE"
     #: a gap, a restart or a reconnect forced a new sync; contents cleared
-    RESYNCING = "resyncing"
+    RESYNCING = "RESYNCING"
     #: no update for longer than the configured staleness bound, or behind the stream
-    STALE = "stale"
+    STALE = "STALE"
     #: the socket that fed it is closed, silent or being replaced; levels are the last known
-    DISCONNECTED = "disconnected"
+    DISCONNECTED = "DISCONNECTED"
     #: the venue refused its subscription; never fed, never LIVE until subscribed again
-    REJECTED = "rejected"
+    REJECTED = "REJECTED"
 
 
 class OrderBook:

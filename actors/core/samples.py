@@ -11,6 +11,7 @@ appending is one item store. And it is bounded: a full deque of 4096 floats cost
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 
 class Ring:
@@ -31,7 +32,7 @@ class Ring:
         #: values appended so far (the newest is number ``count``)
         self.count = 0
 
-    def append(self, value: float) -> None:
+    def append(self, value: Any) -> None:
         n = self.count
         buf = self._buf
         if n == len(buf) and n < self._size:  # full but not yet wrapped: double (order kept)
@@ -43,7 +44,7 @@ class Ring:
     def __len__(self) -> int:
         return min(self.count, len(self._buf))
 
-    def last(self, n: int | None = None) -> list[float]:
+    def last(self, n: int | None = None) -> list[Any]:
         """The newest ``n`` (default: all kept) values, oldest first."""
         kept = len(self)
         n = kept if n is None else max(0, min(n, kept))
@@ -56,5 +57,44 @@ class Ring:
             return buf[start:end].tolist()
         return buf[start:].tolist() + buf[:end].tolist()
 
-    def sorted(self) -> list[float]:
+    def copy(self) -> array[Any]:
+        """The kept values, in storage order (a C-level copy: safe against a concurrent writer)."""
+        return self._buf[: len(self)]
+
+    def sorted(self) -> list[Any]:
         return sorted(self._buf[: len(self)].tolist())
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of an ascending list (0.0 when empty)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class Latencies:
+    """One book's latency rings, written by its actor, copied by readers (C-level array copies).
+
+    - ``e2e``: venue send -> applied, one sample per applied batch, timed from its oldest diff;
+    - ``sizes``: the diffs in each of those batches (appended in step with ``e2e``);
+    - ``hop``: reader thread -> applied (the in-process hop).
+    """
+
+    __slots__ = ("e2e", "hop", "sizes")
+
+    def __init__(self, size: int) -> None:
+        self.e2e = Ring(size)
+        self.sizes = Ring(size, "I")
+        self.hop = Ring(size)
+
+    def record(self, e2e_s: float | None, diffs: int, hop_s: float) -> None:
+        if e2e_s is not None:
+            self.e2e.append(e2e_s)
+            self.sizes.append(diffs)
+        self.hop.append(hop_s)
+
+    def window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
+        """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""
+        count = self.e2e.count
+        kept = count - since
+        if kept <= 0:
+            return count, []
+        return count, list(zip(self.e2e.last(kept), self.sizes.last(kept), strict=True))

@@ -8,7 +8,7 @@ outside the tree (a service facade, a test), always with a timeout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -134,3 +134,8 @@ class SupervisorStats:
     restarts_by_kind: Mapping[str, int]
     escalations: int
     gave_up: bool
+
+
+def child_ref(children: Iterable[ChildInfo], child_id: str) -> pykka.ActorRef[Any] | None:
+    """The current ref of ``child_id`` among a supervisor's ``GetChildren`` answer (None: none/down)."""
+    return next((c.ref for c in children if c.id == child_id), None)

@@ -29,10 +29,10 @@ def restarts(svc, kind: str) -> int:
 
 def current_ref(svc, target: str):
     if target.startswith("book:"):
-        return svc.routes.get(target[5:])
+        return svc.chaos.ref(target)
     if target == "archive":
         return svc.chaos.resolve("archive")[1]
-    return getattr(svc.peers, target)
+    return svc.chaos.ref(target)
 
 
 @pytest.mark.parametrize("target", ["connection", "subscription", "snapshot", "book:ETHUSDT", "archive"])
@@ -75,17 +75,18 @@ def test_a_zombie_book_is_detected_fenced_and_back_live_and_exact(service, threa
     On the dispatcher the book's Lane dies instead, and the dispatcher threads carry on."""
     svc = service(chaos_config(book={"max_levels": 100, "threads": threads}))
     assert svc.wait_live(timeout=10)
-    old = svc.routes.get("BTCUSDT")
+    old = svc.chaos.ref("book:BTCUSDT")
     thread = actor_thread(old)
     assert thread is not None and thread.is_alive()
-    result = svc.chaos.zombie("book:BTCUSDT")
+    monkey = ChaosMonkey(svc)
+    result = monkey.zombie("book:BTCUSDT")
     assert result.delivered and result.mode is KillMode.ZOMBIE and result.detail == "zombie"
     assert not thread.is_alive()  # dead thread ...
     # ... while pykka still believes in it, until the monitor fences it (0.5 s interval)
     wait_until(lambda: not old.is_alive() and old not in pykka.ActorRegistry.get_all(), 3, "the zombie fenced")
-    wait_until(lambda: svc.routes.get("BTCUSDT") not in (None, old), 3, "a new BookActor")
+    wait_until(lambda: svc.chaos.ref("book:BTCUSDT") not in (None, old), 3, "a new BookActor")
     assert svc.wait_live(["BTCUSDT"], timeout=5)
-    assert restarts(svc, "book") == 1 and svc.chaos.kills["zombie:book"] == 1
+    assert restarts(svc, "book") == 1 and monkey.kills["zombie:book"] == 1
     converge_exact(svc)
 
 
@@ -93,11 +94,11 @@ def test_a_zombie_book_is_detected_fenced_and_back_live_and_exact(service, threa
 def test_make_zombie_reports_an_actor_that_is_not_running(service) -> None:
     svc = service()
     assert svc.wait_live(timeout=10)
-    ref = svc.routes.get("SOLUSDT")
+    ref = svc.chaos.ref("book:SOLUSDT")
     svc.unsubscribe(["SOLUSDT"])
     wait_until(lambda: not ref.is_alive(), 5, "the SOL book to stop")
     assert make_zombie(ref) is ZombieOutcome.NOT_RUNNING
-    assert make_zombie(svc.routes.get("BTCUSDT"), timeout_s=2.0) is ZombieOutcome.ZOMBIE
+    assert make_zombie(svc.chaos.ref("book:BTCUSDT"), timeout_s=2.0) is ZombieOutcome.ZOMBIE
 
 
 def test_venue_faults_are_injected_counted_and_survived(service) -> None:

@@ -159,7 +159,7 @@ def test_bad_token_stops_with_a_clear_error_and_no_reconnect_storm(venue, servic
     wait_until(lambda: svc.stats().connection.failed, 5, "the connection to give up")
     conn = svc.stats().connection
     assert "401" in conn.failed and "wrong-token" not in conn.failed
-    assert not svc._ask(svc.peers.connection, __import__("depthkeeper.actors.messages", fromlist=["GetCounters"]).GetCounters())["reconnect_scheduled"]
+    assert not svc.chaos.ref("connection").ask(__import__("depthkeeper.actors.messages", fromlist=["GetCounters"]).GetCounters(), timeout=2)["reconnect_scheduled"]
     assert sim.counters()["handshakes_rejected_token"] == 1
     assert not svc.health().ok and any("401" in p for p in svc.health().problems)
 

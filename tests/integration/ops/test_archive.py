@@ -24,7 +24,7 @@ DEPTH = 5
 
 
 def archive_child(svc: Any) -> Any:
-    children = svc.root.ask(GetChildren(), timeout=2)
+    children = svc.chaos.children()
     return next(c for c in children if c.id == "archive")
 
 

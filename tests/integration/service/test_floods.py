@@ -59,13 +59,13 @@ def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service: 
     free it then, not when it would have been due. Counted in heap entries, not RSS."""
     svc = service(calibration={"interval_s": 1800.0}, book={"stale_after_s": 600.0})
     assert svc.wait_live(timeout=10)
-    scheduler = svc.scheduler
+    scheduler = svc.chaos.scheduler
     before = len(scheduler._heap)  # entries held, live or cancelled (what the memory holds)
     for _ in range(40):
         svc.subscribe(["SOLUSDT"])
-        wait_until(lambda: svc.routes.get("SOLUSDT") is not None, 5, "SOLUSDT's book")
+        wait_until(lambda: svc.chaos.ref("book:SOLUSDT") is not None, 5, "SOLUSDT's book")
         svc.unsubscribe(["SOLUSDT"])
-        wait_until(lambda: svc.routes.get("SOLUSDT") is None, 5, "SOLUSDT's book gone")
+        wait_until(lambda: svc.chaos.ref("book:SOLUSDT") is None, 5, "SOLUSDT's book gone")
     wait_until(lambda: scheduler.pending <= before + 2, 5, "the churned books' timers cancelled")
     # 40 cycles x (calibration + stale check + first-diff deadline) would be 80-120 entries
     assert len(scheduler._heap) <= max(2 * before, 64) + 2

@@ -44,11 +44,11 @@ def test_unsubscribe_shrinks_server_set_and_frees_the_book(service) -> None:
     """ETCUSDT unsubscribed: the server stops sending it; its actor and storage are gone."""
     svc = service(symbols={"initial": ["BTCUSDT", "ETCUSDT"]})
     assert svc.wait_live(timeout=10)
-    ref = svc.routes.get("ETCUSDT")
+    ref = svc.chaos.ref("book:ETCUSDT")
     svc.unsubscribe(["ETCUSDT"])
     wait_until(lambda: server_sets(svc) == [frozenset({"BTCUSDT"})], 5, "server set to shrink")
     wait_until(lambda: not ref.is_alive(), 5, "the ETC book actor to stop")
-    assert "ETCUSDT" not in svc.subscriptions() and svc.routes.get("ETCUSDT") is None
+    assert "ETCUSDT" not in svc.subscriptions() and svc.chaos.ref("book:ETCUSDT") is None
     with pytest.raises(BookUnavailable):
         svc.book("ETCUSDT")
 
