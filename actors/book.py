@@ -35,7 +35,6 @@ from loguru import logger
 
 from depthkeeper.actors.core.calibration import Calibration
 from depthkeeper.actors.messages import (
-    BookStats,
     BookStatusChanged,
     BookView,
     BridgeDeadline,

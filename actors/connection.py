@@ -45,6 +45,7 @@ from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
@@ -60,8 +61,7 @@ PACING_MARGIN_S = 0.05
 
 def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
     """Full jitter on a capped exponential, never below the venue floor."""
-    cap = min(cfg.backoff_max_s, cfg.backoff_min_s * 2**min(attempt, 32))
-    return max(cfg.floor_s, rng.uniform(0.0, cap))
+    return max(cfg.floor_s, backoff_delay(attempt, cfg.backoff_min_s, cfg.backoff_max_s, rng, jitter=Jitter.FULL))
 
 
 class ConnectionActor(SupervisedActor):

@@ -38,6 +38,8 @@ from depthkeeper.actors.messages import (
 )
 from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
+from depthkeeper.supervisor.otp.tell import tell
 
 if TYPE_CHECKING:
     from depthkeeper.actors.core.promise import SocketState
@@ -161,14 +163,10 @@ class SnapshotActor(SupervisedActor):
 
         def done(f: Future[FetchDone]) -> None:
             try:
-                ref.tell(f.result())
-            except pykka.ActorDeadError:
-                pass
+                result = f.result()
             except Exception as exc:  # cancelled at shutdown, or a bug in fetch
-                try:
-                    ref.tell(FetchDone(codes, (), f"worker failed: {exc!r}"))
-                except pykka.ActorDeadError:
-                    pass
+                result = FetchDone(codes, (), f"worker failed: {exc!r}")
+            tell(ref, result)
 
         future.add_done_callback(done)
 
@@ -188,18 +186,16 @@ class SnapshotActor(SupervisedActor):
     def _deliver(self, code: str, snap: Snapshot | DepthPush) -> None:
         self._attempts.pop(code, None)
         for ref, token in self._waiters.pop(code, {}).values():
-            try:
-                ref.tell(SnapshotReady(code, token, snap))
+            if tell(ref, SnapshotReady(code, token, snap)):  # False: the book was unsubscribed meanwhile
                 self.counters["delivered"] += 1
-            except pykka.ActorDeadError:
-                pass  # the book was unsubscribed meanwhile
 
     def _failed(self, code: str, error: str, fatal: bool) -> None:
         self.counters["errors"] += 1
         attempt = self._attempts.get(code, 0)
         self._attempts[code] = attempt + 1
-        cap = self._cfg.retry_max_s * (10 if fatal else 1)
-        delay = self._rng.uniform(0, min(cap, self._cfg.retry_min_s * 2**attempt)) if not fatal else cap
+        cfg = self._cfg
+        delay = cfg.retry_max_s * 10 if fatal else backoff_delay(attempt, cfg.retry_min_s, cfg.retry_max_s,
+                                                                  self._rng, jitter=Jitter.FULL)
         self._log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
                                             attempt + 1, delay)
         self.counters["retries"] += 1

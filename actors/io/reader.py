@@ -37,6 +37,7 @@ from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, Unwan
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
+from depthkeeper.supervisor.otp.tell import tell
 
 #: malformed frames logged one by one at the start of a flood ...
 BAD_FRAME_BURST = 5
@@ -214,8 +215,7 @@ class Reader:
         if ref.actor_inbox.qsize() >= self._inbox_limit:  # type: ignore[attr-defined]  # a queue.Queue
             counters.overflow_skipped += frames
             return
-        try:
-            ref.tell(message)
+        if tell(ref, message):
             counters.batches += 1
-        except pykka.ActorDeadError:
+        else:
             counters.dead_book += frames  # restarting or unsubscribed; the tree re-routes

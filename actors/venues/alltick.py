@@ -30,6 +30,7 @@ from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
     DepthPush,
+    DiffEvent,
     HeartbeatAck,
     Ignored,
     Levels,

@@ -43,6 +43,7 @@ from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
 from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded
 from depthkeeper.supervisor.otp.messages import ChildExited, ChildStarted, Crash
 from depthkeeper.supervisor.otp.spec import ChildContext, ExitReason
+from depthkeeper.supervisor.otp.tell import tell
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -144,12 +145,8 @@ class SupervisedActor(pykka.ThreadingActor):
             self._tell_supervisor(ChildExited(self.child_id, self.generation, reason, error))
 
     def _tell_supervisor(self, message: Any) -> None:
-        if self.ctx is None:
-            return
-        try:
-            self.ctx.supervisor.tell(message)
-        except pykka.ActorDeadError:
-            pass  # our supervisor is already gone: nobody left to tell
+        if self.ctx is not None:
+            tell(self.ctx.supervisor, message)  # False: our supervisor is gone, nobody left to tell
 
     def _cleanup_guarded(self) -> None:
         try:

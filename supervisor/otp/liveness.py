@@ -26,6 +26,7 @@ from loguru import logger
 
 from depthkeeper.supervisor.otp.messages import ChildExited
 from depthkeeper.supervisor.otp.spec import ExitReason
+from depthkeeper.supervisor.otp.tell import tell
 
 _thread_counter = itertools.count(1)
 
@@ -56,6 +57,57 @@ def release_zombie(cleanup: Callable[[], None] | None) -> None:
         cleanup()
     except Exception as exc:  # noqa: BLE001 - best effort on a half-dead actor
         logger.bind(actor="liveness").opt(exception=exc).warning("zombie cleanup failed: {!r}", exc)
+
+
+@attrs.frozen(eq=False)
+class Incarnation:
+    """One child incarnation being stopped: enough to fence it if it turned zombie, and to wait."""
+
+    child_id: str
+    generation: int
+    ref: pykka.ActorRef[Any]
+    thread: Any
+    cleanup: Callable[[], None] | None
+    shutdown_timeout_s: float
+
+    def fence_if_zombie(self) -> None:
+        """Its thread died behind pykka's back: fence its ref and release its resources. (A zombie
+        never processes a stop, so every stop path calls this before and after waiting.)"""
+        thread = self.thread
+        if thread is not None and not thread.is_alive() and self.ref.is_alive():
+            fence_zombie(self.ref)
+            release_zombie(self.cleanup)
+
+    def stop(self) -> bool:
+        """Stop it and wait up to its shutdown timeout; False if it did not stop in time."""
+        self.fence_if_zombie()
+        try:
+            self.ref.stop(block=True, timeout=self.shutdown_timeout_s)
+        except pykka.Timeout:
+            return False
+        self.fence_if_zombie()  # it may have been lost meanwhile
+        return True
+
+
+class Draining:
+    """Incarnations told to stop that have not reported their exit yet (their supervisor waits for
+    them at its own shutdown, and fences any that turned zombie meanwhile)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, int], Incarnation] = {}
+
+    def add(self, incarnation: Incarnation) -> None:
+        self._items[(incarnation.child_id, incarnation.generation)] = incarnation
+
+    def pop(self, child_id: str, generation: int) -> bool:
+        """Forget it (its exit arrived); True if it was draining."""
+        return self._items.pop((child_id, generation), None) is not None
+
+    def stop_all(self) -> list[str]:
+        """Wait for every one; return the ids of those that did not stop in time (leaked)."""
+        leaked = [inc.child_id for inc in list(self._items.values()) if not inc.stop()]
+        self._items.clear()
+        return leaked
 
 
 class LivenessMonitor:
@@ -122,9 +174,7 @@ class LivenessMonitor:
             fence_zombie(zombie.ref)
             release_zombie(zombie.cleanup)
             error = f"thread {zombie.thread.name} died outside pykka"
-            try:
-                self._supervisor.tell(ChildExited(zombie.child_id, zombie.generation, ExitReason.ZOMBIE, error))
-            except pykka.ActorDeadError:
+            if not tell(self._supervisor, ChildExited(zombie.child_id, zombie.generation, ExitReason.ZOMBIE, error)):
                 self._stopping.set()  # our supervisor is gone; nothing left to watch for
         return zombies
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pykka
 from loguru import logger
+from depthkeeper.supervisor.otp.tell import tell
 
 _thread_counter = itertools.count(1)
 #: below this many heap entries, cancelled ones are left for the thread to pop
@@ -201,9 +202,5 @@ class Scheduler:
             next_due_s = due_s + handle.interval_s
             handle.due_s = next_due_s if next_due_s > now else now + handle.interval_s
             self._push(handle)
-        if ref is None:
-            return
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
+        if ref is not None and not tell(ref, message):
             self._discard(handle)  # the actor is gone: a repeating timer must not tick forever

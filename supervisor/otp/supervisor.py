@@ -33,7 +33,7 @@ from loguru import logger
 
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.errors import RestartIntensityExceeded
-from depthkeeper.supervisor.otp.liveness import LivenessMonitor, fence_zombie, release_zombie
+from depthkeeper.supervisor.otp.liveness import Draining, Incarnation, LivenessMonitor
 from depthkeeper.supervisor.otp.messages import (
     ChildExited,
     ChildInfo,
@@ -59,6 +59,7 @@ from depthkeeper.supervisor.otp.spec import (
     should_restart,
     victims,
 )
+from depthkeeper.supervisor.otp.tell import tell
 
 EscalationTarget = pykka.ActorRef[Any] | Callable[[Escalated], object]
 
@@ -106,7 +107,7 @@ class Supervisor(SupervisedActor):
         self._children: dict[str, _Child] = {}
         self._generations: dict[str, int] = {}
         #: stopped but not yet reported: (ref, shutdown timeout, thread, cleanup), awaited at shutdown
-        self._draining: dict[tuple[str, int], tuple[pykka.ActorRef[Any], float, Any, Any]] = {}
+        self._draining = Draining()
         self._restart_window = RestartWindow(flags.max_restarts, flags.period_s)
         self._restarts_by_id: Counter[str] = Counter()
         self._restarts_by_kind: Counter[str] = Counter()
@@ -196,7 +197,7 @@ class Supervisor(SupervisedActor):
             self._liveness.watch(msg.child_id, msg.generation, child.ref, msg.thread, msg.cleanup)
 
     def _on_child_exited(self, msg: ChildExited) -> None:
-        if self._draining.pop((msg.child_id, msg.generation), None) is not None and self._liveness is not None:
+        if self._draining.pop(msg.child_id, msg.generation) and self._liveness is not None:
             self._liveness.forget(msg.child_id, msg.generation)
         child = self._children.get(msg.child_id)
         if child is None or child.generation != msg.generation or child.ref is None:
@@ -232,16 +233,15 @@ class Supervisor(SupervisedActor):
         if child is None:
             return False
         self._restart_timers.cancel(child.restart_timer)
-        ref, generation = child.ref, child.generation
-        if ref is not None:
+        incarnation = _incarnation(child)
+        if incarnation is not None:
             # a zombie never processes the stop: fence it now, or it leaks until shutdown; and
             # keep watching it (see _on_child_exited), in case it dies behind pykka's back later
-            _fence_if_zombie(ref, child.thread, child.cleanup)
+            incarnation.fence_if_zombie()
             child.ref = None
-            ref.stop(block=False)  # do not wait behind its backlog; cleanup() waits for stragglers
-            self._draining[(child_id, generation)] = (ref, child.spec.shutdown_timeout_s, child.thread,
-                                                      child.cleanup)
-            self.child_exited(child_id, generation, ExitReason.SHUTDOWN)
+            incarnation.ref.stop(block=False)  # not behind its backlog; cleanup() waits for stragglers
+            self._draining.add(incarnation)
+            self.child_exited(child_id, incarnation.generation, ExitReason.SHUTDOWN)
         self.log.info("terminated child {}", child_id)
         return True
 
@@ -318,9 +318,7 @@ class Supervisor(SupervisedActor):
         if target is None:
             self.log.error("top-level supervisor died ({}) and has no escalation target", text)
         elif isinstance(target, pykka.ActorRef):
-            try:
-                target.tell(event)
-            except pykka.ActorDeadError:
+            if not tell(target, event):
                 self.log.error("escalation target is dead; dropped {!r}", event)
         else:
             try:
@@ -354,36 +352,25 @@ class Supervisor(SupervisedActor):
 
         ``final`` is our own shutdown: no hook call, and no second wait for a child that timed out.
         """
-        ref, generation = child.ref, child.generation
-        if ref is None:
+        incarnation = _incarnation(child)
+        if incarnation is None:
             return
         self._unwatch(child)
-        _fence_if_zombie(ref, child.thread, child.cleanup)  # a zombie never answers a stop
-        try:
-            ref.stop(block=True, timeout=child.spec.shutdown_timeout_s)
-            _fence_if_zombie(ref, child.thread, child.cleanup)  # it may have been lost meanwhile
-        except pykka.Timeout:
+        if not incarnation.stop():
             self.log.bind(context="shutdown_error", offender=child.spec.id).warning(
                 "{} did not stop within {}s; leaked", child.spec.id, child.spec.shutdown_timeout_s)
             if not final:
-                self._draining[(child.spec.id, generation)] = (ref, child.spec.shutdown_timeout_s, child.thread,
-                                                               child.cleanup)
+                self._draining.add(incarnation)
         if not final:
-            self.child_exited(child.spec.id, generation, ExitReason.SHUTDOWN)
+            self.child_exited(child.spec.id, incarnation.generation, ExitReason.SHUTDOWN)
 
     def _stop_all_children(self) -> None:
         for child in reversed(list(self._children.values())):
             self._restart_timers.cancel(child.restart_timer)
             child.restart_timer = None
             self._stop_incarnation(child, final=True)
-        for (child_id, _generation), (ref, timeout_s, thread, cleanup) in list(self._draining.items()):
-            _fence_if_zombie(ref, thread, cleanup)  # it may have died behind pykka's back since
-            try:
-                ref.stop(block=True, timeout=timeout_s)
-                _fence_if_zombie(ref, thread, cleanup)
-            except pykka.Timeout:
-                self.log.bind(context="shutdown_error", offender=child_id).warning("{} leaked", child_id)
-        self._draining.clear()
+        for child_id in self._draining.stop_all():
+            self.log.bind(context="shutdown_error", offender=child_id).warning("{} leaked", child_id)
 
     def _unwatch(self, child: _Child) -> None:
         child.ref = None
@@ -410,8 +397,9 @@ class Supervisor(SupervisedActor):
                                MappingProxyType(dict(self._restarts_by_kind)), self._escalations, self._gave_up)
 
 
-def _fence_if_zombie(ref: pykka.ActorRef[Any], thread: Any, cleanup: Any) -> None:
-    """A child whose thread died behind pykka's back: fence its ref and release its resources."""
-    if thread is not None and not thread.is_alive() and ref.is_alive():
-        fence_zombie(ref)
-        release_zombie(cleanup)
+def _incarnation(child: _Child) -> Incarnation | None:
+    """The running incarnation of ``child`` (None while it is down or restarting)."""
+    if child.ref is None:
+        return None
+    return Incarnation(child.spec.id, child.generation, child.ref, child.thread, child.cleanup,
+                       child.spec.shutdown_timeout_s)

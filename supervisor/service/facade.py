@@ -37,6 +37,7 @@ from depthkeeper.supervisor.service.reads import BookUnavailable, Reads
 from depthkeeper.supervisor.service.runtime import Runtime
 from depthkeeper.supervisor.service.stats import ServiceStats, build_stats, throughput_line
 from depthkeeper.supervisor.service.tree import TreeSupervisor
+from depthkeeper.supervisor.otp.tell import tell
 
 __all__ = ["BookService", "BookUnavailable", "Health", "SubscribeResult"]
 
@@ -140,10 +141,7 @@ class BookService:
         self._log.error("the tree gave up after {} restarts; escalating", event.restarts)
         parent = self._parent
         if isinstance(parent, pykka.ActorRef):
-            try:
-                parent.tell(event)
-            except pykka.ActorDeadError:
-                pass
+            tell(parent, event)
         elif parent is not None:
             parent(event)
 

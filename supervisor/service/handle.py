@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from depthkeeper.supervisor.otp.messages import ChildInfo, Crash, GetChildren, child_ref
+from depthkeeper.supervisor.otp.tell import tell
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service.runtime import Runtime
@@ -102,9 +103,7 @@ class ChaosHandle:
         name, ref = self.resolve(target)
         if ref is None:
             return ""
-        try:
-            ref.tell(Crash("chaos kill"))
-        except pykka.ActorDeadError:
+        if not tell(ref, Crash("chaos kill")):
             return ""
         self.kills[name.split(":", 1)[0]] += 1
         return name

@@ -47,6 +47,7 @@ from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.supervisor.otp.messages import StartChild, TerminateChild
 from depthkeeper.supervisor.otp.supervisor import Supervisor
 from depthkeeper.supervisor.otp.spec import ChildSpec, ExitReason
+from depthkeeper.supervisor.otp.tell import tell
 
 BOOK_PREFIX = "book:"
 
@@ -89,13 +90,8 @@ class BooksSupervisor(Supervisor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case BroadcastToBooks(message=inner):
-                for code in self._routes.codes():
-                    ref = self._routes.get(code)
-                    if ref is not None:
-                        try:
-                            ref.tell(inner)
-                        except pykka.ActorDeadError:
-                            pass
+                for ref in self._routes.table.values():
+                    tell(ref, inner)
                 return None
             case _:
                 return super().on_receive(message)
@@ -177,7 +173,7 @@ class TreeSupervisor(Supervisor):
         self.state.rejected[code] = reason
         ref = self._routes.get(code)
         if ref is not None:
-            self._tell(ref, CodeRejected(code, reason))
+            tell(ref, CodeRejected(code, reason))
 
     def _retry_rejected(self, codes: tuple[str, ...]) -> None:
         """An explicit subscribe of a rejected code asks the venue again."""
@@ -188,7 +184,7 @@ class TreeSupervisor(Supervisor):
         for code in retry:
             ref = self._routes.get(code)
             if ref is not None:
-                self._tell(ref, Resync(self.state.epoch, ResyncReason.RESUBSCRIBED))
+                tell(ref, Resync(self.state.epoch, ResyncReason.RESUBSCRIBED))
         self._tlog.info("retrying rejected {}", retry)
 
     def _subscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
@@ -198,7 +194,7 @@ class TreeSupervisor(Supervisor):
             return ()
         self.state.desired = self.state.desired | frozenset(new)
         for code in new:
-            self._tell(self._books, StartChild(self._book_spec(code)))
+            tell(self._books, StartChild(self._book_spec(code)))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
         self._tlog.info("subscribed {} (desired: {})", new, len(self.state.desired))
         return tuple(new)
@@ -211,18 +207,11 @@ class TreeSupervisor(Supervisor):
         for code in gone:
             self.state.rejected.pop(code, None)
             self._routes.remove(code)
-            self._tell(self._books, TerminateChild(BOOK_PREFIX + code))
+            tell(self._books, TerminateChild(BOOK_PREFIX + code))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
         self._tlog.info("unsubscribed {} (desired: {})", gone, len(self.state.desired))
         return tuple(gone)
 
     def _tell_books(self, message: Any) -> None:
-        self._tell(self._books, BroadcastToBooks(message))
+        tell(self._books, BroadcastToBooks(message))
 
-    @staticmethod
-    def _tell(ref: pykka.ActorRef[Any] | None, message: Any) -> None:
-        if ref is not None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
