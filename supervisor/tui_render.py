@@ -195,7 +195,7 @@ def layout(frame: Frame, pager: Pager, width: int, height: int) -> list[Renderab
         pager.pages = math.ceil(len(rows) / fit)
         pager.page = min(pager.page, pager.pages - 1)
         page_rows = rows[pager.page * fit:(pager.page + 1) * fit]
-    table_lines = 1 + max(len(page_rows), 1 if not rows else 0)
+    table_lines = 1 + len(page_rows) if rows else 1
     events_room = max(0, body - table_lines)
     parts: list[RenderableType] = [*top]
     parts.append(book_table(rows, page_rows, width) if rows else line("no books subscribed", width, "bold"))
