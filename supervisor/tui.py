@@ -99,7 +99,7 @@ class KeyReader:
 
         self._saved = termios.tcgetattr(fd)
         try:
-            tty.setcbreak(fd)
+            tty.setcbreak(fd, termios.TCSANOW)  # not TCSAFLUSH: keep what was typed already
             self._thread = threading.Thread(target=self._run, args=(fd,), name="depthkeeper-keys", daemon=True)
             self._thread.start()
         except BaseException:
@@ -166,12 +166,14 @@ class TerminalUI:
 
     def __enter__(self) -> TerminalUI:
         self.frame()
-        self._live.start(refresh=True)
+        # keys first: once the screen says "q to quit", q works (nothing typed before is flushed)
+        if self._keys is not None:
+            self._keys.start()
         try:
-            if self._keys is not None:
-                self._keys.start()
+            self._live.start(refresh=True)
         except BaseException:
-            self._live.stop()
+            if self._keys is not None:
+                self._keys.close()
             raise
         return self
 

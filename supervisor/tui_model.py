@@ -209,8 +209,9 @@ class ViewModel:
         for book in snap.books:
             by_status[book.status.name] = by_status.get(book.status.name, 0) + 1
         order = sorted(by_status, key=lambda s: (s != "LIVE", s))
-        counts = f"{len(snap.books)} book{'' if len(snap.books) == 1 else 's'}" + (": " + ", ".join(f"{by_status[s]} {s}" for s in order)
-                                               if by_status else "")
+        counts = f"{len(snap.books)} book{'' if len(snap.books) == 1 else 's'}"
+        if by_status:
+            counts += ": " + ", ".join(f"{by_status[s]} {s}" for s in order)
         link = snap.link
         return Frame(
             venue=snap.venue, dialect=snap.dialect, uptime=format_uptime(now - snap.started_at),
@@ -226,7 +227,8 @@ class ViewModel:
         places = self._decimals[book.code] = max(self._decimals.get(book.code, 0), learned)
         bid = "-" if book.best_bid is None else f"{book.best_bid:.{places}f}"
         ask = "-" if book.best_ask is None else f"{book.best_ask:.{places}f}"
-        spread = "-" if book.best_bid is None or book.best_ask is None else f"{book.best_ask - book.best_bid:.{places}f}"
+        spread = ("-" if book.best_bid is None or book.best_ask is None
+                  else f"{book.best_ask - book.best_bid:.{places}f}")
         levels = f"{book.levels[0]}/{book.levels[1]}" if any(book.levels) else "-"
         reason = "" if book.status is BookStatus.LIVE else book.reason
         return Row(code=book.code, status=book.status, reason=" ".join(reason.split()), age=format_age(book.age_s),
@@ -268,17 +270,19 @@ class ViewModel:
 
         def trouble(level: str, text: str) -> None:
             self.events.add(level, text, now)
-            self._last_error = f"{text} ({clock(now)})"
+            self._last_error = f"{clock(now)} {text}"
 
         if link.failed and not before.failed:
             trouble("ERROR", f"venue refused us: {link.failed}")
-        if before.connected and not link.connected:
+        lost = before.connected and not link.connected
+        if lost:
             trouble("WARNING", f"connection lost: {link.down_reason or 'socket closed'}")
         elif link.heartbeat_timeouts > before.heartbeat_timeouts:
             trouble("WARNING", "connection lost: heartbeat timeout")
         elif link.epoch > before.epoch and before.connected:
             trouble("WARNING", "connection lost and replaced")
-        if link.connect_failures > before.connect_failures:
+        said = lost and link.down_reason.startswith("connect")  # "connection lost: connect failed: ..."
+        if link.connect_failures > before.connect_failures and not said:
             trouble("WARNING", link.down_reason if link.down_reason.startswith("connect") else "connect failed")
         if link.connected and (not before.connected or link.epoch != before.epoch):
             self.events.add("INFO", f"connected, epoch {link.epoch}", now)

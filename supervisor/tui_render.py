@@ -99,6 +99,8 @@ def choose_columns(rows: tuple[Row, ...], width: int) -> tuple[list[Col], dict[s
             continue
         header = col.short if narrow else col.header
         widths[col.key] = max([len(header), *(len(cell(r, col.key, narrow)) for r in rows)])
+    # the status column never jumps when a book changes status
+    widths["status"] = max(len(SHORT_STATUS[s] if narrow else s.name) for s in BookStatus)
     # a reason to show (a book not LIVE) may push out the columns that matter least
     want = max(REASON_MIN, min(REASON_WANT, max((len(r.reason) for r in rows), default=0)))
     shown = list(COLUMNS)

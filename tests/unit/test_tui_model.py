@@ -118,7 +118,7 @@ def test_connection_trouble_comes_from_counter_deltas_and_the_last_error_stays()
     assert [(e.level, e.text) for e in frame.events] == [
         ("WARNING", "connection lost: closed by peer: EOF"), ("WARNING", "connect failed: refused"),
         ("INFO", "connected, epoch 2")]
-    assert frame.connected and frame.last_error.startswith("connect failed: refused (")
+    assert frame.connected and frame.last_error.endswith(" connect failed: refused")
     timeout = attrs.evolve(back, heartbeat_timeouts=1, epoch=3)
     frame = model.update(snap(book("BTCUSDT"), link=timeout, taken_at=104.0), NOW + 4)
     assert frame.events[-2].text == "connection lost: heartbeat timeout"

@@ -143,7 +143,8 @@ def test_forty_books_on_24_rows_page_one_then_the_rest() -> None:
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_the_events_pane_shows_the_reason_of_a_status_change(width: int, height: int) -> None:
-    event = StatusEvent(time.time(), "ETHUSDT", BookStatus.LIVE, BookStatus.RESYNCING, "gap", "gap: expected 11, got 14")
+    event = StatusEvent(time.time(), "ETHUSDT", BookStatus.LIVE, BookStatus.RESYNCING, "gap",
+                        "gap: expected 11, got 14")
     lines = draw(frame_of(troubled_market(), events=(event,)), width, height)
     title = next(i for i, line in enumerate(lines) if line.startswith(" events"))
     assert any("WARN ETHUSDT LIVE -> RESYNCING: gap: expected 11, got 14" in line for line in lines[title + 1:-1])
