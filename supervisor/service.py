@@ -299,9 +299,12 @@ class BookService:
         except BookUnavailable:
             return False
 
-    def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
-        """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated)."""
-        return self.hub.add(target, codes)
+    def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None, *,
+                     min_interval_s: float = 0.0) -> int:
+        """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated).
+        ``min_interval_s`` > 0: each code's newest view at most that often (status changes still at
+        once), so a listener that samples, or wants status changes only, costs no more."""
+        return self.hub.add(target, codes, min_interval_s=min_interval_s)
 
     def remove_listener(self, listener_id: int) -> bool:
         return self.hub.remove(listener_id)
