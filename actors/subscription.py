@@ -23,8 +23,11 @@ grace period from the moment the unsubscribe was issued (plus the pacing) stands
 the ack. Each left code is reaped at most once per socket, and the per-code state lives in
 a bounded LRU that a new socket clears.
 
-article: ``sub``/``unsub`` with only the difference. alltick: a 22002 with the WHOLE
-wanted list (it replaces the server's list), or 22006 when nothing is wanted.
+What goes on the wire is the venue's (``Venue.plan``: the article sends ``sub``/``unsub``
+with only the difference, AllTick a 22002 with the WHOLE wanted list, Binance SUBSCRIBE /
+UNSUBSCRIBE with request ids), and so is what an answer means (``Venue.read_ack``). A ghost
+is unsubscribed again by keeping it in ``active`` and planning the next flush: the venue's
+own request shape does the rest, coalesced with any other change.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ import attrs
 
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -52,22 +54,22 @@ from depthkeeper.actors.messages import (
     UnwantedData,
     VenueFailure,
 )
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.otp.base import SupervisedActor
 
 from depthkeeper.actors.routing import SubscriptionLedger
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
-    from depthkeeper.actors.symbols import SymbolRules
-    from depthkeeper.actors.wire import Ack
-    from depthkeeper.supervisor.config import SubscriptionConfig
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.actors.core.symbols import SymbolRules
+    from depthkeeper.actors.venues import AckVerdict
+    from depthkeeper.actors.core.wire import Ack
+    from depthkeeper.actors.settings import SubscriptionConfig
+    from depthkeeper.actors.venues import Request, Venue
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
-#: alltick ret codes that mean "this code is not for you"
-_CODE_REJECTED = (600, 604)
-#: alltick responses to the requests that set our depth list (their seq_id is one of ours)
-_LIST_RESPONSES = (codec_alltick.SUBSCRIBE_DEPTH_ACK, codec_alltick.CANCEL_ACK)
+#: our requests on one socket kept for their answers (the oldest forgotten first)
+REQUESTS_KEPT = 256
 #: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
 #: unsubscribe are still in flight, not ghosts
 _UNSUB_GRACE_S = 1.0
@@ -84,7 +86,7 @@ class LeftCode:
     #: unsubscribe commands (article) naming it on this socket, and acks of them seen
     unsubs: int = 0
     unsub_acks: int = 0
-    #: alltick: seq_id of the last request that left it; settled once a response >= it arrives
+    #: id of the last request that left it (venues with ids); settled once an answer >= it arrives
     request: int = 0
     #: when we issued the last unsubscribe (monotonic seconds)
     left_at_s: float = 0.0
@@ -95,17 +97,16 @@ class LeftCode:
 
 
 class SubscriptionActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
+    def __init__(self, ctx: ChildContext, *, venue: Venue, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
-                 depth_level: int = 5, ledger: SubscriptionLedger | None = None,
+                 ledger: SubscriptionLedger | None = None,
                  rejected: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(ctx)
-        self._dialect = dialect
+        self._venue = venue
         self._cfg = cfg
         self._rules = rules
         self._peers = peers
         self._scheduler = scheduler
-        self._depth_level = depth_level
         #: monotonic seconds (a test drives the ghost grace periods with its own clock)
         self._clock = clock
         self.desired: frozenset[str] = frozenset()
@@ -119,8 +120,9 @@ class SubscriptionActor(SupervisedActor):
         self._left: OrderedDict[str, LeftCode] = OrderedDict()
         self._acks_seen = 0
         self._acked_request = 0
-        self._seq_id = 0
-        self._added_by_request: dict[int, frozenset[str]] = {}
+        self._request_id = 0
+        #: our requests on this socket that carry an id, for the venue's answers
+        self._requests: OrderedDict[int, Request] = OrderedDict()
         self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
                          "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
                          "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
@@ -161,7 +163,6 @@ class SubscriptionActor(SupervisedActor):
                 self._on_unwanted(message)
             case AckReceived(epoch=epoch, ack=ack):
                 if epoch == self.epoch:
-                    self._settle(ack)
                     self._on_ack(ack)
             case GetCounters():
                 return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
@@ -205,46 +206,32 @@ class SubscriptionActor(SupervisedActor):
         if wait_s > 0:
             self._schedule(wait_s + 0.001)
             return
-        want = self.desired - self.rejected.keys()
-        if self._dialect == "alltick":
-            self._flush_alltick(want)
-        else:
-            self._flush_article(want)
+        want = frozenset(self.desired - self.rejected.keys())
+        requests = self._venue.plan(want, frozenset(self.active), self._next_id, self.epoch)
+        if requests and self._cfg.min_interval_s > 0:
+            if len(requests) > 1:
+                self._schedule(self._cfg.min_interval_s)  # one request per interval: the rest next time
+            requests = requests[:1]
+        for request in requests:
+            self._issue(request)
 
-    def _flush_article(self, want: frozenset[str]) -> None:
-        to_sub = sorted(want - self.active)
-        to_unsub = sorted(self.active - want)
-        if to_sub:
-            self._send(codec_article.encode_command("sub", to_sub), f"sub {to_sub}")
-            self.active.update(to_sub)
-            self._commit()
-            self.counters["codes_subscribed"] += len(to_sub)
-            if to_unsub and self._cfg.min_interval_s > 0:
-                self._schedule(self._cfg.min_interval_s)
-                return
-        if to_unsub:
-            self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
-            self.active.difference_update(to_unsub)
-            self._commit()
-            self._mark_left(to_unsub)
-            self.counters["codes_unsubscribed"] += len(to_unsub)
+    def _next_id(self) -> int:
+        self._request_id += 1
+        return self._request_id
 
-    def _flush_alltick(self, want: frozenset[str]) -> None:
-        if want == self.active:
-            return
-        self._seq_id += 1
-        trace = f"dk-sub-{self.epoch}-{self._seq_id}"
-        if want:
-            text = codec_alltick.encode_subscribe(sorted(want), self._depth_level, self._seq_id, trace)
-            self._added_by_request[self._seq_id] = frozenset(want - self.active)
-            self._send(text, f"22002 ({len(want)} codes)")
-        else:
-            self._send(codec_alltick.encode_cancel(self._seq_id, trace), "22006 cancel depth")
-        self.counters["codes_subscribed"] += len(want - self.active)
-        self.counters["codes_unsubscribed"] += len(self.active - want)
-        self._mark_left(self.active - want, request=self._seq_id)
-        self.active = set(want)
+    def _issue(self, request: Request) -> None:
+        self._send(request.text, request.what)
+        if request.request_id:
+            self._requests[request.request_id] = request
+            while len(self._requests) > REQUESTS_KEPT:
+                self._requests.popitem(last=False)
+        self.active.update(request.added)
+        self.active.difference_update(request.removed)
         self._commit()
+        self.counters["codes_subscribed"] += len(request.added)
+        self.counters["codes_unsubscribed"] += len(request.removed)
+        if request.removed:
+            self._mark_left(request.removed, request=request.request_id)
 
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = self._clock()
@@ -257,8 +244,8 @@ class SubscriptionActor(SupervisedActor):
 
     # -- ghosts ----------------------------------------------------------------------------
 
-    def _mark_left(self, codes: set[str] | list[str], request: int = 0) -> None:
-        """We just issued the command that leaves ``codes`` (``request``: its alltick seq_id)."""
+    def _mark_left(self, codes: frozenset[str], request: int = 0) -> None:
+        """We just issued the command that leaves ``codes`` (``request``: its id, if the venue uses ids)."""
         now = self._clock()
         left = self._left
         for code in codes:
@@ -273,29 +260,25 @@ class SubscriptionActor(SupervisedActor):
 
     def _settled(self, entry: LeftCode, now: float) -> bool:
         """Has the venue certainly processed our last unsubscribe of this code?"""
-        if self._dialect == "alltick":
-            if entry.request and self._acked_request >= entry.request:
-                return True  # responses come in request order
-        elif entry.unsub_acks >= entry.unsubs:
-            return True
+        if entry.request and self._acked_request >= entry.request:
+            return True  # answers come in request order
+        if entry.unsub_acks >= entry.unsubs:
+            return True  # the venue's answers named the code each time
         waited_s = now - entry.left_at_s
         if self._acks_seen:
             return waited_s >= _UNSUB_ACK_TIMEOUT_S  # an ack went missing: do not wait forever
         return waited_s >= _UNSUB_GRACE_S + 2 * self._cfg.min_interval_s
 
-    def _settle(self, ack: Ack) -> None:
-        """An ack on this socket: which of our unsubscribes has the venue now processed."""
+    def _settle(self, verdict: AckVerdict) -> None:
+        """An answer on this socket: which of our unsubscribes has the venue now processed."""
         self._acks_seen += 1
         self.counters["acks"] += 1
-        if self._dialect == "alltick":
-            # only answers to our 22002/22006 (heartbeats have seq_ids of their own)
-            if ack.cmd_id in _LIST_RESPONSES and ack.seq_id is not None and ack.seq_id > self._acked_request:
-                self._acked_request = ack.seq_id
-        elif ack.msg == "unsub":  # article: the ack names the codes
-            for code in (*ack.codes, *ack.rejected):
-                entry = self._left.get(code)
-                if entry is not None and entry.unsub_acks < entry.unsubs:
-                    entry.unsub_acks += 1
+        if verdict.settled_through > self._acked_request:
+            self._acked_request = verdict.settled_through
+        for code in verdict.unsubscribed:
+            entry = self._left.get(code)
+            if entry is not None and entry.unsub_acks < entry.unsubs:
+                entry.unsub_acks += 1
 
     def _on_unwanted(self, message: UnwantedData) -> None:
         self.counters["unwanted_frames"] += message.frames
@@ -322,36 +305,24 @@ class SubscriptionActor(SupervisedActor):
             self._reap(ghosts)
 
     def _reap(self, codes: list[str]) -> None:
+        """Unsubscribe ghosts again: kept in ``active``, the next flush plans their unsubscribe."""
         self.counters["ghost_unsubscribes"] += len(codes)
         for code in codes:
             self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
                                                                code)
-        if self._dialect == "alltick":
-            self.active.update(codes)  # the next 22002 (the whole wanted list) drops them
-            self._schedule(self._cfg.coalesce_window_s)
-            return
-        valid = [code for code in codes if self._rules.problem(code) is None]
-        if valid:
-            self._send(codec_article.encode_command("unsub", valid), f"unsub ghost {valid}")
-            self._mark_left(valid)
+        self.active.update(codes)
+        self._schedule(self._cfg.coalesce_window_s)
 
     def _on_ack(self, ack: Ack) -> None:
-        if ack.rejected:
-            for code in ack.rejected:
-                self._reject(code, "rejected by the venue")
-        if ack.ret == 200:
-            return
-        if ack.ret in _CODE_REJECTED:
-            for code in self._added_by_request.get(ack.seq_id or -1, frozenset()):
-                self._reject(code, f"ret {ack.ret} {ack.msg}")
-        elif ack.ret == 401:
-            self._log.bind(event="venue_refused").error("venue says the token is invalid (ret 401 {})", ack.msg)
-            self._peers.tell_connection(VenueFailure(f"ret 401 {ack.msg}"))
-        elif ack.ret == 603:
-            self._log.warning("venue says the plan's symbol limit is reached (ret 603 {}); extra codes ignored",
-                              ack.msg)
-        else:
-            self._log.warning("venue answered cmd {} with ret {} {}", ack.cmd_id, ack.ret, ack.msg)
+        verdict = self._venue.read_ack(ack, self._requests)
+        self._settle(verdict)
+        for code, why in verdict.rejected:
+            self._reject(code, why)
+        if verdict.fatal is not None:
+            self._log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
+            self._peers.tell_connection(VenueFailure(verdict.fatal))
+        elif verdict.warning is not None:
+            self._log.warning("{}", verdict.warning)
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:

@@ -10,7 +10,7 @@ from ``--seed``. Two lanes, because they answer different questions:
   malformed frames, subscription churn) is a set of Poisson processes on top.
 
 ``[chaos]`` is not a section the service knows, so it is taken out of the file before
-the rest is validated by :func:`~depthkeeper.supervisor.config.config_from_mapping`.
+the rest is validated by :func:`~depthkeeper.supervisor.service.config.config_from_mapping`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 import attrs
 
 from depthkeeper.supervisor.chaos import FaultLimits, VenueFault
-from depthkeeper.supervisor.config import AppConfig, config_from_mapping
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.service.config import AppConfig, config_from_mapping
+from depthkeeper.supervisor.service.errors import ConfigError
 
 GLOBAL_KINDS = ("kill:connection", "fault:close", "fault:restart", "fault:stall")
 LOCAL_FAULTS = tuple(f.value for f in VenueFault if f not in (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL))

@@ -13,13 +13,17 @@ from typing import Any
 import orjson
 import pytest
 
-from depthkeeper.actors import codec_alltick, codec_article, subscription
+from depthkeeper.actors import subscription
+from depthkeeper.actors.settings import VenueConfig
+from depthkeeper.actors.venues import venue_class
+from depthkeeper.actors.venues import alltick as codec_alltick
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import DesiredChanged, FlushSubscriptions, GetCounters, SendFrame, SocketOpened
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.subscription import SubscriptionActor
-from depthkeeper.actors.symbols import SymbolRules
-from depthkeeper.supervisor.config import SubscriptionConfig
-from depthkeeper.supervisor.spec import ChildContext
+from depthkeeper.actors.core.symbols import SymbolRules
+from depthkeeper.supervisor.service.config import SubscriptionConfig
+from depthkeeper.supervisor.otp.spec import ChildContext
 
 from tests.support import wait_until
 
@@ -46,7 +50,7 @@ class Rig:
         self.peers.connection = self.conn.ref
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.ref = SubscriptionActor.start(
-            ChildContext(RecorderHandle().ref, "subscription", 1), dialect=dialect,
+            ChildContext(RecorderHandle().ref, "subscription", 1), venue=venue_class(dialect)(VenueConfig()),
             cfg=SubscriptionConfig(min_interval_s=min_interval_s, coalesce_window_s=0.02, ghost_threshold=3),
             rules=SymbolRules(), peers=self.peers, scheduler=self.scheduler, desired=frozenset({"BTCUSDT"}),
             **kwargs)

@@ -7,7 +7,7 @@ import threading
 import pykka
 import pytest
 
-from depthkeeper.supervisor.liveness import fence_zombie
+from depthkeeper.supervisor.otp.liveness import fence_zombie
 
 from .conftest import converge_exact, wait_until
 

@@ -8,9 +8,9 @@ import attrs
 import pytest
 from loguru import logger
 
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.tui_model import EventLog, ViewModel, format_age, price_decimals
-from depthkeeper.supervisor.tui_source import BookSample, LinkSample, SourceSnapshot, StatusEvent
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.cli.tui.model import EventLog, ViewModel, format_age, price_decimals
+from depthkeeper.supervisor.cli.tui.source import BookSample, LinkSample, SourceSnapshot, StatusEvent
 
 NOW = 1_800_000_000.0
 UP = LinkSample(connected=True, down_reason="", failed="", epoch=1, reconnects=0, connect_failures=0,

@@ -10,11 +10,11 @@ import attrs
 import pytest
 from rich.console import Console
 
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.tui import Key, TerminalUI, parse_keys
-from depthkeeper.supervisor.tui_model import Frame, ViewModel
-from depthkeeper.supervisor.tui_render import Pager, ScreenView
-from depthkeeper.supervisor.tui_source import BookSample, LinkSample, SourceSnapshot, StatusEvent
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.cli.tui.model import Frame, ViewModel
+from depthkeeper.supervisor.cli.tui.render import Pager, ScreenView
+from depthkeeper.supervisor.cli.tui.screen import Key, TerminalUI, parse_keys
+from depthkeeper.supervisor.cli.tui.source import BookSample, LinkSample, SourceSnapshot, StatusEvent
 
 SIZES = [(80, 24), (120, 50)]
 UP = LinkSample(connected=True, down_reason="", failed="", epoch=2, reconnects=1, connect_failures=4,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors import codec_article
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import SendFrame
 
 from tests.support import converge_exact, server_sets, wait_until

@@ -10,9 +10,8 @@ from collections.abc import Callable
 import pytest
 from rich.console import Console
 
-from depthkeeper.supervisor.service import BookService
-from depthkeeper.supervisor.tui import TerminalUI
-from depthkeeper.supervisor.tui_source import ServiceSource
+from depthkeeper.supervisor.cli.tui import ServiceSource, TerminalUI
+from depthkeeper.supervisor.service.facade import BookService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration

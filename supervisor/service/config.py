@@ -1,0 +1,236 @@
+"""Load and validate a deployment file (TOML) into frozen attrs sections.
+
+Every value is checked before any actor starts. Any problem — a missing file, bad TOML,
+an unknown section or key, a wrong type, an out-of-range value, a missing token variable
+— raises one :class:`ConfigError` whose message names the file, the key and the problem.
+Secrets never live in the file: ``[venue] token_env`` names the environment variable that
+holds the token, and the token field is excluded from ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from depthkeeper.actors.settings import (
+    BookConfig,
+    CalibrationConfig,
+    HeartbeatConfig,
+    ReconnectConfig,
+    SnapshotConfig,
+    SubscriptionConfig,
+    SymbolsConfig,
+    VenueConfig,
+)
+from depthkeeper.actors.settings import setting as _opt
+from depthkeeper.actors.venues import VENUES
+from depthkeeper.supervisor.service.errors import ConfigError
+
+#: the simulator's dialects (it implements the protocols on its own)
+_SIM_DIALECTS = ("article", "alltick", "binance")
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+@attrs.frozen
+class SupervisorConfig:
+    strategy: str = _opt("one_for_one", choices=_STRATEGIES)
+    max_restarts: int = _opt(20, lo=0, hi=1_000_000)
+    period_s: float = _opt(30.0, lo=0.001, hi=86_400)
+    restart_backoff_min_s: float = _opt(0.05, lo=0, hi=3600)
+    restart_backoff_max_s: float = _opt(5.0, lo=0, hi=3600)
+    backoff_reset_s: float = _opt(10.0, lo=0, hi=86_400)
+    #: how often the safety net looks for zombie actors (thread dead, ref alive); 0 = off
+    liveness_interval_s: float = _opt(0.5, lo=0, hi=60)
+
+
+@attrs.frozen
+class SimulatorConfig:
+    enabled: bool = _opt(False)
+    dialect: str = _opt("article", choices=_SIM_DIALECTS)
+    symbols: tuple[str, ...] = _opt(("BTCUSDT", "ETHUSDT"), kind=tuple)
+    rate_per_symbol: float = _opt(50.0, lo=0, hi=10_000_000)
+    seed: int = _opt(1, lo=0)
+    port: int = _opt(0, lo=0, hi=65535)
+    levels: int = _opt(20, lo=1, hi=1000)
+
+
+@attrs.frozen
+class LogConfig:
+    level: str = _opt("INFO", choices=_LEVELS)
+    #: also log to this file ("" = stderr only)
+    file: str = _opt("")
+    #: seconds between throughput log lines (msgs/s, apply latency); 0 = off
+    stats_interval_s: float = _opt(10.0, lo=0, hi=86_400)
+
+
+@attrs.frozen
+class MetricsConfig:
+    port: int = _opt(0, lo=0, hi=65535)
+
+
+@attrs.frozen
+class ArchiveConfig:
+    path: str = _opt("")
+    interval_s: float = _opt(1.0, lo=0.01, hi=86_400)
+    depth: int = _opt(10, lo=1, hi=10_000)
+
+
+_SECTIONS: dict[str, type] = {
+    "venue": VenueConfig,
+    "symbols": SymbolsConfig,
+    "book": BookConfig,
+    "heartbeat": HeartbeatConfig,
+    "reconnect": ReconnectConfig,
+    "subscription": SubscriptionConfig,
+    "snapshot": SnapshotConfig,
+    "supervisor": SupervisorConfig,
+    "calibration": CalibrationConfig,
+    "simulator": SimulatorConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
+    "archive": ArchiveConfig,
+}
+
+
+@attrs.frozen
+class AppConfig:
+    """The whole deployment; each actor receives only its own section."""
+
+    venue: VenueConfig = VenueConfig()
+    symbols: SymbolsConfig = SymbolsConfig()
+    book: BookConfig = BookConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    reconnect: ReconnectConfig = ReconnectConfig()
+    subscription: SubscriptionConfig = SubscriptionConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    archive: ArchiveConfig = ArchiveConfig()
+    source: str = "<defaults>"
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> AppConfig:
+    """Read ``path`` (TOML) into an :class:`AppConfig`, or raise one ConfigError."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return config_from_mapping(data, environ, source)
+
+
+def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] = os.environ,
+                        source: str = "<mapping>") -> AppConfig:
+    """Validate an already-parsed mapping (tests build configs this way)."""
+    sections: dict[str, Any] = {}
+    # subscription defaults depend on the dialect, so that section is always built
+    for name, table in {"subscription": {}, **data}.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{source}: [{name}]: unknown section (known: {', '.join(_SECTIONS)})")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{name}]: must be a table")
+        sections[name] = _section(_SECTIONS[name], name, table, source, data)
+    cfg = AppConfig(**sections, source=source)
+    return _cross_checks(cfg, data, environ, source)
+
+
+def _section(cls: type, name: str, table: Mapping[str, Any], source: str, data: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in attrs.fields(cls) if not f.metadata.get("internal")}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{source}: [{name}] {key}"
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(fields)})")
+        values[key] = _check(fields[key].metadata, value, where)
+    if cls is SubscriptionConfig and "min_interval_s" not in values:
+        dialect = data.get("venue", {}).get("dialect", "article") if isinstance(data.get("venue"), Mapping) else "article"
+        venue = VENUES.get(dialect)
+        values["min_interval_s"] = venue.default_min_interval_s if venue is not None else 0.0
+    return cls(**values)
+
+
+def _check(meta: Mapping[str, Any], value: Any, where: str) -> Any:
+    kind = meta["kind"]
+    if kind is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: must be a list of strings, got {value!r}")
+        return tuple(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{where}: must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"{where}: must be one of {', '.join(meta['choices'])}, got {value!r}")
+    lo, hi = meta["lo"], meta["hi"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+        raise ConfigError(f"{where}: out of range ({bounds}), got {value!r}")
+    return value
+
+
+def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str, str], source: str) -> AppConfig:
+    venue = cfg.venue
+    venue_cls = VENUES.get(venue.dialect)
+    if venue_cls is None:
+        raise ConfigError(f"{source}: [venue] dialect: must be one of {', '.join(VENUES)}, got {venue.dialect!r}")
+    for key in ("url", "snapshot_url"):
+        value = getattr(venue, key)
+        if "token=" in value:
+            raise ConfigError(f"{source}: [venue] {key}: contains a token; name its env var in token_env instead")
+        if not value and not cfg.simulator.enabled:
+            raise ConfigError(f"{source}: [venue] {key}: required unless [simulator] enabled = true")
+    if venue.url and not venue.url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"{source}: [venue] url: must start with ws:// or wss://, got {venue.url!r}")
+    if venue.snapshot_url and not venue.snapshot_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: [venue] snapshot_url: must start with http:// or https://")
+    if cfg.simulator.enabled and cfg.simulator.dialect != venue.dialect:
+        raise ConfigError(f"{source}: [simulator] dialect: must equal [venue] dialect ({venue.dialect!r})")
+    pairs = [("reconnect", "backoff_min_s", "backoff_max_s"), ("snapshot", "retry_min_s", "retry_max_s"),
+             ("book", "resync_backoff_min_s", "resync_backoff_max_s"),
+             ("supervisor", "restart_backoff_min_s", "restart_backoff_max_s")]
+    for section, lo_key, hi_key in pairs:
+        sec = getattr(cfg, section)
+        if getattr(sec, lo_key) > getattr(sec, hi_key):
+            raise ConfigError(f"{source}: [{section}] {lo_key}: must not exceed {hi_key}")
+    problem = venue_cls.check_config(cfg.heartbeat.interval_s, cfg.subscription)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
+    _check_codes(cfg, source)
+    if venue.token_env:
+        token = environ.get(venue.token_env)
+        if not token:
+            raise ConfigError(f"{source}: [venue] token_env: environment variable {venue.token_env} is not set")
+        cfg = attrs.evolve(cfg, venue=attrs.evolve(venue, token=token))
+    return cfg
+
+
+def _check_codes(cfg: AppConfig, source: str) -> None:
+    import re
+
+    try:
+        pattern = re.compile(cfg.symbols.pattern)
+    except re.error as exc:
+        raise ConfigError(f"{source}: [symbols] pattern: not a valid regular expression: {exc}") from None
+    for key in ("initial", "allowed"):
+        for code in getattr(cfg.symbols, key):
+            if not pattern.fullmatch(code):
+                raise ConfigError(f"{source}: [symbols] {key}: {code!r} does not match pattern {cfg.symbols.pattern}")
+    allowed = set(cfg.symbols.allowed)
+    for code in cfg.symbols.initial:
+        if allowed and code not in allowed:
+            raise ConfigError(f"{source}: [symbols] initial: {code!r} is not in [symbols] allowed")
