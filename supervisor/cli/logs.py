@@ -43,11 +43,17 @@ def _patch(record: Any) -> None:
     extra["ctx"] = " ".join(f"{k}={v}" for k, v in ctx.items())
 
 
-def setup_logging(level: str = "INFO", file: str = "") -> None:
-    """Configure sinks for a CLI process. Idempotent."""
+def add_console_sink(level: str) -> int:
+    """The stderr sink; returns its id (``logger.remove(id)`` takes it away again)."""
+    return logger.add(sys.stderr, level=level, format=_FORMAT, backtrace=False, diagnose=False)
+
+
+def setup_logging(level: str = "INFO", file: str = "") -> int:
+    """Configure sinks for a CLI process. Idempotent. Returns the stderr sink's id (the live
+    view removes it while the screen is up, so warnings go to its events pane instead)."""
     logger.remove()
     logger.configure(patcher=_patch)
-    logger.add(sys.stderr, level=level, format=_FORMAT, backtrace=False, diagnose=False)
+    console = add_console_sink(level)
     if file:
         logger.add(file, level=level, format=_FORMAT, colorize=False, rotation="50 MB", enqueue=True)
     handler = InterceptHandler()
@@ -56,3 +62,4 @@ def setup_logging(level: str = "INFO", file: str = "") -> None:
         stdlib.handlers = [handler]
         stdlib.setLevel(logging.DEBUG if level in ("TRACE", "DEBUG") else logging.INFO)
         stdlib.propagate = False
+    return console

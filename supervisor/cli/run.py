@@ -1,43 +1,64 @@
-"""``depthkeeper run``: start the service from a config file and show a live table."""
+"""``depthkeeper run``: start the service from a config file and show the live view.
+
+On a terminal the live view (supervisor/cli/tui/) takes the screen until ``q``, Ctrl-C, the
+``--duration`` or an escalation; warnings go to its events pane meanwhile, not under it.
+Without a terminal, or with ``--no-table`` / ``--json``, nothing is drawn: the service just
+runs and logs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import signal
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
+from loguru import logger
+
+from depthkeeper.supervisor.cli.logs import add_console_sink, setup_logging
 from depthkeeper.supervisor.service.config import load_config
 from depthkeeper.supervisor.service.errors import ConfigError
-from depthkeeper.supervisor.cli.logs import setup_logging
-from depthkeeper.supervisor.service.stats import ServiceStats
 
+if TYPE_CHECKING:
+    from depthkeeper.supervisor.cli.tui import TerminalUI
+    from depthkeeper.supervisor.service.facade import BookService
+
+#: how often the loop checks the duration and the supervisor
 REFRESH_S = 0.25
+#: how often the live view redraws (a key redraws at once)
+FRAME_S = 0.5
+#: the events pane shows records from this level up
+PANE_LEVEL = "WARNING"
 
 
-def render_table(stats: ServiceStats, views: dict[str, Any], rates: dict[str, float], elapsed_s: float) -> str:
-    """The live terminal table (plain text, one row per symbol)."""
-    conn = stats.connection
-    head = (f"depthkeeper  up {elapsed_s:6.1f}s  epoch {conn.epoch}  connected {'yes' if conn.connected else 'NO'}  "
-            f"reconnects {conn.reconnects}  hb-timeouts {conn.heartbeat_timeouts}  malformed {conn.malformed}  "
-            f"restarts {sum(stats.supervisor.restarts.values())}")
-    cols = f"{'symbol':<10} {'status':<9} {'seq':>9} {'best bid':>12} {'best ask':>12} {'spread':>9} " \
-           f"{'levels':>7} {'msgs/s':>8} {'gaps':>5} {'resyncs':>7}"
-    lines = [head, "", cols, "-" * len(cols)]
-    for code, book in stats.books.items():
-        view = views.get(code)
-        bid = view.best_bid if view else None
-        ask = view.best_ask if view else None
-        spread = f"{ask - bid:9.4f}" if bid is not None and ask is not None else f"{'-':>9}"
-        levels = f"{view.complete_levels[0]}/{view.complete_levels[1]}" if view else "-"
-        lines.append(f"{code:<10} {book.status:<9} {book.seq:>9} {bid if bid is not None else '-':>12} "
-                     f"{ask if ask is not None else '-':>12} {spread} {levels:>7} {rates.get(code, 0.0):>8.1f} "
-                     f"{book.gaps:>5} {book.resyncs:>7}")
-    return "\n".join(lines)
+@contextlib.contextmanager
+def live_view(svc: BookService, stop: threading.Event, out: TextIO, console_sink: int,
+              console_level: str) -> Iterator[TerminalUI]:
+    """The live view with the stderr sink swapped for its events pane, restored on the way out."""
+    from rich.console import Console
+
+    from depthkeeper.supervisor.cli.tui import ServiceSource, TerminalUI
+
+    ui = TerminalUI(ServiceSource(svc), stop, console=Console(file=out))
+    logger.remove(console_sink)
+    pane = logger.add(ui.events.sink, level=console_level, format="{message}")
+    try:
+        with ui:
+            yield ui
+    finally:
+        logger.remove(pane)
+        add_console_sink(console_level)  # shutdown problems are still said, now on the normal screen
+
+
+def quieter(level: str, floor: str) -> str:
+    """The less verbose of two loguru level names."""
+    return level if logger.level(level).no >= logger.level(floor).no else floor
 
 
 def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -47,8 +68,11 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"depthkeeper: {exc}", file=sys.stderr)
         return 2
     show_table = not args.no_table and not args.json and out.isatty()
-    setup_logging("WARNING" if show_table and cfg.log.level in ("INFO", "DEBUG", "TRACE") else cfg.log.level,
-                  cfg.log.file)
+    console_sink = setup_logging(cfg.log.level, cfg.log.file)
+    console_level = quieter(cfg.log.level, PANE_LEVEL)
+    if show_table:  # only warnings on the terminal, before, in and after the screen (the file keeps the level)
+        logger.remove(console_sink)
+        console_sink = add_console_sink(console_level)
     from depthkeeper.supervisor.service.facade import BookService
 
     stop = threading.Event()
@@ -60,32 +84,17 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     # collection otherwise pauses every thread for ~25 ms, the worst latency we measure).
     gc.freeze()
     started = time.monotonic()
-    last_applied: dict[str, int] = {}
-    last_at = started
     gave_up: str | None = None
     try:
-        while not stop.wait(REFRESH_S):
-            elapsed = time.monotonic() - started
-            if svc.escalation is not None:
-                gave_up = f"{svc.escalation.reason} after {svc.escalation.restarts} restarts"
-                break
-            if args.duration is not None and elapsed >= args.duration:
-                break
-            if show_table:
-                stats = svc.stats()
-                now = time.monotonic()
-                rates = {c: (b.applied - last_applied.get(c, b.applied)) / max(now - last_at, 1e-9)
-                         for c, b in stats.books.items()}
-                last_applied = {c: b.applied for c, b in stats.books.items()}
-                last_at = now
-                views = {}
-                for code in stats.books:
-                    try:
-                        views[code] = svc.book(code, depth=1, timeout_s=0.5)
-                    except Exception:  # noqa: BLE001 - a restarting book just shows '-'
-                        pass
-                out.write("\x1b[H\x1b[2J" + render_table(stats, views, rates, elapsed) + "\n")
-                out.flush()
+        with live_view(svc, stop, out, console_sink, console_level) if show_table else contextlib.nullcontext() as ui:
+            while not (ui.wait(FRAME_S) if ui is not None else stop.wait(REFRESH_S)):
+                if svc.escalation is not None:
+                    gave_up = f"{svc.escalation.reason} after {svc.escalation.restarts} restarts"
+                    break
+                if args.duration is not None and time.monotonic() - started >= args.duration:
+                    break
+                if ui is not None:
+                    ui.draw()
         final = svc.stats()
     finally:
         svc.stop()

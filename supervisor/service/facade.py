@@ -194,9 +194,12 @@ class BookService:
         """True once every given (default: every desired) book is LIVE; False at the deadline."""
         return self._reads.wait_live(codes, timeout)
 
-    def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None) -> int:
-        """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated)."""
-        return self._rt.hub.add(target, codes)
+    def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None, *,
+                     min_interval_s: float = 0.0) -> int:
+        """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated).
+        ``min_interval_s`` > 0: each code's newest view at most that often (status changes still at
+        once), so a listener that samples, or wants status changes only, costs no more."""
+        return self._rt.hub.add(target, codes, min_interval_s=min_interval_s)
 
     def remove_listener(self, listener_id: int) -> bool:
         return self._rt.hub.remove(listener_id)
