@@ -27,6 +27,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import websocket
 from loguru import logger
 
@@ -64,6 +65,32 @@ def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> f
     return max(cfg.floor_s, backoff_delay(attempt, cfg.backoff_min_s, cfg.backoff_max_s, rng, jitter=Jitter.FULL))
 
 
+@attrs.define
+class ConnectionCounters:
+    """What the ConnectionActor counts (cumulative)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    heartbeat_timeouts: int = 0
+    frames_sent: int = 0
+    sends_dropped: int = 0
+    heartbeats_sent: int = 0
+
+
+@attrs.frozen
+class ConnectionReport:
+    """The answer to GetCounters: the actor's counters, its reader's, and its state."""
+
+    counters: ConnectionCounters
+    reader: ReaderCounters
+    epoch: int
+    connected: bool
+    #: the venue refused us for good (why), or None
+    failed: str | None
+    reconnect_scheduled: bool
+
+
 class ConnectionActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
@@ -99,8 +126,7 @@ class ConnectionActor(SupervisedActor):
         self._hb_seq = 0
         self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
-        self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
-                         "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
+        self.counters = ConnectionCounters()
         self._log = logger.bind(actor="connection")
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -134,7 +160,7 @@ class ConnectionActor(SupervisedActor):
                 self._fail(reason)
                 self._close_socket(f"venue refused us: {reason}")
             case GetCounters():
-                return self.snapshot_counters()
+                return self.report()
             case _:
                 return super().on_receive(message)
         return None
@@ -163,9 +189,9 @@ class ConnectionActor(SupervisedActor):
     def _open(self, ws: websocket.WebSocket) -> None:
         self._ws = ws
         self.epoch = self._epochs.next()
-        self.counters["connects"] += 1
-        if self.counters["connects"] > 1:
-            self.counters["reconnects"] += 1
+        self.counters.connects += 1
+        if self.counters.connects > 1:
+            self.counters.reconnects += 1
         self._seen_business = self.reader_counters.business
         self._seen_hb_acks = self.reader_counters.heartbeat_acks
         self._outbox.clear()
@@ -187,7 +213,7 @@ class ConnectionActor(SupervisedActor):
         self._peers.tell_tree(SocketOpened(self.epoch))
 
     def _connect_failed(self, why: str) -> None:
-        self.counters["connect_failures"] += 1
+        self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
         delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
         self._attempt += 1
@@ -248,7 +274,7 @@ class ConnectionActor(SupervisedActor):
         if frame is not None:
             silent_s = max(silent_s, self._send_heartbeat(frame, now))
         if silent_s >= bound_s:
-            self.counters["heartbeat_timeouts"] += 1
+            self.counters.heartbeat_timeouts += 1
             self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
                 "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
             self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
@@ -263,14 +289,14 @@ class ConnectionActor(SupervisedActor):
         silent_s = now - self._acked_at if self._hb_seq and self._venue.heartbeat_acks else 0.0
         self._hb_seq += 1
         self._enqueue(frame, "heartbeat")
-        self.counters["heartbeats_sent"] += 1
+        self.counters.heartbeats_sent += 1
         return silent_s
 
     # -- sending (paced) -----------------------------------------------------------------
 
     def _on_send(self, message: SendFrame) -> None:
         if message.epoch != self.epoch or self._ws is None:
-            self.counters["sends_dropped"] += 1
+            self.counters.sends_dropped += 1
             self._log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
             return
         self._enqueue(message.text, message.what)
@@ -295,14 +321,10 @@ class ConnectionActor(SupervisedActor):
                 self._drop_socket(f"send failed: {exc}")
                 return
             self._last_sent_at = time.monotonic()
-            self.counters["frames_sent"] += 1
+            self.counters.frames_sent += 1
             self._log.bind(epoch=self.epoch).debug("sent {}", what)
 
-    def snapshot_counters(self) -> dict[str, Any]:
-        rc = self.reader_counters
-        return dict(self.counters, epoch=self.epoch, connected=self._ws is not None, failed=self._failed,
-                    reconnect_scheduled=self._connect_pending,
-                    frames=rc.frames, business=rc.business, malformed=rc.malformed,
-                    malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
-                    overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
-                    heartbeat_acks=rc.heartbeat_acks)
+    def report(self) -> ConnectionReport:
+        reader = attrs.evolve(self.reader_counters, malformed_by_kind=dict(self.reader_counters.malformed_by_kind))
+        return ConnectionReport(attrs.evolve(self.counters), reader, self.epoch, self._ws is not None, self._failed,
+                                self._connect_pending)

@@ -202,7 +202,8 @@ class ChaosRun:
         if ref is None:
             return {}
         try:
-            return dict(ref.ask(GetCounters(), timeout=2.0))
+            report = ref.ask(GetCounters(), timeout=2.0)
+            return {"pending": report.pending, "skipped": report.skipped}
         except (pykka.Timeout, pykka.ActorDeadError):
             return {}
 

@@ -9,8 +9,8 @@ touches actors that are not its own.
 
 What a host uses: ``subscribe``, ``unsubscribe``, ``subscriptions``, ``book``, ``wait_live``,
 ``add_listener``/``remove_listener``, ``stats``, ``book_stats``, ``latency_samples``, ``health``,
-``stop``; ``cfg``, ``simulator`` (the embedded one, if configured), ``escalation``. Tests and
-chaos tooling get the narrow ``chaos`` handle (handle.py); metrics read ``stats()``.
+``stop``; ``cfg``, ``simulator`` (the embedded one, if configured), ``escalation``. Tests, metrics
+and chaos tooling get the narrow ``tree`` handle (handle.py; ``chaos`` is the same object).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from depthkeeper.supervisor.otp.messages import Escalated, GetChildren, GetStats
 from depthkeeper.supervisor.otp.spec import Strategy, SupervisorFlags
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.errors import ServiceError
-from depthkeeper.supervisor.service.handle import ChaosHandle
+from depthkeeper.supervisor.service.handle import TreeHandle
 from depthkeeper.supervisor.service.reads import BookUnavailable, Reads
 from depthkeeper.supervisor.service.runtime import Runtime
 from depthkeeper.supervisor.service.stats import ServiceStats, build_stats, throughput_line
@@ -78,8 +78,10 @@ class BookService:
         self._log = logger.bind(actor="service")
         self._rt = Runtime(cfg)
         self._reads = Reads(self._rt, ask_timeout_s, self._gave_up)
-        #: the narrow handle for tests and chaos tooling (kill, resolve targets, children)
-        self.chaos = ChaosHandle(self._rt, ask_timeout_s)
+        #: the narrow handle into the tree for tests, metrics and chaos tooling (kill, resolve targets,
+        #: children); ``chaos`` is the same object under the name DESIGN.md gives its ``kill``
+        self.tree = TreeHandle(self._rt, ask_timeout_s)
+        self.chaos = self.tree
         self._stats_stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
         # One registry per service: the library never touches prometheus' global one.
@@ -228,14 +230,12 @@ class BookService:
 
     def stats(self) -> ServiceStats:
         rt = self._rt
-        socket = rt.socket
-        connection = self._ask(rt.peers.connection, GetCounters()) or {}
         return build_stats(
             books=self.book_stats(),
-            connection={**connection, "connected": socket.connected,
-                        "down_reason": "" if socket.connected else socket.down_reason},
-            subscription=self._ask(rt.peers.subscription, GetCounters()) or {},
-            snapshot=self._ask(rt.peers.snapshot, GetCounters()) or {},
+            connection=self._ask(rt.peers.connection, GetCounters()),
+            socket=rt.socket,
+            subscription=self._ask(rt.peers.subscription, GetCounters()),
+            snapshot=self._ask(rt.peers.snapshot, GetCounters()),
             root=self._ask(rt.root, GetStats()),
             books_sup=self._ask(child_ref(self._ask(rt.root, GetChildren()) or (), "books"), GetStats()),
             escalations=1 if self.escalation else 0,
@@ -266,10 +266,10 @@ class BookService:
         while not self._stats_stop.wait(interval_s):
             try:
                 stats = self.book_stats()
-                conn = self._ask(self._rt.peers.connection, GetCounters()) or {}
+                report = self._ask(self._rt.peers.connection, GetCounters())
             except Exception:  # noqa: BLE001 - logging must never take the service down
                 continue
-            now, frames = time.monotonic(), conn.get("frames", 0)
+            now, frames = time.monotonic(), report.reader.frames if report is not None else 0
             rate = (frames - last_frames) / max(now - last_at, 1e-9) if frames >= last_frames else 0.0
             last_frames, last_at = frames, now
             log.info(*throughput_line(rate, stats))
