@@ -32,6 +32,12 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
+def _fresh_line(f: dict[str, float]) -> str:
+    return (f"freshness (L {f['bound_s']:.2f}s)  {int(f['checked'])} LIVE reads ({int(f['polled'])} polled views), "
+            f"{int(f['compared'])} compared with the venue at t-L: stale {int(f['stale'])}, "
+            f"LIVE while refused {int(f['rejected_live'])}")
+
+
 def render_report(report: ChaosReport) -> str:
     """The readable report: totals, invariants, recovery table, violations."""
     verdict = "PASSED" if report.passed else f"FAILED ({len(report.violations)} violations)"
@@ -50,6 +56,7 @@ def render_report(report: ChaosReport) -> str:
         f"duplicate / empty cmd {report.duplicate_subscribes} / {report.empty_lists}",
         f"LIVE views checked    {report.views_checked}  (bad: {report.view_violations}, "
         f"oracle cross-checks: {report.oracle_samples})",
+        *([_fresh_line(report.freshness)] if report.freshness else []),
         f"leaked threads/actors {len(report.leaked_threads)} / {len(report.leaked_actors)}",
         f"restarts              {_counts(report.restarts)}",
         f"escalations           {report.escalations}",
