@@ -5,7 +5,9 @@ the market as it was when the fault struck (seq >= the venue's seq then), on the
 incarnation (a new BookActor ref after a book kill; a newer connection epoch after a
 connection kill, an abrupt close or a venue restart). A book that is LIVE but still
 showing pre-fault data does not count, nor does a killed book that simply has not
-processed its Crash yet.
+processed its Crash yet. A book whose subscription the venue refuses must instead show
+REJECTED (a reject, or a kill of that book while the reject stands); once the reject is
+lifted and the code subscribed again, "resubscribe" measures the way back to LIVE.
 
 One tracker thread polls (every ``interval_s``, only while something is pending) the
 books involved with non-blocking asks. A fault that does not recover within

@@ -94,7 +94,8 @@ class ChaosReport:
     #: views skipped (conflated), views/events lost (held uncommitted when the archive was killed)
     archive: dict[str, int] = attrs.Factory(dict)
     #: the freshness invariant: L (bound_s), LIVE reads checked / compared with a venue sample,
-    #: stale ones, views polled, LIVE views of a refused code, venue samples taken
+    #: stale ones, views polled, LIVE views of a refused code, venue samples taken, blackholes
+    #: longer than the silence bound (the watchdog had to fire)
     freshness: dict[str, float] = attrs.Factory(dict)
 
     @property
@@ -161,6 +162,8 @@ class ChaosRun:
         self.events: list[Event] = []
         #: code -> the event id of the reject standing against it (oldest first)
         self._rejected: dict[str, int] = {}
+        #: blackholes longer than the heartbeat silence bound
+        self.long_blackholes = 0
         self.poller = Poller(svc, self.checker.offer, s.poll_interval_s)
         try:
             svc.add_listener(self.checker)
@@ -309,6 +312,8 @@ class ChaosRun:
         result = self.monkey.fault(fault, code)
         if result.noop:
             return  # it reached nobody: nothing to recover from
+        if fault is VenueFault.BLACKHOLE and result.amount > self.bound_s - self.settings.freshness_margin_s:
+            self.long_blackholes += 1  # the heartbeat watchdog must fire during this one
         label = f"{fault.value}{' ' + result.code if result.code else ''}"
         timed = (VenueFault.STALL, VenueFault.BLACKHOLE, VenueFault.SLOW_HANDSHAKE)
         end_s = result.at_s + result.amount if fault in timed else None
@@ -492,7 +497,7 @@ class ChaosRun:
         self.violations.extend(tracker.texts)
         kills = dict(sorted(self.monkey.kills.items()))
         faults = dict(sorted(self.monkey.faults.items()))
-        venue = sum(n for k, n in faults.items() if k not in ("subscribe", "unsubscribe"))
+        venue = sum(n for k, n in faults.items() if k not in ("subscribe", "unsubscribe", "lift_reject"))
         return ChaosReport(
             seed=self.settings.seed, duration_s=round(elapsed_s, 3), kills=kills,
             missed_kills=dict(sorted(self.monkey.missed.items())), faults=faults,
@@ -514,6 +519,7 @@ class ChaosRun:
         return {"bound_s": round(self.bound_s, 3), "checked": fresh.checked if fresh else 0,
                 "compared": fresh.compared if fresh else 0, "stale": checker.stale, "polled": checker.polled,
                 "rejected_live": checker.rejected_live, "venue_samples": len(self.history),
+                "blackholes_past_bound": self.long_blackholes,
                 "sample_interval_s": self.settings.sample_interval_s}
 
 
