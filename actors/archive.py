@@ -145,7 +145,7 @@ def insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]) 
         db.execute(head + ",".join([marks] * len(chunk)), [value for row in chunk for value in row])
 
 
-class _Mailbox:
+class ArchiveMailbox:
     """Filled by the hub's dispatcher thread (or by tells), drained by the actor at each tick."""
 
     def __init__(self, max_events: int) -> None:
@@ -188,7 +188,7 @@ class ArchiveActor(SupervisedActor):
     """See the module docstring. Counters via ``ask(GetCounters())``."""
 
     def __init__(self, ctx: ChildContext | None, *, path: str, interval_s: float, depth: int, hub: ListenerHub,
-                 scheduler: Scheduler) -> None:
+                 scheduler: Scheduler, mailbox: ArchiveMailbox | None = None, listener_id: int | None = None) -> None:
         super().__init__(ctx)
         self._path = path
         self._interval_s = interval_s
@@ -196,10 +196,13 @@ class ArchiveActor(SupervisedActor):
         self._hub = hub
         self._scheduler = scheduler
         self._db: sqlite3.Connection | None = None
-        self._mailbox = _Mailbox(MAX_PENDING_EVENTS)
+        #: a mailbox the service registered before any book started (so the first status change of
+        #: every book is archived, and none is lost while this actor restarts), or our own
+        self._mailbox = mailbox if mailbox is not None else ArchiveMailbox(MAX_PENDING_EVENTS)
+        self._owns_listener = mailbox is None
         self._written_seq: dict[str, int] = {}
         self._last_ts: dict[str, float] = {}
-        self._listener_id: int | None = None
+        self._listener_id: int | None = listener_id
         self._timer: Any = None
         self._due_s = 0.0
         self.counters = {"rows_written": 0, "events_written": 0, "batches": 0, "not_live": 0,
@@ -211,14 +214,15 @@ class ArchiveActor(SupervisedActor):
     def init(self) -> None:
         self._db = open_archive(self._path)
         self._last_ts, self._written_seq = last_rows(self._db)
-        self._listener_id = self._hub.add(self._mailbox, min_interval_s=self._interval_s / 2)
+        if self._owns_listener:
+            self._listener_id = self._hub.add(self._mailbox, min_interval_s=self._interval_s / 2)
         self._due_s = time.monotonic() + self._interval_s
         self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
         self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
                        self._interval_s, self._depth, len(self._last_ts))
 
     def cleanup(self) -> None:
-        if self._listener_id is not None:
+        if self._owns_listener and self._listener_id is not None:
             self._hub.remove(self._listener_id)
             self._listener_id = None
         self._scheduler.cancel(self._timer)

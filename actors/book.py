@@ -12,7 +12,7 @@ again only through a fresh sync on a live socket. Every read also passes through
 ``promise.shown_status``, so a reader never sees LIVE on a dead or silent socket even
 before this actor has heard of it.
 
-Snapshot timing (article dialect): after a (re)start the snapshot is requested as soon as
+Snapshot timing (policies that bridge a stream, e.g. article): after a (re)start the snapshot is requested as soon as
 the first diff of the epoch is buffered, so the snapshot is fetched *after* the stream it
 must bridge has begun. A quiet or frozen market sends no diff, so a short deadline
 (``FIRST_DIFF_WAIT_S``) fetches anyway. Every fetch after a failed attempt (a snapshot that
@@ -59,7 +59,7 @@ from depthkeeper.actors.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.promise import SocketState, shown_status
 from depthkeeper.actors.readport import BookReadPort
 from depthkeeper.actors.samples import Ring
-from depthkeeper.actors.sync import SEQ_BREAKS, ResyncReason, SyncAction, make_policy
+from depthkeeper.actors.sync import SEQ_BREAKS, ResyncReason, SyncAction
 from depthkeeper.supervisor.base import SupervisedActor
 from depthkeeper.supervisor.spec import Jitter, backoff_delay
 
@@ -67,7 +67,8 @@ if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
     from depthkeeper.actors.readport import ReadPorts
     from depthkeeper.actors.routing import Peers
-    from depthkeeper.supervisor.config import BookConfig
+    from depthkeeper.actors.settings import BookConfig
+    from depthkeeper.actors.venues import Venue
     from depthkeeper.supervisor.dispatch import Dispatcher
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
@@ -84,7 +85,7 @@ LATENCY_SAMPLES = 1024
 class BookActor(SupervisedActor):
     """Keeps one symbol's book in sync; see the module docstring."""
 
-    def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
+    def __init__(self, ctx: ChildContext, code: str, *, venue: Venue, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
                  ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None,
@@ -113,7 +114,7 @@ class BookActor(SupervisedActor):
         self._port = BookReadPort(code, self.book, self)
         self._port.socket = socket
         self._port.epoch = epoch
-        self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
+        self.policy = venue.make_policy(self.book, cfg)
         self._calibration = Calibration(self.book)
         #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False

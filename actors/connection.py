@@ -25,13 +25,11 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import websocket
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick
 from depthkeeper.actors.messages import (
     ConnectNow,
     FlushSends,
@@ -50,7 +48,8 @@ from depthkeeper.supervisor.base import SupervisedActor
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
-    from depthkeeper.supervisor.config import HeartbeatConfig, ReconnectConfig, VenueConfig
+    from depthkeeper.actors.settings import HeartbeatConfig, ReconnectConfig
+    from depthkeeper.actors.venues import Venue
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
@@ -66,9 +65,9 @@ def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> f
 
 
 class ConnectionActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, venue: VenueConfig, url: str, heartbeat: HeartbeatConfig,
+    def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
-                 scheduler: Scheduler, decode: Callable[[bytes], Any], min_send_interval_s: float = 0.0,
+                 scheduler: Scheduler, min_send_interval_s: float = 0.0,
                  inbox_limit: int = 1000, rng: random.Random | None = None,
                  socket: SocketState | None = None) -> None:
         super().__init__(ctx)
@@ -80,7 +79,6 @@ class ConnectionActor(SupervisedActor):
         self._peers = peers
         self._epochs = epochs
         self._scheduler = scheduler
-        self._decode = decode
         self._min_send_interval_s = min_send_interval_s + PACING_MARGIN_S if min_send_interval_s > 0 else 0.0
         self._inbox_limit = inbox_limit
         self._rng = rng or random.Random()
@@ -143,19 +141,13 @@ class ConnectionActor(SupervisedActor):
 
     # -- connecting ----------------------------------------------------------------------
 
-    def _full_url(self) -> str:
-        token = self._venue.token
-        if not token:
-            return self._url
-        return f"{self._url}{'&' if '?' in self._url else '?'}token={token}"
-
     def _connect(self) -> None:
         if self._ws is not None or self._failed:  # a refused token is final: no reconnect storm
             return
-        url = self._full_url()
+        url = self._venue.socket_url(self._url)
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
         try:
-            ws.connect(url, timeout=self._venue.connect_timeout_s)
+            ws.connect(url, timeout=self._venue.cfg.connect_timeout_s)
         except websocket.WebSocketBadStatusException as exc:
             if exc.status_code in (401, 403):
                 self._fail(f"venue refused the token (HTTP {exc.status_code}) at {redact(url)}")
@@ -187,7 +179,7 @@ class ConnectionActor(SupervisedActor):
             except Exception:  # noqa: BLE001 - the actor is gone; nothing to tell
                 pass
 
-        self._reader = Reader(ws, self.epoch, decode=self._decode, routes=self._routes, peers=self._peers,
+        self._reader = Reader(ws, self.epoch, decode=self._venue.decode, routes=self._routes, peers=self._peers,
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
@@ -252,23 +244,25 @@ class ConnectionActor(SupervisedActor):
             self._attempt = 0  # this socket delivered data: it is healthy
         bound_s = self.socket.silence_bound_s
         silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
-        if self._venue.dialect == "alltick":
-            silent_s = max(silent_s, self._alltick_heartbeat(now))
+        frame = self._venue.heartbeat(self._hb_seq + 1, self.epoch)
+        if frame is not None:
+            silent_s = max(silent_s, self._send_heartbeat(frame, now))
         if silent_s >= bound_s:
             self.counters["heartbeat_timeouts"] += 1
             self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
                 "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
             self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
 
-    def _alltick_heartbeat(self, now: float) -> float:
-        """Send one heartbeat; return how long the venue has not acknowledged any."""
+    def _send_heartbeat(self, frame: str, now: float) -> float:
+        """Send one client heartbeat; return how long the venue has not answered any (0 if it
+        never answers them)."""
         acks = self.reader_counters.heartbeat_acks
         if acks != self._seen_hb_acks:
             self._acked_at = now
         self._seen_hb_acks = acks
-        silent_s = now - self._acked_at if self._hb_seq else 0.0
+        silent_s = now - self._acked_at if self._hb_seq and self._venue.heartbeat_acks else 0.0
         self._hb_seq += 1
-        self._enqueue(codec_alltick.encode_heartbeat(self._hb_seq, f"hb-{self.epoch}-{self._hb_seq}"), "heartbeat")
+        self._enqueue(frame, "heartbeat")
         self.counters["heartbeats_sent"] += 1
         return silent_s
 

@@ -168,11 +168,19 @@ class PushBatch:
 
 @attrs.frozen
 class UnwantedData:
-    """Reader thread -> SubscriptionActor: frames for a code that has no book (a ghost)."""
+    """Reader thread -> SubscriptionActor: frames for codes that have no book (maybe ghosts).
+
+    One message per chunk read, however many codes it holds: a flood spread over thousands
+    of distinct codes costs the reader one tell per chunk, not one per code.
+    """
 
     epoch: int
-    code: str
-    frames: int
+    #: (code, frames) for each code without a book in one chunk
+    counts: tuple[tuple[str, int], ...]
+
+    @property
+    def frames(self) -> int:
+        return sum(frames for _, frames in self.counts)
 
 
 @attrs.frozen

@@ -3,7 +3,7 @@
 Books tell ``RequestSnapshot`` and carry on buffering; replies come back as
 ``SnapshotReady``. Requests for a code already queued or in flight are coalesced (many
 books resyncing at once after a reconnect cost one request each, not one per resync);
-the alltick dialect batches every queued code into one ``depth-tick`` request. A token
+a venue that serves many codes per request (AllTick's ``depth-tick``) gets them batched. A token
 bucket keeps us within ``max_per_second``; failures (timeouts, 429, 500, bad bodies) are
 retried with capped exponential backoff and full jitter, forever, because a book that
 gives up stays wrong. Blocking HTTP runs on a small worker pool owned by this actor.
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import pykka
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.messages import (
     DrainQueue,
     FetchDone,
@@ -37,28 +36,26 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, Snapshot, redact
+from depthkeeper.actors.wire import DepthPush, Snapshot, redact
 from depthkeeper.supervisor.base import SupervisedActor
 
 if TYPE_CHECKING:
     from depthkeeper.actors.promise import SocketState
-    from depthkeeper.supervisor.config import SnapshotConfig
+    from depthkeeper.actors.settings import SnapshotConfig
+    from depthkeeper.actors.venues import Venue
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
-#: alltick codes per depth-tick request
-_ALLTICK_BATCH = 50
 
 
 class SnapshotActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, dialect: str, url: str, token: str | None, cfg: SnapshotConfig,
+    def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, cfg: SnapshotConfig,
                  timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None,
                  socket: SocketState | None = None) -> None:
         super().__init__(ctx)
         self._socket = socket
-        self._dialect = dialect
+        self._venue = venue
         self._url = url
-        self._token = token
         self._cfg = cfg
         self._timeout_s = timeout_s
         self._scheduler = scheduler
@@ -138,9 +135,8 @@ class SnapshotActor(SupervisedActor):
         self._refill()
         while self._queue and self._tokens >= 1.0:
             batch = [self._queue.popleft()]
-            if self._dialect == "alltick":
-                while self._queue and len(batch) < _ALLTICK_BATCH:
-                    batch.append(self._queue.popleft())
+            while self._queue and len(batch) < self._venue.snapshot_batch:
+                batch.append(self._queue.popleft())
             self._tokens -= 1.0
             self._start_fetch(tuple(batch))
         if self._queue and not self._drain_scheduled:
@@ -159,7 +155,7 @@ class SnapshotActor(SupervisedActor):
         self._in_flight.update(codes)
         self.counters["requests"] += 1
         self._trace += 1
-        future = self._pool.submit(fetch, self._dialect, self._url, self._token, codes, self._timeout_s,
+        future = self._pool.submit(fetch, self._venue, self._url, codes, self._timeout_s,
                                    f"dk-{self._trace}")
         ref = self.actor_ref
 
@@ -211,27 +207,17 @@ class SnapshotActor(SupervisedActor):
         self._scheduler.schedule(delay, self.actor_ref, RetryFetch(code))
 
 
-def fetch(dialect: str, url: str, token: str | None, codes: tuple[str, ...], timeout_s: float, trace: str) -> FetchDone:
+def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trace: str) -> FetchDone:
     """Blocking REST request (runs on a worker thread). Never raises."""
-    if dialect == "alltick":
-        full = f"{url}?token={token or ''}&query={codec_alltick.encode_depth_query(codes, trace)}"
-    else:
-        full = f"{url}?code={codes[0]}"
+    full = venue.snapshot_url(url, codes, trace)
     try:
         with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
             body = response.read()
     except urllib.error.HTTPError as exc:
-        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=exc.code == 401)
+        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         return FetchDone(codes, (), f"{type(exc).__name__}: {exc} ({redact(full)})")
-    if dialect == "alltick":
-        rows = codec_alltick.decode_depth_tick(body)
-        if isinstance(rows, Ack):
-            return FetchDone(codes, (), f"ret {rows.ret} {rows.msg}", fatal=rows.ret == 401)
-        if isinstance(rows, DecodeError):
-            return FetchDone(codes, (), f"bad depth-tick reply: {rows.detail}")
-        return FetchDone(codes, rows)
-    snap = codec_article.decode_snapshot(body, codes[0])
-    if isinstance(snap, DecodeError):
-        return FetchDone(codes, (), f"bad snapshot: {snap.detail}")
-    return FetchDone(codes, (snap,))
+    reply = venue.parse_snapshot(body, codes)
+    if reply.error is not None:
+        return FetchDone(codes, (), reply.error, fatal=reply.fatal)
+    return FetchDone(codes, reply.books)

@@ -11,20 +11,36 @@ against what it believes the server has on the current socket (``active``):
   flushes are at least ``min_interval_s`` apart;
 - on every new socket epoch the desired set is replayed from scratch;
 - data for codes nobody wants is counted, and a code that keeps sending (a ghost left by
-  a sub/unsub race on the server) is unsubscribed again.
+  a sub/unsub race on the server) is unsubscribed again — see "Ghosts" below.
 
-article: ``sub``/``unsub`` with only the difference. alltick: a 22002 with the WHOLE
-wanted list (it replaces the server's list), or 22006 when nothing is wanted.
+Ghosts (issue 12). Only a code THIS socket subscribed and we then left can be a ghost; a
+code we never subscribed on this socket (a venue bug, a flood of made-up codes) is counted
+and never answered: one unsubscribe per made-up code would be a flood of our own, and on
+AllTick every client frame is rate-limited. Frames for a code we are leaving are in flight,
+not ghosts, until the venue has acknowledged that unsubscribe (the reader tells us acks
+after the data read before them, so stream order holds); when the venue sends no acks, a
+grace period from the moment the unsubscribe was issued (plus the pacing) stands in for
+the ack. Each left code is reaped at most once per socket, and the per-code state lives in
+a bounded LRU that a new socket clears.
+
+What goes on the wire is the venue's (``Venue.plan``: the article sends ``sub``/``unsub``
+with only the difference, AllTick a 22002 with the WHOLE wanted list, Binance SUBSCRIBE /
+UNSUBSCRIBE with request ids), and so is what an answer means (``Venue.read_ack``). A ghost
+is unsubscribed again by keeping it in ``active`` and planning the next flush: the venue's
+own request shape does the rest, coalesced with any other change.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -45,31 +61,54 @@ from depthkeeper.actors.routing import SubscriptionLedger
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
     from depthkeeper.actors.symbols import SymbolRules
+    from depthkeeper.actors.venues import AckVerdict
     from depthkeeper.actors.wire import Ack
-    from depthkeeper.supervisor.config import SubscriptionConfig
+    from depthkeeper.actors.settings import SubscriptionConfig
+    from depthkeeper.actors.venues import Request, Venue
     from depthkeeper.supervisor.scheduler import Scheduler
     from depthkeeper.supervisor.spec import ChildContext
 
-#: alltick ret codes that mean "this code is not for you"
-_CODE_REJECTED = (600, 604)
-#: a ghost is unsubscribed again at most this often
-_GHOST_COOLDOWN_S = 1.0
-#: frames still in flight right after our own unsub are not ghosts
+#: our requests on one socket kept for their answers (the oldest forgotten first)
+REQUESTS_KEPT = 256
+#: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
+#: unsubscribe are still in flight, not ghosts
 _UNSUB_GRACE_S = 1.0
+#: with acks on this socket we wait for the unsubscribe's ack, but never longer than this
+_UNSUB_ACK_TIMEOUT_S = 10.0
+#: codes left on one socket whose ghost state we keep (least recently left forgotten first)
+LEFT_CODES_LIMIT = 4096
+
+
+@attrs.define
+class LeftCode:
+    """A code this socket subscribed and then left: is its data still in flight, or a ghost?"""
+
+    #: unsubscribe commands (article) naming it on this socket, and acks of them seen
+    unsubs: int = 0
+    unsub_acks: int = 0
+    #: id of the last request that left it (venues with ids); settled once an answer >= it arrives
+    request: int = 0
+    #: when we issued the last unsubscribe (monotonic seconds)
+    left_at_s: float = 0.0
+    #: frames seen after the unsubscribe settled
+    frames: int = 0
+    #: already unsubscribed again as a ghost on this socket (never twice)
+    reaped: bool = False
 
 
 class SubscriptionActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
+    def __init__(self, ctx: ChildContext, *, venue: Venue, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
-                 depth_level: int = 5, ledger: SubscriptionLedger | None = None,
-                 rejected: dict[str, str] | None = None) -> None:
+                 ledger: SubscriptionLedger | None = None,
+                 rejected: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(ctx)
-        self._dialect = dialect
+        self._venue = venue
         self._cfg = cfg
         self._rules = rules
         self._peers = peers
         self._scheduler = scheduler
-        self._depth_level = depth_level
+        #: monotonic seconds (a test drives the ghost grace periods with its own clock)
+        self._clock = clock
         self.desired: frozenset[str] = frozenset()
         self.active: set[str] = set()
         #: code -> the venue's refusal (kept across our restarts by the tree; retried on an explicit subscribe)
@@ -77,13 +116,16 @@ class SubscriptionActor(SupervisedActor):
         self.epoch = epoch
         self._last_sent_at = -1e9
         self._flush_scheduled = False
-        self._ghost_frames: dict[str, int] = {}
-        self._ghost_unsub_at: dict[str, float] = {}
-        self._left_at: dict[str, float] = {}
-        self._seq_id = 0
-        self._added_by_request: dict[int, frozenset[str]] = {}
+        #: codes this socket subscribed and then left (bounded, cleared per socket)
+        self._left: OrderedDict[str, LeftCode] = OrderedDict()
+        self._acks_seen = 0
+        self._acked_request = 0
+        self._request_id = 0
+        #: our requests on this socket that carry an id, for the venue's answers
+        self._requests: OrderedDict[int, Request] = OrderedDict()
         self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
-                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0}
+                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
+                         "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
         self._log = logger.bind(actor="subscription")
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
@@ -124,7 +166,7 @@ class SubscriptionActor(SupervisedActor):
                     self._on_ack(ack)
             case GetCounters():
                 return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
-                            rejected=dict(self.rejected), epoch=self.epoch)
+                            rejected=dict(self.rejected), epoch=self.epoch, left_codes=len(self._left))
             case _:
                 return super().on_receive(message)
         return None
@@ -142,7 +184,8 @@ class SubscriptionActor(SupervisedActor):
         self.epoch = epoch
         self.active = set()
         self._commit()
-        self._ghost_frames.clear()
+        self._left.clear()
+        self._acks_seen = self._acked_request = 0
         self.counters["replays"] += 1
         self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
@@ -159,53 +202,39 @@ class SubscriptionActor(SupervisedActor):
     def _flush(self) -> None:
         if not self.epoch:
             return
-        wait_s = self._last_sent_at + self._cfg.min_interval_s - time.monotonic()
+        wait_s = self._last_sent_at + self._cfg.min_interval_s - self._clock()
         if wait_s > 0:
             self._schedule(wait_s + 0.001)
             return
-        want = self.desired - self.rejected.keys()
-        if self._dialect == "alltick":
-            self._flush_alltick(want)
-        else:
-            self._flush_article(want)
+        want = frozenset(self.desired - self.rejected.keys())
+        requests = self._venue.plan(want, frozenset(self.active), self._next_id, self.epoch)
+        if requests and self._cfg.min_interval_s > 0:
+            if len(requests) > 1:
+                self._schedule(self._cfg.min_interval_s)  # one request per interval: the rest next time
+            requests = requests[:1]
+        for request in requests:
+            self._issue(request)
 
-    def _flush_article(self, want: frozenset[str]) -> None:
-        to_sub = sorted(want - self.active)
-        to_unsub = sorted(self.active - want)
-        if to_sub:
-            self._send(codec_article.encode_command("sub", to_sub), f"sub {to_sub}")
-            self.active.update(to_sub)
-            self._commit()
-            self.counters["codes_subscribed"] += len(to_sub)
-            if to_unsub and self._cfg.min_interval_s > 0:
-                self._schedule(self._cfg.min_interval_s)
-                return
-        if to_unsub:
-            self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
-            self.active.difference_update(to_unsub)
-            self._commit()
-            self._left_at.update(dict.fromkeys(to_unsub, time.monotonic()))
-            self.counters["codes_unsubscribed"] += len(to_unsub)
+    def _next_id(self) -> int:
+        self._request_id += 1
+        return self._request_id
 
-    def _flush_alltick(self, want: frozenset[str]) -> None:
-        if want == self.active:
-            return
-        self._seq_id += 1
-        trace = f"dk-sub-{self.epoch}-{self._seq_id}"
-        if want:
-            text = codec_alltick.encode_subscribe(sorted(want), self._depth_level, self._seq_id, trace)
-            self._added_by_request[self._seq_id] = frozenset(want - self.active)
-            self._send(text, f"22002 ({len(want)} codes)")
-        else:
-            self._send(codec_alltick.encode_cancel(self._seq_id, trace), "22006 cancel depth")
-        self.counters["codes_subscribed"] += len(want - self.active)
-        self.counters["codes_unsubscribed"] += len(self.active - want)
-        self._left_at.update(dict.fromkeys(self.active - want, time.monotonic()))
-        self.active = set(want)
+    def _issue(self, request: Request) -> None:
+        self._send(request.text, request.what)
+        if request.request_id:
+            self._requests[request.request_id] = request
+            while len(self._requests) > REQUESTS_KEPT:
+                self._requests.popitem(last=False)
+        self.active.update(request.added)
+        self.active.difference_update(request.removed)
         self._commit()
+        self.counters["codes_subscribed"] += len(request.added)
+        self.counters["codes_unsubscribed"] += len(request.removed)
+        if request.removed:
+            self._mark_left(request.removed, request=request.request_id)
 
     def _send(self, text: str, what: str) -> None:
-        self._last_sent_at = time.monotonic()
+        self._last_sent_at = self._clock()
         self.counters["commands"] += 1
         self._log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
@@ -213,45 +242,87 @@ class SubscriptionActor(SupervisedActor):
     def _commit(self) -> None:
         self._ledger.record(self.epoch, self.active)
 
+    # -- ghosts ----------------------------------------------------------------------------
+
+    def _mark_left(self, codes: frozenset[str], request: int = 0) -> None:
+        """We just issued the command that leaves ``codes`` (``request``: its id, if the venue uses ids)."""
+        now = self._clock()
+        left = self._left
+        for code in codes:
+            entry = left.pop(code, None) or LeftCode()
+            entry.unsubs += 1
+            entry.request = request
+            entry.left_at_s = now
+            entry.frames = 0
+            left[code] = entry  # most recently left last
+        while len(left) > LEFT_CODES_LIMIT:
+            left.popitem(last=False)
+
+    def _settled(self, entry: LeftCode, now: float) -> bool:
+        """Has the venue certainly processed our last unsubscribe of this code?"""
+        if entry.request and self._acked_request >= entry.request:
+            return True  # answers come in request order
+        if entry.unsub_acks >= entry.unsubs:
+            return True  # the venue's answers named the code each time
+        waited_s = now - entry.left_at_s
+        if self._acks_seen:
+            return waited_s >= _UNSUB_ACK_TIMEOUT_S  # an ack went missing: do not wait forever
+        return waited_s >= _UNSUB_GRACE_S + 2 * self._cfg.min_interval_s
+
+    def _settle(self, verdict: AckVerdict) -> None:
+        """An answer on this socket: which of our unsubscribes has the venue now processed."""
+        self._acks_seen += 1
+        self.counters["acks"] += 1
+        if verdict.settled_through > self._acked_request:
+            self._acked_request = verdict.settled_through
+        for code in verdict.unsubscribed:
+            entry = self._left.get(code)
+            if entry is not None and entry.unsub_acks < entry.unsubs:
+                entry.unsub_acks += 1
+
     def _on_unwanted(self, message: UnwantedData) -> None:
         self.counters["unwanted_frames"] += message.frames
-        code = message.code
-        if message.epoch != self.epoch or code in self.desired:
-            return  # a book being started or restarted; not a ghost
-        now = time.monotonic()
-        if now - self._left_at.get(code, -1e9) < _UNSUB_GRACE_S:
-            return  # frames sent before the server processed our unsub
-        frames = self._ghost_frames.get(code, 0) + message.frames
-        self._ghost_frames[code] = frames
-        if frames < self._cfg.ghost_threshold or now - self._ghost_unsub_at.get(code, -1e9) < _GHOST_COOLDOWN_S:
+        if message.epoch != self.epoch:
             return
-        self._ghost_frames[code] = 0
-        self._ghost_unsub_at[code] = now
-        self.counters["ghost_unsubscribes"] += 1
-        self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing", code)
-        if self._dialect == "alltick":
-            self.active.add(code)  # force the whole list to be sent again
-            self._flush()
-        elif self._rules.problem(code) is None:
-            self._send(codec_article.encode_command("unsub", [code]), f"unsub ghost {code}")
+        now = self._clock()
+        ghosts: list[str] = []
+        for code, frames in message.counts:
+            if code in self.desired or code in self.active:
+                continue  # a book being started or restarted, or our unsub not sent yet: not a ghost
+            entry = self._left.get(code)
+            if entry is None:
+                self.counters["unknown_code_frames"] += frames  # never subscribed here: count, never answer
+            elif entry.reaped:
+                continue  # unsubscribed again once on this socket already; counted above
+            elif not self._settled(entry, now):
+                self.counters["in_flight_frames"] += frames  # sent before the venue processed our unsub
+            else:
+                entry.frames += frames
+                if entry.frames >= self._cfg.ghost_threshold:
+                    entry.reaped = True
+                    ghosts.append(code)
+        if ghosts:
+            self._reap(ghosts)
+
+    def _reap(self, codes: list[str]) -> None:
+        """Unsubscribe ghosts again: kept in ``active``, the next flush plans their unsubscribe."""
+        self.counters["ghost_unsubscribes"] += len(codes)
+        for code in codes:
+            self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
+                                                               code)
+        self.active.update(codes)
+        self._schedule(self._cfg.coalesce_window_s)
 
     def _on_ack(self, ack: Ack) -> None:
-        if ack.rejected:
-            for code in ack.rejected:
-                self._reject(code, "rejected by the venue")
-        if ack.ret == 200:
-            return
-        if ack.ret in _CODE_REJECTED:
-            for code in self._added_by_request.get(ack.seq_id or -1, frozenset()):
-                self._reject(code, f"ret {ack.ret} {ack.msg}")
-        elif ack.ret == 401:
-            self._log.bind(event="venue_refused").error("venue says the token is invalid (ret 401 {})", ack.msg)
-            self._peers.tell_connection(VenueFailure(f"ret 401 {ack.msg}"))
-        elif ack.ret == 603:
-            self._log.warning("venue says the plan's symbol limit is reached (ret 603 {}); extra codes ignored",
-                              ack.msg)
-        else:
-            self._log.warning("venue answered cmd {} with ret {} {}", ack.cmd_id, ack.ret, ack.msg)
+        verdict = self._venue.read_ack(ack, self._requests)
+        self._settle(verdict)
+        for code, why in verdict.rejected:
+            self._reject(code, why)
+        if verdict.fatal is not None:
+            self._log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
+            self._peers.tell_connection(VenueFailure(verdict.fatal))
+        elif verdict.warning is not None:
+            self._log.warning("{}", verdict.warning)
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:

@@ -1,10 +1,14 @@
 """Sync policies: what a venue message means for one book. Pure; one instance per book.
 
+This module holds the base (validated snapshots, the (re)start, suspend) and the contiguous-
+seq policy; a venue whose messages need another policy keeps it in its own module
+(``venues/``), and each venue's ``make_policy`` chooses.
+
 A policy owns the book's sync state machine and returns a :class:`SyncAction` telling its
 actor what to do next (fetch a snapshot, retry one after a backoff, wait for the stream to
 reach a held snapshot). It never does I/O and never reads a clock.
 
-article (per-symbol contiguous seq)::
+contiguous seq (article: one level per diff, ``seq`` +1 per symbol)::
 
     SYNCING/RESYNCING --diffs--> buffer (bounded) ............ FETCH snapshot
          |  snapshot validated (non-empty, not short, not crossed), else RETRY (backoff)
@@ -25,10 +29,6 @@ counted, and the resync restarts. A buffered diff that is not part of the chain 
 bridges (a far-future seq, or the tail of an older era) is skipped when a later diff
 bridges; if snapshots keep failing to bridge (``SUSPECT_AFTER`` stale snapshots in a row),
 the buffer itself is suspect and is rebuilt from fresh diffs.
-
-alltick (each push is a complete top-N book): replace when the push's seq is newer, drop
-(and count) stale or duplicate pushes; ``SUSPECT_AFTER`` stale pushes in a row mean the
-book's own seq is the outlier (one push with a far-future seq), so the next push replaces it.
 
 Snapshot requests carry a token; a reply to an older request (fetched before a venue restart,
 a disconnect or a retry) is ignored, so a snapshot can never be bridged onto a stream of
@@ -227,7 +227,7 @@ class SyncPolicy:
         raise NotImplementedError
 
 
-class ArticleSync(SyncPolicy):
+class ContiguousSync(SyncPolicy):
     """Contiguous per-symbol seq with a REST snapshot bridge (see module docstring)."""
 
     fetch_after_first_diff = True
@@ -391,66 +391,3 @@ class ArticleSync(SyncPolicy):
         self._note(ResyncReason.IN_SYNC, "in sync")
         # Diffs between the snapshot and now; a gap among them restarts the sync.
         return self.on_diffs(rest) if rest else SyncAction.NONE
-
-
-class AlltickSync(SyncPolicy):
-    """Full top-N replace when the push is newer; stale and duplicate pushes dropped."""
-
-    def __init__(self, book: OrderBook) -> None:
-        super().__init__(book)
-        self._stale_in_row = 0
-
-    def on_push(self, push: DepthPush) -> SyncAction:
-        book = self.book
-        if push.seq <= book.last_seq:
-            self.counters.stale_dropped += 1
-            self._stale_in_row += 1
-            if self._stale_in_row < SUSPECT_AFTER:
-                return SyncAction.NONE
-            # The venue keeps sending older quotes than ours: our seq is the outlier.
-            self.counters.suspect_diffs += 1
-        self._stale_in_row = 0
-        book.replace(push.bids, push.asks, push.seq)
-        # Only the pushed top-N is known; deeper levels may exist at the venue.
-        book.mark_partial(
-            push.bids[-1][0] if push.bids else None,
-            push.asks[-1][0] if push.asks else None,
-        )
-        self.counters.applied += 1
-        if book.is_crossed():
-            self.counters.crossed += 1
-            return self.start(ResyncReason.CROSSED, f"crossed push at seq {push.seq}")
-        if book.status is not BookStatus.LIVE:
-            self._note(ResyncReason.IN_SYNC, "in sync")
-        book.status = BookStatus.LIVE
-        self.awaiting_snapshot = False
-        return SyncAction.NONE
-
-    def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
-        raise TypeError("the alltick dialect has no incremental diffs")
-
-    def on_snapshot(self, snap: Snapshot | DepthPush, token: int) -> SyncAction:
-        if not self.awaiting_snapshot or token != self.request_token or not isinstance(snap, DepthPush):
-            self.counters.ignored_snapshots += 1
-            return SyncAction.NONE
-        self.counters.snapshots += 1
-        refused = self._refused(snap)
-        if refused is not None:
-            return refused
-        return self.on_push(snap)
-
-    def start(self, reason: ResyncReason, detail: str | None = None) -> SyncAction:
-        action = super().start(reason, detail)
-        # Seq is a per-code quote number; after a resync accept whatever is newest.
-        self.book.last_seq = 0
-        self._stale_in_row = 0
-        return action
-
-
-def make_policy(dialect: str, book: OrderBook, buffer_limit: int) -> SyncPolicy:
-    """The sync policy for a venue dialect ("article" or "alltick")."""
-    if dialect == "article":
-        return ArticleSync(book, buffer_limit)
-    if dialect == "alltick":
-        return AlltickSync(book)
-    raise ValueError(f"unknown dialect {dialect!r}")

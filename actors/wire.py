@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -99,6 +99,21 @@ class Ignored:
     """A well-formed frame we have no use for (e.g. a trade ack); counted, not an error."""
 
     reason: str
+
+
+def to_number(value: Any) -> float | None:
+    """A price or size from a decimal string or a JSON number; None if unusable.
+
+    Rejects bools, NaN, infinities and negatives (a negative size is malformed, not a delete).
+    """
+    if type(value) is str or type(value) is float or type(value) is int:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if 0.0 <= number < float("inf"):
+            return number
+    return None
 
 
 def excerpt_of(raw: str | bytes, limit: int = 120) -> str:

@@ -1,8 +1,9 @@
 """depthkeeper.simulator: a local exchange (WebSocket + REST + control) for tests and demos.
 
-It speaks the two venue dialects from ``protocols/article.md`` and ``protocols/alltick.md``
-independently of depthkeeper's client code, keeps a deterministic truth book per symbol, and
-injects faults on demand::
+It speaks three venue dialects (the article's, AllTick's, and Binance spot's, whose protocol page
+is simulator/binance.py) independently of depthkeeper's client code, keeps a deterministic truth
+book per symbol (or serves a recording of real Binance frames, simulator/replay.py), and injects
+faults on demand::
 
     from depthkeeper.simulator import Simulator, SimConfig
 

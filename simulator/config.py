@@ -24,10 +24,11 @@ MAX_LEVELS = 1000
 
 
 class Dialect(str, enum.Enum):
-    """The wire protocol the venue speaks (see ``protocols/article.md`` and ``alltick.md``)."""
+    """The wire protocol the venue speaks (``protocols/article.md``, ``alltick.md``, simulator/binance.py)."""
 
     ARTICLE = "article"
     ALLTICK = "alltick"
+    BINANCE = "binance"
 
 
 class TickTimeUnit(str, enum.Enum):
@@ -58,6 +59,12 @@ def _to_tick_time_unit(value: TickTimeUnit | str) -> TickTimeUnit:
         raise ValueError(f"SimConfig.tick_time_unit: must be 'ms' or 's', got {value!r}") from None
 
 
+def _to_paths(value: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(value)
+
+
 def _int_field(field_name: str, value: Any, *, minimum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"SimConfig.{field_name}: must be an int, got {value!r}")
@@ -78,7 +85,8 @@ class SimConfig:
     """Everything that defines one simulated venue.
 
     ``rate_per_symbol`` is in diffs per second per symbol; ``<= 0`` means "as fast as the
-    subscribers can read" (benchmarks). ``port=0`` asks the OS for an ephemeral port.
+    subscribers can read" (benchmarks). ``port=0`` asks the OS for an ephemeral port. The
+    ``binance_*`` and ``replay_*`` keys are documented in simulator/binance.py.
     """
 
     host: str = "127.0.0.1"
@@ -97,12 +105,36 @@ class SimConfig:
     stamp: bool = False
     record_history: bool = False
     send_acks: bool = True
+    # -- binance (simulator/binance.py documents each one) --
+    binance_interval_scale: float = 1.0
+    binance_enforce_limits: bool = True
+    binance_max_messages_per_s: int = 5
+    binance_max_streams_per_connection: int = 1024
+    binance_max_connections_per_window: int = 300
+    binance_connection_window_s: float = 300.0
+    binance_ping_interval_s: float = 20.0
+    binance_pong_timeout_s: float = 60.0
+    binance_lifetime_scale: float = 1.0
+    binance_weight_limit: int = 6000
+    binance_weight_window_s: float = 60.0
+    binance_ban_after_429s: int = 3
+    binance_ban_s: float = 120.0
+    binance_max_url_bytes: int = 65536
+    binance_snapshot_max_limit: int = 5000
+    binance_reject_unknown_symbols: bool = True
+    #: recorded Binance files to serve instead of the generated market (simulator/replay.py)
+    replay_paths: tuple[str, ...] = attrs.field(default=(), converter=_to_paths)
+    replay_speed: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         self._validate_network()
         self._validate_market()
         self._validate_alltick()
-        for name in ("alltick_string_numbers", "stamp", "record_history", "send_acks"):
+        self._validate_binance()
+        for name in (
+            "alltick_string_numbers", "stamp", "record_history", "send_acks",
+            "binance_enforce_limits", "binance_reject_unknown_symbols",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SimConfig.{name}: must be a bool, got {getattr(self, name)!r}")
         if self.token is not None and (not isinstance(self.token, str) or not self.token):
@@ -142,15 +174,48 @@ class SimConfig:
         if timeout_s <= 0:
             raise ValueError(f"SimConfig.alltick_heartbeat_timeout_s: must be > 0, got {timeout_s!r}")
 
+    def _validate_binance(self) -> None:
+        for name in ("binance_max_messages_per_s", "binance_max_connections_per_window", "binance_weight_limit",
+                     "binance_ban_after_429s"):
+            _int_field(name, getattr(self, name), minimum=0)
+        _int_field("binance_max_streams_per_connection", self.binance_max_streams_per_connection, minimum=1)
+        _int_field("binance_max_url_bytes", self.binance_max_url_bytes, minimum=1024)
+        _int_field("binance_snapshot_max_limit", self.binance_snapshot_max_limit, minimum=1)
+        for name in ("binance_interval_scale", "binance_ping_interval_s", "binance_lifetime_scale"):
+            if _finite_float(name, getattr(self, name)) < 0:
+                raise ValueError(f"SimConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("binance_connection_window_s", "binance_pong_timeout_s", "binance_weight_window_s",
+                     "binance_ban_s"):
+            if _finite_float(name, getattr(self, name)) <= 0:
+                raise ValueError(f"SimConfig.{name}: must be > 0, got {getattr(self, name)!r}")
+        _finite_float("replay_speed", self.replay_speed)
+        if any(not isinstance(path, str) or not path for path in self.replay_paths):
+            raise ValueError(f"SimConfig.replay_paths: must be non-empty str paths, got {self.replay_paths!r}")
+        if self.replay_paths and self.dialect is not Dialect.BINANCE:
+            raise ValueError("SimConfig.replay_paths: recordings are Binance frames; needs dialect 'binance'")
+
     @property
     def ws_path(self) -> str:
-        """The WebSocket path; both dialects use AllTick's crypto path."""
-        return "/quote-b-ws-api"
+        """The WebSocket path: AllTick's crypto path; binance has several (/ws, /stream), so none."""
+        return "" if self.dialect is Dialect.BINANCE else "/quote-b-ws-api"
 
     @property
     def rest_path(self) -> str:
         """The REST snapshot path of this dialect."""
+        if self.dialect is Dialect.BINANCE:
+            return "/api/v3/depth"
         return "/depth" if self.dialect is Dialect.ARTICLE else "/quote-b-api/depth-tick"
+
+    @property
+    def rest_url_path(self) -> str:
+        """What the handle's ``rest_url`` ends with: the snapshot path, or nothing for binance (a base URL:
+        its clients append ``/api/v3/depth``, ``/api/v3/exchangeInfo`` ... themselves)."""
+        return "" if self.dialect is Dialect.BINANCE else self.rest_path
+
+    @property
+    def binance_lifetime_s(self) -> float:
+        """Binance cuts every connection after 24 h; scaled so tests see it in seconds (0 = never)."""
+        return 86_400.0 * self.binance_lifetime_scale
 
     @property
     def as_fast_as_possible(self) -> bool:

@@ -274,12 +274,15 @@ class SimHandle:
 
     @property
     def url(self) -> str:
-        """WebSocket URL without the token (clients append ``?token=...`` themselves)."""
+        """WebSocket URL without the token (clients append ``?token=...`` themselves).
+
+        For binance this is the base (``ws://host:port``): clients append ``/stream`` or ``/ws/...``."""
         return f"ws://{self.config.host}:{self.port}{self.config.ws_path}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.config.host}:{self.port}{self.config.rest_path}"
+        """The REST snapshot URL; for binance the base (``http://host:port``), clients append ``/api/v3/...``."""
+        return f"http://{self.config.host}:{self.port}{self.config.rest_url_path}"
 
     @property
     def control_url(self) -> str:

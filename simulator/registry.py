@@ -88,6 +88,9 @@ class ConnState:
         self.subscriptions: dict[str, int] = {}
         self.frames_sent = 0
         self.commands_received = 0
+        #: binance: incoming text, ping and pong frames (its 5/s limit counts all three), and the excess
+        self.messages_received = 0
+        self.messages_over_limit = 0
         self.log: collections.deque[CommandRecord] = collections.deque(maxlen=COMMAND_LOG_LIMIT)
         self.last_request_s: float | None = None
         self.last_heartbeat_s = opened_s
@@ -217,5 +220,9 @@ class Registry:
         result["frames_sent"] = {conn_id: conn.frames_sent for conn_id, conn in sorted(everyone.items())}
         result["commands_received"] = {
             conn_id: conn.commands_received for conn_id, conn in sorted(everyone.items())
+        }
+        result["messages_received"] = {conn_id: conn.messages_received for conn_id, conn in sorted(everyone.items())}
+        result["messages_over_limit"] = {
+            conn_id: conn.messages_over_limit for conn_id, conn in sorted(everyone.items())
         }
         return result

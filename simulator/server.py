@@ -13,6 +13,10 @@ parsing, before any hook ran).
 Server options, and why: compression off (the pump writes pre-framed, uncompressed frames);
 no server pings (clients ping; a client that is slow to read must not be cut by our keepalive);
 a short close timeout (fault tests close a lot); no open timeout (REST delays can be long).
+The binance dialect adds its own pieces through the `DialectHandler` hooks: several WebSocket
+paths, a gate before REST (weight), extra headers, a connection class that counts pings and pongs
+and accepts long handshake URLs, per-connection tasks (server pings, the 24 h cut) and a
+background task (its 100 ms windows). A recording replaces the generated market and the pump.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import http
 import urllib.parse
 
+import attrs
 from loguru import logger
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -29,11 +34,13 @@ from websockets.http11 import Request, Response
 
 from .alltick import CLOSE_POLICY_VIOLATION, AlltickDialect
 from .article import ArticleDialect
+from .binance import BinanceDialect
 from .config import Dialect, SimConfig
 from .control import Controller
 from .pump import Pump
 from .registry import ConnState
-from .venue import HttpReply, Venue, dumps
+from .replay import Replay, ReplayPump, load_replay
+from .venue import DialectHandler, HttpReply, Venue, dumps
 
 #: How long closing a connection may wait for the client's close frame.
 CLOSE_TIMEOUT_S = 1.0
@@ -53,9 +60,18 @@ def _json_response(reply: HttpReply) -> Response:
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
             ("Cache-Control", "no-store"),
+            *reply.headers,
         ]
     )
     return Response(reply.status, http.HTTPStatus(reply.status).phrase, headers, body)
+
+
+def _dialect(venue: Venue, replay: Replay | None) -> DialectHandler:
+    if venue.config.dialect is Dialect.ARTICLE:
+        return ArticleDialect(venue)
+    if venue.config.dialect is Dialect.ALLTICK:
+        return AlltickDialect(venue)
+    return BinanceDialect(venue, replay)
 
 
 def _report_pump_exit(task: asyncio.Task[None]) -> None:
@@ -70,14 +86,16 @@ class SimServer:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.venue = Venue(config)
-        self.venue.dialect = (
-            ArticleDialect(self.venue) if config.dialect is Dialect.ARTICLE else AlltickDialect(self.venue)
-        )
-        self.pump = Pump(self.venue)
+        replay = load_replay(config) if config.replay_paths else None
+        if replay is not None:
+            self.venue.market = replay.market  # type: ignore[assignment]  # the same duck-typed surface
+        self.venue.dialect = _dialect(self.venue, replay)
+        self.pump: Pump = ReplayPump(self.venue, replay) if replay is not None else Pump(self.venue)
         self.controller = Controller(self.venue, self.pump)
         self.port = 0
         self._server: Server | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._dialect_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -92,10 +110,13 @@ class SimServer:
             open_timeout=None,
             max_size=MAX_CLIENT_FRAME_BYTES,
             server_header="depthkeeper-simulator",
+            create_connection=self.venue.dialect.connection_class(),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._pump_task = asyncio.create_task(self.pump.run(), name="depthkeeper-sim-pump")
         self._pump_task.add_done_callback(_report_pump_exit)
+        self._dialect_task = asyncio.create_task(self.venue.dialect.run(), name="depthkeeper-sim-dialect")
+        self._dialect_task.add_done_callback(_report_pump_exit)
         log.info(
             "simulator listening host={host} port={port} dialect={dialect} symbols={n}",
             host=self.config.host, port=self.port, dialect=self.config.dialect.value, n=len(self.config.symbols),
@@ -106,9 +127,10 @@ class SimServer:
         self._stopping.set()
         self.venue.faults.blackhole.lift()  # releases held handshakes too
         self.controller.stop_floods()
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            await asyncio.gather(self._pump_task, return_exceptions=True)
+        for task in (self._pump_task, self._dialect_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for conn in list(self.venue.registry.open.values()):
             conn.abort()
         if self._server is not None:
@@ -125,9 +147,14 @@ class SimServer:
         path, _, query = request.path.partition("?")
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         method = getattr(request, "method", "GET")  # older websockets releases only pass GETs here
+        dialect = self.venue.dialect
+        remote_ip = str(ws.remote_address[0]) if ws.remote_address else "?"
         if "websocket" in request.headers.get("Upgrade", "").lower():
-            if path != self.config.ws_path:
+            if not dialect.accepts_ws_path(path):
                 return ws.respond(http.HTTPStatus.NOT_FOUND, "no WebSocket endpoint here\n")
+            refusal = dialect.admit_ws(request.path, remote_ip)
+            if refusal is not None:
+                return _json_response(refusal)
             token = self.config.token
             if token is not None and params.get("token", [None])[0] != token:
                 self.venue.registry.counters["handshakes_rejected_token"] += 1
@@ -136,10 +163,15 @@ class SimServer:
             return None
         if path == "/_control" or path.startswith("/_control/"):
             return _json_response(self.controller.handle_http(method, path, params))
+        front = dialect.http_front(method, path, params, remote_ip)
+        if front is not None:
+            return _json_response(front)
         if path == self.config.rest_path:
             if method != "GET":
                 return _json_response(HttpReply(405, {"error": "use GET"}))
-            return _json_response(await self._rest(params))
+            reply = await self._rest(params)
+            extra = dialect.rest_headers(remote_ip)
+            return _json_response(attrs.evolve(reply, headers=reply.headers + extra) if extra else reply)
         return _json_response(HttpReply(404, {"error": "not found"}))
 
     async def _hold_handshake(self, ws: ServerConnection) -> None:
@@ -177,6 +209,7 @@ class SimServer:
         watchdog = (
             asyncio.create_task(self._heartbeat_watchdog(conn)) if self.config.dialect is Dialect.ALLTICK else None
         )
+        tasks = venue.dialect.on_open(conn)
         try:
             async for message in ws:
                 await venue.faults.blackhole.wait(conn)  # a blackholed socket is not read (blackhole.py)
@@ -196,6 +229,9 @@ class SimServer:
             if watchdog is not None:
                 watchdog.cancel()
             venue.faults.blackhole.release(conn)
+            for task in tasks:
+                task.cancel()
+            venue.dialect.on_close(conn)
             registry.remove(conn)
             log.debug("connection closed conn_id={conn_id}", conn_id=conn.conn_id)
 

@@ -10,6 +10,7 @@ answers client frames, renders business messages and REST snapshots, and shapes 
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -48,10 +49,11 @@ class Reply:
 
 @attrs.frozen
 class HttpReply:
-    """A JSON HTTP answer (REST snapshots and control endpoints)."""
+    """A JSON HTTP answer (REST snapshots and control endpoints), with any extra headers."""
 
     status: int
     body: Any
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Venue:
@@ -169,6 +171,38 @@ class DialectHandler(abc.ABC):
     def code_payload(self, code: str) -> bytes:
         """One well-formed business frame for ``code``, a code the venue does not list."""
         raise FaultNotSupported(f"{self.config.dialect.value}: no distinct-code frames")
+
+    # -- optional hooks (defaults: one WebSocket path, one REST path, nothing else) ---------------
+
+    def accepts_ws_path(self, path: str) -> bool:
+        """Whether a WebSocket upgrade to ``path`` (without the query) is served."""
+        return path == self.config.ws_path
+
+    def admit_ws(self, request_path: str, remote_ip: str) -> HttpReply | None:
+        """Refuse an upgrade (limits, bad URL) with an HTTP answer, or None to go on."""
+        return None
+
+    def http_front(self, method: str, path: str, params: dict[str, list[str]], remote_ip: str) -> HttpReply | None:
+        """Answer a plain HTTP request before the snapshot route (other endpoints, rate limits); None = go on."""
+        return None
+
+    def rest_headers(self, remote_ip: str) -> tuple[tuple[str, str], ...]:
+        """Extra headers on the snapshot route's answers."""
+        return ()
+
+    def connection_class(self) -> type[Any] | None:
+        """A websockets ``ServerConnection`` subclass for this dialect, or None for the default."""
+        return None
+
+    def on_open(self, conn: ConnState) -> list[asyncio.Task[None]]:
+        """A connection was registered; return tasks that live as long as it (cancelled at close)."""
+        return []
+
+    def on_close(self, conn: ConnState) -> None:
+        """A connection's handler is ending (after any fault or close)."""
+
+    async def run(self) -> None:
+        """A background task of the dialect for the server's lifetime (cancelled at stop)."""
 
     def target_code(self, conn: ConnState) -> str:
         """A code to put in injected frames: one the connection watches, else the first symbol."""

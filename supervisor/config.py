@@ -17,91 +17,24 @@ from typing import Any
 
 import attrs
 
+from depthkeeper.actors.settings import (
+    BookConfig,
+    CalibrationConfig,
+    HeartbeatConfig,
+    ReconnectConfig,
+    SnapshotConfig,
+    SubscriptionConfig,
+    SymbolsConfig,
+    VenueConfig,
+)
+from depthkeeper.actors.settings import setting as _opt
+from depthkeeper.actors.venues import VENUES
 from depthkeeper.supervisor.errors import ConfigError
 
-_DIALECTS = ("article", "alltick")
+#: the simulator's dialects (it implements the protocols on its own)
+_SIM_DIALECTS = ("article", "alltick", "binance")
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-
-
-def _opt(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = (),
-         kind: type | None = None, repr: bool = True) -> Any:
-    """A config field: default, numeric bounds (inclusive), allowed strings, value kind."""
-    meta = {"lo": lo, "hi": hi, "choices": choices, "kind": kind or type(default)}
-    return attrs.field(default=default, metadata=meta, repr=repr)
-
-
-@attrs.frozen
-class VenueConfig:
-    dialect: str = _opt("article", choices=_DIALECTS)
-    #: WebSocket URL without the token; filled from the simulator when it is enabled
-    url: str = _opt("")
-    #: REST snapshot endpoint (article: .../depth, alltick: .../quote-b-api/depth-tick)
-    snapshot_url: str = _opt("")
-    #: name of the environment variable holding the token ("" = no token)
-    token_env: str = _opt("")
-    #: alltick depth_level per symbol (1..5)
-    depth_level: int = _opt(5, lo=1, hi=5)
-    connect_timeout_s: float = _opt(5.0, lo=0.1, hi=120)
-    rest_timeout_s: float = _opt(5.0, lo=0.1, hi=120)
-    #: the token itself, read from ``token_env``; never printed
-    token: str | None = attrs.field(default=None, repr=False, metadata={"internal": True})
-
-
-@attrs.frozen
-class SymbolsConfig:
-    initial: tuple[str, ...] = _opt((), kind=tuple)
-    allowed: tuple[str, ...] = _opt((), kind=tuple)
-    pattern: str = _opt(r"^[A-Z0-9]{2,30}$")
-
-
-@attrs.frozen
-class BookConfig:
-    max_levels: int = _opt(50, lo=1, hi=100_000)
-    snapshot_buffer: int = _opt(10_000, lo=1, hi=10_000_000)
-    #: a LIVE book with no update for this long is flagged STALE (0 = never)
-    stale_after_s: float = _opt(0.0, lo=0)
-    #: the reader stops feeding a book whose inbox holds this many batches (the book then resyncs)
-    inbox_limit: int = _opt(2000, lo=1, hi=10_000_000)
-    #: a LIVE book applying data older than this (seconds since read) is flagged STALE (0 = off)
-    max_lag_s: float = _opt(1.0, lo=0, hi=3600)
-    #: threads shared by all BookActors (a dispatcher); 0 = one thread per book
-    threads: int = _opt(1, lo=0, hi=64)
-    #: how long a snapshot ahead of the stream waits for the stream to reach it before a refetch
-    bridge_wait_s: float = _opt(0.5, lo=0.01, hi=60)
-    #: per-book backoff (full jitter) between snapshot attempts that failed to sync
-    resync_backoff_min_s: float = _opt(0.1, lo=0, hi=3600)
-    resync_backoff_max_s: float = _opt(5.0, lo=0, hi=3600)
-
-
-@attrs.frozen
-class HeartbeatConfig:
-    interval_s: float = _opt(10.0, lo=0.01, hi=3600)
-    silent_intervals: int = _opt(3, lo=1, hi=1000)
-
-
-@attrs.frozen
-class ReconnectConfig:
-    backoff_min_s: float = _opt(0.5, lo=0, hi=3600)
-    backoff_max_s: float = _opt(30.0, lo=0, hi=3600)
-    #: the venue's minimum wait between reconnects (alltick: 3 s paid, 10 s free)
-    floor_s: float = _opt(0.0, lo=0, hi=3600)
-
-
-@attrs.frozen
-class SubscriptionConfig:
-    #: minimum spacing of subscription requests (default 0 for article, 1.0 for alltick)
-    min_interval_s: float = _opt(0.0, lo=0, hi=3600)
-    coalesce_window_s: float = _opt(0.02, lo=0, hi=60)
-    #: frames for a code nobody wants before we unsubscribe it again
-    ghost_threshold: int = _opt(3, lo=1, hi=1_000_000)
-
-
-@attrs.frozen
-class SnapshotConfig:
-    max_per_second: float = _opt(20.0, lo=0.01, hi=100_000)
-    retry_min_s: float = _opt(0.1, lo=0, hi=600)
-    retry_max_s: float = _opt(5.0, lo=0, hi=600)
 
 
 @attrs.frozen
@@ -117,15 +50,9 @@ class SupervisorConfig:
 
 
 @attrs.frozen
-class CalibrationConfig:
-    #: REST-vs-book comparison every this many seconds (0 = off)
-    interval_s: float = _opt(1800.0, lo=0, hi=86_400 * 7)
-
-
-@attrs.frozen
 class SimulatorConfig:
     enabled: bool = _opt(False)
-    dialect: str = _opt("article", choices=_DIALECTS)
+    dialect: str = _opt("article", choices=_SIM_DIALECTS)
     symbols: tuple[str, ...] = _opt(("BTCUSDT", "ETHUSDT"), kind=tuple)
     rate_per_symbol: float = _opt(50.0, lo=0, hi=10_000_000)
     seed: int = _opt(1, lo=0)
@@ -232,7 +159,8 @@ def _section(cls: type, name: str, table: Mapping[str, Any], source: str, data: 
         values[key] = _check(fields[key].metadata, value, where)
     if cls is SubscriptionConfig and "min_interval_s" not in values:
         dialect = data.get("venue", {}).get("dialect", "article") if isinstance(data.get("venue"), Mapping) else "article"
-        values["min_interval_s"] = 1.0 if dialect == "alltick" else 0.0
+        venue = VENUES.get(dialect)
+        values["min_interval_s"] = venue.default_min_interval_s if venue is not None else 0.0
     return cls(**values)
 
 
@@ -257,6 +185,9 @@ def _check(meta: Mapping[str, Any], value: Any, where: str) -> Any:
 
 def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str, str], source: str) -> AppConfig:
     venue = cfg.venue
+    venue_cls = VENUES.get(venue.dialect)
+    if venue_cls is None:
+        raise ConfigError(f"{source}: [venue] dialect: must be one of {', '.join(VENUES)}, got {venue.dialect!r}")
     for key in ("url", "snapshot_url"):
         value = getattr(venue, key)
         if "token=" in value:
@@ -276,9 +207,9 @@ def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str,
         sec = getattr(cfg, section)
         if getattr(sec, lo_key) > getattr(sec, hi_key):
             raise ConfigError(f"{source}: [{section}] {lo_key}: must not exceed {hi_key}")
-    if venue.dialect == "alltick" and cfg.heartbeat.interval_s < cfg.subscription.min_interval_s:
-        raise ConfigError(f"{source}: [heartbeat] interval_s: alltick counts heartbeats against the request pacing; "
-                          f"must be >= [subscription] min_interval_s ({cfg.subscription.min_interval_s})")
+    problem = venue_cls.check_config(cfg.heartbeat.interval_s, cfg.subscription)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
     _check_codes(cfg, source)
     if venue.token_env:
         token = environ.get(venue.token_env)

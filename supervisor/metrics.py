@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 #: ``depthkeeper_book_status`` values. Explicit (not enum order) so that adding a status to
 #: BookStatus can never silently change what an existing alert rule means.
-STATUS_VALUES: dict[str, int] = {"SYNCING": 0, "LIVE": 1, "RESYNCING": 2, "STALE": 3}
+STATUS_VALUES: dict[str, int] = {"SYNCING": 0, "LIVE": 1, "RESYNCING": 2, "STALE": 3, "DISCONNECTED": 4,
+                                 "REJECTED": 5}
 #: reported for a status this module does not know yet (never confused with a real one)
 UNKNOWN_STATUS = -1
 STATUS_HELP = "Book status: " + ", ".join(f"{v}={k}" for k, v in STATUS_VALUES.items()) + f", {UNKNOWN_STATUS}=other."

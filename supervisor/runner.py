@@ -62,9 +62,13 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
     last_applied: dict[str, int] = {}
     last_at = started
+    gave_up: str | None = None
     try:
         while not stop.wait(REFRESH_S):
             elapsed = time.monotonic() - started
+            if svc.escalation is not None:
+                gave_up = f"{svc.escalation.reason} after {svc.escalation.restarts} restarts"
+                break
             if args.duration is not None and elapsed >= args.duration:
                 break
             if show_table:
@@ -87,4 +91,7 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         svc.stop()
     if args.json:
         print(json.dumps(final.as_dict(), indent=2, sort_keys=True, default=str), file=out)
+    if gave_up is not None:
+        print(f"depthkeeper: the supervisor gave up ({gave_up}); stopped", file=sys.stderr)
+        return 3
     return 0

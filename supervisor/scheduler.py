@@ -8,6 +8,12 @@ actor cancels itself). Timers due at the same instant fire in the order they wer
 scheduled, so restarts scheduled in start order are delivered in start order.
 
 Never early: a message is told at or after its due time on ``time.monotonic()``.
+
+Cancelled timers are freed, not kept until they would have been due (issue 12: a book's
+30-minute calibration timer, cancelled on every unsubscribe, used to pin ~1 KB per
+subscribe/unsubscribe cycle for half an hour). A cancel drops the timer's ref and message at
+once; the heap entry goes lazily: when cancelled entries outnumber live ones the heap is
+rebuilt without them, so it never holds more than twice the live timers (plus a small floor).
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ import pykka
 from loguru import logger
 
 _thread_counter = itertools.count(1)
+#: below this many heap entries, cancelled ones are left for the thread to pop
+_COMPACT_FLOOR = 64
 
 
 class TimerHandle:
     """What ``schedule`` returns; pass it to ``Scheduler.cancel`` (or call ``cancel()``)."""
 
-    __slots__ = ("due_s", "interval_s", "ref", "message", "cancelled", "_scheduler")
+    __slots__ = ("due_s", "interval_s", "ref", "message", "cancelled", "queued", "_scheduler")
 
     def __init__(self, scheduler: Scheduler | None, due_s: float, interval_s: float | None,
                  ref: pykka.ActorRef[Any] | None, message: Any) -> None:
@@ -37,6 +45,8 @@ class TimerHandle:
         self.ref = ref
         self.message = message
         self.cancelled = scheduler is None
+        #: in the scheduler's heap right now (guarded by the scheduler's lock)
+        self.queued = False
 
     def cancel(self) -> None:
         """Stop this timer; harmless when it already fired or was cancelled."""
@@ -46,8 +56,9 @@ class TimerHandle:
             self.cancelled = True
 
     def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled else f"due {self.due_s:.3f}"
-        return f"<TimerHandle {type(self.message).__name__} {state}>"
+        if self.cancelled:
+            return "<TimerHandle cancelled>"
+        return f"<TimerHandle {type(self.message).__name__} due {self.due_s:.3f}>"
 
 
 class Scheduler:
@@ -58,6 +69,8 @@ class Scheduler:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
+        #: cancelled entries still in the heap
+        self._cancelled = 0
         self._closed = False
         self._thread: threading.Thread | None = None
         self._log = logger.bind(actor="scheduler", scheduler=name)
@@ -84,8 +97,7 @@ class Scheduler:
         if handle is None:
             return
         with self._cond:
-            handle.cancelled = True
-            handle.ref = None  # do not keep a dead actor's ref (and its message) alive
+            self._discard(handle)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Cancel every timer and end the thread. Idempotent; later schedules are no-ops."""
@@ -93,8 +105,10 @@ class Scheduler:
             self._closed = True
             for _, _, handle in self._heap:
                 handle.cancelled = True
-                handle.ref = None
+                handle.queued = False
+                handle.ref = handle.message = None
             self._heap.clear()
+            self._cancelled = 0
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -105,6 +119,12 @@ class Scheduler:
         """Timers not yet fired nor cancelled (a repeating timer counts once)."""
         with self._cond:
             return sum(1 for _, _, handle in self._heap if not handle.cancelled)
+
+    @property
+    def held(self) -> int:
+        """Heap entries, cancelled ones not yet compacted away included (memory, not work)."""
+        with self._cond:
+            return len(self._heap)
 
     @property
     def closed(self) -> bool:
@@ -118,7 +138,7 @@ class Scheduler:
                 self._log.debug("scheduler closed: {} not scheduled", type(message).__name__)
                 return TimerHandle(None, 0.0, None, None, message)
             handle = TimerHandle(self, time.monotonic() + delay_s, interval_s, ref, message)
-            heapq.heappush(self._heap, (handle.due_s, next(self._seq), handle))
+            self._push(handle)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name=f"depthkeeper-{self.name}-{next(_thread_counter)}")
@@ -138,22 +158,52 @@ class Scheduler:
                 now = time.monotonic()
                 if handle.cancelled:
                     heapq.heappop(self._heap)
+                    handle.queued = False
+                    self._cancelled -= 1
                 elif due_s > now:
                     self._cond.wait(due_s - now)
                 else:
                     heapq.heappop(self._heap)
+                    handle.queued = False
                     self._fire(handle, due_s, now)
 
+    def _push(self, handle: TimerHandle) -> None:
+        heapq.heappush(self._heap, (handle.due_s, next(self._seq), handle))
+        handle.queued = True
+
+    def _discard(self, handle: TimerHandle) -> None:
+        """Cancel under the lock: free the ref and message now, the heap entry lazily."""
+        if handle.cancelled:
+            return
+        handle.cancelled = True
+        handle.ref = handle.message = None  # do not keep a dead actor's ref (and its message) alive
+        if handle.queued:
+            self._cancelled += 1
+            heap = self._heap
+            if len(heap) >= _COMPACT_FLOOR and self._cancelled * 2 > len(heap):
+                self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap without cancelled entries (O(n), amortised over >= n/2 cancels)."""
+        live = []
+        for entry in self._heap:
+            if entry[2].cancelled:
+                entry[2].queued = False
+            else:
+                live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
+        self._cancelled = 0
+
     def _fire(self, handle: TimerHandle, due_s: float, now: float) -> None:
+        ref, message = handle.ref, handle.message
         if handle.interval_s is not None:
             next_due_s = due_s + handle.interval_s
             handle.due_s = next_due_s if next_due_s > now else now + handle.interval_s
-            heapq.heappush(self._heap, (handle.due_s, next(self._seq), handle))
-        ref = handle.ref
+            self._push(handle)
         if ref is None:
             return
         try:
-            ref.tell(handle.message)
+            ref.tell(message)
         except pykka.ActorDeadError:
-            handle.cancelled = True  # the actor is gone: a repeating timer must not tick forever
-            handle.ref = None
+            self._discard(handle)  # the actor is gone: a repeating timer must not tick forever

@@ -21,7 +21,6 @@ import attrs
 import pykka
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.book import BookActor
 from depthkeeper.actors.connection import ConnectionActor
 from depthkeeper.actors.listeners import ListenerHub, ListenerTarget
@@ -42,6 +41,7 @@ from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable, Subscr
 from depthkeeper.actors.snapshot import SnapshotActor
 from depthkeeper.actors.subscription import SubscriptionActor
 from depthkeeper.actors.symbols import SymbolRules
+from depthkeeper.actors.venues import venue_class
 from depthkeeper.actors.wire import redact
 from depthkeeper.supervisor.config import AppConfig
 from depthkeeper.supervisor.dispatch import Dispatcher
@@ -91,6 +91,8 @@ class BookService:
         self._stopped = False
         self._log = logger.bind(actor="service")
         self.rules = SymbolRules(cfg.symbols.pattern, frozenset(cfg.symbols.allowed))
+        #: the venue (one object, shared by every actor and the reader thread)
+        self.venue = venue_class(cfg.venue.dialect)(cfg.venue)
         self.routes = RoutingTable()
         self.peers = Peers()
         self.epochs = EpochCounter()
@@ -164,31 +166,33 @@ class BookService:
                        len(self.state.desired))
 
     def _specs(self, url: str, rest_url: str, flags: SupervisorFlags) -> list[ChildSpec]:
-        cfg, dialect = self.cfg, self.cfg.venue.dialect
-        decode = codec_alltick.decode if dialect == "alltick" else codec_article.decode
-        pace_s = cfg.subscription.min_interval_s if dialect == "alltick" else 0.0
+        cfg, venue = self.cfg, self.venue
+        pace_s = venue.send_interval_s(cfg.subscription)
         books_flags = attrs.evolve(flags, strategy=Strategy.ONE_FOR_ONE)
         extra: list[ChildSpec] = []
         if cfg.archive.path:
-            from depthkeeper.actors.archive import ArchiveActor
+            from depthkeeper.actors.archive import MAX_PENDING_EVENTS, ArchiveActor, ArchiveMailbox
 
+            # Listening before any book starts: the archive sees every status change from the first.
+            mailbox = ArchiveMailbox(MAX_PENDING_EVENTS)
+            listener_id = self.hub.add(mailbox, min_interval_s=cfg.archive.interval_s / 2)
             extra.append(ChildSpec("archive", lambda ctx: ArchiveActor.start(
                 ctx, path=cfg.archive.path, interval_s=cfg.archive.interval_s, depth=cfg.archive.depth, hub=self.hub,
-                scheduler=self.scheduler)))
+                scheduler=self.scheduler, mailbox=mailbox, listener_id=listener_id)))
         return [
             ChildSpec("snapshot", lambda ctx: SnapshotActor.start(
-                ctx, dialect=dialect, url=rest_url, token=cfg.venue.token, cfg=cfg.snapshot,
+                ctx, venue=venue, url=rest_url, cfg=cfg.snapshot,
                 timeout_s=cfg.venue.rest_timeout_s, scheduler=self.scheduler, socket=self.socket)),
             ChildSpec("books", lambda ctx: BooksSupervisor.start(
                 ctx, books_flags, [self._book_spec(c) for c in sorted(self.state.desired)], name="books",
                 routes=self.routes), kind="supervisor", shutdown_timeout_s=30.0),
             ChildSpec("subscription", lambda ctx: SubscriptionActor.start(
-                ctx, dialect=dialect, cfg=cfg.subscription, rules=self.rules, peers=self.peers,
+                ctx, venue=venue, cfg=cfg.subscription, rules=self.rules, peers=self.peers,
                 scheduler=self.scheduler, desired=self.state.desired, epoch=self.epochs.current,
-                depth_level=cfg.venue.depth_level, ledger=self.ledger, rejected=self.state.rejected)),
+                ledger=self.ledger, rejected=self.state.rejected)),
             ChildSpec("connection", lambda ctx: ConnectionActor.start(
-                ctx, venue=cfg.venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
-                peers=self.peers, epochs=self.epochs, scheduler=self.scheduler, decode=decode,
+                ctx, venue=venue, url=url, heartbeat=cfg.heartbeat, reconnect=cfg.reconnect, routes=self.routes,
+                peers=self.peers, epochs=self.epochs, scheduler=self.scheduler,
                 min_send_interval_s=pace_s, inbox_limit=cfg.book.inbox_limit, rng=random.Random(),
                 socket=self.socket)),
             *extra,  # last: under rest_for_one an archive crash must not restart the tree
@@ -198,7 +202,7 @@ class BookService:
         cfg = self.cfg
 
         def factory(ctx: ChildContext) -> pykka.ActorRef[Any]:
-            return BookActor.start(ctx, code, dialect=cfg.venue.dialect, cfg=cfg.book, peers=self.peers, hub=self.hub,
+            return BookActor.start(ctx, code, venue=self.venue, cfg=cfg.book, peers=self.peers, hub=self.hub,
                                    scheduler=self.scheduler, epoch=self.epochs.current,
                                    calibration_interval_s=cfg.calibration.interval_s,
                                    latency_histogram=self.latency_histogram if cfg.metrics.port else None,
@@ -363,7 +367,8 @@ class BookService:
         books_ref = next((c.ref for c in children if c.id == "books"), None)
         return build_stats(
             books=self.book_stats(),
-            connection=self._ask(self.peers.connection, GetCounters()) or {},
+            connection={**(self._ask(self.peers.connection, GetCounters()) or {}), "connected": self.socket.connected,
+                        "down_reason": "" if self.socket.connected else self.socket.down_reason},
             subscription=self._ask(self.peers.subscription, GetCounters()) or {},
             snapshot=self._ask(self.peers.snapshot, GetCounters()) or {},
             root=self._ask(root, GetStats()),

@@ -28,6 +28,10 @@ class BookFigures:
     inbox: int
     epoch: int
     old_epoch_batches: int
+    reason: str = ""
+    bad_snapshots: int = 0
+    ahead_snapshots: int = 0
+    suspect_diffs: int = 0
 
 
 @attrs.frozen
@@ -43,6 +47,10 @@ class ConnectionFigures:
     frames_sent: int
     failed: str | None
     malformed_by_kind: Mapping[str, int]
+    connects: int = 0
+    connect_failures: int = 0
+    #: why there is no socket ("" while connected)
+    down_reason: str = ""
 
 
 @attrs.frozen
@@ -80,7 +88,8 @@ def _book(stats: BookStats, now: float) -> BookFigures:
     age = now - stats.updated_at if stats.updated_at else float("inf")
     return BookFigures(stats.applied, stats.gaps, stats.resyncs, stats.seq, stats.status.name, age, stats.duplicates,
                        stats.overflows, stats.crossed, stats.stale_dropped, stats.drifted_levels, stats.calibrations,
-                       stats.inbox, stats.epoch, stats.old_epoch_batches)
+                       stats.inbox, stats.epoch, stats.old_epoch_batches, stats.reason, stats.bad_snapshots,
+                       stats.ahead_snapshots, stats.suspect_diffs)
 
 
 def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any], subscription: Mapping[str, Any],
@@ -103,7 +112,8 @@ def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any]
         connected=connection.get("connected", False), frames=connection.get("frames", 0),
         unwanted=connection.get("unwanted", 0), overflow_skipped=connection.get("overflow_skipped", 0),
         frames_sent=connection.get("frames_sent", 0), failed=connection.get("failed"),
-        malformed_by_kind=dict(connection.get("malformed_by_kind", {})))
+        malformed_by_kind=dict(connection.get("malformed_by_kind", {})), connects=connection.get("connects", 0),
+        connect_failures=connection.get("connect_failures", 0), down_reason=connection.get("down_reason", ""))
     return ServiceStats(
         books={code: _book(s, now) for code, s in sorted(books.items())},
         connection=conn,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from depthkeeper.supervisor.config import AppConfig, config_from_mapping
 from depthkeeper.supervisor.service import BookService
@@ -66,10 +70,13 @@ def equals_truth(svc: BookService, code: str, sim: Any = None) -> bool:
 
 def converge_exact(svc: BookService, codes: Iterable[str] | None = None, timeout: float = 15.0,
                    sim: Any = None) -> None:
-    """Freeze the market and wait until every desired book equals the truth."""
+    """Wait until every desired book is LIVE on a moving market, then freeze it and wait until every
+    book equals the truth. (Frozen first, a book still resyncing would wait on a silent socket,
+    which the LIVE promise rightly refuses once the heartbeat silence bound has passed.)"""
     sim = sim or svc.simulator
-    sim.freeze()
     wanted = sorted(codes or svc.subscriptions())
+    assert svc.wait_live(wanted, timeout=timeout), f"books {wanted} not LIVE within {timeout}s"
+    sim.freeze()
     wait_until(lambda: all(equals_truth(svc, c, sim) for c in wanted), timeout, f"books {wanted} exact")
 
 
@@ -89,3 +96,23 @@ def service_factory(make_config: Callable[..., AppConfig]) -> Iterator[Callable[
     yield make
     for svc in started:
         svc.stop()
+
+
+#: The recorded Binance files live beside the checkout, never inside it (../shared/fixtures/binance/README.md).
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def binance_fixture(name: str) -> Path:
+    """Path of a recorded Binance file, or skip the test saying where it was looked for.
+
+    Looks in ``<repo root>/../shared/fixtures/binance`` (where CI keeps it beside the checkout), then
+    in the folder named by ``DEPTHKEEPER_FIXTURES`` (for worktrees elsewhere).
+    """
+    candidates = [_REPO_ROOT.parent / "shared" / "fixtures" / "binance"]
+    if os.environ.get("DEPTHKEEPER_FIXTURES"):
+        candidates.append(Path(os.environ["DEPTHKEEPER_FIXTURES"]))
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    looked = ", ".join(str(folder) for folder in candidates)
+    pytest.skip(f"recorded Binance fixture {name} not found (looked in {looked}; set DEPTHKEEPER_FIXTURES)")

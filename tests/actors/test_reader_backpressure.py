@@ -32,7 +32,7 @@ def test_full_inbox_is_skipped_and_counted() -> None:
     reader = Reader(None, 1, decode=lambda b: b, routes=routes, peers=Peers(), counters=counters,  # type: ignore[arg-type]
                     inbox_limit=3, on_closed=lambda e, r: None)
     for seq in range(1, 11):
-        reader._flush({"BTCUSDT": [DiffEvent("BTCUSDT", seq, True, 1.0, 1.0)]}, {})
+        reader._flush({"BTCUSDT": [DiffEvent("BTCUSDT", seq, True, 1.0, 1.0)]}, {}, 0.0)
     try:
         assert book.actor_inbox.qsize() <= 3
         assert counters.overflow_skipped >= 10 - 4  # one in flight + three queued, the rest skipped
@@ -45,5 +45,5 @@ def test_unrouted_code_is_reported_as_unwanted() -> None:
     counters = ReaderCounters()
     reader = Reader(None, 1, decode=lambda b: b, routes=RoutingTable(), peers=Peers(), counters=counters,  # type: ignore[arg-type]
                     inbox_limit=3, on_closed=lambda e, r: None)
-    reader._flush({"XRPUSDT": [DiffEvent("XRPUSDT", 1, True, 1.0, 1.0)] * 2}, {})
+    reader._flush({"XRPUSDT": [DiffEvent("XRPUSDT", 1, True, 1.0, 1.0)] * 2}, {}, 0.0)
     assert counters.unwanted == 2 and counters.batches == 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.sync import AlltickSync, ResyncReason, SyncAction, make_policy
+from depthkeeper.actors.settings import BookConfig, VenueConfig
+from depthkeeper.actors.sync import ResyncReason, SyncAction
+from depthkeeper.actors.venues import VENUES, venue_class
+from depthkeeper.actors.venues.alltick import AlltickSync
 from depthkeeper.actors.wire import DepthPush, Snapshot
 
 import pytest
@@ -88,8 +91,9 @@ def test_crossed_push_resyncs() -> None:
 
 
 def test_make_policy() -> None:
-    assert isinstance(make_policy("alltick", OrderBook("X"), 1), AlltickSync)
+    assert isinstance(venue_class("alltick")(VenueConfig()).make_policy(OrderBook("X"), BookConfig()), AlltickSync)
+    assert set(VENUES) >= {"article", "alltick"}
     with pytest.raises(ValueError):
-        make_policy("binance", OrderBook("X"), 1)
+        venue_class("nosuchvenue")
     with pytest.raises(TypeError):
         AlltickSync(OrderBook("X")).on_diffs([])

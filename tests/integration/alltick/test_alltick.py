@@ -176,3 +176,22 @@ def test_missing_depth_pushes_force_a_reconnect_with_the_floor(venue, service) -
     sim.faults.stall(0)
     sim.freeze()
     wait_until(lambda: all(top_equals_truth(svc, sim, c) for c in ("BTCUSDT", "ETHUSDT")), 10, "books == last push")
+
+
+def test_unsubscribe_right_after_subscribe_sends_no_second_request(venue, service) -> None:
+    """Issue 12 #11: the pushes still coming for a code we are leaving (our paced 22002 not yet
+    sent, or not yet answered) are ours in flight, not a ghost: no extra request goes out."""
+    sim = venue(rate_per_symbol=50.0)
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    svc.subscribe(["SOLUSDT"])
+    wait_until(lambda: list(sim.subscriptions().values()) == [svc.subscriptions()], 6, "SOLUSDT subscribed")
+    before = len(requests(sim))
+    svc.unsubscribe(["SOLUSDT"])  # paced: the 22002 without SOL goes out up to ~1 s later
+    wait_until(lambda: list(sim.subscriptions().values()) == [svc.subscriptions()], 6, "SOLUSDT dropped")
+    svc.subscribe(["ADAUSDT"])  # one more paced request: a ghost reaction would have gone out before it
+    wait_until(lambda: list(sim.subscriptions().values()) == [svc.subscriptions()], 6, "ADAUSDT subscribed")
+    after = requests(sim)[before:]
+    assert [set(r.codes) for r in after] == [{"BTCUSDT", "ETHUSDT"}, {"BTCUSDT", "ETHUSDT", "ADAUSDT"}]
+    assert svc.stats().subscription["ghost_unsubscribes"] == 0
+    assert svc.stats().connection.unwanted > 0  # SOL's trailing pushes did arrive without a book

@@ -91,3 +91,20 @@ def test_killed_archive_restarts_and_keeps_appending(service: Callable[..., Book
     gap_seq, live_seq = read_db(path, "SELECT seq FROM events WHERE symbol = 'BTCUSDT' AND kind = 'gap'")[0][0], \
         read_db(path, "SELECT MAX(seq) FROM snapshots WHERE symbol = 'BTCUSDT'")[0][0]
     assert 0 < gap_seq < live_seq
+
+
+def test_a_fresh_archive_has_every_status_change_from_the_first(service: Callable[..., BookService],
+                                                                  tmp_path: Path) -> None:
+    """Defect 14: the archive listens before any book starts, so each book's first change
+    (SYNCING -> LIVE) is in the file, and nothing is lost while the archive restarts."""
+    path = tmp_path / "fresh.sqlite"
+    svc = service(archive={"path": str(path), "interval_s": 0.05, "depth": DEPTH})
+    assert svc.wait_live(timeout=10)
+    first = "SELECT symbol FROM events WHERE old_status = 'SYNCING' AND new_status = 'LIVE'"
+    wait_until(lambda: path.exists() and {row[0] for row in read_db(path, first)} == set(CODES), 10,
+               "every book's first SYNCING -> LIVE archived")
+    before = archive_child(svc)
+    before.ref.tell(Crash("test kill"))
+    svc.simulator.faults.drop(2, code="ETHUSDT")  # a change while the archive restarts
+    wait_until(lambda: read_db(path, "SELECT seq FROM events WHERE symbol = 'ETHUSDT' AND kind = 'gap'"), 10,
+               "the gap during the archive restart archived")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors import codec_article
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import SendFrame
 
 from tests.support import converge_exact, server_sets, wait_until
@@ -64,15 +64,21 @@ def test_book_killed_routes_to_the_new_ref_and_others_untouched(service) -> None
 
 
 def test_ghost_subscription_is_reaped(service) -> None:
-    """Data for a code nobody wants (the server thinks we are subscribed) gets unsubscribed again."""
+    """A code we subscribed and left on this socket, whose data keeps coming after the venue
+    acked our unsubscribe (the server thinks we are subscribed), is unsubscribed again, once."""
     svc = service()
     assert svc.wait_live(timeout=10)
+    svc.subscribe(["XRPUSDT"])
+    assert svc.wait_live(["XRPUSDT"], timeout=10)
+    svc.unsubscribe(["XRPUSDT"])
+    wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "our unsubscribe processed")
     epoch = svc.stats().connection.epoch
-    ghost = codec_article.encode_command("sub", ["XRPUSDT"])  # behind the tree's back
+    ghost = codec_article.encode_command("sub", ["XRPUSDT"])  # the server "forgets" our unsub
     svc.peers.connection.tell(SendFrame(epoch, ghost, "test ghost"))
     wait_until(lambda: svc.stats().subscription["ghost_unsubscribes"] >= 1, 5, "the ghost to be reaped")
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "server set == desired set")
     assert "XRPUSDT" not in svc.subscriptions()
+    assert svc.stats().subscription["ghost_unsubscribes"] == 1
 
 
 def test_malformed_frames_are_counted_and_the_stream_continues(service) -> None:

@@ -75,6 +75,7 @@ class WsClient:
         self.ws.settimeout(None)
         self.frames: list[Received] = []
         self.pongs: list[float] = []
+        self.pings: list[bytes] = []
         self.close_frame: tuple[int | None, str] | None = None
         self.close_error: BaseException | None = None
         self.closed = threading.Event()
@@ -93,6 +94,9 @@ class WsClient:
                 elif opcode == websocket.ABNF.OPCODE_PONG:
                     with self._lock:
                         self.pongs.append(now)
+                elif opcode == websocket.ABNF.OPCODE_PING:  # websocket-client has already answered it
+                    with self._lock:
+                        self.pings.append(frame.data)
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
                     data = frame.data or b""
                     code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
@@ -146,6 +150,41 @@ class WsClient:
             m for m in self.json_frames()
             if isinstance(m, dict) and "ret" in m and (cmd_id is None or m.get("cmd_id") == cmd_id)
         ]
+
+    # binance frames (combined or raw)
+
+    def payloads(self) -> list[Any]:
+        """Business payloads, unwrapped from the ``{"stream", "data"}`` wrapper when there is one."""
+        return [m["data"] if isinstance(m, dict) and "stream" in m and "data" in m else m for m in self.json_frames()]
+
+    def events(self, code: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m for m in self.payloads()
+            if isinstance(m, dict) and m.get("e") == "depthUpdate" and (code is None or m.get("s") == code)
+        ]
+
+    def tickers(self, code: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m for m in self.payloads()
+            if isinstance(m, dict) and "e" not in m and "B" in m and (code is None or m.get("s") == code)
+        ]
+
+    def replies(self, request_id: Any = None) -> list[dict[str, Any]]:
+        """Binance request replies (``result`` or ``error``), optionally for one id."""
+        return [
+            m for m in self.json_frames()
+            if isinstance(m, dict) and ("result" in m or "error" in m) and "id" in m
+            and (request_id is None or m["id"] == request_id)
+        ]
+
+    def request(self, method: str, params: Any = None, request_id: Any = 1) -> dict[str, Any]:
+        """Send one Binance request and wait for its reply."""
+        message: dict[str, Any] = {"method": method, "id": request_id}
+        if params is not None:
+            message["params"] = params
+        before = len(self.replies(request_id))
+        self.send(message)
+        return self.wait_for(lambda c: c.replies(request_id)[before:])[0]
 
     def wait_for(self, predicate: Callable[[WsClient], Any], timeout_s: float = WAIT_S) -> Any:
         return wait_until(lambda: predicate(self), timeout_s)
@@ -202,6 +241,14 @@ def alltick_sim(start_sim: Callable[..., SimHandle]) -> SimHandle:
         rate_per_symbol=200.0,
         alltick_min_interval_s=0.05,
         alltick_heartbeat_timeout_s=30.0,
+    )
+
+
+@pytest.fixture
+def binance_sim(start_sim: Callable[..., SimHandle]) -> SimHandle:
+    return start_sim(
+        dialect="binance", symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT"), rate_per_symbol=400.0, record_history=True,
+        binance_interval_scale=0.2, binance_max_messages_per_s=50,  # protocol tests send requests in bursts
     )
 
 

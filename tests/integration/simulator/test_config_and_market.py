@@ -36,7 +36,7 @@ def test_symbols_accept_a_list_or_a_comma_string() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("dialect", "binance"),
+        ("dialect", "bitfinex"),
         ("symbols", ("BTC-USDT",)),
         ("symbols", ()),
         ("symbols", ("BTCUSDT", "BTCUSDT")),

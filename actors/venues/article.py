@@ -1,4 +1,8 @@
-"""The article dialect on the wire: encode sub/unsub, decode diffs, acks and snapshots.
+"""The article venue: the seed article's protocol (shared/protocols/article.md), client side.
+
+Wire: ``{"cmd_id": 22004, "action": "sub"|"unsub", "code": [...]}`` out; per-level diffs with a
+per-symbol contiguous ``seq``, optional acks, and a REST ``/depth?code=`` snapshot in. Sync:
+the contiguous-seq policy (sync.ContiguousSync). Subscriptions add and remove by difference.
 
 Decoding never raises: a frame we cannot use becomes a :class:`DecodeError` that the
 reader thread counts, logs and drops, so one bad frame never kills the stream.
@@ -6,10 +10,13 @@ reader thread counts, logs and drops, so one bad frame never kills the stream.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from depthkeeper.actors.sync import ContiguousSync
+from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
 from depthkeeper.actors.wire import (
     Ack,
     DecodeError,
@@ -19,7 +26,13 @@ from depthkeeper.actors.wire import (
     MalformedKind,
     Snapshot,
     excerpt_of,
+    to_number,
 )
+
+if TYPE_CHECKING:
+    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.settings import BookConfig
+    from depthkeeper.actors.sync import SyncPolicy
 
 SUB_CMD_ID = 22004
 
@@ -41,33 +54,20 @@ def encode_command(action: str, codes: tuple[str, ...] | list[str]) -> str:
     return orjson.dumps({"cmd_id": SUB_CMD_ID, "action": action, "code": list(codes)}).decode()
 
 
-def to_number(value: Any) -> float | None:
-    """A price or size from a decimal string or a JSON number; None if unusable.
-
-    Rejects bools, NaN, infinities and negatives (a negative size is malformed, not a delete).
-    """
-    if type(value) is str or type(value) is float or type(value) is int:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        if 0.0 <= number < float("inf"):
-            return number
-    return None
-
-
 def decode(raw: str | bytes) -> DiffEvent | Ack | DecodeError | Ignored:
     """One server frame -> a typed event or a typed error.
 
     The first branch is the hot path: a well-formed diff with string price/size. Anything
     else (numbers, missing or odd fields) takes the fully checked path below, so the fast
-    path never accepts what the slow path would reject.
+    path never accepts what the slow path would reject. A frame of an unknown type is cheap
+    too (no second lookup, no exception): a venue may flood us with them.
     """
     try:
         obj = _loads(raw)
     except _JSONError:
         return DecodeError(MalformedKind.BAD_JSON, "not valid JSON", excerpt_of(raw))
-    if type(obj) is dict and obj.get("type") == "orderbook_diff":
+    kind = obj.get("type") if type(obj) is dict else None
+    if kind == "orderbook_diff":
         code = obj.get("code")
         seq = obj.get("seq")
         side = obj.get("side")
@@ -84,13 +84,13 @@ def decode(raw: str | bytes) -> DiffEvent | Ack | DecodeError | Ignored:
                 return _new(DiffEvent, (code, seq, side == "bid", price, size,
                                         sent_at if type(sent_at) is float else 0.0))
         return _decode_diff(obj, raw)
-    if type(obj) is not dict:
-        return DecodeError(MalformedKind.NOT_OBJECT, "frame is not a JSON object", excerpt_of(raw))
-    kind = obj.get("type")
-    if kind == "orderbook_diff":
-        return _decode_diff(obj, raw)
     if kind == "ack":
         return _decode_ack(obj, raw)
+    if type(obj) is not dict:
+        return DecodeError(MalformedKind.NOT_OBJECT, "frame is not a JSON object", excerpt_of(raw))
+    # an unknown type is one dict lookup, one small object and a 120-byte excerpt: a flood of
+    # them costs about what a flood of diffs costs (bench/reader_flood.py); the reader counts
+    # and throttles the logging
     return DecodeError(MalformedKind.UNKNOWN_MESSAGE, f"unknown frame type {kind!r}", excerpt_of(raw))
 
 
@@ -166,3 +166,42 @@ def decode_snapshot(body: bytes | str, expected_code: str) -> Snapshot | DecodeE
     if bids is None or asks is None:
         return DecodeError(MalformedKind.BAD_VALUE, "snapshot levels malformed", excerpt_of(body))
     return Snapshot(code, seq, bids, asks)
+
+
+class ArticleVenue(Venue):
+    """See the module docstring."""
+
+    name = "article"
+
+    @property
+    def decode(self) -> Callable[[bytes], Any]:
+        return decode
+
+    def plan(self, want: frozenset[str], active: frozenset[str], next_id: Callable[[], int],
+             epoch: int) -> list[Request]:
+        to_sub, to_unsub = sorted(want - active), sorted(active - want)
+        requests = []
+        if to_sub:
+            requests.append(Request(encode_command("sub", to_sub), f"sub {to_sub}", added=frozenset(to_sub)))
+        if to_unsub:
+            requests.append(Request(encode_command("unsub", to_unsub), f"unsub {to_unsub}",
+                                    removed=frozenset(to_unsub)))
+        return requests
+
+    def read_ack(self, ack: Ack, requests: dict[int, Request]) -> AckVerdict:
+        rejected = tuple((code, "rejected by the venue") for code in ack.rejected)
+        unsubscribed = (*ack.codes, *ack.rejected) if ack.msg == "unsub" else ()
+        warning = None if ack.ret == 200 else f"venue answered {ack.msg or ack.cmd_id} with ret {ack.ret}"
+        return AckVerdict(rejected=rejected, unsubscribed=tuple(unsubscribed), warning=warning)
+
+    def snapshot_url(self, base_url: str, codes: Sequence[str], trace: str) -> str:
+        return f"{base_url}?code={codes[0]}"
+
+    def parse_snapshot(self, body: bytes, codes: Sequence[str]) -> SnapshotReply:
+        snap = decode_snapshot(body, codes[0])
+        if isinstance(snap, DecodeError):
+            return SnapshotReply(error=f"bad snapshot: {decode_error(snap)}")
+        return SnapshotReply((snap,))
+
+    def make_policy(self, book: OrderBook, cfg: BookConfig) -> SyncPolicy:
+        return ContiguousSync(book, cfg.snapshot_buffer)
