@@ -8,10 +8,11 @@ import time
 import pykka
 import pytest
 
+from depthkeeper.actors.orderbook import BookStatus
 from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.supervisor.liveness import fence_zombie
 
-from .conftest import CHAOS_BASE, converge_exact, wait_until
+from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -89,3 +90,25 @@ def test_a_restarted_book_still_refuses_a_short_snapshot(service, weapon: str) -
     assert checker.drain(5.0)
     checker.stop()
     assert checker.violations == 0, checker.texts  # never LIVE with the short book's levels
+
+
+def test_data_for_codes_without_a_book_does_not_keep_a_silent_stream_live(service) -> None:
+    """Chaos seed 2 (issue 12): a stall of every subscribed stream while the venue kept sending a
+    few well-formed diffs for a code nobody subscribed (malformed ``unknown_code``). Those frames
+    marked the socket fed, so the watchdog and the LIVE promise saw no silence: every book stayed
+    LIVE, frozen, 1.3 s behind the venue. Only data routed to a book may feed the socket."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    sim, bound_s = svc.simulator, svc.socket.silence_bound_s
+    sim.faults.stall(3.0)
+    started = time.monotonic()
+    left_live = threading.Event()
+    while time.monotonic() - started < 2.5 and not left_live.is_set():
+        sim.faults.malformed("unknown_code", 1)  # a trickle: far more often than the silence bound
+        if all(svc.book(code).status is not BookStatus.LIVE for code in CODES):
+            left_live.set()
+        left_live.wait(0.05)
+    assert left_live.is_set(), "the books stayed LIVE through a stall of every subscribed stream"
+    assert time.monotonic() - started < bound_s + 0.5
+    sim.faults.stall(0)
+    assert svc.wait_live(timeout=10)
