@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from depthkeeper.actors.calibration import Calibration
+from depthkeeper.actors.core.calibration import Calibration
 from depthkeeper.actors.messages import (
     BookStats,
     BookStatusChanged,
@@ -55,13 +55,13 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.promise import SocketState, shown_status
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.promise import SocketState, shown_status
 from depthkeeper.actors.readport import BookReadPort
-from depthkeeper.actors.samples import Ring
-from depthkeeper.actors.sync import SEQ_BREAKS, ResyncReason, SyncAction
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.spec import Jitter, backoff_delay
+from depthkeeper.actors.core.samples import Ring
+from depthkeeper.actors.core.sync import SEQ_BREAKS, ResyncReason, SyncAction
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 
 if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
@@ -69,9 +69,9 @@ if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
     from depthkeeper.actors.settings import BookConfig
     from depthkeeper.actors.venues import Venue
-    from depthkeeper.supervisor.dispatch import Dispatcher
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.supervisor.otp.dispatch import Dispatcher
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2

@@ -41,17 +41,17 @@ from depthkeeper.actors.messages import (
     SocketOpened,
     VenueFailure,
 )
-from depthkeeper.actors.promise import SocketState
-from depthkeeper.actors.reader import Reader, ReaderCounters
-from depthkeeper.actors.wire import redact
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.core.wire import redact
+from depthkeeper.supervisor.otp.base import SupervisedActor
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
     from depthkeeper.actors.settings import HeartbeatConfig, ReconnectConfig
     from depthkeeper.actors.venues import Venue
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 
 #: jitter allowance on top of the venue's pacing interval (the venue measures arrival times)

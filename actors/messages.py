@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 import pykka
 
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.actors.sync import ResyncReason
-from depthkeeper.actors.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.actors.core.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
 
 # --- service facade / tree -> actors ------------------------------------------------------
 

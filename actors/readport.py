@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from depthkeeper.actors.messages import BookView
-from depthkeeper.actors.orderbook import top_of
-from depthkeeper.actors.promise import shown_status
+from depthkeeper.actors.core.orderbook import top_of
+from depthkeeper.actors.core.promise import shown_status
 
 if TYPE_CHECKING:
-    from depthkeeper.actors.orderbook import OrderBook
-    from depthkeeper.actors.promise import SocketState
+    from depthkeeper.actors.core.orderbook import OrderBook
+    from depthkeeper.actors.core.promise import SocketState
 
 T = TypeVar("T")
 

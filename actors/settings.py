@@ -1,7 +1,7 @@
 """The settings each actor takes: frozen attrs sections with defaults and bounds.
 
 The actors define what they are configured with (each receives only its own section); the
-service's loader (``depthkeeper.supervisor.service.config``) reads TOML into these, checks
+service's loader (``depthkeeper.supervisor.service.facade.config``) reads TOML into these, checks
 every value against the bounds kept in each field's metadata, and adds the service's own
 sections. Nothing here reads files or the environment.
 """

@@ -36,15 +36,15 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.wire import DepthPush, Snapshot, redact
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
+from depthkeeper.supervisor.otp.base import SupervisedActor
 
 if TYPE_CHECKING:
-    from depthkeeper.actors.promise import SocketState
+    from depthkeeper.actors.core.promise import SocketState
     from depthkeeper.actors.settings import SnapshotConfig
     from depthkeeper.actors.venues import Venue
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 
 

@@ -54,19 +54,19 @@ from depthkeeper.actors.messages import (
     UnwantedData,
     VenueFailure,
 )
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.otp.base import SupervisedActor
 
 from depthkeeper.actors.routing import SubscriptionLedger
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
-    from depthkeeper.actors.symbols import SymbolRules
+    from depthkeeper.actors.core.symbols import SymbolRules
     from depthkeeper.actors.venues import AckVerdict
-    from depthkeeper.actors.wire import Ack
+    from depthkeeper.actors.core.wire import Ack
     from depthkeeper.actors.settings import SubscriptionConfig
     from depthkeeper.actors.venues import Request, Venue
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 #: our requests on one socket kept for their answers (the oldest forgotten first)
 REQUESTS_KEPT = 256

@@ -46,7 +46,7 @@ def _quiet_logs() -> None:
 
 
 def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth: int) -> Any:
-    from depthkeeper.supervisor.config import config_from_mapping
+    from depthkeeper.supervisor.service.config import config_from_mapping
 
     return config_from_mapping({
         "venue": {"dialect": "article", "url": urls.url, "snapshot_url": urls.rest_url},
@@ -61,7 +61,7 @@ def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth:
 
 def _archive_counters(svc: Any) -> dict[str, Any]:
     from depthkeeper.actors.messages import GetCounters
-    from depthkeeper.supervisor.messages import GetChildren
+    from depthkeeper.supervisor.otp.messages import GetChildren
 
     child = next((c for c in svc.root.ask(GetChildren(), timeout=10) if c.id == "archive"), None)
     return child.ref.ask(GetCounters(), timeout=10) if child is not None and child.ref is not None else {}
@@ -75,7 +75,7 @@ def measure(mode: str, symbols: int, rate: float, seconds: float, warmup_s: floa
             depth: int) -> dict[str, Any]:
     """One run in this process: returns the figures as a dict."""
     _quiet_logs()
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     codes = symbol_codes(symbols)
     with tempfile.TemporaryDirectory() as tmp, simulator_process(symbols, rate) as urls:

@@ -45,8 +45,8 @@ class Applier:
     """Pure books for some codes; the only code that touches them runs in one thread."""
 
     def __init__(self, codes: list[str]) -> None:
-        from depthkeeper.actors.orderbook import OrderBook
-        from depthkeeper.actors.sync import ContiguousSync, ResyncReason
+        from depthkeeper.actors.core.orderbook import OrderBook
+        from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason
 
         self.policies = {}
         for code in codes:
@@ -104,8 +104,8 @@ def _fetch_snapshot(rest_url: str, code: str) -> Any:
 def measure(topology: str, url: str, rest_url: str, sim_pid: int, codes: list[str], warmup_s: float,
             seconds: float) -> dict[str, Any]:
     from depthkeeper.actors.venues import article as codec_article
-    from depthkeeper.actors.frames import FrameReader
-    from depthkeeper.actors.wire import DiffEvent
+    from depthkeeper.actors.io.frames import FrameReader
+    from depthkeeper.actors.core.wire import DiffEvent
 
     inline_snapshots: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     inline = Applier(codes) if topology == "inline" else None

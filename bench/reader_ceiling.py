@@ -34,7 +34,7 @@ import websocket  # noqa: E402
 
 from common import simulator_process, symbol_codes  # noqa: E402
 from depthkeeper.actors.venues import article as codec_article  # noqa: E402
-from depthkeeper.actors.wire import DiffEvent  # noqa: E402
+from depthkeeper.actors.core.wire import DiffEvent  # noqa: E402
 
 READ_SIZE = 1 << 18
 

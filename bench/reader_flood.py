@@ -34,7 +34,7 @@ from loguru import logger
 
 from depthkeeper.actors.venues import alltick as codec_alltick
 from depthkeeper.actors.venues import article as codec_article
-from depthkeeper.actors.reader import Reader, ReaderCounters
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.routing import Peers, RoutingTable
 
 CHUNK_FRAMES = 2048
@@ -132,7 +132,7 @@ def configure_sink(sink: str) -> str:
     logger.remove()
     if sink == "none":
         return ""
-    from depthkeeper.supervisor.logs import _FORMAT, _patch
+    from depthkeeper.supervisor.cli.logs import _FORMAT, _patch
 
     path = tempfile.NamedTemporaryFile(prefix="reader-flood-", suffix=".log", delete=False).name
     logger.configure(patcher=_patch)

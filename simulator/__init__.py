@@ -19,12 +19,12 @@ The same faults answer over HTTP under ``/_control/faults/...`` (``GET /_control
 
 from __future__ import annotations
 
-from .config import Dialect, SimConfig, TickTimeUnit
-from .errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
-from .faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
-from .handle import Faults, SimHandle, Simulator
-from .proxy import TcpProxy
-from .registry import CommandRecord, ConnectionInfo
+from depthkeeper.simulator.config import Dialect, SimConfig, TickTimeUnit
+from depthkeeper.simulator.errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
+from depthkeeper.simulator.faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
+from depthkeeper.simulator.handle import Faults, SimHandle, Simulator
+from depthkeeper.simulator.proxy import TcpProxy
+from depthkeeper.simulator.registry import CommandRecord, ConnectionInfo
 
 __all__ = [
     "FUTURE_SEQ",

@@ -91,21 +91,21 @@ import asyncio
 import time
 from typing import Any
 
-from .binance_commands import Command, parse_request
-from .binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
-from .binance_rest import BinanceRest, GeneratedDepth
-from .binance_wire import (
+from depthkeeper.simulator.binance_commands import Command, parse_request
+from depthkeeper.simulator.binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
+from depthkeeper.simulator.binance_rest import BinanceRest, GeneratedDepth
+from depthkeeper.simulator.binance_wire import (
     BOOK_TICKER, DEPTH_1S, DEPTH_100MS, DEPTH_1000MS, GENERATED_KINDS, MSG_INVALID_STREAM,
     MSG_TOO_MANY_SUBSCRIPTIONS, StreamMessage, WsCode, book_ticker, combined, error_reply, parse_stream,
     price_text, result_reply, size_text,
 )
-from .binance_windows import DepthWindows, EventRenderer
-from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
-from .market import DiffTuple, SymbolMarket
-from .metered import metered_connection_class
-from .registry import ConnState
-from .replay import Record, Replay
-from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
+from depthkeeper.simulator.binance_windows import DepthWindows, EventRenderer
+from depthkeeper.simulator.faults import UNKNOWN_CODE, MalformedKind, RestFaults
+from depthkeeper.simulator.market import DiffTuple, SymbolMarket
+from depthkeeper.simulator.metered import metered_connection_class
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.replay import Record, Replay
+from depthkeeper.simulator.venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
 
 #: Counters this dialect adds (present from the start, so readers see 0 rather than a missing key).
 COUNTERS = (

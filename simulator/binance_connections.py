@@ -26,11 +26,11 @@ from loguru import logger
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 
-from .binance_limits import ConnectionAttempts, MessageRate
-from .binance_wire import MSG_TOO_MANY_SUBSCRIPTIONS, WsCode
-from .metered import close_now
-from .registry import ConnState
-from .venue import HttpReply, Venue
+from depthkeeper.simulator.binance_limits import ConnectionAttempts, MessageRate
+from depthkeeper.simulator.binance_wire import MSG_TOO_MANY_SUBSCRIPTIONS, WsCode
+from depthkeeper.simulator.metered import close_now
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.venue import HttpReply, Venue
 
 CLOSE_TOO_MANY_REQUESTS = 1008
 CLOSE_GOING_AWAY = 1001

@@ -29,10 +29,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from .binance_limits import Verdict, WeightBudget, depth_weight
-from .binance_wire import price_text, size_text, split_symbol, units_text
-from .faults import RestFaults
-from .venue import HttpReply, Venue
+from depthkeeper.simulator.binance_limits import Verdict, WeightBudget, depth_weight
+from depthkeeper.simulator.binance_wire import price_text, size_text, split_symbol, units_text
+from depthkeeper.simulator.faults import RestFaults
+from depthkeeper.simulator.venue import HttpReply, Venue
 
 DEPTH_PATH = "/api/v3/depth"
 EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"

@@ -14,8 +14,8 @@ era), the stale window is discarded instead of being merged: merging would produ
 
 from __future__ import annotations
 
-from .binance_wire import depth_update, price_text, render_levels, size_text
-from .market import DiffTuple
+from depthkeeper.simulator.binance_wire import depth_update, price_text, render_levels, size_text
+from depthkeeper.simulator.market import DiffTuple
 
 #: Rendered prices/sizes are cached; the caches are cleared when they grow past this.
 _CACHE_LIMIT = 200_000

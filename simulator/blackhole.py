@@ -28,7 +28,7 @@ import time
 
 from loguru import logger
 
-from .registry import ConnState
+from depthkeeper.simulator.registry import ConnState
 
 log = logger.bind(component="simulator")
 

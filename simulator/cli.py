@@ -14,8 +14,8 @@ import sys
 import threading
 from types import FrameType
 
-from .config import SimConfig
-from .handle import Simulator
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.handle import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:

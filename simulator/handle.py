@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from .config import SimConfig
-from .errors import SimulatorStopped
-from .faults import FUTURE_SEQ, MalformedKind
-from .registry import CommandRecord, ConnectionInfo
-from .server import SimServer
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.errors import SimulatorStopped
+from depthkeeper.simulator.faults import FUTURE_SEQ, MalformedKind
+from depthkeeper.simulator.registry import CommandRecord, ConnectionInfo
+from depthkeeper.simulator.server import SimServer
 
 R = TypeVar("R")
 

@@ -26,8 +26,8 @@ import random
 
 from loguru import logger
 
-from .market import DiffTuple, SymbolMarket
-from .venue import Venue
+from depthkeeper.simulator.market import DiffTuple, SymbolMarket
+from depthkeeper.simulator.venue import Venue
 
 #: Upper bound of one sleep between batches (keeps freeze/unfreeze and stalls responsive).
 MAX_SLEEP_S = 0.01

@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from .errors import UnknownConnection
-from .wire import Outbox
+from depthkeeper.simulator.errors import UnknownConnection
+from depthkeeper.simulator.wire import Outbox
 
 #: Commands kept per connection (a log, not a leak: tests only look at the recent ones).
 COMMAND_LOG_LIMIT = 10_000

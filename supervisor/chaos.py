@@ -2,7 +2,7 @@
 
 Why each weapon is built the way it is (see notes/pykka-and-supervision.md §1.7, §5):
 
-- **crash**: pykka has no kill. A told :class:`~depthkeeper.supervisor.messages.Crash` makes
+- **crash**: pykka has no kill. A told :class:`~depthkeeper.supervisor.otp.messages.Crash` makes
   the actor raise inside a told message, which is exactly the failure path a real bug takes
   (``on_failure`` -> ``ChildExited(CRASHED)`` -> restart). It waits behind the backlog,
   like a real failure in the next message would.
@@ -42,11 +42,11 @@ from depthkeeper.supervisor.chaos_faults import (  # noqa: F401 - re-exported: t
     VenueFault,
     VenueFaults,
 )
-from depthkeeper.supervisor.dispatch import Mailbox
-from depthkeeper.supervisor.messages import Crash, GetChildren
+from depthkeeper.supervisor.otp.dispatch import Mailbox
+from depthkeeper.supervisor.otp.messages import Crash, GetChildren
 
 if TYPE_CHECKING:
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
 SINGLETONS = ("connection", "subscription", "snapshot")
 BOOK = "book"

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator.market import SymbolMarket, render_side
 from depthkeeper.supervisor.chaos_fresh import Freshness, Polled, RejectWindows
 

@@ -20,8 +20,9 @@ from loguru import logger
 from depthkeeper.supervisor.chaos import ZombieBullet
 from depthkeeper.supervisor.chaos_run import ChaosReport, run_chaos
 from depthkeeper.supervisor.chaos_schedule import load_chaos_config
-from depthkeeper.supervisor.errors import ChaosCrash, ConfigError
-from depthkeeper.supervisor.logs import setup_logging
+from depthkeeper.supervisor.otp.errors import ChaosCrash
+from depthkeeper.supervisor.service.errors import ConfigError
+from depthkeeper.supervisor.cli.logs import setup_logging
 
 
 def _ms(seconds: float) -> str:

@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 
 from depthkeeper.actors.messages import BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 
 #: added to the heartbeat silence bound: the diffs in flight when the socket went quiet
 FRESHNESS_MARGIN_S = 0.5

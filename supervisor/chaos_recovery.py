@@ -26,8 +26,8 @@ import attrs
 import pykka
 
 from depthkeeper.actors.messages import GetBookStats, GetCounters
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.messages import GetChildren
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.otp.messages import GetChildren
 
 
 #: how long one poll waits for the books' answers (a busy book answers behind its backlog)

@@ -36,7 +36,7 @@ import attrs
 import pykka
 
 from depthkeeper.actors.messages import GetCounters
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator
 from depthkeeper.supervisor.chaos import ChaosMonkey, KillMode, KillResult
 from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker, levels_from_text
@@ -51,8 +51,8 @@ from depthkeeper.supervisor.chaos_recovery import (
     isolated,
 )
 from depthkeeper.supervisor.chaos_schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
-from depthkeeper.supervisor.config import AppConfig
-from depthkeeper.supervisor.service import BookService, BookUnavailable
+from depthkeeper.supervisor.service.config import AppConfig
+from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
 #: how many diffs past the fault point a code fault's book must get to (GAP: its size + 1)
 _STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2, VenueFault.FUTURE_DIFF: 1,

@@ -15,7 +15,7 @@ from ``--seed``. Two lanes, because they answer different questions:
   Poisson processes on top.
 
 ``[chaos]`` is not a section the service knows, so it is taken out of the file before
-the rest is validated by :func:`~depthkeeper.supervisor.config.config_from_mapping`.
+the rest is validated by :func:`~depthkeeper.supervisor.service.config.config_from_mapping`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 import attrs
 
 from depthkeeper.supervisor.chaos_faults import LIMIT_RANGES, FaultLimits, VenueFault
-from depthkeeper.supervisor.config import AppConfig, config_from_mapping
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.service.config import AppConfig, config_from_mapping
+from depthkeeper.supervisor.service.errors import ConfigError
 
 #: the global lane's kinds (``global_weights`` keys): "connection" is a connection kill, the rest venue faults
 GLOBAL_FAULTS = (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL, VenueFault.SLOW_HANDSHAKE,

@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 import orjson
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.sync import SUSPECT_AFTER, ResyncReason, SyncAction, SyncPolicy
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.sync import SUSPECT_AFTER, ResyncReason, SyncAction, SyncPolicy
 from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
-from depthkeeper.actors.wire import (
+from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
     DepthPush,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from depthkeeper.actors.sync import ContiguousSync
+from depthkeeper.actors.core.sync import ContiguousSync
 from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
-from depthkeeper.actors.wire import (
+from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
     DiffEvent,
@@ -30,9 +30,9 @@ from depthkeeper.actors.wire import (
 )
 
 if TYPE_CHECKING:
-    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.core.orderbook import OrderBook
     from depthkeeper.actors.settings import BookConfig
-    from depthkeeper.actors.sync import SyncPolicy
+    from depthkeeper.actors.core.sync import SyncPolicy
 
 SUB_CMD_ID = 22004
 

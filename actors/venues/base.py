@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, Snapshot
+from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, Snapshot
 
 if TYPE_CHECKING:
-    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.core.orderbook import OrderBook
     from depthkeeper.actors.settings import BookConfig, SubscriptionConfig, VenueConfig
-    from depthkeeper.actors.sync import SyncPolicy
+    from depthkeeper.actors.core.sync import SyncPolicy
 
 
 @attrs.frozen

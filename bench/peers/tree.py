@@ -46,7 +46,7 @@ def _quiet_logs() -> dict[str, int]:
 
 
 def _config(url: str, rest_url: str, codes: list[str], book_threads: int | None = None) -> Any:
-    from depthkeeper.supervisor.config import config_from_mapping
+    from depthkeeper.supervisor.service.config import config_from_mapping
 
     return config_from_mapping({
         "book": {} if book_threads is None else {"threads": book_threads},
@@ -121,7 +121,7 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
     """Start the service, wait until every book is LIVE, measure one window, return the figures."""
     warnings = _quiet_logs()
     meter = ProcessMeter(sim_pid)
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     cfg = _config(url, rest_url, codes, book_threads)
     rss_base = meter.rss_bytes()

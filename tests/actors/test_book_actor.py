@@ -24,16 +24,16 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.actors.promise import SocketState
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import Peers
 from depthkeeper.actors.settings import VenueConfig
-from depthkeeper.actors.sync import ResyncReason
+from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.actors.venues.article import ArticleVenue
-from depthkeeper.actors.wire import DiffEvent, Snapshot
-from depthkeeper.supervisor.config import BookConfig
-from depthkeeper.supervisor.spec import ChildContext
+from depthkeeper.actors.core.wire import DiffEvent, Snapshot
+from depthkeeper.supervisor.service.config import BookConfig
+from depthkeeper.supervisor.otp.spec import ChildContext
 
 from tests.support import wait_until
 

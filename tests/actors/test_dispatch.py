@@ -9,8 +9,8 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
 
 from .probes import wait_until
 

@@ -21,9 +21,9 @@ from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import DesiredChanged, FlushSubscriptions, GetCounters, SendFrame, SocketOpened
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.subscription import SubscriptionActor
-from depthkeeper.actors.symbols import SymbolRules
-from depthkeeper.supervisor.config import SubscriptionConfig
-from depthkeeper.supervisor.spec import ChildContext
+from depthkeeper.actors.core.symbols import SymbolRules
+from depthkeeper.supervisor.service.config import SubscriptionConfig
+from depthkeeper.supervisor.otp.spec import ChildContext
 
 from tests.support import wait_until
 

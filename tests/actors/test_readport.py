@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.readport import BookReadPort, ReadPorts
 
 
@@ -86,7 +86,7 @@ def test_consistent_reads_between_messages_and_retries_a_read_the_writer_broke()
 def test_stats_come_through_the_port_while_the_books_queue_is_stuck() -> None:
     """book_stats() must not wait behind a book's inbox: it reads between two of its messages."""
     from depthkeeper.actors.routing import RoutingTable
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     class Owner:
         def stats(self) -> str:

@@ -15,7 +15,7 @@ import attrs
 import pykka
 import pytest
 
-from depthkeeper.supervisor.messages import (
+from depthkeeper.supervisor.otp.messages import (
     ChildExited,
     ChildInfo,
     Crash,
@@ -26,8 +26,8 @@ from depthkeeper.supervisor.messages import (
     SupervisorStats,
     TerminateChild,
 )
-from depthkeeper.supervisor.otp import Supervisor
-from depthkeeper.supervisor.spec import ChildContext, ChildSpec, ExitReason, Restart, Strategy, SupervisorFlags
+from depthkeeper.supervisor.otp.supervisor import Supervisor
+from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, ExitReason, Restart, Strategy, SupervisorFlags
 
 from .probes import (
     Cleaned,

@@ -14,7 +14,7 @@ import attrs
 import pytest
 
 from depthkeeper.actors.messages import BookUpdated, BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.supervisor.chaos_fresh import (
     Freshness,

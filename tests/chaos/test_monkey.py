@@ -8,7 +8,7 @@ from pathlib import Path
 import pykka
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.supervisor.chaos import (
     CODE_FAULTS,
     ChaosMonkey,

@@ -8,9 +8,9 @@ import time
 import pykka
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
-from depthkeeper.supervisor.liveness import fence_zombie
+from depthkeeper.supervisor.otp.liveness import fence_zombie
 
 from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until
 

@@ -8,8 +8,8 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.supervisor.messages import Escalated
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.otp.messages import Escalated
+from depthkeeper.supervisor.service.facade import BookService
 
 from .conftest import chaos_config, converge_exact, our_actors, wait_until
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from depthkeeper.actors.calibration import Calibration
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.wire import DepthPush, DiffEvent, Snapshot
+from depthkeeper.actors.core.calibration import Calibration
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Snapshot
 
 
 def live_book() -> OrderBook:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from depthkeeper.supervisor.config import AppConfig, load_config
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.service.config import AppConfig, load_config
+from depthkeeper.supervisor.service.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

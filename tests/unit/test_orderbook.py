@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 
 
 def test_set_and_delete_levels() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.settings import BookConfig, VenueConfig
-from depthkeeper.actors.sync import ResyncReason, SyncAction
+from depthkeeper.actors.core.sync import ResyncReason, SyncAction
 from depthkeeper.actors.venues import VENUES, venue_class
 from depthkeeper.actors.venues.alltick import AlltickSync
-from depthkeeper.actors.wire import DepthPush, Snapshot
+from depthkeeper.actors.core.wire import DepthPush, Snapshot
 
 import pytest
 

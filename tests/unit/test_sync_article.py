@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.sync import ContiguousSync, ResyncReason, SyncAction
-from depthkeeper.actors.wire import DiffEvent, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason, SyncAction
+from depthkeeper.actors.core.wire import DiffEvent, Snapshot
 
 
 def diff(seq: int, price: float = 100.0, size: float = 1.0, bid: bool = True) -> DiffEvent:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.config import config_from_mapping
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.config import config_from_mapping
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import levels, wait_until
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.messages import Crash, GetChildren
-from depthkeeper.supervisor.metrics import MetricsServer
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.otp.messages import Crash, GetChildren
+from depthkeeper.supervisor.service.metrics import MetricsServer
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import wait_until
 

@@ -16,19 +16,13 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.actors.archive import (
-    INSERT_CHUNK,
-    ArchiveActor,
-    ArchiveError,
-    ArchiveTick,
-    last_rows,
-    open_archive,
-)
+from depthkeeper.archive.actor import ArchiveActor, ArchiveTick
+from depthkeeper.archive.schema import INSERT_CHUNK, ArchiveError, last_rows, open_archive
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.messages import Crash
-from depthkeeper.supervisor.scheduler import Scheduler
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.otp.scheduler import Scheduler
 
 from tests.support import wait_until
 

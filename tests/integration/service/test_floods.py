@@ -9,7 +9,7 @@ import pytest
 from loguru import logger
 
 from depthkeeper.simulator.faults import UNKNOWN_CODE
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import converge_exact, wait_until
 

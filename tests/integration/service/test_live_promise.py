@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator, TcpProxy
-from depthkeeper.supervisor.service import BookService, BookUnavailable
+from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
 from tests.support import build_config, converge_exact, equals_truth, levels, wait_until
 

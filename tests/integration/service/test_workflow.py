@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from depthkeeper.supervisor.service import BookUnavailable
+from depthkeeper.supervisor.service.facade import BookUnavailable
 
 from tests.support import converge_exact, equals_truth, server_sets, wait_until
 

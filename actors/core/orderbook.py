@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-from depthkeeper.actors.wire import Levels
+from depthkeeper.actors.core.wire import Levels
 
 
 class BookStatus(enum.Enum):

@@ -42,12 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sim_main(args_list[1:])
     if args_list[:1] == ["bench"]:
-        from depthkeeper.supervisor.benchcli import main as bench_main
+        from depthkeeper.supervisor.cli.bench import main as bench_main
 
         return bench_main(args_list[1:])
     args = _parser().parse_args(args_list)
     if args.command == "run":
-        from depthkeeper.supervisor.runner import run_command
+        from depthkeeper.supervisor.cli.run import run_command
 
         return run_command(args)
     if args.command == "chaos":
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return chaos_command(args)
     if args.command == "export":
-        from depthkeeper.supervisor.export import export_command
+        from depthkeeper.archive.export import export_command
 
         return export_command(args)
     return 2

@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from depthkeeper.actors.wire import redact
+from depthkeeper.actors.core.wire import redact
 
 _FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "

@@ -31,10 +31,10 @@ import attrs
 import pykka
 from loguru import logger
 
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.errors import RestartIntensityExceeded
-from depthkeeper.supervisor.liveness import LivenessMonitor, fence_zombie, release_zombie
-from depthkeeper.supervisor.messages import (
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.errors import RestartIntensityExceeded
+from depthkeeper.supervisor.otp.liveness import LivenessMonitor, fence_zombie, release_zombie
+from depthkeeper.supervisor.otp.messages import (
     ChildExited,
     ChildInfo,
     ChildStarted,
@@ -46,8 +46,8 @@ from depthkeeper.supervisor.messages import (
     SupervisorStats,
     TerminateChild,
 )
-from depthkeeper.supervisor.scheduler import Scheduler, TimerHandle
-from depthkeeper.supervisor.spec import (
+from depthkeeper.supervisor.otp.scheduler import Scheduler, TimerHandle
+from depthkeeper.supervisor.otp.spec import (
     ChildContext,
     ChildSpec,
     ExitReason,

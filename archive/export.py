@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from depthkeeper.archive.schema import SNAPSHOT_COLUMNS, ArchiveError, open_readonly
+
 _COLUMNS = ("ts", "symbol", "seq", "updated_at")
 
 
@@ -67,21 +69,14 @@ def _window(symbol: str, start: float | None, end: float | None) -> tuple[str, l
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
-        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise ExportError(f"{path}: not an archive ({exc})") from None
-    if "snapshots" not in names:
-        db.close()
-        raise ExportError(f"{path}: not an archive (no snapshots table)")
-    return db
+        return open_readonly(path)
+    except ArchiveError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _rows(db: sqlite3.Connection, where: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
-    return db.execute(f"SELECT ts, symbol, seq, updated_at, bids, asks FROM snapshots WHERE {where} ORDER BY ts",
-                      params)
+    return db.execute(f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshots WHERE {where} ORDER BY ts", params)
 
 
 def _depth(db: sqlite3.Connection, where: str, params: list[Any]) -> int:

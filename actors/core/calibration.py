@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.wire import DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, Snapshot
 
 #: more recorded diffs than this and the calibration is abandoned (and counted)
 MAX_RECORDED = 200_000

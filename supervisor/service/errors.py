@@ -13,11 +13,3 @@ class ConfigError(DepthkeeperError):
 
 class ServiceError(DepthkeeperError):
     """The service cannot do what was asked (not started, stopped, timed out)."""
-
-
-class RestartIntensityExceeded(ServiceError):
-    """A supervisor saw more restarts than its intensity allows and gave up."""
-
-
-class ChaosCrash(Exception):
-    """Raised inside an actor by a chaos kill: a crash through the normal failure path."""

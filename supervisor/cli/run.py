@@ -11,10 +11,10 @@ import threading
 import time
 from typing import Any, TextIO
 
-from depthkeeper.supervisor.config import load_config
-from depthkeeper.supervisor.errors import ConfigError
-from depthkeeper.supervisor.logs import setup_logging
-from depthkeeper.supervisor.stats import ServiceStats
+from depthkeeper.supervisor.service.config import load_config
+from depthkeeper.supervisor.service.errors import ConfigError
+from depthkeeper.supervisor.cli.logs import setup_logging
+from depthkeeper.supervisor.service.stats import ServiceStats
 
 REFRESH_S = 0.25
 
@@ -49,7 +49,7 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     show_table = not args.no_table and not args.json and out.isatty()
     setup_logging("WARNING" if show_table and cfg.log.level in ("INFO", "DEBUG", "TRACE") else cfg.log.level,
                   cfg.log.file)
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

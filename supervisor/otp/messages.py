@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
-from depthkeeper.supervisor.spec import ChildSpec, ExitReason
+from depthkeeper.supervisor.otp.spec import ChildSpec, ExitReason
 
 if TYPE_CHECKING:
-    from depthkeeper.supervisor.dispatch import Lane
+    from depthkeeper.supervisor.otp.dispatch import Lane
 
 # -- child -> supervisor ----------------------------------------------------------------
 

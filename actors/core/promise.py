@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 
 #: statuses that promise (LIVE) or still show (STALE) a socket-fed book
 _FED = (BookStatus.LIVE, BookStatus.STALE)

@@ -39,10 +39,10 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
-from depthkeeper.supervisor.errors import ChaosCrash, RestartIntensityExceeded
-from depthkeeper.supervisor.messages import ChildExited, ChildStarted, Crash
-from depthkeeper.supervisor.spec import ChildContext, ExitReason
+from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
+from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded
+from depthkeeper.supervisor.otp.messages import ChildExited, ChildStarted, Crash
+from depthkeeper.supervisor.otp.spec import ChildContext, ExitReason
 
 
 class SupervisedActor(pykka.ThreadingActor):

@@ -41,12 +41,12 @@ from depthkeeper.actors.messages import (
     Unsubscribe,
     VenueFailure,
 )
-from depthkeeper.actors.promise import SocketState
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
-from depthkeeper.actors.sync import ResyncReason
-from depthkeeper.supervisor.messages import StartChild, TerminateChild
-from depthkeeper.supervisor.otp import Supervisor
-from depthkeeper.supervisor.spec import ChildSpec, ExitReason
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.supervisor.otp.messages import StartChild, TerminateChild
+from depthkeeper.supervisor.otp.supervisor import Supervisor
+from depthkeeper.supervisor.otp.spec import ChildSpec, ExitReason
 
 BOOK_PREFIX = "book:"
 

@@ -25,11 +25,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from depthkeeper.actors.messages import GetCounters
-from depthkeeper.supervisor.messages import GetChildren
+from depthkeeper.supervisor.otp.messages import GetChildren
 
 if TYPE_CHECKING:
-    from depthkeeper.supervisor.service import BookService
-    from depthkeeper.supervisor.stats import ServiceStats
+    from depthkeeper.supervisor.service.facade import BookService
+    from depthkeeper.supervisor.service.stats import ServiceStats
 
 #: ``depthkeeper_book_status`` values. Explicit (not enum order) so that adding a status to
 #: BookStatus can never silently change what an existing alert rule means.

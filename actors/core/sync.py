@@ -42,8 +42,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.wire import DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, Snapshot
 
 #: stale snapshots (or stale pushes) in a row before the buffered stream (or the book's seq) is suspect
 SUSPECT_AFTER = 3

@@ -34,23 +34,23 @@ from depthkeeper.actors.messages import (
     Subscribe,
     Unsubscribe,
 )
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.actors.promise import SocketState
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable, SubscriptionLedger
 from depthkeeper.actors.snapshot import SnapshotActor
 from depthkeeper.actors.subscription import SubscriptionActor
-from depthkeeper.actors.symbols import SymbolRules
+from depthkeeper.actors.core.symbols import SymbolRules
 from depthkeeper.actors.venues import venue_class
-from depthkeeper.actors.wire import redact
-from depthkeeper.supervisor.config import AppConfig
-from depthkeeper.supervisor.dispatch import Dispatcher
-from depthkeeper.supervisor.errors import ServiceError
-from depthkeeper.supervisor.messages import Escalated, GetChildren, GetStats
-from depthkeeper.supervisor.scheduler import Scheduler
-from depthkeeper.supervisor.spec import ChildContext, ChildSpec, Restart, Strategy, SupervisorFlags
-from depthkeeper.supervisor.stats import ServiceStats, build_stats
-from depthkeeper.supervisor.tree import BOOK_PREFIX, BooksSupervisor, TreeState, TreeSupervisor
+from depthkeeper.actors.core.wire import redact
+from depthkeeper.supervisor.service.config import AppConfig
+from depthkeeper.supervisor.otp.dispatch import Dispatcher
+from depthkeeper.supervisor.service.errors import ServiceError
+from depthkeeper.supervisor.otp.messages import Escalated, GetChildren, GetStats
+from depthkeeper.supervisor.otp.scheduler import Scheduler
+from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, Restart, Strategy, SupervisorFlags
+from depthkeeper.supervisor.service.stats import ServiceStats, build_stats
+from depthkeeper.supervisor.service.tree import BOOK_PREFIX, BooksSupervisor, TreeState, TreeSupervisor
 
 class BookUnavailable(ServiceError):
     """The book is not subscribed, or did not answer within the timeout."""
@@ -114,7 +114,7 @@ class BookService:
         from prometheus_client import CollectorRegistry
 
         from depthkeeper.supervisor.chaos import Chaos
-        from depthkeeper.supervisor.metrics import make_latency_histogram
+        from depthkeeper.supervisor.service.metrics import make_latency_histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.latency_histogram = make_latency_histogram(self.registry)
@@ -159,7 +159,7 @@ class BookService:
                                                   name="depthkeeper-statslog", daemon=True)
             self._stats_thread.start()
         if cfg.metrics.port:
-            from depthkeeper.supervisor.metrics import MetricsServer
+            from depthkeeper.supervisor.service.metrics import MetricsServer
 
             self.metrics = MetricsServer(self, self.registry, cfg.metrics.port)
         self._log.info("started: dialect {} venue {} ({} symbols)", cfg.venue.dialect, redact(url),
@@ -171,7 +171,7 @@ class BookService:
         books_flags = attrs.evolve(flags, strategy=Strategy.ONE_FOR_ONE)
         extra: list[ChildSpec] = []
         if cfg.archive.path:
-            from depthkeeper.actors.archive import MAX_PENDING_EVENTS, ArchiveActor, ArchiveMailbox
+            from depthkeeper.archive.actor import MAX_PENDING_EVENTS, ArchiveActor, ArchiveMailbox
 
             # Listening before any book starts: the archive sees every status change from the first.
             mailbox = ArchiveMailbox(MAX_PENDING_EVENTS)

@@ -29,7 +29,7 @@ from depthkeeper.actors.settings import (
 )
 from depthkeeper.actors.settings import setting as _opt
 from depthkeeper.actors.venues import VENUES
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.service.errors import ConfigError
 
 #: the simulator's dialects (it implements the protocols on its own)
 _SIM_DIALECTS = ("article", "alltick", "binance")

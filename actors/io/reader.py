@@ -31,12 +31,12 @@ import pykka
 import websocket
 from loguru import logger
 
-from depthkeeper.actors.frames import ConnectionClosed, FrameError, FrameReader
-from depthkeeper.actors.logthrottle import ThrottledLog
+from depthkeeper.actors.io.frames import ConnectionClosed, FrameError, FrameReader
+from depthkeeper.actors.core.logthrottle import ThrottledLog
 from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
-from depthkeeper.actors.promise import SocketState
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
-from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
+from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
 
 #: malformed frames logged one by one at the start of a flood ...
 BAD_FRAME_BURST = 5

@@ -24,8 +24,8 @@ import attrs
 import pykka
 from loguru import logger
 
-from depthkeeper.supervisor.messages import ChildExited
-from depthkeeper.supervisor.spec import ExitReason
+from depthkeeper.supervisor.otp.messages import ChildExited
+from depthkeeper.supervisor.otp.spec import ExitReason
 
 _thread_counter = itertools.count(1)
 

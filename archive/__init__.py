@@ -1,0 +1,1 @@
+"""The SQLite archive: its schema (one owner of the file format), the ArchiveActor, and export."""
