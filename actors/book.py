@@ -132,6 +132,8 @@ class BookActor(SupervisedActor):
 
     def init(self) -> None:
         if self._ports is not None:
+            # A restart must not forget how deep the book was: a short snapshot is judged against it.
+            self.policy.memory = self._ports.levels_held(self.code)
             self._ports.register(self._port)
         if self._rejected is not None:
             self._reject(self._rejected)

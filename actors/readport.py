@@ -165,6 +165,9 @@ class ReadPorts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ports: dict[str, BookReadPort] = {}
+        #: code -> levels per side its book last held LIVE, left by a stopped incarnation for the
+        #: next one (a restarted book must still know a short snapshot when it sees one)
+        self._levels_held: dict[str, tuple[int, int]] = {}
 
     def register(self, port: BookReadPort) -> None:
         with self._lock:
@@ -174,6 +177,17 @@ class ReadPorts:
         with self._lock:
             if self._ports.get(port.code) is port:
                 del self._ports[port.code]
+                if port.owner is not None:
+                    self._levels_held[port.code] = port.owner.policy.levels_held()
+
+    def levels_held(self, code: str) -> tuple[int, int]:
+        """What the previous incarnation of ``code``'s book last held LIVE: from its port if it is
+        still registered (a zombie runs no cleanup), else what it left when it stopped."""
+        with self._lock:
+            port = self._ports.get(code)
+            if port is not None and port.owner is not None:
+                return port.owner.policy.levels_held()  # type: ignore[no-any-return]
+            return self._levels_held.get(code, (0, 0))
 
     def get(self, code: str) -> BookReadPort | None:
         return self._ports.get(code)

@@ -33,6 +33,13 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
+def _fresh_line(f: dict[str, float]) -> str:
+    return (f"freshness (L {f['bound_s']:.2f}s)  {int(f['checked'])} LIVE reads ({int(f['polled'])} polled views), "
+            f"{int(f['compared'])} compared with the venue at t-L: stale {int(f['stale'])}, "
+            f"LIVE while refused {int(f['rejected_live'])}; blackholes past the silence bound "
+            f"{int(f.get('blackholes_past_bound', 0))}")
+
+
 def render_report(report: ChaosReport) -> str:
     """The readable report: totals, invariants, recovery table, violations."""
     verdict = "PASSED" if report.passed else f"FAILED ({len(report.violations)} violations)"
@@ -51,17 +58,18 @@ def render_report(report: ChaosReport) -> str:
         f"duplicate / empty cmd {report.duplicate_subscribes} / {report.empty_lists}",
         f"LIVE views checked    {report.views_checked}  (bad: {report.view_violations}, "
         f"oracle cross-checks: {report.oracle_samples})",
+        *([_fresh_line(report.freshness)] if report.freshness else []),
         f"leaked threads/actors {len(report.leaked_threads)} / {len(report.leaked_actors)}",
         f"restarts              {_counts(report.restarts)}",
         f"escalations           {report.escalations}",
         *([f"archive rows written / skipped / lost  {report.archive['rows_written']} / "
            f"{report.archive['skipped']} / {report.archive['lost']}"] if report.archive else []),
         "",
-        f"{'recovery':<14}{'n':>5}{'p50':>10}{'p99':>10}{'max':>10}{'unrecovered':>12}"
+        f"{'recovery':<20}{'n':>5}{'p50':>10}{'p99':>10}{'max':>10}{'unrecovered':>12}"
         f"{'isolated n':>12}{'isolated p99':>14}",
     ]
     for fig in report.recovery:
-        lines.append(f"{fig.kind:<14}{fig.count:>5}{_ms(fig.p50_s):>10}{_ms(fig.p99_s):>10}{_ms(fig.max_s):>10}"
+        lines.append(f"{fig.kind:<20}{fig.count:>5}{_ms(fig.p50_s):>10}{_ms(fig.p99_s):>10}{_ms(fig.max_s):>10}"
                      f"{fig.unrecovered:>12}{fig.isolated_count:>12}{_ms(fig.isolated_p99_s):>14}")
     lines.append("(isolated: no other disruption of the same books -- global fault, REST fault, snapshot kill, "
                  "another fault on the book -- overlapped the recovery)")

@@ -3,15 +3,20 @@
 Shape (Jepsen's lesson: record a history, check it against a model, replay by seed):
 
 1. start our own simulator (``record_history=True``) and the service pointed at it;
-   a listener checks every published LIVE view against the truth (chaos_check);
+   a listener and a poller (``svc.book`` from a reader thread) check every LIVE view
+   against the truth at its seq (chaos_check) and against the venue's seq ``L`` seconds
+   before it was read (the freshness invariant, chaos_fresh: a sampler records the
+   venue's seqs);
 2. run a schedule drawn from the seed: a *global* lane of disruptions that hit every
-   book (connection kill, abrupt close, venue restart, stall), spaced so each recovery
-   can be measured, and a *local* lane of book kills, zombies, singleton kills, stream
-   faults, REST faults, malformed frames and subscription churn;
+   book (connection kill, abrupt close, venue restart, stall, slow handshake, blackhole,
+   reject then lift), spaced so each recovery can be measured, and a *local* lane of book
+   kills, zombies, singleton kills, stream faults, far-future diffs, REST faults, bad
+   snapshots, malformed frames, floods and subscription churn;
 3. stop, let the server-side subscriptions settle, freeze the market, wait for every
    book to be exact, stop everything, and check: books exact, no ghost / missing
-   subscription, no duplicate or empty command, no bad view, no leak, no escalation,
-   every fault recovered (with p50/p99/max per kind).
+   subscription, no duplicate or empty command, no unsubscribe of a code we never
+   subscribed, no bad or stale view, no LIVE view of a refused code, no leak, no
+   escalation, every fault recovered (with p50/p99/max per kind).
 
 The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_schedule`.
 """
@@ -33,8 +38,10 @@ import pykka
 from depthkeeper.actors.messages import GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.chaos import STREAM_FAULTS, ChaosMonkey, KillMode, KillResult, VenueFault
+from depthkeeper.supervisor.chaos import ChaosMonkey, KillMode, KillResult
 from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker, levels_from_text
+from depthkeeper.supervisor.chaos_faults import CODE_FAULTS, SNAPSHOT_FAULTS, STREAM_FAULTS, FaultResult, VenueFault
+from depthkeeper.supervisor.chaos_fresh import Freshness, Poller, RejectWindows, SeqHistory, VenueSampler
 from depthkeeper.supervisor.chaos_recovery import (
     Event,
     Pending,
@@ -43,12 +50,13 @@ from depthkeeper.supervisor.chaos_recovery import (
     RecoveryTracker,
     isolated,
 )
-from depthkeeper.supervisor.chaos_schedule import Action, ChaosSettings, build_schedule
+from depthkeeper.supervisor.chaos_schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
-#: how many diffs past the fault point a stream fault's book must get to
-_STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2}
+#: how many diffs past the fault point a code fault's book must get to (GAP: its size + 1)
+_STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2, VenueFault.FUTURE_DIFF: 1,
+                 **dict.fromkeys(SNAPSHOT_FAULTS, 2)}
 #: how many of the slowest recoveries the report names
 SLOWEST = 8
 
@@ -85,6 +93,10 @@ class ChaosReport:
     #: archive accounting when [archive] path is set: rows written (in the file at the end),
     #: views skipped (conflated), views/events lost (held uncommitted when the archive was killed)
     archive: dict[str, int] = attrs.Factory(dict)
+    #: the freshness invariant: L (bound_s), LIVE reads checked / compared with a venue sample,
+    #: stale ones, views polled, LIVE views of a refused code, venue samples taken, blackholes
+    #: longer than the silence bound (the watchdog had to fire)
+    freshness: dict[str, float] = attrs.Factory(dict)
 
     @property
     def passed(self) -> bool:
@@ -129,20 +141,33 @@ class ChaosRun:
                 Path(tempfile.mkdtemp(prefix="depthkeeper-chaos-")) / "archive.sqlite")))
         self.cfg = cfg
         self.timeline = EraTimeline(self.sim.era, time.monotonic())
-        self.checker = ViewChecker(self.sim, ReplayOracle(s.seed, sim_cfg.levels), self.timeline)
+        self.bound_s = cfg.heartbeat.interval_s * cfg.heartbeat.silent_intervals + s.freshness_margin_s
+        self.history = SeqHistory()
+        self.sampler = VenueSampler(self.sim, self.history, s.sample_interval_s)
+        self.sampler.start()
+        self.rejects = RejectWindows()
+        self.checker = ViewChecker(self.sim, ReplayOracle(s.seed, sim_cfg.levels), self.timeline,
+                                   freshness=Freshness(self.history, self.bound_s), rejects=self.rejects)
         self.checker.start()
         try:
             svc = self.svc = BookService.start(cfg)
         except BaseException:
             self.checker.stop()
+            self.sampler.stop()
             self.sim.stop()
             raise
         self.monkey = ChaosMonkey(svc, random.Random(s.seed + 1), simulator=self.sim, limits=s.limits)
         self.tracker = RecoveryTracker(svc, self.sim, timeout_s=s.recovery_timeout_s)
         self.zombies: list[KillResult] = []
         self.events: list[Event] = []
+        #: code -> the event id of the reject standing against it (oldest first)
+        self._rejected: dict[str, int] = {}
+        #: blackholes longer than the heartbeat silence bound
+        self.long_blackholes = 0
+        self.poller = Poller(svc, self.checker.offer, s.poll_interval_s)
         try:
             svc.add_listener(self.checker)
+            self.poller.start()
             if not svc.wait_live(timeout=s.warmup_timeout_s):
                 self.violations.append(f"books not LIVE within {s.warmup_timeout_s}s of start")
             self.tracker.start()
@@ -153,9 +178,11 @@ class ChaosRun:
             final = self._final_checks()
             self.archive_skipped += int(self._archive_counters().get("skipped", 0))
         finally:
+            self.poller.stop()
             self.tracker.stop()
             svc.stop()
             self.checker.stop()
+            self.sampler.stop()
             self.sim.stop()
         self.archive_final = self._archive_summary()  # after stop: the last batch is committed
         leaked_threads, leaked_actors = self._leaks(baseline_threads, baseline_actors)
@@ -184,11 +211,17 @@ class ChaosRun:
             self._zombie(what)
         elif group == "fault":
             self._fault(VenueFault(what))
+        elif action.what == LIFT_REJECT:
+            self._lift_reject()
         elif group == "churn":
             self._churn()
 
     def _seqs(self) -> dict[str, int]:
         return dict(self.sim.state()["seqs"])
+
+    def _steady(self) -> tuple[str, ...]:
+        """The desired codes expected to recover LIVE (not those the venue refuses right now)."""
+        return tuple(c for c in sorted(self.svc.subscriptions()) if c not in self._rejected)
 
     def _note(self, what: str, start_s: float, end_s: float | None = None, code: str | None = None) -> int:
         self.events.append(Event(len(self.events) + 1, what, start_s, start_s if end_s is None else end_s, code))
@@ -208,7 +241,7 @@ class ChaosRun:
             return {}
 
     def _kill(self, kind: str) -> None:
-        epoch, desired = self.svc.epochs.current, tuple(sorted(self.svc.subscriptions()))
+        epoch, desired = self.svc.epochs.current, self._steady()
         if kind == "archive":
             # what this incarnation holds uncommitted is what the crash loses (read just before)
             held = self._archive_counters()
@@ -224,7 +257,7 @@ class ChaosRun:
         source = self._note(f"kill:{result.kind}", result.at_s, code=code)
         if code is not None:
             self.tracker.add(Pending("book", result.at_s, (code,), {code: seqs.get(code, 0)}, old_ref=result.ref,
-                                     label=result.target, source=source))
+                                     label=result.target, source=source, status=self._expected(code)))
         elif result.kind == "connection":
             self.tracker.add(Pending("connection", result.at_s, desired, {c: seqs[c] for c in desired},
                                      min_epoch=epoch + 1, label="connection", source=source))
@@ -233,7 +266,7 @@ class ChaosRun:
                                      label=result.kind, source=source))
 
     def _zombie(self, kind: str) -> None:
-        epoch, desired = self.svc.epochs.current, tuple(sorted(self.svc.subscriptions()))
+        epoch, desired = self.svc.epochs.current, self._steady()
         result = self.monkey.zombie(kind)
         if not result.delivered:
             return
@@ -246,7 +279,8 @@ class ChaosRun:
         source = self._note(f"zombie:{result.kind}", result.at_s, code=code)
         if code is not None:
             self.tracker.add(Pending("zombie:book", result.at_s, (code,), {code: self._seqs().get(code, 0)},
-                                     old_ref=result.ref, label=result.target, source=source))
+                                     old_ref=result.ref, label=result.target, source=source,
+                                     status=self._expected(code)))
         elif result.kind == "connection":
             seqs = self._seqs()
             self.tracker.add(Pending("zombie:connection", result.at_s, desired, {c: seqs[c] for c in desired},
@@ -255,31 +289,85 @@ class ChaosRun:
             self.tracker.add(Pending(f"zombie:{result.kind}", result.at_s, old_ref=result.ref, peer=result.kind,
                                      label=result.kind, source=source))
 
+    def _expected(self, code: str) -> BookStatus:
+        """What a restarted book of ``code`` must come back as: REJECTED while the venue refuses it."""
+        return BookStatus.REJECTED if code in self._rejected else BookStatus.LIVE
+
+    def _aim(self, fault: VenueFault, steady: tuple[str, ...]) -> str | None:
+        """The code a code fault hits: one that is expected LIVE. A reject or a bad snapshot shape
+        stands until used or lifted: never a churn code, which churn could unsubscribe meanwhile
+        (a first subscribe cannot know a short snapshot: nothing says how deep the book is)."""
+        lasting = fault is VenueFault.REJECT or fault in SNAPSHOT_FAULTS  # armed until used or lifted
+        codes = [c for c in steady if not lasting or c not in self.settings.churn_codes]
+        return self.monkey.rng.choice(codes) if codes else None
+
     def _fault(self, fault: VenueFault) -> None:
-        desired = tuple(sorted(self.svc.subscriptions()))
+        steady = self._steady()
         epoch, before = self.svc.epochs.current, self._seqs()
+        code = self._aim(fault, steady) if fault in CODE_FAULTS else None
+        if fault in CODE_FAULTS and code is None:
+            self.monkey.faults[f"{fault.value}_noop"] += 1
+            return
         if fault is VenueFault.RESTART:
             self.timeline.begin(self.timeline.current + 1, time.monotonic())
-        result = self.monkey.fault(fault)
+        result = self.monkey.fault(fault, code)
+        if result.noop:
+            return  # it reached nobody: nothing to recover from
+        if fault is VenueFault.BLACKHOLE and result.amount > self.bound_s - self.settings.freshness_margin_s:
+            self.long_blackholes += 1  # the heartbeat watchdog must fire during this one
         label = f"{fault.value}{' ' + result.code if result.code else ''}"
-        end_s = result.at_s + result.amount if fault is VenueFault.STALL else None
+        timed = (VenueFault.STALL, VenueFault.BLACKHOLE, VenueFault.SLOW_HANDSHAKE)
+        end_s = result.at_s + result.amount if fault in timed else None
         source = self._note(f"fault:{fault.value}", result.at_s, end_s, result.code)
+        track = self.tracker.add
         if fault is VenueFault.RESTART:
             if result.era != self.timeline.current:
                 self.violations.append(f"venue era {result.era} != expected {self.timeline.current}")
             seqs = self._seqs()
             self.tracker.on_new_era(epoch, seqs)
-            self.tracker.add(Pending("restart", result.at_s, desired, {c: seqs[c] for c in desired},
-                                     min_epoch=epoch + 1, label=label, source=source))
-        elif fault is VenueFault.CLOSE:
-            self.tracker.add(Pending("close", result.at_s, desired, {c: before[c] for c in desired},
-                                     min_epoch=epoch + 1, label=label, source=source))
-        elif fault is VenueFault.STALL:
-            self.tracker.add(Pending("stall", result.at_s, desired, seqs_at_s=end_s, label=label, source=source))
-        elif fault in STREAM_FAULTS and result.code is not None:
+            track(Pending("restart", result.at_s, steady, {c: seqs[c] for c in steady}, min_epoch=epoch + 1,
+                          label=label, source=source))
+        elif fault in (VenueFault.CLOSE, VenueFault.SLOW_HANDSHAKE, VenueFault.REJECT):
+            self._closed(fault, result, epoch, steady, before, label, source)
+        elif fault in (VenueFault.STALL, VenueFault.BLACKHOLE):  # measured from its end
+            track(Pending(fault.value, result.at_s, steady, seqs_at_s=end_s, label=label, source=source))
+        elif result.code is not None and (fault in STREAM_FAULTS or fault in _STREAM_REACH):
             reach = int(result.amount) + 1 if fault is VenueFault.GAP else _STREAM_REACH[fault]
-            self.tracker.add(Pending(fault.value, result.at_s, (result.code,),
-                                     {result.code: before.get(result.code, 0) + reach}, label=label, source=source))
+            track(Pending(fault.value, result.at_s, (result.code,), {result.code: before.get(result.code, 0) + reach},
+                          label=label, source=source))
+
+    def _closed(self, fault: VenueFault, result: FaultResult, epoch: int, steady: tuple[str, ...],
+                before: dict[str, int], label: str, source: int) -> None:
+        """A socket closed on purpose: every book recovers on a new one; a rejected code shows REJECTED."""
+        kind = "close" if fault is VenueFault.REJECT else fault.value
+        code = result.code
+        books = tuple(c for c in steady if c != code)
+        self.tracker.add(Pending(kind, result.at_s, books, {c: before[c] for c in books}, min_epoch=epoch + 1,
+                                 label=label, source=source))
+        if fault is VenueFault.REJECT and code is not None:
+            self._rejected[code] = source
+            self.rejects.open(code, result.at_s + self.bound_s)
+            self.tracker.add(Pending("reject", result.at_s, (code,), label=f"reject {code}", source=source,
+                                     status=BookStatus.REJECTED))
+
+    def _lift_reject(self) -> None:
+        """The venue accepts the oldest rejected code again; subscribe it again: LIVE and exact from then on."""
+        if not self._rejected:
+            return
+        code, source = next(iter(self._rejected.items()))
+        at_s = time.monotonic()
+        self.rejects.close(code, at_s)
+        if self.tracker.cancel_source(source):
+            self.tracker.unrecovered["reject"] += 1
+            self.violations.append(f"{code} never showed REJECTED while the venue refused it "
+                                   f"({at_s - self.events[source - 1].start_s:.2f}s)")
+        self.tracker.cancel_status(code, BookStatus.REJECTED)
+        del self._rejected[code]
+        seqs = self._seqs()
+        self.monkey.lift_reject(code)
+        lifted = self._note("lift:reject", at_s, code=code)
+        self.tracker.add(Pending("resubscribe", at_s, (code,), {code: seqs.get(code, 0)}, label=f"resubscribe {code}",
+                                 source=lifted))
 
     def _churn(self) -> None:
         """Unsubscribe one churn code, or subscribe one back (the core set stays)."""
@@ -306,9 +394,13 @@ class ChaosRun:
 
     def _settle(self) -> None:
         s, sim, svc = self.settings, self.sim, self.svc
+        while self._rejected:  # the schedule lifts every reject; a run cut short may not have
+            self._lift_reject()
         if not self.tracker.wait_idle(s.recovery_timeout_s + 1.0):
             self.violations.append("recoveries still pending after the run")
         sim.faults.stall(0)
+        sim.faults.lift_blackhole()
+        sim.faults.lift_snapshot_faults()
         deadline = time.monotonic() + s.quiesce_timeout_s
         # Ghosts are reaped on data, so settle the server's subscriptions while the market runs.
         while not self._server_settled() and time.monotonic() < deadline:
@@ -316,6 +408,7 @@ class ChaosRun:
         sim.freeze()
         while not all(self._exact(c) for c in sorted(svc.subscriptions())) and time.monotonic() < deadline:
             self._wait.wait(0.02)
+        self.poller.stop()
         if not self.checker.drain(10.0):
             self.violations.append("the view checker did not catch up")
 
@@ -348,6 +441,10 @@ class ChaosRun:
         for name in ("duplicate_subscribes", "empty_lists"):
             if counters.get(name, 0):
                 self.violations.append(f"the venue counted {counters[name]} {name}")
+        ours = {*self.cfg.symbols.initial, *self.settings.churn_codes}
+        foreign = sorted({c for r in sim.command_log() if r.action == "unsub" for c in r.codes} - ours)
+        if foreign:
+            self.violations.append(f"unsubscribed {len(foreign)} codes never subscribed (e.g. {foreign[:3]})")
         oracle = ReplayOracle(self.settings.seed, self.cfg.simulator.levels)
         for code in sorted(desired):
             truth = sim.truth(code)
@@ -401,7 +498,7 @@ class ChaosRun:
         self.violations.extend(tracker.texts)
         kills = dict(sorted(self.monkey.kills.items()))
         faults = dict(sorted(self.monkey.faults.items()))
-        venue = sum(n for k, n in faults.items() if k not in ("subscribe", "unsubscribe"))
+        venue = sum(n for k, n in faults.items() if k not in ("subscribe", "unsubscribe", "lift_reject"))
         return ChaosReport(
             seed=self.settings.seed, duration_s=round(elapsed_s, 3), kills=kills,
             missed_kills=dict(sorted(self.monkey.missed.items())), faults=faults,
@@ -415,7 +512,16 @@ class ChaosRun:
             recovery=tuple(tracker.figures(self._isolated)), violations=tuple(self.violations),
             slowest=tuple(f"{r.kind} {r.label} {r.seconds:.3f}s ({'isolated' if self._isolated(r) else 'overlapped'})"
                           for r in sorted(tracker.records, key=lambda r: -r.seconds)[:SLOWEST]),
-            archive=self.archive_final)
+            archive=self.archive_final, freshness=self._freshness())
+
+    def _freshness(self) -> dict[str, float]:
+        checker = self.checker
+        fresh = checker.freshness
+        return {"bound_s": round(self.bound_s, 3), "checked": fresh.checked if fresh else 0,
+                "compared": fresh.compared if fresh else 0, "stale": checker.stale, "polled": checker.polled,
+                "rejected_live": checker.rejected_live, "venue_samples": len(self.history),
+                "blackholes_past_bound": self.long_blackholes,
+                "sample_interval_s": self.settings.sample_interval_s}
 
 
 def run_chaos(cfg: AppConfig, settings: ChaosSettings) -> ChaosReport:
