@@ -119,6 +119,7 @@ class BookActor(SupervisedActor):
                                   latencies=self.latencies, inbox=self.actor_inbox)
         self._port.socket = socket
         self._port.epoch = epoch
+        self._port.levels_held = self.policy.levels_held
         #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False
         self._rng = rng or random.Random()

@@ -50,8 +50,8 @@ class BookCounters:
 class BookReadPort:
     """The read side of one book: its state, counters and latencies, written by its actor."""
 
-    __slots__ = ("book", "calibration", "code", "counters", "epoch", "gen", "inbox", "latencies", "socket", "sync",
-                 "updated_at")
+    __slots__ = ("book", "calibration", "code", "counters", "epoch", "gen", "inbox", "latencies", "levels_held",
+                 "socket", "sync", "updated_at")
 
     def __init__(self, code: str, book: OrderBook, *, sync: SyncCounters | None = None,
                  calibration: Calibration | None = None, latencies: Latencies | None = None,
@@ -69,6 +69,8 @@ class BookReadPort:
         self.latencies = latencies if latencies is not None else Latencies(16)
         #: the actor's inbox (a queue: ``qsize()`` is thread-safe)
         self.inbox = inbox
+        #: levels per side the book last held LIVE (its policy's; a restarted book inherits them)
+        self.levels_held: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def status(self) -> BookStatus:
         """The status a reader may be shown (one attribute read per field: no copy, no sort)."""
@@ -177,16 +179,15 @@ class ReadPorts:
         with self._lock:
             if self._ports.get(port.code) is port:
                 del self._ports[port.code]
-                if port.owner is not None:
-                    self._levels_held[port.code] = port.owner.policy.levels_held()
+                self._levels_held[port.code] = port.levels_held()
 
     def levels_held(self, code: str) -> tuple[int, int]:
         """What the previous incarnation of ``code``'s book last held LIVE: from its port if it is
         still registered (a zombie runs no cleanup), else what it left when it stopped."""
         with self._lock:
             port = self._ports.get(code)
-            if port is not None and port.owner is not None:
-                return port.owner.policy.levels_held()  # type: ignore[no-any-return]
+            if port is not None:
+                return port.levels_held()
             return self._levels_held.get(code, (0, 0))
 
     def get(self, code: str) -> BookReadPort | None:

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_command(args)
     if args.command == "chaos":
-        from depthkeeper.supervisor.chaos_cli import chaos_command
+        from depthkeeper.chaos.cli import chaos_command
 
         return chaos_command(args)
     if args.command == "export":

@@ -305,21 +305,3 @@ class BookService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- transitional: the chaos tooling in supervisor/chaos*.py still reads these -----------
-
-    @property
-    def routes(self) -> Any:
-        return self._rt.routes
-
-    @property
-    def peers(self) -> Any:
-        return self._rt.peers
-
-    @property
-    def root(self) -> Any:
-        return self._rt.root
-
-    @property
-    def epochs(self) -> Any:
-        return self._rt.epochs

@@ -15,7 +15,7 @@ when that actor restarts; Prometheus' ``rate()``/``increase()`` treat that as a 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pykka
 from loguru import logger

@@ -14,10 +14,10 @@ import pytest
 
 from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
-from depthkeeper.supervisor.chaos_faults import VenueFault
-from depthkeeper.supervisor.chaos_recovery import percentile
-from depthkeeper.supervisor.chaos_schedule import GLOBAL_KINDS, LIFT_REJECT, build_schedule, load_chaos_config
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.chaos.faults import VenueFault
+from depthkeeper.chaos.recovery import percentile
+from depthkeeper.chaos.schedule import GLOBAL_KINDS, LIFT_REJECT, build_schedule, load_chaos_config
 from depthkeeper.supervisor.service.errors import ConfigError
 
 from .conftest import chaos_config, wait_until

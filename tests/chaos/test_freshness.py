@@ -15,8 +15,8 @@ import pytest
 
 from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
-from depthkeeper.supervisor.chaos_fresh import (
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.chaos.fresh import (
     Freshness,
     Polled,
     Poller,
@@ -79,7 +79,7 @@ def test_a_live_view_behind_the_venue_at_t_minus_l_is_reported(base_s: float) ->
     assert checker.stale == 1 and checker.violations == 1, checker.texts
     text = checker.texts[0]
     for part in ("stale LIVE view (listener) BTCUSDT seq 200", "venue was at seq 300", "100 diffs behind",
-                 "status live", "age 2.5"):
+                 "status LIVE", "age 2.5"):
         assert part in text, text
 
 

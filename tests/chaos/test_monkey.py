@@ -9,7 +9,7 @@ import pykka
 import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.chaos import (
+from depthkeeper.chaos.monkey import (
     CODE_FAULTS,
     ChaosMonkey,
     FaultLimits,

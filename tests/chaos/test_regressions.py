@@ -9,8 +9,8 @@ import pykka
 import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.chaos import ChaosMonkey
-from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.chaos.monkey import ChaosMonkey
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.supervisor.otp.liveness import fence_zombie
 
 from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until
@@ -78,13 +78,13 @@ def test_a_restarted_book_still_refuses_a_short_snapshot(service, weapon: str) -
                           EraTimeline(svc.simulator.era, time.monotonic()))
     checker.start()
     svc.add_listener(checker, codes=["BTCUSDT"])
-    old = svc.routes.get("BTCUSDT")
+    old = svc.tree.ref("book:BTCUSDT")
     svc.simulator.faults.short_snapshot(1, count=1, code="BTCUSDT")
     if weapon == "crash":
         svc.chaos.kill("book:BTCUSDT")
     else:
-        assert svc.chaos.zombie("book:BTCUSDT").delivered
-    wait_until(lambda: svc.routes.get("BTCUSDT") not in (None, old), 5, "a new BookActor")
+        assert ChaosMonkey(svc).zombie("book:BTCUSDT").delivered
+    wait_until(lambda: svc.tree.ref("book:BTCUSDT") not in (None, old), 5, "a new BookActor")
     wait_until(lambda: svc.simulator.counters()["faults"]["short_snapshot"] == 1, 5, "the short snapshot served")
     assert svc.wait_live(["BTCUSDT"], timeout=10)
     wait_until(lambda: checker.checked >= 20, 5, "LIVE views of the new book")
@@ -100,7 +100,8 @@ def test_data_for_codes_without_a_book_does_not_keep_a_silent_stream_live(servic
     LIVE, frozen, 1.3 s behind the venue. Only data routed to a book may feed the socket."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    sim, bound_s = svc.simulator, svc.socket.silence_bound_s
+    sim = svc.simulator
+    bound_s = svc.cfg.heartbeat.interval_s * svc.cfg.heartbeat.silent_intervals
     sim.faults.stall(3.0)
     started = time.monotonic()
     left_live = threading.Event()

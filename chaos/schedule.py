@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from depthkeeper.supervisor.chaos_faults import LIMIT_RANGES, FaultLimits, VenueFault
+from depthkeeper.chaos.faults import LIMIT_RANGES, FaultLimits, VenueFault
 from depthkeeper.supervisor.service.config import AppConfig, config_from_mapping
 from depthkeeper.supervisor.service.errors import ConfigError
 

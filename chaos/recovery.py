@@ -27,7 +27,6 @@ import pykka
 
 from depthkeeper.actors.messages import GetBookStats, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.otp.messages import GetChildren
 
 
 #: how long one poll waits for the books' answers (a busy book answers behind its backlog)
@@ -293,7 +292,7 @@ class RecoveryTracker:
         """
         futures = {}
         for code in codes:
-            ref = self._svc.routes.get(code)
+            ref = self._svc.tree.ref(f"book:{code}")
             if ref is not None and ref not in self._avoid:
                 try:
                     futures[code] = (ref, ref.ask(GetBookStats(), block=False))
@@ -330,15 +329,7 @@ class RecoveryTracker:
         return max(seen_s, default=time.monotonic())
 
     def _peer_back(self, p: Pending) -> float | None:
-        svc = self._svc
-        if p.peer == "archive":
-            try:
-                children = svc.root.ask(GetChildren(), timeout=0.5)
-            except (pykka.Timeout, pykka.ActorDeadError):
-                return None
-            ref = next((c.ref for c in children if c.id == "archive"), None)
-        else:
-            ref = getattr(svc.peers, p.peer or "", None)
+        ref = self._svc.tree.ref(p.peer) if p.peer else None
         if ref is None or ref is p.old_ref or ref in self._avoid:
             return None
         try:

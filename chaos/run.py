@@ -38,11 +38,11 @@ import pykka
 from depthkeeper.actors.messages import GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.chaos import ChaosMonkey, KillMode, KillResult
-from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker, levels_from_text
-from depthkeeper.supervisor.chaos_faults import CODE_FAULTS, SNAPSHOT_FAULTS, STREAM_FAULTS, FaultResult, VenueFault
-from depthkeeper.supervisor.chaos_fresh import Freshness, Poller, RejectWindows, SeqHistory, VenueSampler
-from depthkeeper.supervisor.chaos_recovery import (
+from depthkeeper.chaos.monkey import ChaosMonkey, KillMode, KillResult
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker, levels_from_text
+from depthkeeper.chaos.faults import CODE_FAULTS, SNAPSHOT_FAULTS, STREAM_FAULTS, FaultResult, VenueFault
+from depthkeeper.chaos.fresh import Freshness, Poller, RejectWindows, SeqHistory, VenueSampler
+from depthkeeper.chaos.recovery import (
     Event,
     Pending,
     Recovered,
@@ -50,7 +50,7 @@ from depthkeeper.supervisor.chaos_recovery import (
     RecoveryTracker,
     isolated,
 )
-from depthkeeper.supervisor.chaos_schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
+from depthkeeper.chaos.schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
@@ -241,7 +241,7 @@ class ChaosRun:
             return {}
 
     def _kill(self, kind: str) -> None:
-        epoch, desired = self.svc.epochs.current, self._steady()
+        epoch, desired = self.svc.tree.epoch, self._steady()
         if kind == "archive":
             # what this incarnation holds uncommitted is what the crash loses (read just before)
             held = self._archive_counters()
@@ -266,7 +266,7 @@ class ChaosRun:
                                      label=result.kind, source=source))
 
     def _zombie(self, kind: str) -> None:
-        epoch, desired = self.svc.epochs.current, self._steady()
+        epoch, desired = self.svc.tree.epoch, self._steady()
         result = self.monkey.zombie(kind)
         if not result.delivered:
             return
@@ -303,7 +303,7 @@ class ChaosRun:
 
     def _fault(self, fault: VenueFault) -> None:
         steady = self._steady()
-        epoch, before = self.svc.epochs.current, self._seqs()
+        epoch, before = self.svc.tree.epoch, self._seqs()
         code = self._aim(fault, steady) if fault in CODE_FAULTS else None
         if fault in CODE_FAULTS and code is None:
             self.monkey.faults[f"{fault.value}_noop"] += 1

@@ -9,7 +9,7 @@ Why each weapon is built the way it is (see notes/pykka-and-supervision.md §1.7
 - **zombie**: the actor's thread dies *without* any report, so only the supervisor's
   liveness monitor can notice (see :func:`make_zombie`). Hence a separate weapon: it proves
   the safety net, not the reporting path.
-- **venue faults** (:class:`~depthkeeper.supervisor.chaos_faults.VenueFaults`): the simulator's
+- **venue faults** (:class:`~depthkeeper.chaos.faults.VenueFaults`): the simulator's
   fault API, with the parameters drawn from the same seeded RNG, so a failing schedule can be
   replayed from its seed.
 
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
-from depthkeeper.supervisor.chaos_faults import (  # noqa: F401 - re-exported: the monkey's public names
+from depthkeeper.chaos.faults import (  # noqa: F401 - re-exported: the monkey's public names
     CODE_FAULTS,
     SNAPSHOT_FAULTS,
     STREAM_FAULTS,
@@ -43,15 +43,12 @@ from depthkeeper.supervisor.chaos_faults import (  # noqa: F401 - re-exported: t
     VenueFaults,
 )
 from depthkeeper.supervisor.otp.dispatch import Mailbox
-from depthkeeper.supervisor.otp.messages import Crash, GetChildren
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.service.handle import BOOK, RANDOM
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service.facade import BookService
 
-SINGLETONS = ("connection", "subscription", "snapshot")
-BOOK = "book"
-ARCHIVE = "archive"
-RANDOM = "random"
 
 
 class KillMode(enum.Enum):
@@ -244,38 +241,15 @@ class ChaosMonkey(VenueFaults):
 
     # -- targets -------------------------------------------------------------------------
 
-    def _archive_ref(self) -> pykka.ActorRef[Any] | None:
-        root = self._svc.root
-        if not self._svc.cfg.archive.path or root is None:
-            return None
-        try:
-            children = root.ask(GetChildren(), timeout=self._svc.ask_timeout_s)
-        except (pykka.Timeout, pykka.ActorDeadError):
-            return None
-        return next((c.ref for c in children if c.id == ARCHIVE), None)
-
     def targets(self) -> list[str]:
         """Every concrete target right now (books in code order)."""
-        extra = [ARCHIVE] if self._svc.cfg.archive.path else []
-        return [*SINGLETONS, *extra, *(f"book:{c}" for c in sorted(self._svc.routes.codes()))]
+        return self._svc.tree.targets()
 
     def resolve(self, target: str) -> tuple[str, pykka.ActorRef[Any] | None]:
-        """``target`` -> (concrete name, current ref or None while it restarts)."""
-        if target == RANDOM:
-            target = self.rng.choice(self.targets())
-        elif target == BOOK:
-            books = sorted(self._svc.routes.codes())
-            if not books:
-                return BOOK, None
-            target = f"book:{self.rng.choice(books)}"
-        if target.startswith("book:"):
-            return target, self._svc.routes.get(target[5:])
-        if target in SINGLETONS:
-            return target, getattr(self._svc.peers, target)
-        if target == ARCHIVE:
-            return target, self._archive_ref()
-        raise ValueError(f"unknown chaos target {target!r} (connection, subscription, snapshot, book, "
-                         f"book:CODE, archive, random)")
+        """``target`` -> (concrete name, current ref or None while it restarts); see svc.tree."""
+        tree = self._svc.tree
+        tree.rng = self.rng  # seeded choices: a failing schedule replays from its seed
+        return tree.resolve(target)
 
     # -- kills ---------------------------------------------------------------------------
 
@@ -318,7 +292,3 @@ class ChaosMonkey(VenueFaults):
         delivered = outcome is ZombieOutcome.ZOMBIE
         (self.kills if delivered else self.missed)[f"zombie:{kind}"] += 1
         return KillResult(name, kind, KillMode.ZOMBIE, delivered, at_s, ref, outcome.value)
-
-
-#: the name ``BookService`` constructs (``svc.chaos``); kept for callers of the first API
-Chaos = ChaosMonkey

@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from depthkeeper.supervisor.chaos import ZombieBullet
-from depthkeeper.supervisor.chaos_run import ChaosReport, run_chaos
-from depthkeeper.supervisor.chaos_schedule import load_chaos_config
+from depthkeeper.chaos.monkey import ZombieBullet
+from depthkeeper.chaos.run import ChaosReport, run_chaos
+from depthkeeper.chaos.schedule import load_chaos_config
 from depthkeeper.supervisor.otp.errors import ChaosCrash
 from depthkeeper.supervisor.service.errors import ConfigError
 from depthkeeper.supervisor.cli.logs import setup_logging

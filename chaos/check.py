@@ -29,7 +29,7 @@ import attrs
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator.market import SymbolMarket, render_side
-from depthkeeper.supervisor.chaos_fresh import Freshness, Polled, RejectWindows
+from depthkeeper.chaos.fresh import Freshness, Polled, RejectWindows
 
 Levels = tuple[tuple[float, float], ...]
 #: a view may arrive this long after its era ended (queued old-era diffs after a restart)

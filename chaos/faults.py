@@ -121,7 +121,7 @@ class FaultResult:
 
 
 class VenueFaults:
-    """The venue half of :class:`~depthkeeper.supervisor.chaos.ChaosMonkey` (a mixin: the monkey
+    """The venue half of :class:`~depthkeeper.chaos.monkey.ChaosMonkey` (a mixin: the monkey
     provides the simulator, the service, the seeded RNG, the limits and the counters)."""
 
     rng: random.Random
