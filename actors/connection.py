@@ -46,7 +46,7 @@ from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
-from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
+from depthkeeper.supervisor.otp.spec import Backoff
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
@@ -58,11 +58,6 @@ if TYPE_CHECKING:
 
 #: jitter allowance on top of the venue's pacing interval (the venue measures arrival times)
 PACING_MARGIN_S = 0.05
-
-
-def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
-    """Full jitter on a capped exponential, never below the venue floor."""
-    return max(cfg.floor_s, backoff_delay(attempt, cfg.backoff_min_s, cfg.backoff_max_s, rng, jitter=Jitter.FULL))
 
 
 @attrs.define
@@ -108,11 +103,12 @@ class ConnectionActor(SupervisedActor):
         self._scheduler = scheduler
         self._min_send_interval_s = min_send_interval_s + PACING_MARGIN_S if min_send_interval_s > 0 else 0.0
         self._inbox_limit = inbox_limit
-        self._rng = rng or random.Random()
+        #: reconnect attempts since a socket last delivered data (full jitter, never below the venue floor)
+        self._backoff = Backoff(reconnect.backoff_min_s, reconnect.backoff_max_s, rng or random.Random(),
+                                floor_s=reconnect.floor_s)
         self._ws: websocket.WebSocket | None = None
         self._reader: Reader | None = None
         self.epoch = 0
-        self._attempt = 0
         self._connect_pending = False
         self._failed: str | None = None
         self._outbox: deque[tuple[str, str]] = deque()
@@ -215,9 +211,8 @@ class ConnectionActor(SupervisedActor):
     def _connect_failed(self, why: str) -> None:
         self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._attempt,
+        delay = self._backoff.next_delay()
+        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
                           delay)
         self._schedule_connect(delay)
 
@@ -231,16 +226,15 @@ class ConnectionActor(SupervisedActor):
             return
         self._connect_pending = True
         if delay_s <= 0:
-            self.actor_ref.tell(ConnectNow(self._attempt))
+            self.actor_ref.tell(ConnectNow(self._backoff.attempt))
         else:
-            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._attempt))
+            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._backoff.attempt))
 
     def _drop_socket(self, reason: str) -> None:
         """The socket is gone: close it and reconnect after a backoff."""
         self._close_socket(reason)
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._attempt)
+        delay = self._backoff.next_delay()
+        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._backoff.attempt)
         self._schedule_connect(delay)
 
     def _close_socket(self, reason: str) -> None:
@@ -267,7 +261,7 @@ class ConnectionActor(SupervisedActor):
         counters = self.reader_counters
         if counters.business != self._seen_business:
             self._seen_business = counters.business
-            self._attempt = 0  # this socket delivered data: it is healthy
+            self._backoff.reset()  # this socket delivered data: it is healthy
         bound_s = self.socket.silence_bound_s
         silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
         frame = self._venue.heartbeat(self._hb_seq + 1, self.epoch)

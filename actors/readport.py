@@ -101,8 +101,13 @@ class BookReadPort:
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""
         copied = self.consistent(self._copy)
-        if copied is None:
-            return None
+        return None if copied is None else self._view(copied, depth)
+
+    def owner_view(self, depth: int | None) -> BookView:
+        """The view from the book's own actor (the writer: nothing can change under it)."""
+        return self._view(self._copy(), depth)
+
+    def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, status, reason, seq, horizons, updated_at, epoch = copied
         top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
         status, reason = shown_status(status, reason, epoch, self.socket)

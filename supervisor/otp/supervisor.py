@@ -13,9 +13,8 @@ Rules that keep it safe on pykka (see DESIGN.md §2):
 - a restart is a ``RestartDue`` told to self by the scheduler (even with 0 delay), and
   its generation is checked again on arrival, so stale timers and a queued stop win;
 - generations are per child id and never reused, which fences every late report;
-- stops it asks for are blocking with the spec's ``shutdown_timeout_s`` (children only
-  tell us, so this cannot deadlock) except ``TerminateChild``, which does not wait;
-- the subclass hooks ``child_started`` / ``child_exited`` run on the supervisor thread.
+- stops it asks for block up to the spec's ``shutdown_timeout_s`` (children only tell us: no
+  deadlock) except ``TerminateChild``, which does not wait; hooks run on the supervisor thread.
 """
 
 from __future__ import annotations
@@ -380,11 +379,9 @@ class Supervisor(SupervisedActor):
     # -- reporting ----------------------------------------------------------------------
 
     def _log_exit(self, child: _Child, reason: ExitReason, error: str | None) -> None:
-        log = self.log.bind(context="child_terminated", offender=child.spec.id, reason=reason.value)
-        if reason.is_abnormal:
-            log.warning("{} generation {} exited: {} {}", child.spec.id, child.generation, reason.value, error or "")
-        else:
-            log.info("{} generation {} exited: {}", child.spec.id, child.generation, reason.value)
+        self.log.bind(context="child_terminated", offender=child.spec.id, reason=reason.value).log(
+            "WARNING" if reason.is_abnormal else "INFO", "{} generation {} exited: {} {}", child.spec.id,
+            child.generation, reason.value, error or "")
 
     def _children_info(self) -> tuple[ChildInfo, ...]:
         return tuple(
