@@ -30,7 +30,6 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
 
 from depthkeeper.actors.core.calibration import Calibration
 from depthkeeper.actors.messages import (
@@ -83,6 +82,8 @@ LATENCY_SAMPLES = 1024
 class BookActor(SupervisedActor):
     """Keeps one symbol's book in sync; see the module docstring."""
 
+    log_name = "book"
+
     def __init__(self, ctx: ChildContext, code: str, *, venue: Venue, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
@@ -123,7 +124,7 @@ class BookActor(SupervisedActor):
         self._backoff = Backoff(cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, rng or random.Random())
         self._ever_live = False
         self._updated_at = 0.0
-        self._log = logger.bind(actor="book", symbol=code)
+        self.log = self.log.bind(symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -324,7 +325,7 @@ class BookActor(SupervisedActor):
     def _finish_calibration(self) -> None:
         drift = self._calibration.finish()
         if drift is not None:
-            self._log.log("WARNING" if drift else "DEBUG", "calibration at seq {}: {} levels drifted (repaired)",
+            self.log.log("WARNING" if drift else "DEBUG", "calibration at seq {}: {} levels drifted (repaired)",
                           self.book.last_seq, drift)
             self._publish_update()
 
@@ -385,7 +386,7 @@ class BookActor(SupervisedActor):
         if now is BookStatus.LIVE:
             self._ever_live = True
             self._backoff.reset()
-        log = self._log.bind(epoch=self._epoch)
+        log = self.log.bind(epoch=self._epoch)
         if now is BookStatus.RESYNCING and reason in _SEQ_BREAK_VALUES:
             log.bind(event="seq_break").warning("seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
         elif now is BookStatus.RESYNCING:

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import websocket
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     ConnectNow,
@@ -87,6 +86,8 @@ class ConnectionReport:
 
 
 class ConnectionActor(SupervisedActor):
+    log_name = "connection"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
                  scheduler: Scheduler, min_send_interval_s: float = 0.0,
@@ -123,7 +124,6 @@ class ConnectionActor(SupervisedActor):
         self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
         self.counters = ConnectionCounters()
-        self._log = logger.bind(actor="connection")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class ConnectionActor(SupervisedActor):
                 self._connect()
             case SocketClosed(epoch=epoch, reason=reason):
                 if epoch == self.epoch and self._ws is not None:
-                    self._log.bind(epoch=epoch).info("socket closed: {}", reason)
+                    self.log.bind(epoch=epoch).info("socket closed: {}", reason)
                     self._drop_socket(f"closed: {reason}")
             case HeartbeatTick():
                 self._on_tick()
@@ -205,20 +205,20 @@ class ConnectionActor(SupervisedActor):
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
-        self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
+        self.log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
 
     def _connect_failed(self, why: str) -> None:
         self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
         delay = self._backoff.next_delay()
-        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
+        self.log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
                           delay)
         self._schedule_connect(delay)
 
     def _fail(self, why: str) -> None:
         self._failed = why
-        self._log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
+        self.log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
         self._peers.tell_tree(VenueFailure(why))
 
     def _schedule_connect(self, delay_s: float) -> None:
@@ -234,7 +234,7 @@ class ConnectionActor(SupervisedActor):
         """The socket is gone: close it and reconnect after a backoff."""
         self._close_socket(reason)
         delay = self._backoff.next_delay()
-        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._backoff.attempt)
+        self.log.info("reconnecting in {:.2f}s (attempt {})", delay, self._backoff.attempt)
         self._schedule_connect(delay)
 
     def _close_socket(self, reason: str) -> None:
@@ -269,7 +269,7 @@ class ConnectionActor(SupervisedActor):
             silent_s = max(silent_s, self._send_heartbeat(frame, now))
         if silent_s >= bound_s:
             self.counters.heartbeat_timeouts += 1
-            self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
+            self.log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
                 "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
             self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
 
@@ -291,7 +291,7 @@ class ConnectionActor(SupervisedActor):
     def _on_send(self, message: SendFrame) -> None:
         if message.epoch != self.epoch or self._ws is None:
             self.counters.sends_dropped += 1
-            self._log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
+            self.log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
             return
         self._enqueue(message.text, message.what)
 
@@ -311,12 +311,12 @@ class ConnectionActor(SupervisedActor):
             try:
                 self._ws.send(text)
             except (OSError, websocket.WebSocketException) as exc:
-                self._log.warning("send of {} failed: {}", what, exc)
+                self.log.warning("send of {} failed: {}", what, exc)
                 self._drop_socket(f"send failed: {exc}")
                 return
             self._last_sent_at = time.monotonic()
             self.counters.frames_sent += 1
-            self._log.bind(epoch=self.epoch).debug("sent {}", what)
+            self.log.bind(epoch=self.epoch).debug("sent {}", what)
 
     def report(self) -> ConnectionReport:
         reader = attrs.evolve(self.reader_counters, malformed_by_kind=dict(self.reader_counters.malformed_by_kind))

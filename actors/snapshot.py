@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pykka
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     DrainQueue,
@@ -74,6 +73,8 @@ class SnapshotReport:
 
 
 class SnapshotActor(SupervisedActor):
+    log_name = "snapshot"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, cfg: SnapshotConfig,
                  timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None,
                  socket: SocketState | None = None) -> None:
@@ -98,7 +99,6 @@ class SnapshotActor(SupervisedActor):
         self._drain_scheduled = False
         self._trace = 0
         self.counters = SnapshotCounters()
-        self._log = logger.bind(actor="snapshot")
 
     def init(self) -> None:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="depthkeeper-snapshot")
@@ -137,7 +137,7 @@ class SnapshotActor(SupervisedActor):
         self._queue.clear()
         self._attempts.clear()
         if dropped:
-            self._log.debug("socket lost: dropped {} pending snapshot requests", dropped)
+            self.log.debug("socket lost: dropped {} pending snapshot requests", dropped)
 
     def _on_request(self, req: RequestSnapshot) -> None:
         if self._socket_down():
@@ -218,7 +218,7 @@ class SnapshotActor(SupervisedActor):
         cfg = self._cfg
         delay = cfg.retry_max_s * 10 if fatal else backoff_delay(attempt, cfg.retry_min_s, cfg.retry_max_s,
                                                                   self._rng, jitter=Jitter.FULL)
-        self._log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
+        self.log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
                                             attempt + 1, delay)
         self.counters.retries += 1
         self._retrying.add(code)

@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     AckReceived,
@@ -128,6 +127,8 @@ class LeftCode:
 
 
 class SubscriptionActor(SupervisedActor):
+    log_name = "subscription"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
                  ledger: SubscriptionLedger | None = None,
@@ -155,7 +156,6 @@ class SubscriptionActor(SupervisedActor):
         #: our requests on this socket that carry an id, for the venue's answers
         self._requests: OrderedDict[int, Request] = OrderedDict()
         self.counters = SubscriptionCounters()
-        self._log = logger.bind(actor="subscription")
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
 
@@ -204,7 +204,7 @@ class SubscriptionActor(SupervisedActor):
         accepted, refused = self._rules.split(sorted(desired))
         for code, reason in refused:
             self.counters.invalid_codes += 1
-            self._log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
+            self.log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
         self.desired = frozenset(accepted)
 
     def _on_socket(self, epoch: int) -> None:
@@ -216,7 +216,7 @@ class SubscriptionActor(SupervisedActor):
         self._left.clear()
         self._acks_seen = self._acked_request = 0
         self.counters.replays += 1
-        self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
+        self.log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
 
     def _schedule(self, delay_s: float) -> None:
@@ -265,7 +265,7 @@ class SubscriptionActor(SupervisedActor):
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = self._clock()
         self.counters.commands += 1
-        self._log.bind(epoch=self.epoch).info("sending {}", what)
+        self.log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
 
     def _commit(self) -> None:
@@ -337,7 +337,7 @@ class SubscriptionActor(SupervisedActor):
         """Unsubscribe ghosts again: kept in ``active``, the next flush plans their unsubscribe."""
         self.counters.ghost_unsubscribes += len(codes)
         for code in codes:
-            self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
+            self.log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
                                                                code)
         self.active.update(codes)
         self._schedule(self._cfg.coalesce_window_s)
@@ -348,10 +348,10 @@ class SubscriptionActor(SupervisedActor):
         for code, why in verdict.rejected:
             self._reject(code, why)
         if verdict.fatal is not None:
-            self._log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
+            self.log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
             self._peers.tell_connection(VenueFailure(verdict.fatal))
         elif verdict.warning is not None:
-            self._log.warning("{}", verdict.warning)
+            self.log.warning("{}", verdict.warning)
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:
@@ -360,5 +360,5 @@ class SubscriptionActor(SupervisedActor):
         self.active.discard(code)
         self._commit()
         self.counters.venue_rejected += 1
-        self._log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
+        self.log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
         self._peers.tell_tree(CodeRejected(code, why))

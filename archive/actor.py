@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
-from loguru import logger
 
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
@@ -133,6 +132,8 @@ class ArchiveReport:
 class ArchiveActor(SupervisedActor):
     """See the module docstring. Counters via ``ask(GetCounters())``."""
 
+    log_name = "archive"
+
     def __init__(self, ctx: ChildContext | None, *, path: str, interval_s: float, depth: int, hub: ListenerHub,
                  scheduler: Scheduler, mailbox: ArchiveMailbox | None = None, listener_id: int | None = None) -> None:
         super().__init__(ctx)
@@ -152,7 +153,6 @@ class ArchiveActor(SupervisedActor):
         self._timer: Any = None
         self._due_s = 0.0
         self.counters = ArchiveCounters()
-        self._log = logger.bind(actor="archive")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class ArchiveActor(SupervisedActor):
             self._listener_id = self._hub.add(self._mailbox, min_interval_s=self._interval_s / 2)
         self._due_s = time.monotonic() + self._interval_s
         self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
-        self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
+        self.log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
                        self._interval_s, self._depth, len(self._last_ts))
 
     def cleanup(self) -> None:
@@ -182,7 +182,7 @@ class ArchiveActor(SupervisedActor):
         try:
             self._flush()
         except Exception as exc:  # the exit must still be reported
-            self._log.opt(exception=exc).error("final archive write failed: {!r}", exc)
+            self.log.opt(exception=exc).error("final archive write failed: {!r}", exc)
         super().on_stop()
 
     def on_receive(self, message: Any) -> Any:

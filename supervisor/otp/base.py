@@ -34,7 +34,7 @@ from __future__ import annotations
 import queue
 import threading
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import pykka
 from loguru import logger
@@ -64,6 +64,9 @@ class SupervisedActor(pykka.ThreadingActor):
         else:
             super()._start_actor_loop()
 
+    #: the ``actor=`` of every log line this actor writes
+    log_name: ClassVar[str] = "actor"
+
     def __init__(self, ctx: ChildContext | None, *, dispatcher: Dispatcher | None = None) -> None:
         #: run on this dispatcher's shared threads instead of a thread of our own
         self._dispatcher = dispatcher
@@ -73,7 +76,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self.generation = ctx.generation if ctx is not None else 0
         self._actor_thread: Any = None
         self._exit_reported = False
-        self.log = logger.bind(actor=type(self).__name__, child_id=self.child_id, generation=self.generation)
+        #: the actor's one logger: which actor, which child, which incarnation (subclasses add context)
+        self.log = logger.bind(actor=self.log_name, child_id=self.child_id, generation=self.generation)
 
     # -- hooks for subclasses -----------------------------------------------------------
 

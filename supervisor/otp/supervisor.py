@@ -28,7 +28,6 @@ from typing import Any
 
 import attrs
 import pykka
-from loguru import logger
 
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.errors import RestartIntensityExceeded
@@ -83,9 +82,16 @@ class _Child:
     attempt: int = 0
     restart_timer: TimerHandle | None = None
 
+    def incarnation(self) -> Incarnation | None:
+        """The running incarnation (None while down or restarting)."""
+        return None if self.ref is None else Incarnation(self.spec.id, self.generation, self.ref, self.thread,
+                                                          self.cleanup, self.spec.shutdown_timeout_s)
+
 
 class Supervisor(SupervisedActor):
     """Start with ``Supervisor.start(ctx, flags, specs, name=..., escalate=..., rng=...)``."""
+
+    log_name = "supervisor"
 
     def __init__(self, ctx: ChildContext | None, flags: SupervisorFlags, specs: Sequence[ChildSpec], *,
                  name: str = "root", escalate: EscalationTarget | None = None,
@@ -116,8 +122,7 @@ class Supervisor(SupervisedActor):
         self._escalated = False
         self._restart_timers = Scheduler(name=f"restarts-{name}")
         self._liveness: LivenessMonitor | None = None
-        self.log = logger.bind(actor="supervisor", supervisor=name, child_id=self.child_id,
-                               generation=self.generation)
+        self.log = self.log.bind(supervisor=name)
 
     @classmethod
     def child_spec(cls, child_id: str, flags: SupervisorFlags, specs: Sequence[ChildSpec], *,
@@ -232,7 +237,7 @@ class Supervisor(SupervisedActor):
         if child is None:
             return False
         self._restart_timers.cancel(child.restart_timer)
-        incarnation = _incarnation(child)
+        incarnation = child.incarnation()
         if incarnation is not None:
             # a zombie never processes the stop: fence it now, or it leaks until shutdown; and
             # keep watching it (see _on_child_exited), in case it dies behind pykka's back later
@@ -351,7 +356,7 @@ class Supervisor(SupervisedActor):
 
         ``final`` is our own shutdown: no hook call, and no second wait for a child that timed out.
         """
-        incarnation = _incarnation(child)
+        incarnation = child.incarnation()
         if incarnation is None:
             return
         self._unwatch(child)
@@ -392,11 +397,3 @@ class Supervisor(SupervisedActor):
     def _stats(self) -> SupervisorStats:
         return SupervisorStats(MappingProxyType(dict(self._restarts_by_id)),
                                MappingProxyType(dict(self._restarts_by_kind)), self._escalations, self._gave_up)
-
-
-def _incarnation(child: _Child) -> Incarnation | None:
-    """The running incarnation of ``child`` (None while it is down or restarting)."""
-    if child.ref is None:
-        return None
-    return Incarnation(child.spec.id, child.generation, child.ref, child.thread, child.cleanup,
-                       child.spec.shutdown_timeout_s)

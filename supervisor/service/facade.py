@@ -119,7 +119,7 @@ class BookService:
             url, rest_url = self.simulator.url, self.simulator.rest_url
         self.url, self.rest_url = url, rest_url
         sup = cfg.supervisor
-        flags = SupervisorFlags(strategy=Strategy(sup.strategy), max_restarts=sup.max_restarts, period_s=sup.period_s,
+        flags = SupervisorFlags(strategy=sup.strategy, max_restarts=sup.max_restarts, period_s=sup.period_s,
                                 backoff_min_s=sup.restart_backoff_min_s, backoff_max_s=sup.restart_backoff_max_s,
                                 backoff_reset_s=sup.backoff_reset_s, liveness_interval_s=sup.liveness_interval_s)
         rt.root = TreeSupervisor.start(None, flags, rt.specs(url, rest_url, flags), name="depthkeeper",
