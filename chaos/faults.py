@@ -17,7 +17,6 @@ How the issue-12 faults are aimed so each is exercised when it is injected:
 
 from __future__ import annotations
 
-import enum
 import random
 import time
 from collections import Counter
@@ -25,37 +24,15 @@ from typing import Any
 
 import attrs
 
-from depthkeeper.simulator.faults import FUTURE_SEQ
+from depthkeeper.simulator.faults import FUTURE_SEQ, FaultKind
 
 
-class VenueFault(enum.Enum):
-    """The simulator faults the monkey drives (the value is the report's name)."""
-
-    GAP = "gap"
-    DUPLICATE = "duplicate"
-    REORDER = "reorder"
-    STALL = "stall"
-    CLOSE = "close"
-    RESTART = "restart"
-    MALFORMED = "malformed"
-    REST_DELAY = "rest_delay"
-    REST_FAIL = "rest_fail"
-    STALE_SNAPSHOT = "stale_snapshot"
-    # issue 12: what a LIVE view must survive
-    SLOW_HANDSHAKE = "slow_handshake"
-    BLACKHOLE = "blackhole"
-    FUTURE_DIFF = "future_diff"
-    FUTURE_SNAPSHOT = "future_snapshot"
-    EMPTY_SNAPSHOT = "empty_snapshot"
-    SHORT_SNAPSHOT = "short_snapshot"
-    CROSSED_SNAPSHOT = "crossed_snapshot"
-    REJECT = "reject"
-    UNKNOWN_TYPE_FLOOD = "unknown_type_flood"
-    DISTINCT_CODE_FLOOD = "distinct_code_flood"
+#: the simulator's own fault kinds are the monkey's (one list of what can break; "drop" makes a gap)
+VenueFault = FaultKind
 
 
 #: faults that hit one symbol's stream (the monkey picks the code)
-STREAM_FAULTS = (VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER)
+STREAM_FAULTS = (VenueFault.DROP, VenueFault.DUPLICATE, VenueFault.REORDER)
 #: REST snapshots that are well-formed but must not be made LIVE; each is aimed at one code and
 #: paired with a one-diff gap on it, so that book's very next fetch is the one that gets it
 SNAPSHOT_FAULTS = (VenueFault.FUTURE_SNAPSHOT, VenueFault.EMPTY_SNAPSHOT, VenueFault.SHORT_SNAPSHOT,
@@ -163,7 +140,7 @@ class VenueFaults:
         amount: float = 0.0
         era = None
         match fault:
-            case VenueFault.GAP:
+            case VenueFault.DROP:
                 amount = rng.randint(1, lim.gap_max)
                 faults.drop(int(amount), code=code)
             case VenueFault.DUPLICATE:
@@ -250,7 +227,7 @@ class VenueFaults:
 
 
 #: the faults the first chaos runner knew (before issue 12)
-_CLASSIC = frozenset({VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER, VenueFault.STALL, VenueFault.CLOSE,
+_CLASSIC = frozenset({VenueFault.DROP, VenueFault.DUPLICATE, VenueFault.REORDER, VenueFault.STALL, VenueFault.CLOSE,
                       VenueFault.RESTART, VenueFault.MALFORMED, VenueFault.REST_DELAY, VenueFault.REST_FAIL,
                       VenueFault.STALE_SNAPSHOT})
 

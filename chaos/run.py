@@ -281,7 +281,7 @@ class ChaosRun(Ending):
         elif fault in (VenueFault.STALL, VenueFault.BLACKHOLE):  # measured from its end
             track(Pending(fault.value, result.at_s, steady, seqs_at_s=end_s, label=label, source=source))
         elif result.code is not None and (fault in STREAM_FAULTS or fault in _STREAM_REACH):
-            reach = int(result.amount) + 1 if fault is VenueFault.GAP else _STREAM_REACH[fault]
+            reach = int(result.amount) + 1 if fault is VenueFault.DROP else _STREAM_REACH[fault]
             track(Pending(fault.value, result.at_s, (result.code,), {result.code: before.get(result.code, 0) + reach},
                           label=label, source=source))
 

@@ -72,7 +72,7 @@ class ChaosSettings:
     global_weights: dict[str, float] = _weights({"connection": 2, "close": 1, "restart": 1, "stall": 1,
                                                  "slow_handshake": 1, "blackhole": 2, "reject": 1})
     local_fault_weights: dict[str, float] = _weights({
-        "gap": 3, "duplicate": 1, "reorder": 2, "malformed": 1, "rest_delay": 1, "rest_fail": 1, "stale_snapshot": 1,
+        "drop": 3, "duplicate": 1, "reorder": 2, "malformed": 1, "rest_delay": 1, "rest_fail": 1, "stale_snapshot": 1,
         "future_diff": 1, "future_snapshot": 1, "empty_snapshot": 1, "short_snapshot": 1, "crossed_snapshot": 1,
         "unknown_type_flood": 1, "distinct_code_flood": 1})
     warmup_timeout_s: float = 20.0

@@ -139,7 +139,7 @@ def test_fault_parameters_are_drawn_from_the_seed(service) -> None:
     amounts = []
     for _ in range(2):
         monkey = ChaosMonkey(svc, seed=13)
-        amounts.append([(r.code, r.amount) for r in (monkey.fault(VenueFault.GAP), monkey.fault(VenueFault.STALL),
+        amounts.append([(r.code, r.amount) for r in (monkey.fault(VenueFault.DROP), monkey.fault(VenueFault.STALL),
                                                       monkey.fault(VenueFault.REST_DELAY))])
         svc.simulator.faults.stall(0)
     assert amounts[0] == amounts[1] and amounts[0][0][1] >= 1
