@@ -124,7 +124,7 @@ class BookActor(SupervisedActor):
         self._backoff = Backoff(cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, rng or random.Random())
         self._ever_live = False
         self._updated_at = 0.0
-        self.log = self.log.bind(symbol=code)
+        self.bind_log(symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -229,7 +229,7 @@ def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trac
     """Blocking REST request (runs on a worker thread). Never raises."""
     full = venue.snapshot_url(url, codes, trace)
     try:
-        with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
+        with urllib.request.urlopen(full, timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code))

@@ -52,7 +52,7 @@ def parse_time(text: str | None) -> float | None:
     except ValueError:
         raise ValueError(f"{text!r} is neither epoch seconds nor an ISO-8601 time") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -28,7 +28,7 @@ from depthkeeper.simulator.faults import FUTURE_SEQ, FaultKind
 
 
 #: the simulator's own fault kinds are the monkey's (one list of what can break; "drop" makes a gap)
-VenueFault = FaultKind
+VenueFault: TypeAlias = FaultKind
 
 
 #: faults that hit one symbol's stream (the monkey picks the code)

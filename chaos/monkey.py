@@ -74,7 +74,7 @@ class KillResult:
 # -- zombies ---------------------------------------------------------------------------------
 
 
-class ZombieBullet(Exception):  # noqa: N818 - it is not an error condition, it is the weapon
+class ZombieBullet(Exception):
     """Raised asynchronously in an actor's thread. An ``Exception``, never a ``BaseException``:
     if it ever landed inside a handler pykka would treat a BaseException as fatal for *every*
     actor in the process, while an Exception is only a normal crash there."""

@@ -78,12 +78,27 @@ class ChaosReport:
 class Ending:
     """The end of the run (a mixin of ChaosRun: it uses the run's state)."""
 
-    # the run's state this mixin reads (set by ChaosRun.__init__ / run)
+    # the run's state this mixin reads and writes (ChaosRun sets it in __init__ / run)
     settings: Any
+    cfg: Any
     sim: Any
     svc: Any
+    monkey: Any
     tracker: Any
+    checker: Any
+    poller: Any
+    history: Any
     violations: list[str]
+    zombies: Any
+    bound_s: float
+    long_blackholes: int
+    archive_final: Any
+    archive_lost: int
+    archive_skipped: int
+    _rejected: Any
+    _wait: Any
+    _lift_reject: Any
+    _isolated: Any
 
     def _settle(self) -> None:
         s, sim, svc = self.settings, self.sim, self.svc

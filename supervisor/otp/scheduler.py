@@ -36,7 +36,7 @@ _COMPACT_FLOOR = 64
 class TimerHandle:
     """What ``schedule`` returns; pass it to ``Scheduler.cancel`` (or call ``cancel()``)."""
 
-    __slots__ = ("due_s", "interval_s", "ref", "message", "cancelled", "queued", "_scheduler")
+    __slots__ = ("_scheduler", "cancelled", "due_s", "interval_s", "message", "queued", "ref")
 
     def __init__(self, scheduler: Scheduler | None, due_s: float, interval_s: float | None,
                  ref: pykka.ActorRef[Any] | None, message: Any) -> None:

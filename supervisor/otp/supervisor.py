@@ -122,7 +122,7 @@ class Supervisor(SupervisedActor):
         self._escalated = False
         self._restart_timers = Scheduler(name=f"restarts-{name}")
         self._liveness: LivenessMonitor | None = None
-        self.log = self.log.bind(supervisor=name)
+        self.bind_log(supervisor=name)
 
     @classmethod
     def child_spec(cls, child_id: str, flags: SupervisorFlags, specs: Sequence[ChildSpec], *,

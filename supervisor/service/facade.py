@@ -29,7 +29,7 @@ from depthkeeper.actors.core.wire import redact
 from depthkeeper.actors.listeners import ListenerTarget
 from depthkeeper.actors.messages import BookStats, BookView, GetCounters, Subscribe, Unsubscribe
 from depthkeeper.supervisor.otp.messages import Escalated, GetChildren, GetStats, child_ref
-from depthkeeper.supervisor.otp.spec import Strategy, SupervisorFlags
+from depthkeeper.supervisor.otp.spec import SupervisorFlags
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.errors import ServiceError
 from depthkeeper.supervisor.service.handle import TreeHandle
