@@ -31,12 +31,14 @@ SYNCING, RESYNCING, STALE = "SYNCING", "RESYNCING", "STALE"
 class Follower:
     """One symbol, as rebuilt from its stream. ``changed`` is set on every applied change."""
 
-    __slots__ = ("anchored", "asks", "bids", "code", "cursor", "ep", "rebootstraps", "sq", "state", "tp", "tu",
-                 "vs", "why")
+    __slots__ = ("anchored", "asks", "bids", "code", "cursor", "ep", "healed", "rebootstraps", "sq", "state", "tp",
+                 "tu", "vs", "why")
 
     def __init__(self, code: str) -> None:
         self.code = code
         self.rebootstraps = 0
+        #: set when the last apply() crossed a gap on a snapshot (a re-bootstrap from the stream itself)
+        self.healed: str | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -68,15 +70,18 @@ class Follower:
     def apply(self, entry_id: str, fields: dict[str, str]) -> str | None:
         """Apply one entry; None when fine, else the reason to re-bootstrap this symbol."""
         ep, sq, kind = int(fields["ep"]), int(fields["sq"]), fields["t"]
+        self.healed = None
         if not self.anchored:
             if kind == DELTA:
                 self.cursor = entry_id
                 return None  # no base to apply it to yet
         elif ep == self.ep and sq == self.sq + 1:
             pass
-        elif kind == SNAPSHOT and (ep > self.ep or (ep == self.ep and sq > self.sq)):
-            pass
         elif ep > self.ep and sq == 1:
+            pass
+        elif kind == SNAPSHOT and (ep > self.ep or (ep == self.ep and sq > self.sq)):
+            self.healed = (f"gap: bus seq {self.sq} -> {sq}" if ep == self.ep
+                           else f"epoch {self.ep} -> {ep} without a snapshot") + "; healed by a snapshot"
             pass
         elif ep < self.ep:
             return f"epoch went back ({self.ep} -> {ep})"

@@ -89,10 +89,16 @@ class SlotPublisher:
             for code, track in self._tracks.items():
                 if track.state not in (REMOVED, REJECTED):
                     self._push(code, track.status("RESYNCING", why))
-            deadline = time.monotonic() + timeout_s
+        self.flush(timeout_s)
+        self.close()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything queued so far is published (False: closed or timed out)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
             while (self._pending or self._inflight) and not self.closed and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, deadline - time.monotonic()))
-        self.close()
+            return not (self._pending or self._inflight or self.closed)
 
     def reject(self, code: str, reason: str) -> None:
         with self._cond:

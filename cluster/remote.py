@@ -325,6 +325,8 @@ class RemoteBooks:
                     if reason is not None:
                         self._rebootstrap(code, f, reason)
                         break
+                    if f.healed is not None:  # a gap crossed on a snapshot: a re-bootstrap in place
+                        self._count_rebootstrap(code, f, f.healed)
                     if self.latencies is not None and fields["t"] != "X":
                         self.latencies.append((now_s - f.tu, now_s - f.tp / 1e6))
                 self.counters["entries"] += len(entries)
@@ -344,10 +346,13 @@ class RemoteBooks:
 
     def _rebootstrap(self, code: str, f: Follower, reason: str) -> None:
         """Queue a re-bootstrap of ``code`` (lock held); the reader runs it before its next read."""
+        self._count_rebootstrap(code, f, reason)
+        self._reboot[code] = reason
+
+    def _count_rebootstrap(self, code: str, f: Follower, reason: str) -> None:
         f.rebootstraps += 1
         self.counters["rebootstraps"] += 1
         self.rebootstrap_reasons[reason.split(":")[0].split(" (")[0]] += 1
-        self._reboot[code] = reason
         self._log.bind(symbol=code).info("re-bootstrap {}: {}", code, reason)
 
     def _poll(self) -> None:

@@ -128,8 +128,10 @@ def test_follower_rules() -> None:
     assert f.apply("1-5", entry_fields("D", 2, 4)).startswith("epoch went back")  # type: ignore[union-attr]
     assert f.apply("1-5", entry_fields("D", 4, 7)) == "epoch 3 -> 4 without a snapshot"
     assert f.apply("1-6", entry_fields("S", 4, 9, b="1.0:1.0")) is None  # a snapshot heals anything later
+    assert f.healed == "epoch 3 -> 4 without a snapshot; healed by a snapshot"
     assert f.ep == 4 and f.sq == 9 and f.bids == {1.0: 1.0}
     assert f.apply("1-7", entry_fields("X", 5, 1, st="RESYNCING", why="new owner")) is None
+    assert f.healed is None
     assert f.bids is None and effective_status(f, 0.0, 3.0) == ("RESYNCING", "new owner")
 
 
