@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from depthkeeper.cluster.bus import parse_id
-from depthkeeper.cluster.entries import DELTA, LIVE, SNAPSHOT, decode_levels
+from depthkeeper.cluster.entries import DELTA, LIVE, REMOVED, SNAPSHOT, decode_levels
 
 #: consumer-side status names (mapped to the BookStatus enum by name by the consumer)
 SYNCING, RESYNCING, STALE = "SYNCING", "RESYNCING", "STALE"
@@ -121,7 +121,7 @@ class Follower:
             return "the publisher's state is gone (Redis lost its data?)" if self.anchored and self.ep else None
         if parse_id(status.get("id", "")) < parse_id(self.cursor):
             return "stream id went back (Redis restarted?)"
-        if int(status.get("ep", 0)) < self.ep:
+        if int(status.get("ep", 0)) < self.ep and status.get("st") != REMOVED:  # REMOVED resets the epoch
             return f"epoch went back ({self.ep} -> {status.get('ep')})"
         return None
 

@@ -62,8 +62,9 @@ class SlotPublisher:
             return
         pending = self._pending.setdefault(code, [])
         pending.append(entry)
-        if len(pending) > MAX_PENDING:
-            pending[:] = [self._tracks[code].restate(self._taken.get(code, 0))]
+        track = self._tracks.get(code)
+        if len(pending) > MAX_PENDING and track is not None:
+            pending[:] = [track.restate(self._taken.get(code, 0))]
             self.counters["collapsed"] += 1
         self._cond.notify_all()
 
@@ -76,12 +77,14 @@ class SlotPublisher:
                     self._push(code, track.status("RESYNCING", why))
 
     def retire(self, codes: Iterable[str]) -> None:
-        """Codes left the desired set: a final REMOVED entry (the script shrinks the stream to it)."""
+        """Codes left the desired set: a final REMOVED entry (the script shrinks the stream to it and
+        resets the code's fencing state); the code is forgotten here (a later claim starts afresh)."""
         with self._cond:
             for code in codes:
-                track = self._tracks.get(code)
+                track = self._tracks.pop(code, None)
                 if track is not None:
                     self._push(code, track.status(REMOVED, "removed from the cluster's desired set"))
+                    self._taken.pop(code, None)
 
     def handover(self, why: str, timeout_s: float = 2.0) -> None:
         """Graceful end: every code goes RESYNCING (``why``), those entries are flushed, then close."""
@@ -147,8 +150,9 @@ class SlotPublisher:
     # -- out to the bus --------------------------------------------------------------------
 
     def acked(self) -> list[str]:
+        """Codes of this slot with an accepted entry in this epoch (what the heartbeat may stamp)."""
         with self._cond:
-            return sorted(self._acked)
+            return sorted(self._acked.intersection(self._tracks))
 
     def codes(self) -> list[str]:
         with self._cond:

@@ -327,6 +327,8 @@ class RemoteBooks:
                         break
                     if f.healed is not None:  # a gap crossed on a snapshot: a re-bootstrap in place
                         self._count_rebootstrap(code, f, f.healed)
+                    if fields["t"] == "X":
+                        self._report([code])  # every status entry is seen, even inside one batch
                     if self.latencies is not None and fields["t"] != "X":
                         self.latencies.append((now_s - f.tu, now_s - f.tp / 1e6))
                 self.counters["entries"] += len(entries)

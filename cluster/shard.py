@@ -48,6 +48,10 @@ class Slot:
     service: Any = None
 
 
+#: ticks a new shard only beats before claiming anything
+STARTUP_TICKS = 2
+
+
 def new_shard_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
@@ -72,6 +76,7 @@ class Shard:
         self._version = -1
         self._assigned: dict[int, set[str]] = {}
         self._max_epoch = 0
+        self._ticks = 0
         self._stoppers: list[threading.Thread] = []
         self._log = logger.bind(actor="shard", shard=self.id)
 
@@ -90,6 +95,7 @@ class Shard:
             self.close()
 
     def tick(self) -> None:
+        self._ticks += 1
         try:
             self._check_boot()
             self._beat()
@@ -180,6 +186,8 @@ class Shard:
                 self._subscribe(slot, added)
 
     def _balance(self) -> None:
+        if self._ticks <= STARTUP_TICKS:
+            return  # let shards starting together see each other first (no claim-then-release churn)
         active = sorted(self._assigned)
         owners = self.bus.lease_owners(active)
         live = self.bus.live_shards(self.ttl_ms)
@@ -210,7 +218,8 @@ class Shard:
             if wait_ms:
                 self.counters["connect_waits"] += 1
                 return  # the cluster's connect budget is spent: try again next tick
-            service = BookService.start(self.slot_config())
+            index = slot.index
+            service = BookService.start(self.slot_config(), parent=lambda event: self._on_escalated(index, event))
             slot.publisher.read_view = service.book
             service.add_listener(slot.publisher)
             slot.service = service
@@ -235,6 +244,12 @@ class Shard:
                             metrics=attrs.evolve(cfg.metrics, port=0), archive=attrs.evolve(cfg.archive, path=""))
 
     # -- stopping slots --------------------------------------------------------------------
+
+    def _on_escalated(self, index: int, event: Any) -> None:
+        """The slot's service gave up (restart intensity): hand the slot over rather than publish
+        nothing under a fresh heartbeat."""
+        self._stop_slot(index, "escalated", f"the slot's service gave up: {getattr(event, 'reason', event)}",
+                        graceful=True)
 
     def _on_refused(self, index: int, code: str, verdict: str) -> None:
         """From a publisher's flusher thread: its publish was refused; stop that slot's socket now."""

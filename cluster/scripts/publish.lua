@@ -9,7 +9,8 @@
 --   sq not contiguous                   -> "BADSEQ:<stored ep>:<sq>"
 --   otherwise XADD each entry and answer the last stream id. An S entry sets the snapshot key to
 --   its own id in this same script (atomic with the entry) and trims the stream up to the previous
---   snapshot; an X REMOVED entry shrinks the stream to itself and drops the snapshot key.
+--   snapshot; an X REMOVED entry shrinks the stream to itself, drops the snapshot key and resets the
+--   fencing state (epoch 0): the code may come back later in another slot, under any owner's epoch.
 local ep = tonumber(ARGV[1])
 local owner, slot, cap = ARGV[2], ARGV[3], ARGV[4]
 local batches = cjson.decode(ARGV[5])
@@ -61,7 +62,9 @@ for s = 1, #batches do
         redis.call('DEL', snap)
       end
     end
-    redis.call('HSET', status, 'ep', ep, 'sq', sq + #entries, 'id', id, 'st', st, 'why', why, 'owner', owner,
+    local final_ep, final_sq = ep, sq + #entries
+    if st == 'REMOVED' then final_ep, final_sq = 0, 0 end
+    redis.call('HSET', status, 'ep', final_ep, 'sq', final_sq, 'id', id, 'st', st, 'why', why, 'owner', owner,
                'slot', slot, 'vs', vs, 'tp', tp)
     verdict = id
   end
