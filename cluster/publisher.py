@@ -48,6 +48,7 @@ class SlotPublisher:
         self._cond = threading.Condition()
         self.closed = False
         self._inflight = False
+        self._handing_over = False
         self.read_view: Callable[[str], Any] | None = None
         self.counters: Counter[str] = Counter()
         self._log = logger.bind(actor="publisher", slot=slot, epoch=epoch)
@@ -58,7 +59,7 @@ class SlotPublisher:
 
     def _push(self, code: str, entry: Entry | None) -> None:
         """Queue one entry (condition held)."""
-        if entry is None or self.closed:
+        if entry is None or self.closed or self._handing_over:
             return
         pending = self._pending.setdefault(code, [])
         pending.append(entry)
@@ -92,6 +93,7 @@ class SlotPublisher:
             for code, track in self._tracks.items():
                 if track.state not in (REMOVED, REJECTED):
                     self._push(code, track.status("RESYNCING", why))
+            self._handing_over = True  # nothing the service still says may follow those entries
         self.flush(timeout_s)
         self.close()
 

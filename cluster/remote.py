@@ -79,6 +79,10 @@ class RemoteBooks:
         self._closed = threading.Event()
         self._next_poll = 0.0
         self._connected = False
+        try:  # the baseline that tells a later "Redis lost its data" apart
+            self._boot = self.bus.boot_token()
+        except BusUnavailable:
+            self._log.warning("Redis unavailable at start; books stay SYNCING until it answers")
         self._thread = threading.Thread(target=self._run, name="depthkeeper-remote-books", daemon=True)
         self._thread.start()
 
@@ -359,9 +363,12 @@ class RemoteBooks:
 
     def _poll(self) -> None:
         boot = self.bus.boot_token()
-        if self._boot is not None and boot != self._boot and self._wanted:
-            self._log.warning("Redis lost its data; asking for {} codes again", len(self._wanted))
-            self.bus.desire(add=sorted(self._wanted))
+        if boot != self._boot:
+            if self._boot is not None:
+                self._log.warning("Redis lost its data (boot token {} -> {}); asking for {} codes again", self._boot,
+                                  boot, len(self._wanted))
+            if self._wanted:  # idempotent: codes still desired are not added twice
+                self.bus.desire(add=sorted(self._wanted))
         self._boot = boot
         meta = self.bus.meta()
         if "hb_timeout_ms" in meta:
