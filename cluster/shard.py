@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -82,13 +82,17 @@ class Shard:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set, then hand every slot back."""
+    def run(self, stop: threading.Event, on_ready: Callable[[], Any] | None = None) -> None:
+        """Tick until ``stop`` is set, then hand every slot back. ``on_ready`` runs once, after the
+        first slot's socket is open (the CLI freezes the start-up heap out of the collector's way)."""
         self._log.info("shard {} on {} (cluster {!r}, lease {}s)", self.id, self.cc.redis_url, self.cc.name,
                        self.cc.lease_ttl_s)
         try:
             while True:
                 self.tick()
+                if on_ready is not None and self.counters["sockets_opened"]:
+                    on_ready()
+                    on_ready = None
                 if stop.wait(self.tick_s):
                     break
         finally:

@@ -94,6 +94,8 @@ class TruthChecker:
         self.inbox: deque[Any] = deque()
         self.checked = 0
         self.violations: list[str] = []
+        self.unchecked = 0
+        self.errors: list[str] = []
         self.statuses: list[tuple[float, str, str, str]] = []
         self._last: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -114,7 +116,12 @@ class TruthChecker:
             return
         self._last[view.code] = key
         self.checked += 1
-        want = self.truth(view.code, view.seq)
+        try:
+            want = self.truth(view.code, view.seq)
+        except Exception as exc:  # noqa: BLE001 - the venue is gone (shutting down): not a verdict
+            self.unchecked += 1
+            self.errors.append(repr(exc))
+            return
         if want != (view.bids, view.asks):
             self.violations.append(f"LIVE {view.code} seq {view.seq}: {describe_diff(want, (view.bids, view.asks))}")
 
