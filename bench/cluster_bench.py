@@ -164,8 +164,7 @@ def bench_shard(redis: LocalRedis, symbols: int, rate: float, seconds: float, tm
         proc = start_shard(shard_config(tmp / "shard.toml", sim, redis.url, codes, symbols), tmp / "shard.log")
         try:
             with RemoteBooks(redis.url, name="bench") as books:
-                for code in codes:
-                    books.book(code)
+                books.subscribe(codes)
                 if not books.wait_live(codes, timeout=60):
                     raise RuntimeError(f"books did not go LIVE; see {tmp / 'shard.log'}")
             time.sleep(2.0)  # warm-up
@@ -189,8 +188,7 @@ def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp:
         proc = start_shard(shard_config(tmp / "e2e.toml", sim, redis.url, codes, symbols), tmp / "e2e.log")
         try:
             with RemoteBooks(redis.url, name="bench", record_latency=True) as books:
-                for code in codes:
-                    books.book(code)
+                books.subscribe(codes)
                 if not books.wait_live(codes, timeout=60):
                     raise RuntimeError(f"books did not go LIVE; see {tmp / 'e2e.log'}")
                 gc.freeze()

@@ -27,17 +27,21 @@ from depthkeeper.cluster.entries import LIVE, REJECTED, REMOVED, Entry, Track, s
 #: pending entries of one code beyond which they collapse into one snapshot (a slow Redis)
 MAX_PENDING = 2000
 
+#: how long the flusher waits for more entries before a round trip (see _run)
+LINGER_S = 0.0
+
 OnRefused = Callable[[int, str, str], None]
 
 
 class SlotPublisher:
     def __init__(self, bus: Bus, slot: int, epoch: int, owner: str, *, snapshot_every: int,
-                 on_refused: OnRefused) -> None:
+                 on_refused: OnRefused, linger_s: float = LINGER_S) -> None:
         self.bus = bus
         self.slot = slot
         self.epoch = epoch
         self.owner = owner
         self.snapshot_every = snapshot_every
+        self.linger_s = linger_s
         self._on_refused = on_refused
         self._tracks: dict[str, Track] = {}
         self._pending: dict[str, list[Entry]] = {}
@@ -165,6 +169,11 @@ class SlotPublisher:
             with self._cond:
                 while not self._pending and not self.closed:
                     self._cond.wait()
+            if self.linger_s:
+                # entries arriving together share one round trip: fewer, larger script calls cost the
+                # shard far less CPU (its GIL is the books' too)
+                time.sleep(self.linger_s)
+            with self._cond:
                 if self.closed:
                     return
                 batches, self._pending = self._pending, {}

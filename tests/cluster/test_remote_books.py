@@ -169,3 +169,31 @@ def test_a_consumer_paused_past_trimming_rebootstraps_alone(bus: RedisBus, redis
         watch.terminate()
         watch.wait(10)
         feeder.stop()
+
+
+def test_a_backlog_collapses_into_one_snapshot_and_stays_exact(bus: RedisBus, redis_server: LocalRedis) -> None:
+    """Redis stalls (SIGSTOP) while a code's entries pile up past MAX_PENDING: they become one snapshot."""
+    from depthkeeper.cluster import publisher as publisher_module
+
+    feeder = Feeder(RedisBus(redis_server.url, "rb", socket_timeout_s=10.0), ["BTCUSDT"], snapshot_every=10_000)
+    feeder.step("BTCUSDT")
+    feeder.heartbeat()
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        feeder.step("BTCUSDT")  # taken by the flusher, which now waits on the stopped Redis
+        wait_until(lambda: feeder.publisher._inflight, 5, "a publish in flight")
+        for _ in range(publisher_module.MAX_PENDING + 50):
+            feeder.step("BTCUSDT")
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert feeder.publisher.counters["collapsed"] >= 1
+    feeder.heartbeat()
+    assert feeder.refusals == []
+    kinds = [e[1]["t"] for e in bus.r.xrange(bus.keys.log("BTCUSDT"))]
+    # thousands of views: the first snapshot, one collapsed snapshot, and the views after the collapse
+    assert len(kinds) < 100 and kinds.count("S") == 2
+    with RemoteBooks(redis_server.url, name="rb") as books:
+        wait_until(lambda: exact(books, feeder, "BTCUSDT"), 10, "exact after the collapse")
+    feeder.stop()
+    feeder.bus.close()
