@@ -155,6 +155,11 @@ class SlotPublisher:
 
     # -- out to the bus --------------------------------------------------------------------
 
+    @property
+    def in_flight(self) -> bool:
+        """A round trip to the bus is under way."""
+        return self._inflight
+
     def acked(self) -> list[str]:
         """Codes of this slot with an accepted entry in this epoch (what the heartbeat may stamp)."""
         with self._cond:

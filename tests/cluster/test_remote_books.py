@@ -182,7 +182,7 @@ def test_a_backlog_collapses_into_one_snapshot_and_stays_exact(bus: RedisBus, re
     redis_server.proc.send_signal(signal.SIGSTOP)
     try:
         feeder.step("BTCUSDT")  # taken by the flusher, which now waits on the stopped Redis
-        wait_until(lambda: feeder.publisher._inflight, 5, "a publish in flight")
+        wait_until(lambda: feeder.publisher.in_flight, 5, "a publish in flight")
         for _ in range(publisher_module.MAX_PENDING + 50):
             feeder.step("BTCUSDT")
     finally:
