@@ -43,8 +43,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def shard_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from depthkeeper.cluster.compat import ConfigError, load_config
-    from depthkeeper.supervisor.logs import setup_logging
+    from depthkeeper.cluster.compat import ConfigError, load_config, setup_logging
 
     try:
         cfg = load_config(args.config)
@@ -94,9 +93,8 @@ def render(views: dict[str, Any], stats: dict[str, Any], elapsed_s: float) -> st
 
 
 def watch_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from depthkeeper.cluster.compat import BookUnavailable
+    from depthkeeper.cluster.compat import BookUnavailable, setup_logging
     from depthkeeper.cluster.remote import RemoteBooks
-    from depthkeeper.supervisor.logs import setup_logging
 
     setup_logging("WARNING")
     stop = _stop_on_signals()

@@ -15,10 +15,11 @@ import attrs
 from depthkeeper.actors.messages import BookStatus, BookStatusChanged, BookUpdated, BookView
 from depthkeeper.supervisor.config import AppConfig, load_config
 from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.logs import setup_logging
 from depthkeeper.supervisor.service import BookService, BookUnavailable, SubscribeResult
 
 __all__ = ["AppConfig", "BookService", "BookStatus", "BookStatusChanged", "BookUnavailable", "BookUpdated", "BookView",
-           "ConfigError", "SubscribeResult", "load_config",
+           "ConfigError", "SubscribeResult", "load_config", "setup_logging",
            "make_view", "reason_of", "to_status"]
 
 _VIEW_FIELDS = frozenset(f.name for f in attrs.fields(BookView))
