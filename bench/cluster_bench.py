@@ -157,6 +157,29 @@ def covered(bus: RedisBus, codes: list[str]) -> tuple[int, int]:
             sum(int(s.get("sq", 0) or 0) for s in statuses.values()))
 
 
+class CpuMeter:
+    """CPU % of our processes over a window, and what everything else on the machine used meanwhile."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        import psutil
+
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.start = {name: sum(p.cpu_times()[:2]) for name, p in self.procs.items()}
+        self.system = psutil.cpu_times()
+        self.t0 = time.monotonic()
+
+    def read(self) -> dict[str, float]:
+        import psutil
+
+        elapsed = time.monotonic() - self.t0
+        ours = {name: round(100 * (sum(p.cpu_times()[:2]) - self.start[name]) / elapsed, 1)
+                for name, p in self.procs.items()}
+        now = psutil.cpu_times()
+        busy = (now.user + now.system + now.nice) - (self.system.user + self.system.system + self.system.nice)
+        ours["others"] = round(max(0.0, 100 * busy / elapsed - sum(ours.values())), 1)
+        return ours
+
+
 def bench_shard(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
     codes = symbol_codes(symbols)
     with simulator_process(symbols, rate) as sim:
@@ -169,17 +192,19 @@ def bench_shard(redis: LocalRedis, symbols: int, rate: float, seconds: float, tm
                     raise RuntimeError(f"books did not go LIVE; see {tmp / 'shard.log'}")
             time.sleep(2.0)  # warm-up
             vs0, sq0 = covered(bus, codes)
+            meter = CpuMeter({"redis": redis.proc.pid, "shard": proc.pid, "sim": sim.pid})
             started = time.perf_counter()
             time.sleep(seconds)
             vs1, sq1 = covered(bus, codes)
             elapsed = time.perf_counter() - started
+            cpu = meter.read()
         finally:
             stop(proc)
             bus.r.flushdb()
             bus.close()
     return {"offered_diffs_per_s": rate, "symbols": symbols, "diffs_covered_per_s": round((vs1 - vs0) / elapsed),
             "entries_per_s": round((sq1 - sq0) / elapsed),
-            "diffs_per_entry": round((vs1 - vs0) / max(1, sq1 - sq0), 2)}
+            "diffs_per_entry": round((vs1 - vs0) / max(1, sq1 - sq0), 2), "cpu_percent": cpu}
 
 
 def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
@@ -194,13 +219,16 @@ def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp:
                 gc.freeze()
                 time.sleep(2.0)
                 books.latency_samples()  # drop the warm-up
+                meter = CpuMeter({"redis": redis.proc.pid, "shard": proc.pid, "sim": sim.pid, "consumer": os.getpid()})
                 time.sleep(seconds)
                 samples = books.latency_samples()
+                cpu = meter.read()
                 stats = books.stats()["counters"]
         finally:
             stop(proc)
     hop = sorted(s[0] for s in samples)
     bus_hop = sorted(s[1] for s in samples)
+    inside = sorted(s[0] - s[1] for s in samples)
     ms = lambda v: round(v * 1000, 3)  # noqa: E731
     return {"offered_diffs_per_s": rate, "symbols": symbols, "entries": len(samples),
             "entries_per_s": round(len(samples) / seconds),
@@ -208,6 +236,8 @@ def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp:
                                            "max": ms(hop[-1] if hop else 0.0)},
             "publish_to_consumer_ms": {"p50": ms(percentile(bus_hop, 0.5)), "p99": ms(percentile(bus_hop, 0.99)),
                                        "max": ms(bus_hop[-1] if bus_hop else 0.0)},
+            "book_change_to_publish_ms": {"p50": ms(percentile(inside, 0.5)), "p99": ms(percentile(inside, 0.99))},
+            "cpu_percent": cpu,
             "rebootstraps": stats.get("rebootstraps", 0)}
 
 
@@ -220,7 +250,13 @@ def main() -> int:
     parser.add_argument("--shard-symbols", type=int, default=50)
     parser.add_argument("--e2e-rate", type=float, default=10_000.0)
     parser.add_argument("--e2e-symbols", type=int, default=50)
+    parser.add_argument("--save", default="", help="also write the JSON result to this file")
+    parser.add_argument("--wait-idle", type=float, default=0.0, help="wait up to S s for an idle machine first")
     args = parser.parse_args()
+    if args.wait_idle:
+        from common import wait_for_idle
+
+        wait_for_idle(args.wait_idle, 20.0)
     seconds = 3.0 if args.quick else 10.0
     sections = args.sections.split(",")
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "when": time.strftime("%Y-%m-%d %H:%M")}
@@ -233,6 +269,8 @@ def main() -> int:
             result["shard"] = bench_shard(redis, args.shard_symbols, args.shard_rate, seconds, Path(tmp))
         if "e2e" in sections:
             result["e2e"] = bench_e2e(redis, args.e2e_symbols, args.e2e_rate, seconds, Path(tmp))
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
