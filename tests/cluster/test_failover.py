@@ -164,3 +164,39 @@ def _quiet_all_live(cluster: Cluster) -> bool:
         return cluster.all_live()
     except Exception:  # noqa: BLE001 - Redis still coming back
         return False
+
+
+def test_failover_obeys_the_cluster_wide_connect_budget(redis_server: LocalRedis, tmp_path: Path) -> None:
+    """2 connections/s for the whole cluster (burst 1): start-up and a failover both stay within it."""
+    codes = CODES[:8]
+    sim = Simulator.start(SimConfig(symbols=tuple(codes), rate_per_symbol=10.0, levels=5, seed=2))
+    config = write_shard_config(tmp_path / "shard.toml", sim=sim, redis_url=redis_server.url, name="budget",
+                                codes=codes, slot_size=2, lease_ttl_s=TTL_S)
+    config.write_text(config.read_text().replace("connect_rate_per_s = 20.0", "connect_rate_per_s = 2.0")
+                      .replace("connect_burst = 10", "connect_burst = 1"))
+    shards = [ShardProc(config, tmp_path / f"b{i}.log") for i in range(2)]
+    bus = RedisBus(redis_server.url, "budget")
+    try:
+        wait_until(lambda: sorted(c for info in sim.connections() for c in info.subscriptions) == codes, 30,
+                   "four slots open")
+        opened = sorted(info.opened_monotonic_s for info in sim.connections())
+        assert len(opened) == 4 and all(b - a >= 0.45 for a, b in zip(opened, opened[1:], strict=False)), opened
+        _, statuses = bus.statuses(codes)
+        victim = next(s for s in shards if any(st.get("owner") == s.id for st in statuses.values()))
+        lost = {code for code, st in statuses.items() if st.get("owner") == victim.id}
+        before = {info.conn_id for info in sim.connections()}
+        victim.signal(signal.SIGKILL)
+
+        def reopened() -> bool:
+            conns = sim.connections()
+            moved = {c for info in conns if info.conn_id not in before for c in info.subscriptions}
+            return moved == lost and sorted(c for info in conns for c in info.subscriptions) == codes
+
+        wait_until(reopened, 30, "the victim's slots reopened on the survivor")
+        fresh = sorted(info.opened_monotonic_s for info in sim.connections() if info.conn_id not in before)
+        assert len(fresh) >= 1 and all(b - a >= 0.45 for a, b in zip(fresh, fresh[1:], strict=False)), fresh
+    finally:
+        for shard in shards:
+            shard.stop()
+        bus.close()
+        sim.stop()
