@@ -165,3 +165,14 @@ def test_fair_share_plan() -> None:
     # "c" died: its slots are free once the leases expire; survivors claim up to ceil(6/2) = 3
     owners = {0: "a", 1: "a", 2: "b", 3: "b", 4: None, 5: None}
     assert len(plan("a", active, owners, ["a", "b"]).claim) == 1
+
+
+def test_the_watch_table_shows_status_seq_and_reason() -> None:
+    from depthkeeper.cluster.cli import render
+
+    live = view(42, {100.0: 1.0}, {101.0: 2.0})
+    text = render({"BTCUSDT": live, "ETHUSDT": None}, {"connected": True, "counters": {"rebootstraps": 2},
+                                                     "books": {"BTCUSDT": {"ep": 3, "rebootstraps": 1}}}, 1.0)
+    row = next(line for line in text.splitlines() if line.startswith("BTCUSDT"))
+    assert "LIVE" in row and " 42 " in row and "100.0" in row and "101.0" in row
+    assert "rebootstraps 2" in text and any(line.startswith("ETHUSDT") for line in text.splitlines())
