@@ -314,6 +314,7 @@ class RemoteBooks:
             return
         block = max(1, min(self.block_ms, int((self._next_poll - time.monotonic()) * 1000)))
         answer = self.bus.read(cursors, block, self.read_count)
+        self.counters["reads"] += 1
         self._apply(cursors, answer)
 
     def _apply(self, cursors: dict[str, str], answer: dict[str, list[StreamEntry]]) -> None:
