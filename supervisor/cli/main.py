@@ -1,4 +1,4 @@
-"""``depthkeeper`` command line: run, sim, chaos, bench, export.
+"""``depthkeeper`` command line: run, sim, chaos, bench, export, shard, watch.
 
 The only place that configures logging sinks and the only place that may exit the
 process with a status code.
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--from", dest="start", default=None)
     export.add_argument("--to", dest="end", default=None)
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    from depthkeeper.cluster.cli import add_parsers
+
+    add_parsers(sub)  # shard, watch (the cluster, issue 17)
     return parser
 
 
@@ -58,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from depthkeeper.archive.export import export_command
 
         return export_command(args)
+    if args.command in ("shard", "watch"):
+        from depthkeeper.cluster import cli as cluster_cli
+
+        return cluster_cli.shard_command(args) if args.command == "shard" else cluster_cli.watch_command(args)
     return 2
 
 

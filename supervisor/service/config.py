@@ -93,6 +93,26 @@ class ArchiveConfig:
     depth: int = _opt(10, lo=1, hi=10_000)
 
 
+@attrs.frozen
+class ClusterConfig:
+    """``depthkeeper shard`` only (issue 17); ``run`` and BookService ignore it and need no Redis."""
+
+    redis_url: str = _opt("redis://127.0.0.1:6379/0")
+    #: key prefix: several clusters can share one Redis
+    name: str = _opt("depthkeeper")
+    #: a dead shard's slots move to survivors within this (renewals every third of it)
+    lease_ttl_s: float = _opt(3.0, lo=0.3, hi=600)
+    #: symbols per slot (one venue connection's worth; one slot = one socket)
+    slot_size: int = _opt(100, lo=1, hi=100_000)
+    #: most slots (= venue connections) the whole cluster may open; 0 = no cap
+    max_slots: int = _opt(0, lo=0, hi=100_000)
+    #: a snapshot entry after this many deltas (bounds each stream and a consumer's catch-up)
+    snapshot_every: int = _opt(1000, lo=10, hi=1_000_000)
+    #: cluster-wide token bucket for opening venue connections (a failover storm obeys the venue)
+    connect_rate_per_s: float = _opt(1.0, lo=0.001, hi=10_000)
+    connect_burst: int = _opt(5, lo=1, hi=10_000)
+
+
 _SECTIONS: dict[str, type] = {
     "venue": VenueConfig,
     "symbols": SymbolsConfig,
@@ -107,6 +127,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "metrics": MetricsConfig,
     "archive": ArchiveConfig,
+    "cluster": ClusterConfig,
 }
 
 
@@ -127,6 +148,7 @@ class AppConfig:
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    cluster: ClusterConfig = ClusterConfig()
     source: str = "<defaults>"
 
 
@@ -228,12 +250,24 @@ def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str,
     if problem is not None:
         raise ConfigError(f"{source}: {problem}")
     _check_codes(cfg, source)
+    _check_cluster(cfg.cluster, source)
     if venue.token_env:
         token = environ.get(venue.token_env)
         if not token:
             raise ConfigError(f"{source}: [venue] token_env: environment variable {venue.token_env} is not set")
         cfg = attrs.evolve(cfg, venue=attrs.evolve(venue, token=token))
     return cfg
+
+
+def _check_cluster(cluster: ClusterConfig, source: str) -> None:
+    import re
+
+    if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{source}: [cluster] redis_url: must start with redis://, rediss:// or unix://, "
+                          f"got {cluster.redis_url!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cluster.name):
+        raise ConfigError(f"{source}: [cluster] name: 1-64 letters, digits, '_', '.' or '-' (it is part of every "
+                          f"key and hash tag), got {cluster.name!r}")
 
 
 def _check_codes(cfg: AppConfig, source: str) -> None:
