@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import percentile, simulator_process, symbol_codes  # noqa: E402
 
 from depthkeeper.actors.messages import BookView  # noqa: E402
-from depthkeeper.actors.orderbook import BookStatus  # noqa: E402
+from depthkeeper.actors.core.orderbook import BookStatus  # noqa: E402
 from depthkeeper.cluster.localredis import LocalRedis  # noqa: E402
 from depthkeeper.cluster.publisher import SlotPublisher  # noqa: E402
 from depthkeeper.cluster.redis_bus import RedisBus  # noqa: E402

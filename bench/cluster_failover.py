@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depthkeeper.actors.orderbook import BookStatus  # noqa: E402
+from depthkeeper.actors.core.orderbook import BookStatus  # noqa: E402
 from depthkeeper.cluster.localredis import LocalRedis  # noqa: E402
 from depthkeeper.cluster.redis_bus import RedisBus  # noqa: E402
 from depthkeeper.cluster.remote import RemoteBooks  # noqa: E402

@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 
 from depthkeeper.actors.messages import BookStatus, BookStatusChanged, BookUpdated, BookView
-from depthkeeper.supervisor.config import AppConfig, load_config
-from depthkeeper.supervisor.errors import ConfigError
-from depthkeeper.supervisor.logs import setup_logging
+from depthkeeper.supervisor.service.config import AppConfig, load_config
+from depthkeeper.supervisor.service.errors import ConfigError
+from depthkeeper.supervisor.cli.logs import setup_logging
 from depthkeeper.supervisor.service import BookService, BookUnavailable, SubscribeResult
 
 __all__ = ["AppConfig", "BookService", "BookStatus", "BookStatusChanged", "BookUnavailable", "BookUpdated", "BookView",

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster.publisher import SlotPublisher
 from depthkeeper.cluster.redis_bus import RedisBus
-from depthkeeper.supervisor.chaos_check import describe_diff, levels_from_text
+from depthkeeper.chaos.check import describe_diff, levels_from_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

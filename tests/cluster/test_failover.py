@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster.localredis import LocalRedis
 from depthkeeper.cluster.redis_bus import RedisBus
 from depthkeeper.cluster.remote import RemoteBooks

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from depthkeeper.actors.messages import BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster.localredis import LocalRedis
 from depthkeeper.cluster.redis_bus import RedisBus
 from depthkeeper.cluster.remote import RemoteBooks

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster.localredis import LocalRedis
 from depthkeeper.cluster.redis_bus import RedisBus
 from depthkeeper.cluster.remote import RemoteBooks
 from depthkeeper.cluster.shard import Shard
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.config import load_config
+from depthkeeper.supervisor.service.config import load_config
 from tests.cluster.support import ROOT, TruthChecker, sim_truth, write_shard_config
 from tests.support import wait_until
 

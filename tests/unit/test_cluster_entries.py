@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from depthkeeper.actors.messages import BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster.bus import parse_id, refused
 from depthkeeper.cluster.entries import Track, decode_levels, encode_levels
 from depthkeeper.cluster.follower import Follower, effective_status

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from depthkeeper.supervisor.config import ClusterConfig, ConfigError, config_from_mapping
+from depthkeeper.supervisor.service.config import ClusterConfig, ConfigError, config_from_mapping
 
 BASE = {"venue": {"url": "ws://127.0.0.1:1/ws", "snapshot_url": "http://127.0.0.1:1/depth"}}
 
