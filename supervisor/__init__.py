@@ -15,7 +15,17 @@ The names are imported on first use, so importing the OTP layer never drags the 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
+
+from loguru import logger
+
+# A library is silent until its host asks (loguru's convention for libraries): the first depthkeeper
+# package imported disables "depthkeeper"; packages imported later (the embedded simulator, ...) leave
+# the host's choice alone. A host turns the logs on with ``logger.enable("depthkeeper")``.
+if not any(name.startswith("depthkeeper.") and not f"{name}.".startswith(f"{__name__}.")
+           for name in list(sys.modules)):
+    logger.disable("depthkeeper")
 
 _PUBLIC = {
     "AppConfig": "depthkeeper.supervisor.service.config",

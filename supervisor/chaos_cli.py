@@ -96,13 +96,13 @@ def _quiet_zombie_deaths() -> None:
 
 
 def chaos_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Entry point of ``depthkeeper chaos`` (args: config, duration, seed, json)."""
+    """Entry point of ``depthkeeper chaos`` (args: config, duration, seed, json; None = the file's)."""
     try:
         cfg, settings = load_chaos_config(args.config, seed=args.seed, duration_s=args.duration)
     except ConfigError as exc:
         print(f"depthkeeper: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.log.level, cfg.log.file)
+    setup_logging(getattr(args, "log_level", None) or cfg.log.level, cfg.log.file)
     logging.getLogger("pykka").addFilter(_NoChaosTracebacks())
     _quiet_zombie_deaths()
     report = run_chaos(cfg, settings)
