@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     binance.add_argument("--replay", action="append", default=[], metavar="PATH",
                          help="serve a recorded Binance file (repeatable); --symbols must name its symbols")
     binance.add_argument("--replay-speed", type=float, default=1.0, help="x recorded pace; <= 0 = as fast as read")
+    for action in parser._actions:  # short metavars keep the usage readable at 80 columns
+        if action.metavar is None and action.type in (int, float):
+            action.metavar = "N" if action.type is int else "S" if action.dest.endswith("_s") else "X"
     return parser
 
 

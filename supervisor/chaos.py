@@ -33,6 +33,7 @@ import attrs
 import pykka
 
 from depthkeeper.supervisor.otp.dispatch import Mailbox
+from depthkeeper.supervisor.otp.errors import mark_injected
 from depthkeeper.supervisor.otp.messages import Crash, GetChildren
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class ZombieBullet(Exception):  # noqa: N818 - it is not an error condition, it 
     """Raised asynchronously in an actor's thread. An ``Exception``, never a ``BaseException``:
     if it ever landed inside a handler pykka would treat a BaseException as fatal for *every*
     actor in the process, while an Exception is only a normal crash there."""
+
+    #: a fault injected on purpose: the supervision layer logs what it causes at INFO (otp.errors)
+    injected = True
 
 
 class ZombieOutcome(enum.Enum):
@@ -218,6 +222,7 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
             armed = _parked_in_inbox(thread) and ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(thread.ident or 0), ctypes.py_object(ZombieBullet)) == 1
         if armed:
+            mark_injected(thread)  # its death is ours: the liveness monitor logs the zombie at INFO
             break
         if time.monotonic() >= deadline:
             return ZombieOutcome.BUSY
@@ -326,7 +331,7 @@ class ChaosMonkey:
             self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, None, "not running")
         try:
-            ref.tell(Crash("chaos kill"))
+            ref.tell(Crash("chaos kill", injected=True))  # logged at INFO: we asked for it
         except pykka.ActorDeadError:
             self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, ref, "already dead")

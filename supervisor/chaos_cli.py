@@ -33,36 +33,50 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
+def _table(rows: list[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:
+    """Rows as aligned columns: each column as wide as its widest cell, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)).rstrip()
+            for row in rows]
+
+
+def _labelled(pairs: list[tuple[str, str]]) -> list[str]:
+    width = max(len(label) for label, _ in pairs)
+    return [f"{label:<{width}}  {value}".rstrip() for label, value in pairs]
+
+
 def render_report(report: ChaosReport) -> str:
-    """The readable report: totals, invariants, recovery table, violations."""
+    """The readable report: totals, invariants, recovery table, violations (columns aligned)."""
     verdict = "PASSED" if report.passed else f"FAILED ({len(report.violations)} violations)"
-    lines = [
-        f"depthkeeper chaos  seed {report.seed}  {report.duration_s:.1f}s  {verdict}",
-        "",
-        f"actor kills   {report.actor_kills:5d}   ({_counts(report.kills)})",
-        f"missed kills  {sum(report.missed_kills.values()):5d}   ({_counts(report.missed_kills)}: target restarting, "
-        f"or never idle for a zombie)",
-        f"venue faults  {report.venue_faults:5d}   ({_counts(report.faults)})",
-        "",
-        f"books exact           {report.books_exact}/{report.books_total}",
-        f"ghost subscriptions   {len(report.ghosts)} {list(report.ghosts) or ''}",
-        f"missing subscriptions {len(report.missing)} {list(report.missing) or ''}",
-        f"server connections    {report.server_connections}",
-        f"duplicate / empty cmd {report.duplicate_subscribes} / {report.empty_lists}",
-        f"LIVE views checked    {report.views_checked}  (bad: {report.view_violations}, "
-        f"oracle cross-checks: {report.oracle_samples})",
-        f"leaked threads/actors {len(report.leaked_threads)} / {len(report.leaked_actors)}",
-        f"restarts              {_counts(report.restarts)}",
-        f"escalations           {report.escalations}",
-        *([f"archive rows written / skipped / lost  {report.archive['rows_written']} / "
-           f"{report.archive['skipped']} / {report.archive['lost']}"] if report.archive else []),
-        "",
-        f"{'recovery':<14}{'n':>5}{'p50':>10}{'p99':>10}{'max':>10}{'unrecovered':>12}"
-        f"{'isolated n':>12}{'isolated p99':>14}",
+    lines = [f"depthkeeper chaos  seed {report.seed}  {report.duration_s:.1f}s  {verdict}", ""]
+    lines += _table([
+        ("actor kills", str(report.actor_kills), f"({_counts(report.kills)})"),
+        ("missed kills", str(sum(report.missed_kills.values())),
+         f"({_counts(report.missed_kills)}: target restarting, or never idle for a zombie)"),
+        ("venue faults", str(report.venue_faults), f"({_counts(report.faults)})"),
+    ], (False, True, False))
+    lines.append("")
+    pairs = [
+        ("books exact", f"{report.books_exact}/{report.books_total}"),
+        ("ghost subscriptions", f"{len(report.ghosts)} {list(report.ghosts) or ''}"),
+        ("missing subscriptions", f"{len(report.missing)} {list(report.missing) or ''}"),
+        ("server connections", str(report.server_connections)),
+        ("duplicate / empty cmd", f"{report.duplicate_subscribes} / {report.empty_lists}"),
+        ("LIVE views checked", f"{report.views_checked}  (bad: {report.view_violations}, "
+                               f"oracle cross-checks: {report.oracle_samples})"),
+        ("leaked threads/actors", f"{len(report.leaked_threads)} / {len(report.leaked_actors)}"),
+        ("restarts", _counts(report.restarts)),
+        ("escalations", str(report.escalations)),
     ]
-    for fig in report.recovery:
-        lines.append(f"{fig.kind:<14}{fig.count:>5}{_ms(fig.p50_s):>10}{_ms(fig.p99_s):>10}{_ms(fig.max_s):>10}"
-                     f"{fig.unrecovered:>12}{fig.isolated_count:>12}{_ms(fig.isolated_p99_s):>14}")
+    if report.archive:
+        pairs.append(("archive rows", f"written {report.archive['rows_written']} / skipped "
+                                      f"{report.archive['skipped']} / lost {report.archive['lost']}"))
+    lines += _labelled(pairs)
+    lines.append("")
+    rows = [("recovery", "n", "p50", "p99", "max", "unrecovered", "isolated n", "isolated p99")]
+    rows += [(fig.kind, str(fig.count), _ms(fig.p50_s), _ms(fig.p99_s), _ms(fig.max_s), str(fig.unrecovered),
+              str(fig.isolated_count), _ms(fig.isolated_p99_s)) for fig in report.recovery]
+    lines += _table(rows, (False, *[True] * 7))
     lines.append("(isolated: no other disruption of the same books -- global fault, REST fault, snapshot kill, "
                  "another fault on the book -- overlapped the recovery)")
     if report.slowest:

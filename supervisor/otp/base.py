@@ -40,7 +40,7 @@ import pykka
 from loguru import logger
 
 from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
-from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded
+from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded, is_injected
 from depthkeeper.supervisor.otp.messages import ChildExited, ChildStarted, Crash
 from depthkeeper.supervisor.otp.spec import ChildContext, ExitReason
 from depthkeeper.supervisor.otp.tell import tell
@@ -112,14 +112,16 @@ class SupervisedActor(pykka.ThreadingActor):
                    traceback: TracebackType | None) -> None:
         self._cleanup_guarded()
         reason = ExitReason.GAVE_UP if isinstance(exception_value, RestartIntensityExceeded) else ExitReason.CRASHED
+        injected = is_injected(exception_value)
         if reason is ExitReason.CRASHED:
-            self.log.error("crashed: {!r}", exception_value)
-        self._report_exit(reason, repr(exception_value))
+            self.log.log("INFO" if injected else "ERROR", "crashed{}: {!r}", " (injected)" if injected else "",
+                         exception_value)
+        self._report_exit(reason, repr(exception_value), injected=injected)
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Crash(reason=reason):
-                raise ChaosCrash(f"{self.child_id}: {reason}")
+            case Crash(reason=reason, injected=injected):
+                raise ChaosCrash(f"{self.child_id}: {reason}", injected=injected)
             case _:
                 # A host's ActorRegistry.broadcast reaches us too: never raise on strangers.
                 self.log.debug("ignoring unexpected message {!r}", message)
@@ -134,7 +136,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def exit_without_supervisor(self, reason: ExitReason, error: str | None) -> None:
         """Called instead of telling ``ChildExited`` when there is no supervisor (ctx is None)."""
 
-    def _report_exit(self, reason: ExitReason, error: str | None) -> None:
+    def _report_exit(self, reason: ExitReason, error: str | None, *, injected: bool = False) -> None:
         if self._exit_reported:
             return
         self._exit_reported = True
@@ -142,7 +144,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if self.ctx is None:
             self.exit_without_supervisor(reason, error)
         else:
-            self._tell_supervisor(ChildExited(self.child_id, self.generation, reason, error))
+            self._tell_supervisor(ChildExited(self.child_id, self.generation, reason, error, injected))
 
     def _tell_supervisor(self, message: Any) -> None:
         if self.ctx is not None:
