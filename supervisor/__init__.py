@@ -8,6 +8,8 @@
 Public API::
 
     from depthkeeper.supervisor import BookService, load_config
+    # what listeners and a host's parent receive, and what views carry
+    from depthkeeper.supervisor import BookUpdated, BookStatusChanged, BookView, BookStatus, Escalated
 
 The names are imported on first use, so importing the OTP layer never drags the service in.
 """
@@ -35,6 +37,12 @@ _PUBLIC = {
     "ConfigError": "depthkeeper.supervisor.service.errors",
     "DepthkeeperError": "depthkeeper.supervisor.service.errors",
     "ServiceError": "depthkeeper.supervisor.service.errors",
+    "BookStatus": "depthkeeper.actors.core.orderbook",
+    "BookStatusChanged": "depthkeeper.actors.messages",
+    "BookUpdated": "depthkeeper.actors.messages",
+    "BookView": "depthkeeper.actors.messages",
+    "Escalated": "depthkeeper.supervisor.otp.messages",
+    "resolve_config_path": "depthkeeper.supervisor.service.config",
 }
 
 __all__ = sorted(_PUBLIC)

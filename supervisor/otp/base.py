@@ -118,6 +118,17 @@ class SupervisedActor(pykka.ThreadingActor):
                          exception_value)
         self._report_exit(reason, repr(exception_value), injected=injected)
 
+    def _handle_failure(self, exception_type: type[BaseException] | None, exception_value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        # pykka's hook (both its loop and our dispatcher call it before on_failure): it logs every
+        # crash at ERROR with a traceback, then unregisters and stops the actor. A fault injected
+        # on purpose is no error: on_failure logs it at INFO; here only the unregister and stop.
+        if not is_injected(exception_value):
+            super()._handle_failure(exception_type, exception_value, traceback)
+            return
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case Crash(reason=reason, injected=injected):
