@@ -14,7 +14,7 @@ import argparse
 import sys
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pykka
@@ -80,7 +80,7 @@ def main() -> int:
     escalated = threading.Event()
     host = Host.start(cfg, escalated)
     try:
-        svc: BookService = host.ask("service", timeout=10)
+        svc = cast(BookService, host.ask("service", timeout=10))
         if not svc.wait_live(timeout=10):
             print("not live:", "; ".join(svc.health().problems))
             return 1
@@ -94,7 +94,7 @@ def main() -> int:
                 return 1
         else:
             escalated.wait(args.duration)  # the run: the host's inbox does the work meanwhile
-        updates, best = host.ask("report", timeout=10)
+        updates, best = cast(tuple[dict[str, int], dict[str, Any]], host.ask("report", timeout=10))
         for code in sorted(updates):
             bid, ask = best[code]
             print(f"updates {code:<8} {updates[code]:>6}  last bid {bid} ask {ask}")

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from loguru import logger
@@ -33,7 +34,7 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
-def _table(rows: list[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]], right: tuple[bool, ...]) -> list[str]:
     """Rows as aligned columns: each column as wide as its widest cell, two spaces apart."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)).rstrip()
