@@ -78,10 +78,11 @@ def render_report(report: ChaosReport) -> str:
     rows += [(fig.kind, str(fig.count), _ms(fig.p50_s), _ms(fig.p99_s), _ms(fig.max_s), str(fig.unrecovered),
               str(fig.isolated_count), _ms(fig.isolated_p99_s)) for fig in report.recovery]
     lines += _table(rows, (False, *[True] * 7))
-    lines.append("(isolated: no other disruption of the same books -- global fault, REST fault, snapshot kill, "
-                 "another fault on the book -- overlapped the recovery)")
+    lines.append("(isolated: no other disruption of the same books -- global fault, REST fault, snapshot kill,")
+    lines.append(" another fault on the book -- overlapped the recovery)")
     if report.slowest:
-        lines.append("slowest: " + "; ".join(report.slowest))
+        lines.append("slowest:")
+        lines.extend(f"  {text}" for text in report.slowest)
     lines.append("")
     if report.violations:
         lines.append("violations:")

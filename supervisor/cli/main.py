@@ -17,11 +17,9 @@ from typing import Any
 
 from depthkeeper.supervisor.cli.logs import LEVELS
 
-DESCRIPTION = ("Live local L2 order books for many symbols over one WebSocket: run the service, its "
-               "exchange simulator, chaos runs, archive exports and benchmarks.")
-EPILOG = ("Config files: conf/NAME.toml is read from the current directory when it is there, else the "
-          "copy shipped with the package is used. Exit status: 0 ok, 1 a check failed, 2 a usage, "
-          "config or start-up problem, 3 the service gave up.")
+DESCRIPTION = "Live local L2 order books for many symbols over one WebSocket."
+EPILOG = ("conf/NAME.toml: from the current directory if there, else the shipped copy. "
+          "Exit status: 0 ok, 1 a check failed, 2 a usage, config or start-up problem, 3 the service gave up.")
 
 
 def version() -> str:
@@ -54,8 +52,7 @@ def seconds(text: str) -> float:
 
 def _log_level(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--log-level", type=str.upper, choices=LEVELS, default=default, metavar="LEVEL",
-                        help="log level: " + ", ".join(LEVELS) + " (default: the config file's [log] level, "
-                             "INFO when it has none)")
+                        help=f"{', '.join(LEVELS)} (default: the config file's [log] level)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,14 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     _log_level(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
+    def command(name: str, text: str, logs: bool = True, **kwargs: Any) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
                              formatter_class=HelpFormatter, **kwargs)
-        if kwargs.get("add_help", True):
+        if logs and kwargs.get("add_help", True):
             _log_level(cmd, argparse.SUPPRESS)  # also after the command; the global one otherwise
         return cmd
 
-    run = command("run", "run the service from a config file, with a live view on a terminal")
+    run = command("run", "run the service from a config file, with a live view")
     run.add_argument("--config", required=True, metavar="FILE",
                      help="TOML deployment file, e.g. conf/demo.toml (embedded simulator) or conf/alltick.toml")
     run.add_argument("--duration", type=seconds, default=None, metavar="SECONDS",
@@ -81,10 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the final stats as JSON on stdout (no live view)")
     run.add_argument("--no-table", action="store_true", help="no live view: just log (also when stdout is not a terminal)")
 
-    command("sim", "run the exchange simulator in the foreground (its options: depthkeeper sim --help)",
-            add_help=False)
+    command("sim", "run the exchange simulator in the foreground", add_help=False)
 
-    chaos = command("chaos", "run a seeded chaos schedule against the embedded simulator and check the invariants")
+    chaos = command("chaos", "seeded kills and venue faults, then check the invariants")
     chaos.add_argument("--config", default="conf/chaos.toml", metavar="FILE",
                        help="deployment with a [chaos] table")
     chaos.add_argument("--duration", type=seconds, default=None, metavar="SECONDS",
@@ -94,20 +90,19 @@ def _parser() -> argparse.ArgumentParser:
                             "[chaos] seed, 7 in the shipped file)")
     chaos.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
 
-    export = command("export", "export archived book snapshots of one symbol for backtests")
+    export = command("export", "export archived snapshots of one symbol (CSV, JSON lines)", logs=False)
     export.add_argument("--archive", required=True, metavar="FILE",
                         help="the SQLite archive ([archive] path of the deployment that wrote it)")
     export.add_argument("--symbol", required=True, help="the symbol to export, e.g. BTCUSDT")
     export.add_argument("--from", dest="start", default=None, metavar="TIME",
-                        help="first archive time, inclusive: epoch seconds or ISO-8601, UTC unless it has a zone "
-                             "(default: the first row)")
+                        help="start of the window, inclusive: epoch seconds or ISO-8601, UTC unless it has a "
+                             "zone (default: no start)")
     export.add_argument("--to", dest="end", default=None, metavar="TIME",
-                        help="end of the window, exclusive (default: the last row)")
+                        help="end of the window, exclusive (default: no end)")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv",
                         help="csv: one column per level; jsonl: levels as [[price, size], ...] arrays")
 
-    command("bench", "benchmark against the peers, from a source checkout (its options: depthkeeper bench --help)",
-            add_help=False)
+    command("bench", "benchmark against the peers (from a source checkout)", add_help=False)
     return parser
 
 
