@@ -26,9 +26,18 @@ from depthkeeper.simulator.handle import Simulator
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Says every default, except the ones that say nothing (None, a flag's False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == [] or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="depthkeeper sim", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="depthkeeper sim", formatter_class=HelpFormatter,
         description="Run the local exchange simulator (WebSocket + REST snapshots + /_control faults on one "
                     "port) until Ctrl-C or SIGTERM. The first line on stdout is JSON with its URLs.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

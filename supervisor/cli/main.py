@@ -34,7 +34,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Says every default, except the ones that say nothing (None, a flag's False)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or not action.option_strings:
             return action.help
         return super()._get_help_string(action)
 

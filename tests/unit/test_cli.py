@@ -24,6 +24,11 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
     return dict(action.choices)
 
 
+def says_nothing(default: object) -> bool:
+    """A default not worth printing: no value, a flag's False, an empty list (0 is worth it)."""
+    return default is None or default is False or default == [] or default == argparse.SUPPRESS
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
@@ -47,7 +52,7 @@ def test_every_option_has_help_and_says_its_default(command: str) -> None:
         if not action.option_strings or action.dest == "help":
             continue
         assert action.help, f"{command} {action.option_strings}: no help"
-        if action.default not in (None, False, argparse.SUPPRESS):
+        if not says_nothing(action.default):
             assert f"(default: {action.default})" in help_text, f"{command} {action.option_strings}"
         elif action.default is None:  # no value: the help says what happens without the option
             assert "default:" in action.help or action.required, f"{command} {action.option_strings}"
@@ -59,7 +64,7 @@ def test_every_sim_option_has_help_and_its_default() -> None:
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, action.option_strings
-            if action.default not in (None, False, []):
+            if not says_nothing(action.default) and "default:" not in action.help:
                 assert f"(default: {action.default})" in help_text, action.option_strings
 
 
@@ -117,3 +122,12 @@ def test_a_shipped_file_puts_relative_paths_in_the_working_directory(tmp_path: P
     path, shipped = resolve_config_path("conf/chaos.toml")
     cfg = load(argparse.Namespace(config=str(path), config_shipped=shipped))
     assert cfg.archive.path == str(tmp_path / "chaos-archive.sqlite")
+
+
+def test_bench_is_found_in_the_checkout_and_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: depthkeeper bench") and "(default: 50)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
