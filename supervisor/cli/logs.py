@@ -61,8 +61,19 @@ def _said(key: str, value: Any, message: str) -> bool:
 
 
 def context_suffix(extra: dict[str, Any], message: str) -> str:
-    """The bound context a line shows after its message: ``"  symbol=BTCUSDT epoch=3"``, or ``""``."""
-    items = [f"{k}={v}" for k, v in extra.items() if k not in _INTERNAL and not _said(k, v, message)]
+    """The bound context a line shows after its message: ``"  symbol=BTCUSDT epoch=3"``, or ``""``.
+    A name already shown (in the message, or under another key: ``supervisor=books child_id=books``)
+    is not repeated."""
+    items: list[str] = []
+    shown: set[str] = set()
+    for key, value in extra.items():
+        if key in _INTERNAL or _said(key, value, message):
+            continue
+        if isinstance(value, str) and len(value) >= 3:
+            if value in shown:
+                continue
+            shown.add(value)
+        items.append(f"{key}={value}")
     return "  " + " ".join(items) if items else ""
 
 

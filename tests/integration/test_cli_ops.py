@@ -109,3 +109,15 @@ def test_sim_logs_in_the_same_format_as_run(tmp_path: Path) -> None:
     lines = err.splitlines()
     assert len(lines) >= 2 and all(LINE.match(line) for line in lines), lines
     assert "simulator listening" in lines[0]
+
+
+def test_sim_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = depthkeeper("sim", "--port", str(port), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"depthkeeper sim: cannot start on 127.0.0.1:{port}: ")
+    assert "address already in use" in proc.stderr
