@@ -27,8 +27,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import websocket
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     ConnectNow,
@@ -45,7 +45,7 @@ from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
-from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
+from depthkeeper.supervisor.otp.spec import Backoff
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
@@ -59,12 +59,35 @@ if TYPE_CHECKING:
 PACING_MARGIN_S = 0.05
 
 
-def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
-    """Full jitter on a capped exponential, never below the venue floor."""
-    return max(cfg.floor_s, backoff_delay(attempt, cfg.backoff_min_s, cfg.backoff_max_s, rng, jitter=Jitter.FULL))
+@attrs.define
+class ConnectionCounters:
+    """What the ConnectionActor counts (cumulative)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    heartbeat_timeouts: int = 0
+    frames_sent: int = 0
+    sends_dropped: int = 0
+    heartbeats_sent: int = 0
+
+
+@attrs.frozen
+class ConnectionReport:
+    """The answer to GetCounters: the actor's counters, its reader's, and its state."""
+
+    counters: ConnectionCounters
+    reader: ReaderCounters
+    epoch: int
+    connected: bool
+    #: the venue refused us for good (why), or None
+    failed: str | None
+    reconnect_scheduled: bool
 
 
 class ConnectionActor(SupervisedActor):
+    log_name = "connection"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
                  scheduler: Scheduler, min_send_interval_s: float = 0.0,
@@ -81,11 +104,12 @@ class ConnectionActor(SupervisedActor):
         self._scheduler = scheduler
         self._min_send_interval_s = min_send_interval_s + PACING_MARGIN_S if min_send_interval_s > 0 else 0.0
         self._inbox_limit = inbox_limit
-        self._rng = rng or random.Random()
+        #: reconnect attempts since a socket last delivered data (full jitter, never below the venue floor)
+        self._backoff = Backoff(reconnect.backoff_min_s, reconnect.backoff_max_s, rng or random.Random(),
+                                floor_s=reconnect.floor_s)
         self._ws: websocket.WebSocket | None = None
         self._reader: Reader | None = None
         self.epoch = 0
-        self._attempt = 0
         self._connect_pending = False
         self._failed: str | None = None
         self._outbox: deque[tuple[str, str]] = deque()
@@ -99,9 +123,7 @@ class ConnectionActor(SupervisedActor):
         self._hb_seq = 0
         self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
-        self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
-                         "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
-        self._log = logger.bind(actor="connection")
+        self.counters = ConnectionCounters()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,7 +143,7 @@ class ConnectionActor(SupervisedActor):
                 self._connect()
             case SocketClosed(epoch=epoch, reason=reason):
                 if epoch == self.epoch and self._ws is not None:
-                    self._log.bind(epoch=epoch).info("socket closed: {}", reason)
+                    self.log.bind(epoch=epoch).info("socket closed: {}", reason)
                     self._drop_socket(f"closed: {reason}")
             case HeartbeatTick():
                 self._on_tick()
@@ -134,7 +156,7 @@ class ConnectionActor(SupervisedActor):
                 self._fail(reason)
                 self._close_socket(f"venue refused us: {reason}")
             case GetCounters():
-                return self.snapshot_counters()
+                return self.report()
             case _:
                 return super().on_receive(message)
         return None
@@ -163,9 +185,9 @@ class ConnectionActor(SupervisedActor):
     def _open(self, ws: websocket.WebSocket) -> None:
         self._ws = ws
         self.epoch = self._epochs.next()
-        self.counters["connects"] += 1
-        if self.counters["connects"] > 1:
-            self.counters["reconnects"] += 1
+        self.counters.connects += 1
+        if self.counters.connects > 1:
+            self.counters.reconnects += 1
         self._seen_business = self.reader_counters.business
         self._seen_hb_acks = self.reader_counters.heartbeat_acks
         self._outbox.clear()
@@ -183,21 +205,20 @@ class ConnectionActor(SupervisedActor):
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
-        self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
+        self.log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
 
     def _connect_failed(self, why: str) -> None:
-        self.counters["connect_failures"] += 1
+        self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._attempt,
+        delay = self._backoff.next_delay()
+        self.log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
                           delay)
         self._schedule_connect(delay)
 
     def _fail(self, why: str) -> None:
         self._failed = why
-        self._log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
+        self.log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
         self._peers.tell_tree(VenueFailure(why))
 
     def _schedule_connect(self, delay_s: float) -> None:
@@ -205,16 +226,15 @@ class ConnectionActor(SupervisedActor):
             return
         self._connect_pending = True
         if delay_s <= 0:
-            self.actor_ref.tell(ConnectNow(self._attempt))
+            self.actor_ref.tell(ConnectNow(self._backoff.attempt))
         else:
-            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._attempt))
+            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._backoff.attempt))
 
     def _drop_socket(self, reason: str) -> None:
         """The socket is gone: close it and reconnect after a backoff."""
         self._close_socket(reason)
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._attempt)
+        delay = self._backoff.next_delay()
+        self.log.info("reconnecting in {:.2f}s (attempt {})", delay, self._backoff.attempt)
         self._schedule_connect(delay)
 
     def _close_socket(self, reason: str) -> None:
@@ -241,15 +261,15 @@ class ConnectionActor(SupervisedActor):
         counters = self.reader_counters
         if counters.business != self._seen_business:
             self._seen_business = counters.business
-            self._attempt = 0  # this socket delivered data: it is healthy
+            self._backoff.reset()  # this socket delivered data: it is healthy
         bound_s = self.socket.silence_bound_s
         silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
         frame = self._venue.heartbeat(self._hb_seq + 1, self.epoch)
         if frame is not None:
             silent_s = max(silent_s, self._send_heartbeat(frame, now))
         if silent_s >= bound_s:
-            self.counters["heartbeat_timeouts"] += 1
-            self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
+            self.counters.heartbeat_timeouts += 1
+            self.log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
                 "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
             self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
 
@@ -263,15 +283,15 @@ class ConnectionActor(SupervisedActor):
         silent_s = now - self._acked_at if self._hb_seq and self._venue.heartbeat_acks else 0.0
         self._hb_seq += 1
         self._enqueue(frame, "heartbeat")
-        self.counters["heartbeats_sent"] += 1
+        self.counters.heartbeats_sent += 1
         return silent_s
 
     # -- sending (paced) -----------------------------------------------------------------
 
     def _on_send(self, message: SendFrame) -> None:
         if message.epoch != self.epoch or self._ws is None:
-            self.counters["sends_dropped"] += 1
-            self._log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
+            self.counters.sends_dropped += 1
+            self.log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
             return
         self._enqueue(message.text, message.what)
 
@@ -291,18 +311,14 @@ class ConnectionActor(SupervisedActor):
             try:
                 self._ws.send(text)
             except (OSError, websocket.WebSocketException) as exc:
-                self._log.warning("send of {} failed: {}", what, exc)
+                self.log.warning("send of {} failed: {}", what, exc)
                 self._drop_socket(f"send failed: {exc}")
                 return
             self._last_sent_at = time.monotonic()
-            self.counters["frames_sent"] += 1
-            self._log.bind(epoch=self.epoch).debug("sent {}", what)
+            self.counters.frames_sent += 1
+            self.log.bind(epoch=self.epoch).debug("sent {}", what)
 
-    def snapshot_counters(self) -> dict[str, Any]:
-        rc = self.reader_counters
-        return dict(self.counters, epoch=self.epoch, connected=self._ws is not None, failed=self._failed,
-                    reconnect_scheduled=self._connect_pending,
-                    frames=rc.frames, business=rc.business, malformed=rc.malformed,
-                    malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
-                    overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
-                    heartbeat_acks=rc.heartbeat_acks)
+    def report(self) -> ConnectionReport:
+        reader = attrs.evolve(self.reader_counters, malformed_by_kind=dict(self.reader_counters.malformed_by_kind))
+        return ConnectionReport(attrs.evolve(self.counters), reader, self.epoch, self._ws is not None, self._failed,
+                                self._connect_pending)

@@ -50,8 +50,8 @@ class BookCounters:
 class BookReadPort:
     """The read side of one book: its state, counters and latencies, written by its actor."""
 
-    __slots__ = ("book", "calibration", "code", "counters", "epoch", "gen", "inbox", "latencies", "socket", "sync",
-                 "updated_at")
+    __slots__ = ("book", "calibration", "code", "counters", "epoch", "gen", "inbox", "latencies", "levels_held",
+                 "socket", "sync", "updated_at")
 
     def __init__(self, code: str, book: OrderBook, *, sync: SyncCounters | None = None,
                  calibration: Calibration | None = None, latencies: Latencies | None = None,
@@ -69,6 +69,8 @@ class BookReadPort:
         self.latencies = latencies if latencies is not None else Latencies(16)
         #: the actor's inbox (a queue: ``qsize()`` is thread-safe)
         self.inbox = inbox
+        #: levels per side the book last held LIVE (its policy's; a restarted book inherits them)
+        self.levels_held: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def status(self) -> BookStatus:
         """The status a reader may be shown (one attribute read per field: no copy, no sort)."""
@@ -99,8 +101,13 @@ class BookReadPort:
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""
         copied = self.consistent(self._copy)
-        if copied is None:
-            return None
+        return None if copied is None else self._view(copied, depth)
+
+    def owner_view(self, depth: int | None) -> BookView:
+        """The view from the book's own actor (the writer: nothing can change under it)."""
+        return self._view(self._copy(), depth)
+
+    def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, status, reason, seq, horizons, updated_at, epoch = copied
         top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
         status, reason = shown_status(status, reason, epoch, self.socket)
@@ -165,6 +172,9 @@ class ReadPorts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ports: dict[str, BookReadPort] = {}
+        #: code -> levels per side its book last held LIVE, left by a stopped incarnation for the
+        #: next one (a restarted book must still know a short snapshot when it sees one)
+        self._levels_held: dict[str, tuple[int, int]] = {}
 
     def register(self, port: BookReadPort) -> None:
         with self._lock:
@@ -174,6 +184,16 @@ class ReadPorts:
         with self._lock:
             if self._ports.get(port.code) is port:
                 del self._ports[port.code]
+                self._levels_held[port.code] = port.levels_held()
+
+    def levels_held(self, code: str) -> tuple[int, int]:
+        """What the previous incarnation of ``code``'s book last held LIVE: from its port if it is
+        still registered (a zombie runs no cleanup), else what it left when it stopped."""
+        with self._lock:
+            port = self._ports.get(code)
+            if port is not None:
+                return port.levels_held()
+            return self._levels_held.get(code, (0, 0))
 
     def get(self, code: str) -> BookReadPort | None:
         return self._ports.get(code)

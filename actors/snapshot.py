@@ -24,8 +24,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pykka
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     DrainQueue,
@@ -50,7 +50,31 @@ if TYPE_CHECKING:
 
 
 
+@attrs.define
+class SnapshotCounters:
+    """What the SnapshotActor counts (cumulative)."""
+
+    requests: int = 0
+    coalesced: int = 0
+    errors: int = 0
+    retries: int = 0
+    delivered: int = 0
+    #: requests dropped because the socket was down (the books ask again on the next socket)
+    dropped_socket_down: int = 0
+
+
+@attrs.frozen
+class SnapshotReport:
+    """The answer to GetCounters."""
+
+    counters: SnapshotCounters
+    queued: int
+    in_flight: int
+
+
 class SnapshotActor(SupervisedActor):
+    log_name = "snapshot"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, cfg: SnapshotConfig,
                  timeout_s: float, scheduler: Scheduler, workers: int = 4, rng: random.Random | None = None,
                  socket: SocketState | None = None) -> None:
@@ -74,9 +98,7 @@ class SnapshotActor(SupervisedActor):
         self._refilled_at = time.monotonic()
         self._drain_scheduled = False
         self._trace = 0
-        self.counters = {"requests": 0, "coalesced": 0, "errors": 0, "retries": 0, "delivered": 0,
-                         "dropped_socket_down": 0}
-        self._log = logger.bind(actor="snapshot")
+        self.counters = SnapshotCounters()
 
     def init(self) -> None:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="depthkeeper-snapshot")
@@ -100,7 +122,7 @@ class SnapshotActor(SupervisedActor):
                 self._drain_scheduled = False
                 self._drain()
             case GetCounters():
-                return dict(self.counters, queued=len(self._queue), in_flight=len(self._in_flight))
+                return SnapshotReport(attrs.evolve(self.counters), len(self._queue), len(self._in_flight))
             case _:
                 return super().on_receive(message)
         return None
@@ -110,20 +132,20 @@ class SnapshotActor(SupervisedActor):
 
     def _drop_all(self) -> None:
         dropped = len(self._waiters)
-        self.counters["dropped_socket_down"] += dropped
+        self.counters.dropped_socket_down += dropped
         self._waiters.clear()
         self._queue.clear()
         self._attempts.clear()
         if dropped:
-            self._log.debug("socket lost: dropped {} pending snapshot requests", dropped)
+            self.log.debug("socket lost: dropped {} pending snapshot requests", dropped)
 
     def _on_request(self, req: RequestSnapshot) -> None:
         if self._socket_down():
-            self.counters["dropped_socket_down"] += 1
+            self.counters.dropped_socket_down += 1
             return
         waiters = self._waiters.setdefault(req.code, {})
         if waiters:
-            self.counters["coalesced"] += 1
+            self.counters.coalesced += 1
         waiters[req.reply_to.actor_urn] = (req.reply_to, req.token)
         self._enqueue(req.code)
 
@@ -155,7 +177,7 @@ class SnapshotActor(SupervisedActor):
     def _start_fetch(self, codes: tuple[str, ...]) -> None:
         assert self._pool is not None
         self._in_flight.update(codes)
-        self.counters["requests"] += 1
+        self.counters.requests += 1
         self._trace += 1
         future = self._pool.submit(fetch, self._venue, self._url, codes, self._timeout_s,
                                    f"dk-{self._trace}")
@@ -187,18 +209,18 @@ class SnapshotActor(SupervisedActor):
         self._attempts.pop(code, None)
         for ref, token in self._waiters.pop(code, {}).values():
             if tell(ref, SnapshotReady(code, token, snap)):  # False: the book was unsubscribed meanwhile
-                self.counters["delivered"] += 1
+                self.counters.delivered += 1
 
     def _failed(self, code: str, error: str, fatal: bool) -> None:
-        self.counters["errors"] += 1
+        self.counters.errors += 1
         attempt = self._attempts.get(code, 0)
         self._attempts[code] = attempt + 1
         cfg = self._cfg
         delay = cfg.retry_max_s * 10 if fatal else backoff_delay(attempt, cfg.retry_min_s, cfg.retry_max_s,
                                                                   self._rng, jitter=Jitter.FULL)
-        self._log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
+        self.log.bind(symbol=code).warning("snapshot fetch failed ({}); retry {} in {:.2f}s", redact(error),
                                             attempt + 1, delay)
-        self.counters["retries"] += 1
+        self.counters.retries += 1
         self._retrying.add(code)
         self._scheduler.schedule(delay, self.actor_ref, RetryFetch(code))
 
@@ -207,7 +229,7 @@ def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trac
     """Blocking REST request (runs on a worker thread). Never raises."""
     full = venue.snapshot_url(url, codes, trace)
     try:
-        with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
+        with urllib.request.urlopen(full, timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code))

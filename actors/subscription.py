@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     AckReceived,
@@ -80,6 +79,37 @@ LEFT_CODES_LIMIT = 4096
 
 
 @attrs.define
+class SubscriptionCounters:
+    """What the SubscriptionActor counts (cumulative; GetCounters answers a copy in a report)."""
+
+    commands: int = 0
+    codes_subscribed: int = 0
+    codes_unsubscribed: int = 0
+    invalid_codes: int = 0
+    venue_rejected: int = 0
+    unwanted_frames: int = 0
+    ghost_unsubscribes: int = 0
+    replays: int = 0
+    #: frames for a code we are leaving, still in flight (not ghosts)
+    in_flight_frames: int = 0
+    #: frames for a code this socket never subscribed (counted, never answered)
+    unknown_code_frames: int = 0
+    acks: int = 0
+
+
+@attrs.frozen
+class SubscriptionReport:
+    """The answer to GetCounters."""
+
+    counters: SubscriptionCounters
+    desired: tuple[str, ...]
+    active: tuple[str, ...]
+    rejected: dict[str, str]
+    epoch: int
+    left_codes: int
+
+
+@attrs.define
 class LeftCode:
     """A code this socket subscribed and then left: is its data still in flight, or a ghost?"""
 
@@ -97,6 +127,8 @@ class LeftCode:
 
 
 class SubscriptionActor(SupervisedActor):
+    log_name = "subscription"
+
     def __init__(self, ctx: ChildContext, *, venue: Venue, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
                  ledger: SubscriptionLedger | None = None,
@@ -123,10 +155,7 @@ class SubscriptionActor(SupervisedActor):
         self._request_id = 0
         #: our requests on this socket that carry an id, for the venue's answers
         self._requests: OrderedDict[int, Request] = OrderedDict()
-        self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
-                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
-                         "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
-        self._log = logger.bind(actor="subscription")
+        self.counters = SubscriptionCounters()
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
 
@@ -138,7 +167,7 @@ class SubscriptionActor(SupervisedActor):
             # restarted on the same live socket: the ledger says what the server has
             self.active = set(self._ledger.active)
         else:
-            self.counters["replays"] += 1  # a socket we never sent on: replay everything
+            self.counters.replays += 1  # a socket we never sent on: replay everything
         self._flush()
 
     def on_receive(self, message: Any) -> Any:
@@ -165,8 +194,8 @@ class SubscriptionActor(SupervisedActor):
                 if epoch == self.epoch:
                     self._on_ack(ack)
             case GetCounters():
-                return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
-                            rejected=dict(self.rejected), epoch=self.epoch, left_codes=len(self._left))
+                return SubscriptionReport(attrs.evolve(self.counters), tuple(sorted(self.desired)),
+                                          tuple(sorted(self.active)), dict(self.rejected), self.epoch, len(self._left))
             case _:
                 return super().on_receive(message)
         return None
@@ -174,8 +203,8 @@ class SubscriptionActor(SupervisedActor):
     def _set_desired(self, desired: frozenset[str]) -> None:
         accepted, refused = self._rules.split(sorted(desired))
         for code, reason in refused:
-            self.counters["invalid_codes"] += 1
-            self._log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
+            self.counters.invalid_codes += 1
+            self.log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
         self.desired = frozenset(accepted)
 
     def _on_socket(self, epoch: int) -> None:
@@ -186,8 +215,8 @@ class SubscriptionActor(SupervisedActor):
         self._commit()
         self._left.clear()
         self._acks_seen = self._acked_request = 0
-        self.counters["replays"] += 1
-        self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
+        self.counters.replays += 1
+        self.log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
 
     def _schedule(self, delay_s: float) -> None:
@@ -228,15 +257,15 @@ class SubscriptionActor(SupervisedActor):
         self.active.update(request.added)
         self.active.difference_update(request.removed)
         self._commit()
-        self.counters["codes_subscribed"] += len(request.added)
-        self.counters["codes_unsubscribed"] += len(request.removed)
+        self.counters.codes_subscribed += len(request.added)
+        self.counters.codes_unsubscribed += len(request.removed)
         if request.removed:
             self._mark_left(request.removed, request=request.request_id)
 
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = self._clock()
-        self.counters["commands"] += 1
-        self._log.bind(epoch=self.epoch).info("sending {}", what)
+        self.counters.commands += 1
+        self.log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
 
     def _commit(self) -> None:
@@ -272,7 +301,7 @@ class SubscriptionActor(SupervisedActor):
     def _settle(self, verdict: AckVerdict) -> None:
         """An answer on this socket: which of our unsubscribes has the venue now processed."""
         self._acks_seen += 1
-        self.counters["acks"] += 1
+        self.counters.acks += 1
         if verdict.settled_through > self._acked_request:
             self._acked_request = verdict.settled_through
         for code in verdict.unsubscribed:
@@ -281,7 +310,7 @@ class SubscriptionActor(SupervisedActor):
                 entry.unsub_acks += 1
 
     def _on_unwanted(self, message: UnwantedData) -> None:
-        self.counters["unwanted_frames"] += message.frames
+        self.counters.unwanted_frames += message.frames
         if message.epoch != self.epoch:
             return
         now = self._clock()
@@ -291,11 +320,11 @@ class SubscriptionActor(SupervisedActor):
                 continue  # a book being started or restarted, or our unsub not sent yet: not a ghost
             entry = self._left.get(code)
             if entry is None:
-                self.counters["unknown_code_frames"] += frames  # never subscribed here: count, never answer
+                self.counters.unknown_code_frames += frames  # never subscribed here: count, never answer
             elif entry.reaped:
                 continue  # unsubscribed again once on this socket already; counted above
             elif not self._settled(entry, now):
-                self.counters["in_flight_frames"] += frames  # sent before the venue processed our unsub
+                self.counters.in_flight_frames += frames  # sent before the venue processed our unsub
             else:
                 entry.frames += frames
                 if entry.frames >= self._cfg.ghost_threshold:
@@ -306,9 +335,9 @@ class SubscriptionActor(SupervisedActor):
 
     def _reap(self, codes: list[str]) -> None:
         """Unsubscribe ghosts again: kept in ``active``, the next flush plans their unsubscribe."""
-        self.counters["ghost_unsubscribes"] += len(codes)
+        self.counters.ghost_unsubscribes += len(codes)
         for code in codes:
-            self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
+            self.log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
                                                                code)
         self.active.update(codes)
         self._schedule(self._cfg.coalesce_window_s)
@@ -319,10 +348,10 @@ class SubscriptionActor(SupervisedActor):
         for code, why in verdict.rejected:
             self._reject(code, why)
         if verdict.fatal is not None:
-            self._log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
+            self.log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
             self._peers.tell_connection(VenueFailure(verdict.fatal))
         elif verdict.warning is not None:
-            self._log.warning("{}", verdict.warning)
+            self.log.warning("{}", verdict.warning)
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:
@@ -330,6 +359,6 @@ class SubscriptionActor(SupervisedActor):
         self.rejected[code] = why
         self.active.discard(code)
         self._commit()
-        self.counters["venue_rejected"] += 1
-        self._log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
+        self.counters.venue_rejected += 1
+        self.log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
         self._peers.tell_tree(CodeRejected(code, why))

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
-from loguru import logger
 
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
@@ -102,8 +101,38 @@ class ArchiveMailbox:
         return len(self._views)
 
 
+@attrs.define
+class ArchiveCounters:
+    """What the ArchiveActor counts (cumulative)."""
+
+    rows_written: int = 0
+    events_written: int = 0
+    batches: int = 0
+    #: views not written: not LIVE, or the same seq as the symbol's last row
+    not_live: int = 0
+    unchanged: int = 0
+    #: intervals skipped because the previous write overran
+    missed_intervals: int = 0
+    last_batch_s: float = 0.0
+
+
+@attrs.frozen
+class ArchiveReport:
+    """The answer to GetCounters."""
+
+    counters: ArchiveCounters
+    #: views received, and views replaced before they were written (here or in the hub's mailbox)
+    views: int
+    skipped: int
+    events_dropped: int
+    pending: int
+    path: str
+
+
 class ArchiveActor(SupervisedActor):
     """See the module docstring. Counters via ``ask(GetCounters())``."""
+
+    log_name = "archive"
 
     def __init__(self, ctx: ChildContext | None, *, path: str, interval_s: float, depth: int, hub: ListenerHub,
                  scheduler: Scheduler, mailbox: ArchiveMailbox | None = None, listener_id: int | None = None) -> None:
@@ -123,9 +152,7 @@ class ArchiveActor(SupervisedActor):
         self._listener_id: int | None = listener_id
         self._timer: Any = None
         self._due_s = 0.0
-        self.counters = {"rows_written": 0, "events_written": 0, "batches": 0, "not_live": 0,
-                         "unchanged": 0, "missed_intervals": 0, "last_batch_s": 0.0}
-        self._log = logger.bind(actor="archive")
+        self.counters = ArchiveCounters()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -136,7 +163,7 @@ class ArchiveActor(SupervisedActor):
             self._listener_id = self._hub.add(self._mailbox, min_interval_s=self._interval_s / 2)
         self._due_s = time.monotonic() + self._interval_s
         self._timer = self._scheduler.schedule(self._interval_s, self.actor_ref, ArchiveTick())
-        self._log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
+        self.log.info("archiving to {} every {}s (depth {}; {} symbols already archived)", self._path,
                        self._interval_s, self._depth, len(self._last_ts))
 
     def cleanup(self) -> None:
@@ -155,7 +182,7 @@ class ArchiveActor(SupervisedActor):
         try:
             self._flush()
         except Exception as exc:  # the exit must still be reported
-            self._log.opt(exception=exc).error("final archive write failed: {!r}", exc)
+            self.log.opt(exception=exc).error("final archive write failed: {!r}", exc)
         super().on_stop()
 
     def on_receive(self, message: Any) -> Any:
@@ -170,12 +197,12 @@ class ArchiveActor(SupervisedActor):
                 return super().on_receive(message)
         return None
 
-    def counter_values(self) -> dict[str, Any]:
+    def counter_values(self) -> ArchiveReport:
         """Counters plus ``skipped`` = views replaced here + views conflated in our hub mailbox."""
         hub = self._hub.stats().get(self._listener_id, {}) if self._listener_id is not None else {}
         box = self._mailbox
-        return dict(self.counters, views=box.received, skipped=box.superseded + hub.get("conflated", 0),
-                    events_dropped=box.events_dropped, pending=box.pending, path=self._path)
+        return ArchiveReport(attrs.evolve(self.counters), box.received, box.superseded + hub.get("conflated", 0),
+                             box.events_dropped, box.pending, self._path)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -185,7 +212,7 @@ class ArchiveActor(SupervisedActor):
         self._due_s += self._interval_s
         if self._due_s <= now:  # the write (or a busy inbox) overran: skip, do not queue, the missed ticks
             missed = int((now - self._due_s) // self._interval_s) + 1
-            self.counters["missed_intervals"] += missed
+            self.counters.missed_intervals += missed
             self._due_s += missed * self._interval_s
         self._timer = self._scheduler.schedule(self._due_s - now, self.actor_ref, ArchiveTick())
 
@@ -199,9 +226,9 @@ class ArchiveActor(SupervisedActor):
         rows = []
         for code, view in views.items():
             if view.status is not BookStatus.LIVE:
-                self.counters["not_live"] += 1
+                self.counters.not_live += 1
             elif self._written_seq.get(code) == view.seq:
-                self.counters["unchanged"] += 1
+                self.counters.unchanged += 1
             else:
                 bids = orjson.dumps(view.bids[: self._depth]).decode()
                 asks = orjson.dumps(view.asks[: self._depth]).decode()
@@ -227,7 +254,7 @@ class ArchiveActor(SupervisedActor):
         db.execute("COMMIT")
         for _, code, seq, *_rest in rows:
             self._written_seq[code] = seq
-        self.counters["rows_written"] += len(rows)
-        self.counters["events_written"] += len(events)
-        self.counters["batches"] += 1
-        self.counters["last_batch_s"] = time.monotonic() - started
+        self.counters.rows_written += len(rows)
+        self.counters.events_written += len(events)
+        self.counters.batches += 1
+        self.counters.last_batch_s = time.monotonic() - started

@@ -39,7 +39,7 @@ class NoRows(ExportError):
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _no_rows(db: sqlite3.Connection, symbol: str) -> NoRows:
@@ -70,7 +70,7 @@ def parse_time(text: str | None) -> float | None:
     except ValueError:
         raise ValueError(f"{text!r} is neither epoch seconds nor an ISO-8601 time") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 

@@ -63,11 +63,15 @@ def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth:
 
 
 def _archive_counters(svc: Any) -> dict[str, Any]:
-    from depthkeeper.actors.messages import GetCounters
-    from depthkeeper.supervisor.otp.messages import GetChildren
+    import attrs
 
-    child = next((c for c in svc.chaos.children() if c.id == "archive"), None)
-    return child.ref.ask(GetCounters(), timeout=10) if child is not None and child.ref is not None else {}
+    from depthkeeper.actors.messages import GetCounters
+
+    ref = svc.tree.ref("archive")
+    if ref is None:
+        return {}
+    report = ref.ask(GetCounters(), timeout=10)
+    return {**attrs.asdict(report.counters), "skipped": report.skipped}
 
 
 def _applied(svc: Any) -> int:

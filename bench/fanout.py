@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pykka  # noqa: E402
-import websocket  # noqa: E402
+import pykka
+import websocket
 
-from common import ProcessMeter, percentile, simulator_process, symbol_codes  # noqa: E402
+from common import ProcessMeter, percentile, simulator_process, symbol_codes
 
 TOPOLOGIES = ("per-symbol", "one-shard", "inline")
 

@@ -40,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes, wait_for_idle  # noqa: E402
+from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes, wait_for_idle
 
 #: "depthkeeper/own-threads" is the same tree with ``[book] threads = 0`` (a thread per BookActor,
 #: pykka's default): what the shared dispatcher buys, measured in the same run

@@ -24,7 +24,13 @@ import sys
 from loguru import logger
 
 from depthkeeper.simulator.config import Dialect, SimConfig, TickTimeUnit
-from depthkeeper.simulator.errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
+from depthkeeper.simulator.errors import (
+    HistoryUnavailable,
+    SimulatorError,
+    SimulatorStopped,
+    UnknownCode,
+    UnknownConnection,
+)
 from depthkeeper.simulator.faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
 from depthkeeper.simulator.handle import Faults, SimHandle, Simulator
 from depthkeeper.simulator.proxy import TcpProxy

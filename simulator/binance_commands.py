@@ -109,4 +109,4 @@ def parse_request(text: str) -> Parsed:
     if problem is not None:
         return error(*problem)
     assert isinstance(params, list)  # _property_error checked it
-    return ok(Command(method, request_id, value=params[1] if method == "SET_PROPERTY" else None))
+    return ok(Command(str(method), request_id, value=params[1] if method == "SET_PROPERTY" else None))

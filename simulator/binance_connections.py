@@ -41,7 +41,7 @@ log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are
 class Session:
     """One connection's binance state: its streams (name -> (code, bit)), framing, message rate."""
 
-    __slots__ = ("ws", "conn", "combined", "streams", "rate", "texts_accepted", "texts_handled", "close_after")
+    __slots__ = ("close_after", "combined", "conn", "rate", "streams", "texts_accepted", "texts_handled", "ws")
 
     def __init__(self, ws: Any, combined_frames: bool, rate_limit: int) -> None:
         self.ws = ws

@@ -24,7 +24,7 @@ _CACHE_LIMIT = 200_000
 class Window:
     """The pending changes of one symbol: ids ``first..last`` and the last size per price."""
 
-    __slots__ = ("first", "last", "era", "bids", "asks")
+    __slots__ = ("asks", "bids", "era", "first", "last")
 
     def __init__(self, first: int, era: int) -> None:
         self.first = first

@@ -21,7 +21,6 @@ from depthkeeper.simulator.config import SimConfig
 from depthkeeper.simulator.errors import SimulatorError
 from depthkeeper.simulator.handle import Simulator
 
-
 #: loguru's level names, least to most severe
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -30,7 +29,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Says every default, except the ones that say nothing (None, a flag's False, an empty list)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.default == [] or "default:" in (action.help or ""):
+        says_nothing = action.default is None or action.default is False or action.default == []
+        if says_nothing or "default:" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alltick-heartbeat-timeout-s", type=float, default=30.0,
                         help="alltick: close a connection that sent no 22000 heartbeat for this long")
     parser.add_argument("--alltick-int-numbers", action="store_true", help="alltick: seq/tick_time as ints, not strings")
-    parser.add_argument("--tick-time-unit", default="ms", choices=["ms", "s"], help="alltick: unit of tick_time")
+    parser.add_argument("--tick-time-unit", default="ms", choices=["ms", "s"],
+                        help="alltick: unit of tick_time")
     parser.add_argument("--log-level", type=str.upper, default="INFO", choices=LOG_LEVELS, metavar="LEVEL",
                         help="log level: " + ", ".join(LOG_LEVELS))
     binance = parser.add_argument_group("binance", "the binance dialect (see simulator/binance.py)")

@@ -46,7 +46,7 @@ class ThrottleSummary:
 class LogThrottle:
     """Which events of a flood get a log line of their own; counts for the rest."""
 
-    __slots__ = ("burst", "interval_s", "max_kinds", "_window_start_s", "_logged", "_suppressed", "_flooding")
+    __slots__ = ("_flooding", "_logged", "_suppressed", "_window_start_s", "burst", "interval_s", "max_kinds")
 
     def __init__(self, *, burst: int = 5, interval_s: float = 10.0, max_kinds: int = 32) -> None:
         if burst < 0:

@@ -154,6 +154,11 @@ class SyncPolicy:
         self._on_start()
         return self._fetch()
 
+    def levels_held(self) -> tuple[int, int]:
+        """Levels per side the book holds now if LIVE, else what it held when last LIVE."""
+        book = self.book
+        return (len(book.bids), len(book.asks)) if book.status is BookStatus.LIVE else self.memory
+
     def suspend(self) -> None:
         """Stop syncing (socket gone, code rejected): drop what is buffered and ignore any snapshot
         in flight. The levels stay (the actor shows them with a non-LIVE status)."""

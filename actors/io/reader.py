@@ -179,9 +179,11 @@ class Reader:
     def _flush(self, diffs: dict[str, list[DiffEvent]], pushes: dict[str, DepthPush], now: float) -> None:
         if not diffs and not pushes:
             return
-        if self._socket is not None:
-            self._socket.fed(self.epoch, now)
         table = self._routes.table
+        # Only data for a book feeds the socket: frames for codes nobody subscribed (ghosts, a
+        # flood of invented codes) must not hide that every subscribed stream has gone silent.
+        if self._socket is not None and (any(c in table for c in diffs) or any(c in table for c in pushes)):
+            self._socket.fed(self.epoch, now)
         counters = self.counters
         epoch = self.epoch
         unwanted: list[tuple[str, int]] | None = None

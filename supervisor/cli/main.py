@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=seconds, default=None, metavar="SECONDS",
                      help="stop after this many seconds (> 0; default: until q, Ctrl-C or SIGTERM)")
     run.add_argument("--json", action="store_true", help="print the final stats as JSON on stdout (no live view)")
-    run.add_argument("--no-table", action="store_true", help="no live view: just log (also when stdout is not a terminal)")
+    run.add_argument("--no-table", action="store_true",
+                     help="no live view: just log (also when stdout is not a terminal)")
 
     command("sim", "run the exchange simulator in the foreground", add_help=False)
 
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _resolve_config(args)
         return run_command(args)
     if args.command == "chaos":
-        from depthkeeper.supervisor.chaos_cli import chaos_command
+        from depthkeeper.chaos.cli import chaos_command
 
         _resolve_config(args)
         return chaos_command(args)

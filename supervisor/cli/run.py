@@ -68,7 +68,7 @@ def load(args: argparse.Namespace) -> AppConfig:
     base_dir = Path.cwd() if getattr(args, "config_shipped", False) else None
     cfg = load_config(args.config, base_dir=base_dir)
     if cfg.chaos:
-        from depthkeeper.supervisor.chaos_schedule import settings_from_mapping
+        from depthkeeper.chaos.schedule import settings_from_mapping
 
         settings_from_mapping(cfg.chaos, cfg.source)
     return cfg

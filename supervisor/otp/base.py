@@ -34,10 +34,13 @@ from __future__ import annotations
 import queue
 import threading
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
 from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded, is_injected
@@ -64,6 +67,11 @@ class SupervisedActor(pykka.ThreadingActor):
         else:
             super()._start_actor_loop()
 
+    #: the ``actor=`` of every log line this actor writes
+    log_name: ClassVar[str] = "actor"
+    #: the actor's one logger: which actor, which child, which incarnation (subclasses add context)
+    log: Logger
+
     def __init__(self, ctx: ChildContext | None, *, dispatcher: Dispatcher | None = None) -> None:
         #: run on this dispatcher's shared threads instead of a thread of our own
         self._dispatcher = dispatcher
@@ -73,7 +81,11 @@ class SupervisedActor(pykka.ThreadingActor):
         self.generation = ctx.generation if ctx is not None else 0
         self._actor_thread: Any = None
         self._exit_reported = False
-        self.log = logger.bind(actor=type(self).__name__, child_id=self.child_id, generation=self.generation)
+        self.log = logger.bind(actor=self.log_name, child_id=self.child_id, generation=self.generation)
+
+    def bind_log(self, **context: Any) -> None:
+        """Add context (a symbol, a supervisor's name) to every later line of this actor's logger."""
+        self.log = self.log.bind(**context)
 
     # -- hooks for subclasses -----------------------------------------------------------
 

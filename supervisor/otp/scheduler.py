@@ -36,7 +36,7 @@ _COMPACT_FLOOR = 64
 class TimerHandle:
     """What ``schedule`` returns; pass it to ``Scheduler.cancel`` (or call ``cancel()``)."""
 
-    __slots__ = ("due_s", "interval_s", "ref", "message", "cancelled", "queued", "_scheduler")
+    __slots__ = ("_scheduler", "cancelled", "due_s", "interval_s", "message", "queued", "ref")
 
     def __init__(self, scheduler: Scheduler | None, due_s: float, interval_s: float | None,
                  ref: pykka.ActorRef[Any] | None, message: Any) -> None:
@@ -204,3 +204,43 @@ class Scheduler:
             self._push(handle)
         if ref is not None and not tell(ref, message):
             self._discard(handle)  # the actor is gone: a repeating timer must not tick forever
+
+
+class ActorTimers:
+    """One actor's timers: repeating ones, and at most one pending one-shot per message type
+    (scheduling a new one replaces the old). ``cancel_all`` in the actor's cleanup frees them all."""
+
+    __slots__ = ("_oneshots", "_ref", "_repeating", "_scheduler")
+
+    def __init__(self, scheduler: Scheduler, ref: pykka.ActorRef[Any]) -> None:
+        self._scheduler = scheduler
+        self._ref = ref
+        self._repeating: list[TimerHandle] = []
+        self._oneshots: dict[type, TimerHandle] = {}
+
+    def every(self, interval_s: float, message: Any) -> None:
+        self._repeating.append(self._scheduler.schedule_every(interval_s, self._ref, message))
+
+    def once(self, delay_s: float, message: Any) -> None:
+        """Tell ``message`` after ``delay_s``, replacing a pending one-shot of its type."""
+        self.cancel(type(message))
+        self._oneshots[type(message)] = self._scheduler.schedule(delay_s, self._ref, message)
+
+    def pending(self, kind: type) -> bool:
+        return kind in self._oneshots
+
+    def fired(self, kind: type) -> None:
+        """The one-shot of ``kind`` arrived (it is no longer pending)."""
+        self._oneshots.pop(kind, None)
+
+    def cancel(self, *kinds: type) -> None:
+        for kind in kinds:
+            timer = self._oneshots.pop(kind, None)
+            if timer is not None:
+                self._scheduler.cancel(timer)
+
+    def cancel_all(self) -> None:
+        for timer in (*self._repeating, *self._oneshots.values()):
+            self._scheduler.cancel(timer)
+        self._repeating.clear()
+        self._oneshots.clear()

@@ -233,3 +233,25 @@ def victims(strategy: Strategy, order: Sequence[str], failed: str) -> tuple[str,
         case Strategy.REST_FOR_ONE:
             return tuple(order[order.index(failed):])
     raise ValueError(f"unknown strategy {strategy!r}")
+
+
+class Backoff:
+    """The attempts of one retried thing and the delay before the next: capped exponential with
+    jitter, never below ``floor_s`` (a venue's minimum). ``reset`` once it succeeded."""
+
+    __slots__ = ("attempt", "floor_s", "jitter", "max_s", "min_s", "rng")
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random, *, jitter: Jitter = Jitter.FULL,
+                 floor_s: float = 0.0) -> None:
+        self.min_s, self.max_s, self.rng, self.jitter, self.floor_s = min_s, max_s, rng, jitter, floor_s
+        #: attempts made since the last success
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt (and count it)."""
+        delay = max(self.floor_s, backoff_delay(self.attempt, self.min_s, self.max_s, self.rng, jitter=self.jitter))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0

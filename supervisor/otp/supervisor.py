@@ -13,9 +13,8 @@ Rules that keep it safe on pykka (see DESIGN.md §2):
 - a restart is a ``RestartDue`` told to self by the scheduler (even with 0 delay), and
   its generation is checked again on arrival, so stale timers and a queued stop win;
 - generations are per child id and never reused, which fences every late report;
-- stops it asks for are blocking with the spec's ``shutdown_timeout_s`` (children only
-  tell us, so this cannot deadlock) except ``TerminateChild``, which does not wait;
-- the subclass hooks ``child_started`` / ``child_exited`` run on the supervisor thread.
+- stops it asks for block up to the spec's ``shutdown_timeout_s`` (children only tell us: no
+  deadlock) except ``TerminateChild``, which does not wait; hooks run on the supervisor thread.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from typing import Any
 
 import attrs
 import pykka
-from loguru import logger
 
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.errors import RestartIntensityExceeded
@@ -84,9 +82,16 @@ class _Child:
     attempt: int = 0
     restart_timer: TimerHandle | None = None
 
+    def incarnation(self) -> Incarnation | None:
+        """The running incarnation (None while down or restarting)."""
+        return None if self.ref is None else Incarnation(self.spec.id, self.generation, self.ref, self.thread,
+                                                          self.cleanup, self.spec.shutdown_timeout_s)
+
 
 class Supervisor(SupervisedActor):
     """Start with ``Supervisor.start(ctx, flags, specs, name=..., escalate=..., rng=...)``."""
+
+    log_name = "supervisor"
 
     def __init__(self, ctx: ChildContext | None, flags: SupervisorFlags, specs: Sequence[ChildSpec], *,
                  name: str = "root", escalate: EscalationTarget | None = None,
@@ -117,8 +122,7 @@ class Supervisor(SupervisedActor):
         self._escalated = False
         self._restart_timers = Scheduler(name=f"restarts-{name}")
         self._liveness: LivenessMonitor | None = None
-        self.log = logger.bind(actor="supervisor", supervisor=name, child_id=self.child_id,
-                               generation=self.generation)
+        self.bind_log(supervisor=name)
 
     @classmethod
     def child_spec(cls, child_id: str, flags: SupervisorFlags, specs: Sequence[ChildSpec], *,
@@ -233,7 +237,7 @@ class Supervisor(SupervisedActor):
         if child is None:
             return False
         self._restart_timers.cancel(child.restart_timer)
-        incarnation = _incarnation(child)
+        incarnation = child.incarnation()
         if incarnation is not None:
             # a zombie never processes the stop: fence it now, or it leaks until shutdown; and
             # keep watching it (see _on_child_exited), in case it dies behind pykka's back later
@@ -352,7 +356,7 @@ class Supervisor(SupervisedActor):
 
         ``final`` is our own shutdown: no hook call, and no second wait for a child that timed out.
         """
-        incarnation = _incarnation(child)
+        incarnation = child.incarnation()
         if incarnation is None:
             return
         self._unwatch(child)
@@ -380,14 +384,10 @@ class Supervisor(SupervisedActor):
     # -- reporting ----------------------------------------------------------------------
 
     def _log_exit(self, child: _Child, reason: ExitReason, error: str | None, injected: bool) -> None:
-        log = self.log.bind(context="child_terminated", offender=child.spec.id, reason=reason.value)
-        if reason.is_abnormal and injected:  # a fault injected on purpose: the operator asked for it
-            log.info("{} generation {} exited: {} (injected) {}", child.spec.id, child.generation, reason.value,
-                     error or "")
-        elif reason.is_abnormal:
-            log.warning("{} generation {} exited: {} {}", child.spec.id, child.generation, reason.value, error or "")
-        else:
-            log.info("{} generation {} exited: {}", child.spec.id, child.generation, reason.value)
+        # a fault injected on purpose (chaos) is logged at INFO: the operator asked for it
+        self.log.bind(context="child_terminated", offender=child.spec.id, reason=reason.value).log(
+            "WARNING" if reason.is_abnormal and not injected else "INFO", "{} generation {} exited: {}{} {}",
+            child.spec.id, child.generation, reason.value, " (injected)" if injected else "", error or "")
 
     def _children_info(self) -> tuple[ChildInfo, ...]:
         return tuple(
@@ -398,11 +398,3 @@ class Supervisor(SupervisedActor):
     def _stats(self) -> SupervisorStats:
         return SupervisorStats(MappingProxyType(dict(self._restarts_by_id)),
                                MappingProxyType(dict(self._restarts_by_kind)), self._escalations, self._gave_up)
-
-
-def _incarnation(child: _Child) -> Incarnation | None:
-    """The running incarnation of ``child`` (None while it is down or restarting)."""
-    if child.ref is None:
-        return None
-    return Incarnation(child.spec.id, child.generation, child.ref, child.thread, child.cleanup,
-                       child.spec.shutdown_timeout_s)

@@ -18,6 +18,7 @@ The shipped deployments (``conf/*.toml``) are package data (``depthkeeper.conf``
 
 from __future__ import annotations
 
+import enum
 import os
 import tomllib
 from collections.abc import Mapping
@@ -39,17 +40,28 @@ from depthkeeper.actors.settings import (
 )
 from depthkeeper.actors.settings import setting as _opt
 from depthkeeper.actors.venues import VENUES
+from depthkeeper.supervisor.otp.spec import Strategy
 from depthkeeper.supervisor.service.errors import ConfigError
 
 #: the simulator's dialects (it implements the protocols on its own)
 _SIM_DIALECTS = ("article", "alltick", "binance")
-_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
-_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+class LogLevel(enum.StrEnum):
+    """loguru's levels, by name."""
+
+    TRACE = "TRACE"
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
 
 
 @attrs.frozen
 class SupervisorConfig:
-    strategy: str = _opt("one_for_one", choices=_STRATEGIES)
+    strategy: Strategy = _opt(Strategy.ONE_FOR_ONE)
     max_restarts: int = _opt(20, lo=0, hi=1_000_000)
     period_s: float = _opt(30.0, lo=0.001, hi=86_400)
     restart_backoff_min_s: float = _opt(0.05, lo=0, hi=3600)
@@ -72,7 +84,7 @@ class SimulatorConfig:
 
 @attrs.frozen
 class LogConfig:
-    level: str = _opt("INFO", choices=_LEVELS)
+    level: LogLevel = _opt(LogLevel.INFO)
     #: also log to this file ("" = stderr only)
     file: str = _opt("")
     #: seconds between throughput log lines (msgs/s, apply latency); 0 = off
@@ -217,6 +229,11 @@ def _section(cls: type, name: str, table: Mapping[str, Any], source: str, data: 
 
 def _check(meta: Mapping[str, Any], value: Any, where: str) -> Any:
     kind = meta["kind"]
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        choices = [member.value for member in kind]
+        if value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return kind(value)
     if kind is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: must be a list of strings, got {value!r}")

@@ -9,8 +9,8 @@ touches actors that are not its own.
 
 What a host uses: ``subscribe``, ``unsubscribe``, ``subscriptions``, ``book``, ``wait_live``,
 ``add_listener``/``remove_listener``, ``stats``, ``book_stats``, ``latency_samples``, ``health``,
-``stop``; ``cfg``, ``simulator`` (the embedded one, if configured), ``escalation``. Tests and
-chaos tooling get the narrow ``chaos`` handle (handle.py); metrics read ``stats()``.
+``stop``; ``cfg``, ``simulator`` (the embedded one, if configured), ``escalation``. Tests, metrics
+and chaos tooling get the narrow ``tree`` handle (handle.py; ``chaos`` is the same object).
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from depthkeeper.actors.core.wire import redact
 from depthkeeper.actors.listeners import ListenerTarget
 from depthkeeper.actors.messages import BookStats, BookView, GetCounters, Subscribe, Unsubscribe
 from depthkeeper.supervisor.otp.messages import Escalated, GetChildren, GetStats, child_ref
-from depthkeeper.supervisor.otp.spec import Strategy, SupervisorFlags
+from depthkeeper.supervisor.otp.spec import SupervisorFlags
+from depthkeeper.supervisor.otp.tell import tell
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.errors import ServiceError
-from depthkeeper.supervisor.service.handle import ChaosHandle
+from depthkeeper.supervisor.service.handle import TreeHandle
 from depthkeeper.supervisor.service.reads import BookUnavailable, Reads
 from depthkeeper.supervisor.service.runtime import Runtime
 from depthkeeper.supervisor.service.stats import ServiceStats, build_stats, throughput_line
 from depthkeeper.supervisor.service.tree import TreeSupervisor
-from depthkeeper.supervisor.otp.tell import tell
 
 __all__ = ["BookService", "BookUnavailable", "Health", "SubscribeResult"]
 
@@ -79,8 +79,10 @@ class BookService:
         self._log = logger.bind(actor="service")
         self._rt = Runtime(cfg)
         self._reads = Reads(self._rt, ask_timeout_s, self._gave_up)
-        #: the narrow handle for tests and chaos tooling (kill, resolve targets, children)
-        self.chaos = ChaosHandle(self._rt, ask_timeout_s)
+        #: the narrow handle into the tree for tests, metrics and chaos tooling (kill, resolve targets,
+        #: children); ``chaos`` is the same object under the name DESIGN.md gives its ``kill``
+        self.tree = TreeHandle(self._rt, ask_timeout_s)
+        self.chaos = self.tree
         self._stats_stop = threading.Event()
         self._stats_thread: threading.Thread | None = None
         # One registry per service: the library never touches prometheus' global one.
@@ -119,7 +121,7 @@ class BookService:
             url, rest_url = self.simulator.url, self.simulator.rest_url
         self.url, self.rest_url = url, rest_url
         sup = cfg.supervisor
-        flags = SupervisorFlags(strategy=Strategy(sup.strategy), max_restarts=sup.max_restarts, period_s=sup.period_s,
+        flags = SupervisorFlags(strategy=sup.strategy, max_restarts=sup.max_restarts, period_s=sup.period_s,
                                 backoff_min_s=sup.restart_backoff_min_s, backoff_max_s=sup.restart_backoff_max_s,
                                 backoff_reset_s=sup.backoff_reset_s, liveness_interval_s=sup.liveness_interval_s)
         rt.root = TreeSupervisor.start(None, flags, rt.specs(url, rest_url, flags), name="depthkeeper",
@@ -243,14 +245,12 @@ class BookService:
 
     def stats(self) -> ServiceStats:
         rt = self._rt
-        socket = rt.socket
-        connection = self._ask(rt.peers.connection, GetCounters()) or {}
         return build_stats(
             books=self.book_stats(),
-            connection={**connection, "connected": socket.connected,
-                        "down_reason": "" if socket.connected else socket.down_reason},
-            subscription=self._ask(rt.peers.subscription, GetCounters()) or {},
-            snapshot=self._ask(rt.peers.snapshot, GetCounters()) or {},
+            connection=self._ask(rt.peers.connection, GetCounters()),
+            socket=rt.socket,
+            subscription=self._ask(rt.peers.subscription, GetCounters()),
+            snapshot=self._ask(rt.peers.snapshot, GetCounters()),
             root=self._ask(rt.root, GetStats()),
             books_sup=self._ask(child_ref(self._ask(rt.root, GetChildren()) or (), "books"), GetStats()),
             escalations=1 if self.escalation else 0,
@@ -281,10 +281,10 @@ class BookService:
         while not self._stats_stop.wait(interval_s):
             try:
                 stats = self.book_stats()
-                conn = self._ask(self._rt.peers.connection, GetCounters()) or {}
-            except Exception:  # noqa: BLE001 - logging must never take the service down
+                report = self._ask(self._rt.peers.connection, GetCounters())
+            except Exception:
                 continue
-            now, frames = time.monotonic(), conn.get("frames", 0)
+            now, frames = time.monotonic(), report.reader.frames if report is not None else 0
             rate = (frames - last_frames) / max(now - last_at, 1e-9) if frames >= last_frames else 0.0
             last_frames, last_at = frames, now
             log.info(*throughput_line(rate, stats))
@@ -321,21 +321,3 @@ class BookService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- transitional: the chaos tooling in supervisor/chaos*.py still reads these -----------
-
-    @property
-    def routes(self) -> Any:
-        return self._rt.routes
-
-    @property
-    def peers(self) -> Any:
-        return self._rt.peers
-
-    @property
-    def root(self) -> Any:
-        return self._rt.root
-
-    @property
-    def epochs(self) -> Any:
-        return self._rt.epochs

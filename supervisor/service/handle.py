@@ -1,4 +1,5 @@
-"""``svc.chaos``: the narrow handle into the running tree for tests, probes and chaos tooling.
+"""``svc.tree`` (also ``svc.chaos``): the narrow handle into the running tree for tests, probes,
+metrics and chaos tooling.
 
 It resolves a target name to the current ref of that actor (``connection``, ``subscription``,
 ``snapshot``, ``archive``, ``book:CODE``, ``book`` or ``random``), kills one through the normal
@@ -29,7 +30,7 @@ ARCHIVE = "archive"
 RANDOM = "random"
 
 
-class ChaosHandle:
+class TreeHandle:
     """See the module docstring."""
 
     def __init__(self, rt: Runtime, ask_timeout_s: float, rng: random.Random | None = None) -> None:

@@ -38,7 +38,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from depthkeeper.actors.messages import GetCounters
-from depthkeeper.supervisor.otp.messages import GetChildren
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service.facade import BookService
@@ -147,9 +146,8 @@ class ServiceCollector(Collector):
                                        "venue = refused by the venue.", labels=["reason"])
         # ``rejected_codes`` on the facade counts codes refused by svc.subscribe() before they
         # reach the tree; the SubscriptionActor counts what it refuses itself.
-        malformed = sub.get("invalid_codes", 0) + getattr(self._svc, "rejected_codes", 0)
-        rejected.add_metric(["malformed"], malformed)
-        rejected.add_metric(["venue"], sub.get("venue_rejected", 0))
+        rejected.add_metric(["malformed"], sub.counters.invalid_codes + self._svc.rejected_codes)
+        rejected.add_metric(["venue"], sub.counters.venue_rejected)
         yield rejected
         epoch = GaugeMetricFamily("depthkeeper_connection_epoch", "Current socket incarnation.")
         epoch.add_metric([], conn.epoch)
@@ -170,49 +168,41 @@ class ServiceCollector(Collector):
                        stats.supervisor.escalations)
 
     def _kinds(self, stats: ServiceStats) -> list[str]:
-        kinds = [child.kind for child in self._children()]
+        kinds = [child.kind for child in self._svc.tree.children()]
         if stats.books:
             kinds.append("book")
         return kinds
 
-    def _children(self) -> tuple[Any, ...]:
-        root = self._svc.root
-        if root is None:
-            return ()
-        try:
-            return tuple(root.ask(GetChildren(), timeout=self._svc.ask_timeout_s))
-        except (pykka.Timeout, pykka.ActorDeadError):
-            return ()
-
     def _archive(self) -> Iterator[Metric]:
-        ref = next((c.ref for c in self._children() if c.id == "archive"), None)
+        ref = self._svc.tree.ref("archive")
         if ref is None:
             return
         try:
-            counters = ref.ask(GetCounters(), timeout=self._svc.ask_timeout_s)
+            report = ref.ask(GetCounters(), timeout=self._svc.ask_timeout_s)
         except (pykka.Timeout, pykka.ActorDeadError):
             return  # restarting: the series pause for one scrape
+        counters = report.counters
         rows = CounterMetricFamily("depthkeeper_archive_rows_written", "Rows committed to the archive, by table.",
                                    labels=["table"])
-        rows.add_metric(["snapshots"], counters["rows_written"])
-        rows.add_metric(["events"], counters["events_written"])
+        rows.add_metric(["snapshots"], counters.rows_written)
+        rows.add_metric(["events"], counters.events_written)
         yield rows
-        yield _counter("depthkeeper_archive_batches", "Transactions committed by the archive.", counters["batches"])
+        yield _counter("depthkeeper_archive_batches", "Transactions committed by the archive.", counters.batches)
         yield _counter("depthkeeper_archive_skipped_views",
                        "Book views never archived because a newer view of the same symbol replaced them.",
-                       counters["skipped"])
+                       report.skipped)
         yield _counter("depthkeeper_archive_missed_intervals",
                        "Archive intervals skipped because the previous write overran (writer behind).",
-                       counters["missed_intervals"])
+                       counters.missed_intervals)
         last = GaugeMetricFamily("depthkeeper_archive_last_batch_seconds", "Duration of the last archive batch.")
-        last.add_metric([], counters["last_batch_s"])
+        last.add_metric([], counters.last_batch_s)
         yield last
 
 
 class _Quiet(WSGIRequestHandler):
     """No access log on stderr: a library never writes there (and a scrape every 15 s is noise)."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -252,7 +242,7 @@ class MetricsServer:
         try:
             health = self._svc.health()
             ok, problems = health.ok, list(health.problems)
-        except Exception as exc:  # noqa: BLE001 - a health check that fails is an unhealthy answer
+        except Exception as exc:
             ok, problems = False, [f"health check failed: {exc!r}"]
         body = json.dumps({"ok": ok, "problems": problems}).encode()
         start_response("200 OK" if ok else "503 Service Unavailable",

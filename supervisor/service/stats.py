@@ -7,8 +7,13 @@ from typing import Any
 
 import attrs
 
+from depthkeeper.actors.connection import ConnectionCounters, ConnectionReport
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.io.reader import ReaderCounters
 from depthkeeper.actors.messages import BookStats
+from depthkeeper.actors.snapshot import SnapshotCounters, SnapshotReport
+from depthkeeper.actors.subscription import SubscriptionCounters, SubscriptionReport
 
 
 #: one book's figures: the record the read ports build (kept under its old name too)
@@ -45,8 +50,8 @@ class SupervisorFigures:
 class ServiceStats:
     books: Mapping[str, BookStats]
     connection: ConnectionFigures
-    subscription: Mapping[str, Any]
-    snapshot: Mapping[str, Any]
+    subscription: SubscriptionReport
+    snapshot: SnapshotReport
     supervisor: SupervisorFigures
     listeners: Mapping[int, Mapping[str, int]]
 
@@ -74,9 +79,15 @@ def throughput_line(rate: float, books: Mapping[str, BookStats]) -> tuple[Any, .
             rate, p50 * 1e6, p99 * 1e6, live, len(books))
 
 
-def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any], subscription: Mapping[str, Any],
-                snapshot: Mapping[str, Any], root: Any, books_sup: Any, escalations: int,
-                listeners: Mapping[int, Mapping[str, int]]) -> ServiceStats:
+#: what a report reads as while its actor does not answer (restarting)
+NO_CONNECTION = ConnectionReport(ConnectionCounters(), ReaderCounters(), 0, False, None, False)
+NO_SUBSCRIPTION = SubscriptionReport(SubscriptionCounters(), (), (), {}, 0, 0)
+NO_SNAPSHOT = SnapshotReport(SnapshotCounters(), 0, 0)
+
+
+def build_stats(*, books: Mapping[str, BookStats], connection: ConnectionReport | None, socket: SocketState,
+                subscription: SubscriptionReport | None, snapshot: SnapshotReport | None, root: Any, books_sup: Any,
+                escalations: int, listeners: Mapping[int, Mapping[str, int]]) -> ServiceStats:
     restarts: dict[str, int] = {}
     by_kind: dict[str, int] = {}
     for sup in (root, books_sup):
@@ -87,19 +98,19 @@ def build_stats(*, books: Mapping[str, BookStats], connection: Mapping[str, Any]
     # a supervisor counts the GAVE_UP exits of its child supervisors; the root's own give-up
     # reaches the service as the escalation callback (a dead root cannot answer GetStats)
     esc = escalations + (root.escalations if root is not None else 0)
+    report = connection or NO_CONNECTION
+    counters, reader = report.counters, report.reader
     conn = ConnectionFigures(
-        reconnects=connection.get("reconnects", 0), heartbeat_timeouts=connection.get("heartbeat_timeouts", 0),
-        malformed=connection.get("malformed", 0), epoch=connection.get("epoch", 0),
-        connected=connection.get("connected", False), frames=connection.get("frames", 0),
-        unwanted=connection.get("unwanted", 0), overflow_skipped=connection.get("overflow_skipped", 0),
-        frames_sent=connection.get("frames_sent", 0), failed=connection.get("failed"),
-        malformed_by_kind=dict(connection.get("malformed_by_kind", {})), connects=connection.get("connects", 0),
-        connect_failures=connection.get("connect_failures", 0), down_reason=connection.get("down_reason", ""))
+        reconnects=counters.reconnects, heartbeat_timeouts=counters.heartbeat_timeouts, malformed=reader.malformed,
+        epoch=report.epoch, connected=socket.connected, frames=reader.frames, unwanted=reader.unwanted,
+        overflow_skipped=reader.overflow_skipped, frames_sent=counters.frames_sent, failed=report.failed,
+        malformed_by_kind=dict(reader.malformed_by_kind), connects=counters.connects,
+        connect_failures=counters.connect_failures, down_reason="" if socket.connected else socket.down_reason)
     return ServiceStats(
         books=dict(sorted(books.items())),
         connection=conn,
-        subscription=dict(subscription),
-        snapshot=dict(snapshot),
+        subscription=subscription or NO_SUBSCRIPTION,
+        snapshot=snapshot or NO_SNAPSHOT,
         supervisor=SupervisorFigures(restarts, by_kind, esc),
         listeners=dict(listeners),
     )

@@ -27,7 +27,6 @@ from typing import Any
 
 import attrs
 import pykka
-from loguru import logger
 
 from depthkeeper.actors.messages import (
     CodeRejected,
@@ -100,6 +99,8 @@ class BooksSupervisor(Supervisor):
 class TreeSupervisor(Supervisor):
     """Root of the tree: applies the matrix and owns the durable state."""
 
+    log_name = "tree"
+
     def __init__(self, *args: Any, routes: RoutingTable, peers: Peers,
                  book_spec: Callable[[str], ChildSpec], state: TreeState, socket: SocketState | None = None,
                  **kwargs: Any) -> None:
@@ -112,7 +113,6 @@ class TreeSupervisor(Supervisor):
         # Set before any child starts: the connection reports SocketOpened to us.
         peers.tree = self.actor_ref
         self._books: pykka.ActorRef[Any] | None = None
-        self._tlog = logger.bind(actor="tree")
 
     # matrix ----------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class TreeSupervisor(Supervisor):
             self._books = ref
         if restarted:
             # INFO: why it exited was logged (WARNING unless injected on purpose); this is the recovery
-            self._tlog.bind(child_id=child_id, generation=generation).info("{} restarted", child_id)
+            self.log.bind(child_id=child_id, generation=generation).info("{} restarted", child_id)
 
     def child_exited(self, child_id: str, generation: int, reason: ExitReason) -> None:
         if child_id == "connection":
@@ -186,7 +186,7 @@ class TreeSupervisor(Supervisor):
             ref = self._routes.get(code)
             if ref is not None:
                 tell(ref, Resync(self.state.epoch, ResyncReason.RESUBSCRIBED))
-        self._tlog.info("retrying rejected {}", retry)
+        self.log.info("retrying rejected {}", retry)
 
     def _subscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
         self._retry_rejected(codes)
@@ -197,7 +197,7 @@ class TreeSupervisor(Supervisor):
         for code in new:
             tell(self._books, StartChild(self._book_spec(code)))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
-        self._tlog.info("subscribed {} (desired: {})", new, len(self.state.desired))
+        self.log.info("subscribed {} (desired: {})", new, len(self.state.desired))
         return tuple(new)
 
     def _unsubscribe(self, codes: tuple[str, ...]) -> tuple[str, ...]:
@@ -210,7 +210,7 @@ class TreeSupervisor(Supervisor):
             self._routes.remove(code)
             tell(self._books, TerminateChild(BOOK_PREFIX + code))
         self._peers.tell_subscription(DesiredChanged(self.state.desired))
-        self._tlog.info("unsubscribed {} (desired: {})", gone, len(self.state.desired))
+        self.log.info("unsubscribed {} (desired: {})", gone, len(self.state.desired))
         return tuple(gone)
 
     def _tell_books(self, message: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from depthkeeper.supervisor.chaos import ChaosMonkey
+from depthkeeper.chaos.monkey import ChaosMonkey
 from depthkeeper.supervisor.otp.messages import Crash
 
 from .conftest import wait_until

@@ -8,7 +8,9 @@ from pathlib import Path
 import pykka
 import pytest
 
-from depthkeeper.supervisor.chaos import (
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.chaos.monkey import (
+    CODE_FAULTS,
     ChaosMonkey,
     FaultLimits,
     KillMode,
@@ -105,21 +107,29 @@ def test_venue_faults_are_injected_counted_and_survived(service) -> None:
     """Every simulator fault through the monkey; the venue counts each; books end exact."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    limits = FaultLimits(stall_min_s=0.8, stall_max_s=0.9, rest_delay_max_s=0.1)
+    limits = FaultLimits(stall_min_s=0.8, stall_max_s=0.9, rest_delay_max_s=0.1, slow_handshake_min_s=0.2,
+                         slow_handshake_max_s=0.4, blackhole_min_s=0.3, blackhole_max_s=0.6, flood_frames_min=100,
+                         flood_frames_max=300, flood_codes_min=20, flood_codes_max=50)
     monkey = ChaosMonkey(svc, random.Random(2), limits=limits)
     epoch = svc.stats().connection.epoch
-    order = [f for f in VenueFault if f is not VenueFault.MALFORMED]
-    order.insert(0, VenueFault.MALFORMED)  # while connected: malformed frames need a socket to go to
+    # while connected: malformed frames, floods and a far-future diff need a socket to go to
+    first = (VenueFault.MALFORMED, VenueFault.UNKNOWN_TYPE_FLOOD, VenueFault.DISTINCT_CODE_FLOOD,
+             VenueFault.FUTURE_DIFF)
+    order = [*first, *(f for f in VenueFault if f not in first)]
     results = [monkey.fault(f) for f in order]
     assert [r.fault for r in results] == order
-    assert all(r.code in ("BTCUSDT", "ETHUSDT", "SOLUSDT") for r in results if r.fault in
-               (VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER))
+    assert all(r.code in ("BTCUSDT", "ETHUSDT", "SOLUSDT") for r in results if r.fault in CODE_FAULTS)
     assert results[order.index(VenueFault.RESTART)].era == 2
     wait_until(lambda: svc.stats().connection.epoch > epoch, 5, "a reconnect after close/restart")
+    rejected = results[order.index(VenueFault.REJECT)].code
+    wait_until(lambda: svc.book(rejected).status is BookStatus.REJECTED, 5, f"{rejected} shown REJECTED")
+    assert monkey.lift_reject(rejected) == 1
     counted = svc.simulator.counters()["faults"]
-    for fault in (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL, VenueFault.MALFORMED):
+    for fault in (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL, VenueFault.MALFORMED,
+                  VenueFault.BLACKHOLE, VenueFault.REJECT, VenueFault.UNKNOWN_TYPE_FLOOD,
+                  VenueFault.DISTINCT_CODE_FLOOD, VenueFault.FUTURE_DIFF):
         assert counted[fault.value] >= 1, fault
-    assert dict(monkey.faults) == {f.value: 1 for f in VenueFault}
+    assert dict(monkey.faults) == {**{f.value: 1 for f in VenueFault}, "lift_reject": 1}
     converge_exact(svc)
 
 
@@ -129,7 +139,7 @@ def test_fault_parameters_are_drawn_from_the_seed(service) -> None:
     amounts = []
     for _ in range(2):
         monkey = ChaosMonkey(svc, seed=13)
-        amounts.append([(r.code, r.amount) for r in (monkey.fault(VenueFault.GAP), monkey.fault(VenueFault.STALL),
+        amounts.append([(r.code, r.amount) for r in (monkey.fault(VenueFault.DROP), monkey.fault(VenueFault.STALL),
                                                       monkey.fault(VenueFault.REST_DELAY))])
         svc.simulator.faults.stall(0)
     assert amounts[0] == amounts[1] and amounts[0][0][1] >= 1

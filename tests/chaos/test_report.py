@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from depthkeeper.supervisor.chaos_cli import render_report
-from depthkeeper.supervisor.chaos_recovery import RecoveryFigures
-from depthkeeper.supervisor.chaos_run import ChaosReport
+from depthkeeper.chaos.cli import render_report
+from depthkeeper.chaos.recovery import RecoveryFigures
+from depthkeeper.chaos.report import ChaosReport
 
 
 def report() -> ChaosReport:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from depthkeeper.chaos.schedule import load_chaos_config
 from depthkeeper.simulator.cli import build_parser as sim_parser
-from depthkeeper.supervisor.chaos_schedule import load_chaos_config
 from depthkeeper.supervisor.cli.main import _parser, main, version
 from depthkeeper.supervisor.cli.run import load
 from depthkeeper.supervisor.service.config import resolve_config_path

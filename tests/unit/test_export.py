@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from depthkeeper.archive.export import ExportError, NoRows, export, export_command, parse_time
 from depthkeeper.archive.schema import open_archive
 from depthkeeper.supervisor.cli.main import main
-from depthkeeper.archive.export import ExportError, NoRows, export, export_command, parse_time
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 

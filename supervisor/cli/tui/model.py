@@ -244,7 +244,7 @@ class ViewModel:
         then, before = self._history[0]
         elapsed = snap.taken_at - then
         if elapsed <= 0:
-            return {code: 0.0 for code in applied}
+            return dict.fromkeys(applied, 0.0)
         # a restarted book counts from zero again: no negative rates
         return {code: max(0, n - before.get(code, n)) / elapsed for code, n in applied.items()}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.otp.messages import Crash, GetChildren
+from depthkeeper.supervisor.otp.messages import Crash
 from depthkeeper.supervisor.service.metrics import MetricsServer
 from depthkeeper.supervisor.service.facade import BookService
 

@@ -18,7 +18,6 @@ from depthkeeper.supervisor.otp.messages import Escalated
 from depthkeeper.supervisor.service.errors import ServiceError
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 from depthkeeper.supervisor.service.metrics import build_version
-
 from tests.support import wait_until
 
 from .conftest import free_port, ops_config
@@ -87,7 +86,8 @@ def test_a_read_after_the_service_gave_up_says_so() -> None:
             if escalated.is_set():
                 break
             svc.chaos.kill("connection")
-            wait_until(lambda: escalated.is_set() or svc.chaos.ref("connection") not in (None, old), 5, "the next")
+            wait_until(lambda old=old: escalated.is_set() or svc.chaos.ref("connection") not in (None, old), 5,
+                       "the next connection actor")
         assert escalated.wait(5)
         assert isinstance(svc.escalation, Escalated)
         wait_until(lambda: not svc.chaos.root_alive(), 5, "the tree to stop")

@@ -93,9 +93,9 @@ def test_scrape_matches_stats_after_faults(service: Callable[..., BookService]) 
     assert value(families, "depthkeeper_dropped_frames", "depthkeeper_dropped_frames_total",
                  reason="inbox_full") == conn.overflow_skipped
     assert value(families, "depthkeeper_rejected_codes", "depthkeeper_rejected_codes_total", reason="venue") \
-        == stats.subscription.get("venue_rejected", 0)
+        == stats.subscription.counters.venue_rejected
     assert value(families, "depthkeeper_rejected_codes", "depthkeeper_rejected_codes_total", reason="malformed") \
-        == stats.subscription.get("invalid_codes", 0) + getattr(svc, "rejected_codes", 0)
+        == stats.subscription.counters.invalid_codes + getattr(svc, "rejected_codes", 0)
     assert value(families, "depthkeeper_connection_up") == 1.0
     assert value(families, "depthkeeper_connection_epoch") == conn.epoch
 

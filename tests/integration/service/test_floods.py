@@ -47,11 +47,11 @@ def test_frames_for_a_code_we_never_subscribed_are_counted_never_unsubscribed(se
     svc = service()
     assert svc.wait_live(timeout=10)
     svc.simulator.faults.malformed("unknown_code", count=200)
-    wait_until(lambda: svc.stats().subscription["unwanted_frames"] >= 200, 10, "the frames reach the subscription")
+    wait_until(lambda: svc.stats().subscription.counters.unwanted_frames >= 200, 10, "the frames reach the subscription")
     svc.subscribe(["SOLUSDT"])  # a later command: anything the flood provoked was sent before it
     assert svc.wait_live(["SOLUSDT"], timeout=10)
     assert not [r for r in svc.simulator.command_log() if UNKNOWN_CODE in r.codes]
-    assert svc.stats().subscription["ghost_unsubscribes"] == 0
+    assert svc.stats().subscription.counters.ghost_unsubscribes == 0
 
 
 def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service: Callable[..., BookService]) -> None:

@@ -290,7 +290,7 @@ def test_an_unreachable_venue_requests_no_snapshot_and_says_why(service) -> None
     svc = service(simulator={"enabled": False},
                   venue={"url": "ws://127.0.0.1:9/quote-b-ws-api", "snapshot_url": "http://127.0.0.1:9/depth"})
     wait_until(lambda: svc.stats().connection.connect_failures >= 2, 10, "two failed connects")
-    assert svc.stats().snapshot.get("requests", 0) == 0
+    assert svc.stats().snapshot.counters.requests == 0
     view = svc.book("BTCUSDT")
     assert view.status is not BookStatus.LIVE
     assert any("connect failed" in p for p in svc.health().problems)

@@ -75,10 +75,10 @@ def test_ghost_subscription_is_reaped(service) -> None:
     epoch = svc.stats().connection.epoch
     ghost = codec_article.encode_command("sub", ["XRPUSDT"])  # the server "forgets" our unsub
     svc.chaos.ref("connection").tell(SendFrame(epoch, ghost, "test ghost"))
-    wait_until(lambda: svc.stats().subscription["ghost_unsubscribes"] >= 1, 5, "the ghost to be reaped")
+    wait_until(lambda: svc.stats().subscription.counters.ghost_unsubscribes >= 1, 5, "the ghost to be reaped")
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "server set == desired set")
     assert "XRPUSDT" not in svc.subscriptions()
-    assert svc.stats().subscription["ghost_unsubscribes"] == 1
+    assert svc.stats().subscription.counters.ghost_unsubscribes == 1
 
 
 def test_malformed_frames_are_counted_and_the_stream_continues(service) -> None:

@@ -57,7 +57,7 @@ def test_duplicate_and_empty_subscriptions_never_sent(service) -> None:
     """Subscribing what we have, or nothing, sends nothing."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    sent = svc.stats().subscription["commands"]
+    sent = svc.stats().subscription.counters.commands
     svc.subscribe(["BTCUSDT"])
     svc.subscribe(["ETHUSDT", "BTCUSDT"])
     svc.subscribe([])
@@ -66,7 +66,7 @@ def test_duplicate_and_empty_subscriptions_never_sent(service) -> None:
     assert svc.wait_live(["SOLUSDT"], timeout=10)
     counters = svc.simulator.counters()
     assert counters["duplicate_subscribes"] == 0 and counters["empty_lists"] == 0
-    assert svc.stats().subscription["commands"] == sent + 1
+    assert svc.stats().subscription.counters.commands == sent + 1
 
 
 def test_malformed_code_rejected_before_sending(service) -> None:

@@ -5,7 +5,9 @@ the market as it was when the fault struck (seq >= the venue's seq then), on the
 incarnation (a new BookActor ref after a book kill; a newer connection epoch after a
 connection kill, an abrupt close or a venue restart). A book that is LIVE but still
 showing pre-fault data does not count, nor does a killed book that simply has not
-processed its Crash yet.
+processed its Crash yet. A book whose subscription the venue refuses must instead show
+REJECTED (a reject, or a kill of that book while the reject stands); once the reject is
+lifted and the code subscribed again, "resubscribe" measures the way back to LIVE.
 
 One tracker thread polls (every ``interval_s``, only while something is pending) the
 books involved with non-blocking asks. A fault that does not recover within
@@ -25,7 +27,6 @@ import pykka
 
 from depthkeeper.actors.messages import GetBookStats, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.supervisor.otp.messages import GetChildren
 
 
 #: how long one poll waits for the books' answers (a busy book answers behind its backlog)
@@ -51,6 +52,9 @@ class Pending:
     label: str = ""
     #: id of the chaos event that caused it (the runner's event log)
     source: int = 0
+    #: the status that counts as recovered: LIVE (with the seq and epoch above), or REJECTED
+    #: for a book whose subscription the venue refuses (shown as such: no seq, no epoch)
+    status: BookStatus = BookStatus.LIVE
 
 
 @attrs.frozen
@@ -81,6 +85,7 @@ class Event:
 
 
 #: REST faults are spent by whichever fetch comes next: one armed shortly before may slow any resync
+#: (the bad snapshot shapes are aimed at one code: another recovery of that code overlaps them)
 _REST_FAULTS = frozenset({"fault:rest_delay", "fault:rest_fail", "fault:stale_snapshot"})
 _REST_LOOKBACK_S = 1.0
 
@@ -191,6 +196,21 @@ class RecoveryTracker:
                         self._pending.remove(p)
                         self.cancelled += 1
 
+    def cancel_source(self, source: int) -> bool:
+        """Stop waiting for the recovery caused by event ``source``; True if it was still pending."""
+        with self._lock:
+            mine = [p for p in self._pending if p.source == source]
+            self._pending = [p for p in self._pending if p.source != source]
+            self.cancelled += len(mine)
+        return bool(mine)
+
+    def cancel_status(self, code: str, status: BookStatus) -> None:
+        """Stop waiting for ``code`` to show ``status`` (a reject was lifted: REJECTED is over)."""
+        with self._lock:
+            gone = [p for p in self._pending if p.status is status and code in p.codes]
+            self._pending = [p for p in self._pending if p not in gone]
+            self.cancelled += len(gone)
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -272,7 +292,7 @@ class RecoveryTracker:
         """
         futures = {}
         for code in codes:
-            ref = self._svc.routes.get(code)
+            ref = self._svc.tree.ref(f"book:{code}")
             if ref is not None and ref not in self._avoid:
                 try:
                     futures[code] = (ref, ref.ask(GetBookStats(), block=False))
@@ -300,21 +320,16 @@ class RecoveryTracker:
             ref, stats, answered_s = books.get(code, (None, None, 0.0))
             if stats is None or (p.old_ref is not None and ref is p.old_ref):
                 return None
-            if stats.status is not BookStatus.LIVE or stats.seq < p.min_seq.get(code, 0) or stats.epoch < p.min_epoch:
+            if p.status is not BookStatus.LIVE:
+                if stats.status is not p.status:
+                    return None
+            elif stats.status is not BookStatus.LIVE or stats.seq < p.min_seq.get(code, 0) or stats.epoch < p.min_epoch:
                 return None
             seen_s.append(answered_s)
         return max(seen_s, default=time.monotonic())
 
     def _peer_back(self, p: Pending) -> float | None:
-        svc = self._svc
-        if p.peer == "archive":
-            try:
-                children = svc.root.ask(GetChildren(), timeout=0.5)
-            except (pykka.Timeout, pykka.ActorDeadError):
-                return None
-            ref = next((c.ref for c in children if c.id == "archive"), None)
-        else:
-            ref = getattr(svc.peers, p.peer or "", None)
+        ref = self._svc.tree.ref(p.peer) if p.peer else None
         if ref is None or ref is p.old_ref or ref in self._avoid:
             return None
         try:

@@ -9,8 +9,9 @@ Why each weapon is built the way it is (see notes/pykka-and-supervision.md §1.7
 - **zombie**: the actor's thread dies *without* any report, so only the supervisor's
   liveness monitor can notice (see :func:`make_zombie`). Hence a separate weapon: it proves
   the safety net, not the reporting path.
-- **venue faults**: the simulator's fault API, with the parameters drawn from the same
-  seeded RNG, so a failing schedule can be replayed from its seed.
+- **venue faults** (:class:`~depthkeeper.chaos.faults.VenueFaults`): the simulator's
+  fault API, with the parameters drawn from the same seeded RNG, so a failing schedule can be
+  replayed from its seed.
 
 Kill targets: ``"connection" | "subscription" | "snapshot" | "book:CODE" | "book" |
 "archive"`` (when configured) ``| "random"``.
@@ -32,17 +33,23 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
+from depthkeeper.chaos.faults import (  # noqa: F401 - re-exported: the monkey's public names
+    CODE_FAULTS,
+    SNAPSHOT_FAULTS,
+    STREAM_FAULTS,
+    FaultLimits,
+    FaultResult,
+    VenueFault,
+    VenueFaults,
+)
 from depthkeeper.supervisor.otp.dispatch import Mailbox
 from depthkeeper.supervisor.otp.errors import mark_injected
-from depthkeeper.supervisor.otp.messages import Crash, GetChildren
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.service.handle import BOOK, RANDOM
 
 if TYPE_CHECKING:
     from depthkeeper.supervisor.service.facade import BookService
 
-SINGLETONS = ("connection", "subscription", "snapshot")
-BOOK = "book"
-ARCHIVE = "archive"
-RANDOM = "random"
 
 
 class KillMode(enum.Enum):
@@ -50,39 +57,6 @@ class KillMode(enum.Enum):
 
     CRASH = "crash"  # a told Crash: the normal failure path
     ZOMBIE = "zombie"  # the thread dies silently; the liveness monitor must catch it
-
-
-class VenueFault(enum.Enum):
-    """The simulator faults the monkey drives (the value is the report's name)."""
-
-    GAP = "gap"
-    DUPLICATE = "duplicate"
-    REORDER = "reorder"
-    STALL = "stall"
-    CLOSE = "close"
-    RESTART = "restart"
-    MALFORMED = "malformed"
-    REST_DELAY = "rest_delay"
-    REST_FAIL = "rest_fail"
-    STALE_SNAPSHOT = "stale_snapshot"
-
-
-#: faults that hit one symbol's stream (the monkey picks the code)
-STREAM_FAULTS = (VenueFault.GAP, VenueFault.DUPLICATE, VenueFault.REORDER)
-_MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_code")
-
-
-@attrs.frozen
-class FaultLimits:
-    """Bounds of the randomly drawn fault parameters (every fault is bounded in time)."""
-
-    gap_max: int = 5
-    stall_min_s: float = 0.8
-    stall_max_s: float = 1.5
-    malformed_max: int = 5
-    rest_delay_max_s: float = 0.3
-    rest_fault_max_count: int = 3
-    stale_lag_max: int = 20
 
 
 @attrs.frozen
@@ -98,21 +72,10 @@ class KillResult:
     detail: str = ""
 
 
-@attrs.frozen
-class FaultResult:
-    """One venue fault as injected (``code`` for stream faults, ``amount`` its size)."""
-
-    fault: VenueFault
-    at_s: float
-    code: str | None = None
-    amount: float = 0.0
-    era: int | None = None  # the new era after a RESTART
-
-
 # -- zombies ---------------------------------------------------------------------------------
 
 
-class ZombieBullet(Exception):  # noqa: N818 - it is not an error condition, it is the weapon
+class ZombieBullet(Exception):
     """Raised asynchronously in an actor's thread. An ``Exception``, never a ``BaseException``:
     if it ever landed inside a handler pykka would treat a BaseException as fatal for *every*
     actor in the process, while an Exception is only a normal crash there."""
@@ -254,7 +217,7 @@ def _zombie_on_dispatcher(ref: pykka.ActorRef[Any], mailbox: Mailbox, timeout_s:
     return ZombieOutcome.ZOMBIE if mailbox.lane.lost else ZombieOutcome.NOT_RUNNING
 
 
-class ChaosMonkey:
+class ChaosMonkey(VenueFaults):
     """Seedable chaos against one running :class:`BookService` (``svc.chaos``).
 
     ``simulator`` defaults to the service's embedded one; pass a handle when the service
@@ -283,38 +246,15 @@ class ChaosMonkey:
 
     # -- targets -------------------------------------------------------------------------
 
-    def _archive_ref(self) -> pykka.ActorRef[Any] | None:
-        root = self._svc.root
-        if not self._svc.cfg.archive.path or root is None:
-            return None
-        try:
-            children = root.ask(GetChildren(), timeout=self._svc.ask_timeout_s)
-        except (pykka.Timeout, pykka.ActorDeadError):
-            return None
-        return next((c.ref for c in children if c.id == ARCHIVE), None)
-
     def targets(self) -> list[str]:
         """Every concrete target right now (books in code order)."""
-        extra = [ARCHIVE] if self._svc.cfg.archive.path else []
-        return [*SINGLETONS, *extra, *(f"book:{c}" for c in sorted(self._svc.routes.codes()))]
+        return self._svc.tree.targets()
 
     def resolve(self, target: str) -> tuple[str, pykka.ActorRef[Any] | None]:
-        """``target`` -> (concrete name, current ref or None while it restarts)."""
-        if target == RANDOM:
-            target = self.rng.choice(self.targets())
-        elif target == BOOK:
-            books = sorted(self._svc.routes.codes())
-            if not books:
-                return BOOK, None
-            target = f"book:{self.rng.choice(books)}"
-        if target.startswith("book:"):
-            return target, self._svc.routes.get(target[5:])
-        if target in SINGLETONS:
-            return target, getattr(self._svc.peers, target)
-        if target == ARCHIVE:
-            return target, self._archive_ref()
-        raise ValueError(f"unknown chaos target {target!r} (connection, subscription, snapshot, book, "
-                         f"book:CODE, archive, random)")
+        """``target`` -> (concrete name, current ref or None while it restarts); see svc.tree."""
+        tree = self._svc.tree
+        tree.rng = self.rng  # seeded choices: a failing schedule replays from its seed
+        return tree.resolve(target)
 
     # -- kills ---------------------------------------------------------------------------
 
@@ -357,49 +297,3 @@ class ChaosMonkey:
         delivered = outcome is ZombieOutcome.ZOMBIE
         (self.kills if delivered else self.missed)[f"zombie:{kind}"] += 1
         return KillResult(name, kind, KillMode.ZOMBIE, delivered, at_s, ref, outcome.value)
-
-    # -- venue faults --------------------------------------------------------------------
-
-    def fault(self, fault: VenueFault | str, code: str | None = None) -> FaultResult:
-        """Inject one venue fault with parameters drawn from the seeded RNG."""
-        fault = VenueFault(fault)
-        sim, lim, rng = self.simulator, self.limits, self.rng
-        faults = sim.faults
-        if fault in STREAM_FAULTS and code is None:
-            codes = sorted(self._svc.subscriptions())
-            code = rng.choice(codes) if codes else None
-        amount: float = 0.0
-        era = None
-        match fault:
-            case VenueFault.GAP:
-                amount = rng.randint(1, lim.gap_max)
-                faults.drop(int(amount), code=code)
-            case VenueFault.DUPLICATE:
-                faults.duplicate(code=code)
-            case VenueFault.REORDER:
-                faults.reorder(code=code)
-            case VenueFault.STALL:
-                amount = round(rng.uniform(lim.stall_min_s, lim.stall_max_s), 3)
-                faults.stall(amount)
-            case VenueFault.CLOSE:
-                amount = faults.close()
-            case VenueFault.RESTART:
-                era = faults.restart()
-            case VenueFault.MALFORMED:
-                amount = faults.malformed(rng.choice(_MALFORMED_KINDS), rng.randint(1, lim.malformed_max))
-            case VenueFault.REST_DELAY:
-                amount = round(rng.uniform(0.01, lim.rest_delay_max_s), 3)
-                faults.rest_delay(amount, count=rng.randint(1, lim.rest_fault_max_count))
-            case VenueFault.REST_FAIL:
-                amount = rng.choice((429, 500, 503))
-                faults.rest_fail(int(amount), count=rng.randint(1, lim.rest_fault_max_count))
-            case VenueFault.STALE_SNAPSHOT:
-                amount = rng.randint(1, lim.stale_lag_max)
-                faults.stale_snapshot(int(amount), count=rng.randint(1, lim.rest_fault_max_count))
-        no_op = fault in (VenueFault.CLOSE, VenueFault.MALFORMED) and not amount  # nobody was connected
-        self.faults[f"{fault.value}_noop" if no_op else fault.value] += 1
-        return FaultResult(fault, time.monotonic(), code, amount, era)
-
-
-#: the name ``BookService`` constructs (``svc.chaos``); kept for callers of the first API
-Chaos = ChaosMonkey

@@ -18,12 +18,12 @@ from typing import Any, TextIO
 
 from loguru import logger
 
-from depthkeeper.supervisor.chaos import ZombieBullet
-from depthkeeper.supervisor.chaos_run import ChaosReport, run_chaos
-from depthkeeper.supervisor.chaos_schedule import load_chaos_config
+from depthkeeper.chaos.monkey import ZombieBullet
+from depthkeeper.chaos.run import ChaosReport, run_chaos
+from depthkeeper.chaos.schedule import load_chaos_config
+from depthkeeper.supervisor.cli.logs import setup_logging
 from depthkeeper.supervisor.otp.errors import ChaosCrash
 from depthkeeper.supervisor.service.errors import ConfigError
-from depthkeeper.supervisor.cli.logs import setup_logging
 
 
 def _ms(seconds: float) -> str:
@@ -46,6 +46,13 @@ def _labelled(pairs: list[tuple[str, str]]) -> list[str]:
     return [f"{label:<{width}}  {value}".rstrip() for label, value in pairs]
 
 
+def _fresh(f: dict[str, float]) -> tuple[str, str]:
+    return (f"freshness (L {f['bound_s']:.2f}s)",
+            f"{int(f['checked'])} LIVE reads ({int(f['polled'])} polled views), {int(f['compared'])} compared with "
+            f"the venue at t-L: stale {int(f['stale'])}, LIVE while refused {int(f['rejected_live'])}; "
+            f"blackholes past the silence bound {int(f.get('blackholes_past_bound', 0))}")
+
+
 def render_report(report: ChaosReport) -> str:
     """The readable report: totals, invariants, recovery table, violations (columns aligned)."""
     verdict = "PASSED" if report.passed else f"FAILED ({len(report.violations)} violations)"
@@ -65,6 +72,7 @@ def render_report(report: ChaosReport) -> str:
         ("duplicate / empty cmd", f"{report.duplicate_subscribes} / {report.empty_lists}"),
         ("LIVE views checked", f"{report.views_checked}  (bad: {report.view_violations}, "
                                f"oracle cross-checks: {report.oracle_samples})"),
+        *([_fresh(report.freshness)] if report.freshness else []),
         ("leaked threads/actors", f"{len(report.leaked_threads)} / {len(report.leaked_actors)}"),
         ("restarts", _counts(report.restarts)),
         ("escalations", str(report.escalations)),

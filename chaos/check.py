@@ -1,7 +1,9 @@
 """Chaos invariants that run *during* a chaos run: published views against the truth.
 
-Every LIVE view a listener receives must be uncrossed and exactly the simulator's book at
-the view's seq. Checking needs the truth at *that* seq in *that* era, and views keep
+Every LIVE view a listener receives, and every LIVE view the poller reads with ``svc.book``,
+must be uncrossed and exactly the simulator's book at the view's seq, and fresh: not behind the
+venue's seq of ``L`` seconds before it was read (the freshness invariant, chaos_fresh), nor of a
+code whose subscription the venue refuses. Checking needs the truth at *that* seq in *that* era, and views keep
 arriving for a moment after a venue restart (diffs of the old era still queued in a book's
 inbox), when the simulator already serves the new era. So the oracle replays the market:
 the simulator's per-symbol generator is deterministic in ``(seed, era, code)`` and draws
@@ -27,6 +29,7 @@ import attrs
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator.market import SymbolMarket, render_side
+from depthkeeper.chaos.fresh import Freshness, Polled, RejectWindows
 
 Levels = tuple[tuple[float, float], ...]
 #: a view may arrive this long after its era ended (queued old-era diffs after a restart)
@@ -35,6 +38,8 @@ ERA_GRACE_S = 5.0
 SAMPLE_EVERY = 97
 #: keep at most this many violation texts (the count is always exact)
 MAX_TEXTS = 50
+#: pictures per code whose check result is remembered (listener and poller read the same ones)
+PICTURES_KEPT = 8
 
 
 def levels_from_text(rows: Iterable[Iterable[Any]]) -> Levels:
@@ -105,28 +110,46 @@ def crossed(view: BookView) -> bool:
 
 
 class ViewChecker:
-    """Listener + checker thread: every received LIVE view is checked against the truth."""
+    """Listener + checker thread: every LIVE view received or polled is checked against the truth.
 
-    def __init__(self, sim: Any, oracle: ReplayOracle, timeline: EraTimeline, interval_s: float = 0.02) -> None:
+    ``freshness`` (optional) adds the freshness invariant, ``rejects`` the rule that no LIVE
+    view of a code is read while the venue refuses it. The poller hands its views to
+    :meth:`offer`; a listener calls the checker itself.
+    """
+
+    def __init__(self, sim: Any, oracle: ReplayOracle, timeline: EraTimeline, interval_s: float = 0.02, *,
+                 freshness: Freshness | None = None, rejects: RejectWindows | None = None) -> None:
         self._sim = sim
         self._oracle = oracle
         self._timeline = timeline
         self._interval_s = interval_s
+        self.freshness = freshness
+        self.rejects = rejects
         self._inbox: deque[tuple[float, Any]] = deque()
         self._stopping = threading.Event()
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="depthkeeper-chaos-checker", daemon=True)
-        self._last: dict[str, tuple[int, Levels, Levels]] = {}
+        #: code -> {(seq, bids, asks): the era it matched, or None if it matched none}, newest last
+        self._pictures: dict[str, dict[tuple[int, Levels, Levels], int | None]] = {}
+        #: code -> seq of the last stale view reported (one text per stale episode)
+        self._stale_seq: dict[str, int] = {}
         self.received = 0
+        self.polled = 0
         self.checked = 0
         self.samples = 0
         self.status_events = 0
         self.violations = 0
+        self.stale = 0
+        self.rejected_live = 0
         self.texts: list[str] = []
 
     # called on the hub's dispatcher thread: must stay trivial
     def __call__(self, event: Any) -> None:
         self._inbox.append((time.monotonic(), event))
+
+    def offer(self, read_at_s: float, event: Any) -> None:
+        """A view read at ``read_at_s`` by someone else (the poller)."""
+        self._inbox.append((read_at_s, event))
 
     def start(self) -> None:
         self._thread.start()
@@ -164,27 +187,61 @@ class ViewChecker:
         if isinstance(event, BookStatusChanged):
             self.status_events += 1
             return
-        if not isinstance(event, BookUpdated):
-            return
-        self.received += 1
-        view = event.view
+        if isinstance(event, Polled):
+            self.polled += 1
+            self._view(at_s, event.view, "polled")
+        elif isinstance(event, BookUpdated):
+            self.received += 1
+            self._view(at_s, event.view, "listener")
+
+    def _view(self, at_s: float, view: BookView, source: str) -> None:
         if view.status is not BookStatus.LIVE:
             return
-        if self._last.get(view.code) == (view.seq, view.bids, view.asks):
-            return  # the same picture published again (e.g. a status event right before)
-        self._last[view.code] = (view.seq, view.bids, view.asks)
+        if self.rejects is not None and self.rejects.covers(view.code, at_s):
+            self.rejected_live += 1
+            self.violate(f"LIVE view ({source}) {view.code} seq {view.seq} read at {at_s:.3f} while the venue "
+                         f"refuses its subscription (reason {view.reason!r})")
+        era = self._era(at_s, view)
+        if self.freshness is None or era is None:
+            return
+        age_s = max(0.0, time.time() - (time.monotonic() - at_s) - view.updated_at) if view.updated_at else 0.0
+        problem = self.freshness.problem(view, era, at_s, source, age_s)
+        if problem is None:
+            self._stale_seq.pop(view.code, None)
+            return
+        self.stale += 1
+        if self._stale_seq.get(view.code) == view.seq:
+            self.violations += 1  # the same stale episode: counted, not described again
+            return
+        self._stale_seq[view.code] = view.seq
+        self.violate(problem)
+
+    def _era(self, at_s: float, view: BookView) -> int | None:
+        """Check the picture (once per distinct picture); return the era it belongs to."""
+        key = (view.seq, view.bids, view.asks)
+        seen = self._pictures.setdefault(view.code, {})
+        if key in seen:
+            return seen[key]
+        era = self._check_picture(at_s, view)
+        seen[key] = era
+        if len(seen) > PICTURES_KEPT:
+            del seen[next(iter(seen))]
+        return era
+
+    def _check_picture(self, at_s: float, view: BookView) -> int | None:
         self.checked += 1
         if crossed(view):
             self.violate(f"crossed LIVE view {view.code} seq {view.seq}: bid {view.bids[0]} >= ask {view.asks[0]}")
-            return
+            return None
         eras = self._timeline.candidates(at_s)
         for era in eras:
             if self._oracle.book(era, view.code, view.seq) == (view.bids, view.asks):
                 if self.checked % SAMPLE_EVERY == 0:
                     self._sample(era, view)
-                return
+                return era
         self.violate(f"LIVE view {view.code} seq {view.seq} differs from the truth at that seq (eras {eras}): "
                      f"{describe_diff(self._oracle.book(eras[0], view.code, view.seq), (view.bids, view.asks))}")
+        return None
 
     def _sample(self, era: int, view: BookView) -> None:
         """Cross-check the replica against the simulator itself (same era only)."""
