@@ -25,13 +25,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from depthkeeper.archive.schema import SNAPSHOT_COLUMNS, ArchiveError, open_readonly
+from depthkeeper.archive.schema import SNAPSHOT_COLUMNS, ArchiveError, open_readonly, snapshot_span, snapshot_symbols
 
 _COLUMNS = ("ts", "symbol", "seq", "updated_at")
 
 
 class ExportError(Exception):
     """The archive cannot be exported (not an archive, bad window)."""
+
+
+class NoRows(ExportError):
+    """The archive has no row of the symbol in the window; the message says what it has."""
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _no_rows(db: sqlite3.Connection, symbol: str) -> NoRows:
+    span = snapshot_span(db, symbol)
+    if span is not None:
+        return NoRows(f"no rows of {symbol} in the window; its rows span {_iso(span[0])} .. {_iso(span[1])} "
+                      f"({span[0]!r} .. {span[1]!r})")
+    symbols = snapshot_symbols(db)
+    return NoRows(f"no rows of {symbol}; the archive has: {', '.join(symbols)}" if symbols
+                  else f"no rows of {symbol}; the archive is empty")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -104,12 +122,15 @@ def _flat(levels: list[list[float]], depth: int) -> list[Any]:
 
 
 def export(path: str, symbol: str, start: float | None, end: float | None, fmt: str, out: TextIO) -> int:
-    """Write the snapshots of ``symbol`` with ``start <= ts < end`` to ``out``, oldest first; return the count."""
+    """Write the snapshots of ``symbol`` with ``start <= ts < end`` to ``out``, oldest first; return the count.
+    Raises :class:`NoRows` (before writing anything) when there are none."""
     if start is not None and end is not None and end <= start:
         raise ExportError(f"empty window: --to ({end}) must be after --from ({start})")
     db = _connect(path)
     try:
         where, params = _window(symbol, start, end)
+        if db.execute(f"SELECT 1 FROM snapshots WHERE {where} LIMIT 1", params).fetchone() is None:
+            raise _no_rows(db, symbol)
         count = 0
         if fmt == "csv":
             depth = _depth(db, where, params)
@@ -132,7 +153,8 @@ def export(path: str, symbol: str, start: float | None, end: float | None, fmt: 
 
 
 def export_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """The CLI entry: exit status 0 (rows or none), 2 for a usage or file problem."""
+    """The CLI entry: exit status 0 (rows written), 1 no rows of the symbol in the window (stderr says
+    which symbols the archive has), 2 a usage or file problem."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if not Path(args.archive).is_file():
@@ -145,6 +167,9 @@ def export_command(args: argparse.Namespace, out: TextIO | None = None, err: Tex
         return 2
     try:
         count = export(args.archive, args.symbol, start, end, args.format, out)
+    except NoRows as exc:
+        print(f"depthkeeper export: {exc}", file=err)
+        return 1
     except (ExportError, sqlite3.Error) as exc:
         print(f"depthkeeper export: {exc}", file=err)
         return 2

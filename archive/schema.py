@@ -99,8 +99,18 @@ def insert_rows(db: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]) 
 
 
 def open_readonly(path: str) -> sqlite3.Connection:
-    """Open an archive for reading only (never creates one, never blocks the writer: WAL)."""
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    """Open an archive for reading only: never creates one, never blocks the writer, leaves no file.
+
+    A WAL reader needs the ``-shm`` index; opened with ``mode=ro`` when no writer has the file open,
+    SQLite would create ``-wal``/``-shm`` next to it and leave them there. So: when a ``-wal`` file
+    exists, a writer is (or was) at work, and we read in WAL mode through its files, seeing only
+    committed transactions; when none exists, nothing can be in flight, and the file is opened
+    ``immutable`` (no locks, no side files, fine on a read-only directory or medium).
+    """
+    resolved = Path(path).resolve()
+    writer = Path(f"{resolved}-wal").exists()
+    query = "mode=ro" if writer else "mode=ro&immutable=1"
+    db = sqlite3.connect(f"{resolved.as_uri()}?{query}", uri=True)
     try:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
@@ -110,3 +120,14 @@ def open_readonly(path: str) -> sqlite3.Connection:
         db.close()
         raise ArchiveError(f"{path}: not an archive (no snapshots table)")
     return db
+
+
+def snapshot_symbols(db: sqlite3.Connection) -> list[str]:
+    """The symbols that have snapshot rows, sorted (a skip-scan of the index, cheap on any size)."""
+    return [symbol for (symbol,) in db.execute(_SYMBOLS_SQL.format(table="snapshots")).fetchall()]
+
+
+def snapshot_span(db: sqlite3.Connection, symbol: str) -> tuple[float, float] | None:
+    """(first ts, last ts) of ``symbol``'s snapshot rows, or None when it has none."""
+    first, last = db.execute("SELECT MIN(ts), MAX(ts) FROM snapshots WHERE symbol = ?", (symbol,)).fetchone()
+    return None if first is None else (first, last)

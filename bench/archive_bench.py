@@ -41,8 +41,11 @@ def _quiet_logs() -> None:
     """The bench owns the sinks (it is a CLI): errors only, on stderr."""
     from loguru import logger
 
+    import depthkeeper.supervisor  # noqa: F401 - the library disables its logs on import; enable after it
+
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
+    logger.enable("depthkeeper")
 
 
 def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth: int) -> Any:

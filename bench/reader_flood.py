@@ -132,11 +132,12 @@ def configure_sink(sink: str) -> str:
     logger.remove()
     if sink == "none":
         return ""
-    from depthkeeper.supervisor.cli.logs import _FORMAT, _patch
+    from depthkeeper.supervisor.cli.logs import FORMAT, _patch
 
     path = tempfile.NamedTemporaryFile(prefix="reader-flood-", suffix=".log", delete=False).name
     logger.configure(patcher=_patch)
-    logger.add(path, level="INFO", format=_FORMAT, colorize=False)
+    logger.add(path, level="INFO", format=FORMAT, colorize=False)
+    logger.enable("depthkeeper")
     return path
 
 

@@ -43,6 +43,7 @@ from depthkeeper.chaos.faults import (  # noqa: F401 - re-exported: the monkey's
     VenueFaults,
 )
 from depthkeeper.supervisor.otp.dispatch import Mailbox
+from depthkeeper.supervisor.otp.errors import mark_injected
 from depthkeeper.supervisor.otp.messages import Crash
 from depthkeeper.supervisor.service.handle import BOOK, RANDOM
 
@@ -78,6 +79,9 @@ class ZombieBullet(Exception):
     """Raised asynchronously in an actor's thread. An ``Exception``, never a ``BaseException``:
     if it ever landed inside a handler pykka would treat a BaseException as fatal for *every*
     actor in the process, while an Exception is only a normal crash there."""
+
+    #: a fault injected on purpose: the supervision layer logs what it causes at INFO (otp.errors)
+    injected = True
 
 
 class ZombieOutcome(enum.Enum):
@@ -181,6 +185,7 @@ def make_zombie(ref: pykka.ActorRef[Any], timeout_s: float = 1.0) -> ZombieOutco
             armed = _parked_in_inbox(thread) and ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(thread.ident or 0), ctypes.py_object(ZombieBullet)) == 1
         if armed:
+            mark_injected(thread)  # its death is ours: the liveness monitor logs the zombie at INFO
             break
         if time.monotonic() >= deadline:
             return ZombieOutcome.BUSY
@@ -266,7 +271,7 @@ class ChaosMonkey(VenueFaults):
             self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, None, "not running")
         try:
-            ref.tell(Crash("chaos kill"))
+            ref.tell(Crash("chaos kill", injected=True))  # logged at INFO: we asked for it
         except pykka.ActorDeadError:
             self.missed[kind] += 1
             return KillResult(name, kind, KillMode.CRASH, False, at_s, ref, "already dead")

@@ -35,7 +35,7 @@ from depthkeeper.simulator.venue import HttpReply, Venue
 CLOSE_TOO_MANY_REQUESTS = 1008
 CLOSE_GOING_AWAY = 1001
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Session:

@@ -30,7 +30,7 @@ from loguru import logger
 
 from depthkeeper.simulator.registry import ConnState
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Blackhole:

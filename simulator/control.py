@@ -27,7 +27,7 @@ from depthkeeper.simulator.venue import HttpReply, Venue
 #: Close code sent to every client by a restart (RFC 6455 "service restart").
 CLOSE_SERVICE_RESTART = 1012
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def _count(value: Any, name: str, minimum: int = 1) -> int:

@@ -28,7 +28,7 @@ from depthkeeper.simulator.wire import frame_text
 #: Frames per write (and per turn of the event loop).
 FLOOD_CHUNK_FRAMES = 2048
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def flood_code(index: int, taken: Container[str]) -> str:

@@ -32,7 +32,7 @@ STARTUP_TIMEOUT_S = 10.0
 #: How long `SimHandle.stop` waits for the thread.
 JOIN_TIMEOUT_S = 10.0
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Faults:

@@ -44,7 +44,7 @@ SLOW_CONSUMER_BYTES = 64 << 20
 #: Poll period while waiting for backpressure to clear.
 BACKPRESSURE_POLL_S = 0.0005
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Pump:

@@ -49,7 +49,7 @@ MAX_CLIENT_FRAME_BYTES = 1 << 20
 #: How long `stop` waits for connection handlers to finish.
 SHUTDOWN_TIMEOUT_S = 5.0
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def _json_response(reply: HttpReply) -> Response:

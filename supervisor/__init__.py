@@ -8,6 +8,8 @@
 Public API::
 
     from depthkeeper.supervisor import BookService, load_config
+    # what listeners and a host's parent receive, and what views carry
+    from depthkeeper.supervisor import BookUpdated, BookStatusChanged, BookView, BookStatus, Escalated
 
 The names are imported on first use, so importing the OTP layer never drags the service in.
 """
@@ -15,7 +17,17 @@ The names are imported on first use, so importing the OTP layer never drags the 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
+
+from loguru import logger
+
+# A library is silent until its host asks (loguru's convention for libraries): the first depthkeeper
+# package imported disables "depthkeeper"; packages imported later (the embedded simulator, ...) leave
+# the host's choice alone. A host turns the logs on with ``logger.enable("depthkeeper")``.
+if not any(name.startswith("depthkeeper.") and not f"{name}.".startswith(f"{__name__}.")
+           for name in list(sys.modules)):
+    logger.disable("depthkeeper")
 
 _PUBLIC = {
     "AppConfig": "depthkeeper.supervisor.service.config",
@@ -25,6 +37,12 @@ _PUBLIC = {
     "ConfigError": "depthkeeper.supervisor.service.errors",
     "DepthkeeperError": "depthkeeper.supervisor.service.errors",
     "ServiceError": "depthkeeper.supervisor.service.errors",
+    "BookStatus": "depthkeeper.actors.core.orderbook",
+    "BookStatusChanged": "depthkeeper.actors.messages",
+    "BookUpdated": "depthkeeper.actors.messages",
+    "BookView": "depthkeeper.actors.messages",
+    "Escalated": "depthkeeper.supervisor.otp.messages",
+    "resolve_config_path": "depthkeeper.supervisor.service.config",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -39,9 +39,12 @@ def _quiet_logs() -> dict[str, int]:
         level = message.record["level"].name
         counts[level] = counts.get(level, 0) + 1
 
+    import depthkeeper.supervisor  # noqa: F401 - the library disables its logs on import; enable after it
+
     logger.remove()
     logger.add(count, level="WARNING", format="{message}")
     logger.add(sys.stderr, level="ERROR")
+    logger.enable("depthkeeper")
     return counts
 
 

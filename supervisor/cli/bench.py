@@ -11,8 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-#: the repository root of an editable install / checkout: supervisor/ sits right under it
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+#: the repository root of an editable install / checkout: this file is supervisor/cli/bench.py
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 
 def main(argv: list[str]) -> int:

@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
 from depthkeeper.supervisor.cli.logs import add_console_sink, setup_logging
-from depthkeeper.supervisor.service.config import load_config
+from depthkeeper.supervisor.service.config import AppConfig, load_config
 from depthkeeper.supervisor.service.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,15 +62,37 @@ def quieter(level: str, floor: str) -> str:
     return level if logger.level(level).no >= logger.level(floor).no else floor
 
 
+def load(args: argparse.Namespace) -> AppConfig:
+    """The deployment, ``[chaos]`` included (validated although ``run`` ignores it); a shipped file's
+    relative paths are relative to the working directory (the package's directory is not yours)."""
+    base_dir = Path.cwd() if getattr(args, "config_shipped", False) else None
+    cfg = load_config(args.config, base_dir=base_dir)
+    if cfg.chaos:
+        from depthkeeper.chaos.schedule import settings_from_mapping
+
+        settings_from_mapping(cfg.chaos, cfg.source)
+    return cfg
+
+
+def fail(problem: object) -> int:
+    """A usage, config or start-up problem: one line on stderr, exit status 2."""
+    text = " ".join(str(problem).split()) or type(problem).__name__
+    print(f"depthkeeper: {text}", file=sys.stderr)
+    return 2
+
+
 def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
-        cfg = load_config(args.config)
+        cfg = load(args)
     except ConfigError as exc:
-        print(f"depthkeeper: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
+    level = getattr(args, "log_level", None) or cfg.log.level
     show_table = not args.no_table and not args.json and out.isatty()
-    console_sink = setup_logging(cfg.log.level, cfg.log.file)
-    console_level = quieter(cfg.log.level, PANE_LEVEL)
+    try:
+        console_sink = setup_logging(level, cfg.log.file)
+    except (OSError, ValueError) as exc:
+        return fail(f"{cfg.source}: [log] file: cannot write {cfg.log.file}: {exc}")
+    console_level = quieter(level, PANE_LEVEL)
     if show_table:  # only warnings on the terminal, before, in and after the screen (the file keeps the level)
         logger.remove(console_sink)
         console_sink = add_console_sink(console_level)
@@ -78,7 +101,10 @@ def run_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    svc = BookService.start(cfg)
+    try:
+        svc = BookService.start(cfg)
+    except Exception as exc:  # noqa: BLE001 - any start-up failure: one line, exit 2 (start() cleaned up)
+        return fail(f"cannot start: {exc}")
     # The process is ours here (never in the library): move everything built so far out of the
     # collector's reach, so a full collection walks only what changes (at 1000 symbols a full
     # collection otherwise pauses every thread for ~25 ms, the worst latency we measure).

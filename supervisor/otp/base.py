@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from loguru import Logger
 
 from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
-from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded
+from depthkeeper.supervisor.otp.errors import ChaosCrash, RestartIntensityExceeded, is_injected
 from depthkeeper.supervisor.otp.messages import ChildExited, ChildStarted, Crash
 from depthkeeper.supervisor.otp.spec import ChildContext, ExitReason
 from depthkeeper.supervisor.otp.tell import tell
@@ -124,14 +124,27 @@ class SupervisedActor(pykka.ThreadingActor):
                    traceback: TracebackType | None) -> None:
         self._cleanup_guarded()
         reason = ExitReason.GAVE_UP if isinstance(exception_value, RestartIntensityExceeded) else ExitReason.CRASHED
+        injected = is_injected(exception_value)
         if reason is ExitReason.CRASHED:
-            self.log.error("crashed: {!r}", exception_value)
-        self._report_exit(reason, repr(exception_value))
+            self.log.log("INFO" if injected else "ERROR", "crashed{}: {!r}", " (injected)" if injected else "",
+                         exception_value)
+        self._report_exit(reason, repr(exception_value), injected=injected)
+
+    def _handle_failure(self, exception_type: type[BaseException] | None, exception_value: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        # pykka's hook (both its loop and our dispatcher call it before on_failure): it logs every
+        # crash at ERROR with a traceback, then unregisters and stops the actor. A fault injected
+        # on purpose is no error: on_failure logs it at INFO; here only the unregister and stop.
+        if not is_injected(exception_value):
+            super()._handle_failure(exception_type, exception_value, traceback)
+            return
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Crash(reason=reason):
-                raise ChaosCrash(f"{self.child_id}: {reason}")
+            case Crash(reason=reason, injected=injected):
+                raise ChaosCrash(f"{self.child_id}: {reason}", injected=injected)
             case _:
                 # A host's ActorRegistry.broadcast reaches us too: never raise on strangers.
                 self.log.debug("ignoring unexpected message {!r}", message)
@@ -146,7 +159,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def exit_without_supervisor(self, reason: ExitReason, error: str | None) -> None:
         """Called instead of telling ``ChildExited`` when there is no supervisor (ctx is None)."""
 
-    def _report_exit(self, reason: ExitReason, error: str | None) -> None:
+    def _report_exit(self, reason: ExitReason, error: str | None, *, injected: bool = False) -> None:
         if self._exit_reported:
             return
         self._exit_reported = True
@@ -154,7 +167,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if self.ctx is None:
             self.exit_without_supervisor(reason, error)
         else:
-            self._tell_supervisor(ChildExited(self.child_id, self.generation, reason, error))
+            self._tell_supervisor(ChildExited(self.child_id, self.generation, reason, error, injected))
 
     def _tell_supervisor(self, message: Any) -> None:
         if self.ctx is not None:

@@ -42,6 +42,8 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from depthkeeper.supervisor.otp.errors import is_injected, mark_injected
+
 #: messages one actor handles per turn before the others get the thread
 THROUGHPUT = 64
 
@@ -52,13 +54,15 @@ _STOP = getattr(pykka.messages, "_ActorStop", None)  # pykka's stop message (tea
 class Lane:
     """A dispatched actor's stand-in for its thread, for liveness checks (duck-types a Thread)."""
 
-    __slots__ = ("_ended", "daemon", "ident", "lost", "name")
+    __slots__ = ("_ended", "daemon", "ident", "injected", "lost", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.ident: int | None = None
         self.daemon = True
         self.lost = False
+        #: lost to a fault injected on purpose (errors.mark_injected): its zombie is logged at INFO
+        self.injected = False
         self._ended = threading.Event()
 
     def is_alive(self) -> bool:
@@ -188,9 +192,13 @@ class Mailbox:
         Its asks fail at once instead of hanging (a thread-zombie's would hang), and a stop is
         answered "already dead" (``stop()`` returns False): its cleanup never ran, so whoever
         stops it must fence it and run the cleanup (the supervisor does)."""
+        injected = is_injected(exc)
+        if injected:
+            mark_injected(self.lane)  # before it ends: the liveness monitor reads it when it sees the end
         self._refuse_rest(lost=True)
         self.lane.end(lost=True)
-        logger.bind(actor="dispatcher", lane=self.lane.name).error(
+        logger.bind(actor="dispatcher", lane=self.lane.name).log(
+            "INFO" if injected else "ERROR",
             "{} lost on its dispatcher ({!r}): no report sent; the liveness monitor takes over", self._actor, exc)
 
     def abandon(self) -> None:

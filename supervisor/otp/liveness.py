@@ -24,6 +24,7 @@ import attrs
 import pykka
 from loguru import logger
 
+from depthkeeper.supervisor.otp.errors import is_injected
 from depthkeeper.supervisor.otp.messages import ChildExited
 from depthkeeper.supervisor.otp.spec import ExitReason
 from depthkeeper.supervisor.otp.tell import tell
@@ -168,13 +169,15 @@ class LivenessMonitor:
             for zombie in zombies:
                 del self._watched[(zombie.child_id, zombie.generation)]
         for zombie in zombies:
-            self._log.bind(child_id=zombie.child_id, generation=zombie.generation).error(
-                "zombie: thread {} of {} is dead while its ref claims to be alive", zombie.thread.name,
-                zombie.child_id)
+            injected = is_injected(zombie.thread)  # killed on purpose (chaos): INFO, not ERROR
+            self._log.bind(child_id=zombie.child_id, generation=zombie.generation).log(
+                "INFO" if injected else "ERROR", "zombie{}: thread {} of {} is dead while its ref claims to be alive",
+                " (injected)" if injected else "", zombie.thread.name, zombie.child_id)
             fence_zombie(zombie.ref)
             release_zombie(zombie.cleanup)
             error = f"thread {zombie.thread.name} died outside pykka"
-            if not tell(self._supervisor, ChildExited(zombie.child_id, zombie.generation, ExitReason.ZOMBIE, error)):
+            exited = ChildExited(zombie.child_id, zombie.generation, ExitReason.ZOMBIE, error, injected)
+            if not tell(self._supervisor, exited):
                 self._stopping.set()  # our supervisor is gone; nothing left to watch for
         return zombies
 

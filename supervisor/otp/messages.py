@@ -43,6 +43,8 @@ class ChildExited:
     generation: int
     reason: ExitReason
     error: str | None = None
+    #: the exit was a fault injected on purpose (chaos): the supervisor logs it at INFO
+    injected: bool = False
 
 
 # -- supervisor -> itself ---------------------------------------------------------------
@@ -92,9 +94,11 @@ class GetStats:
 
 @attrs.frozen
 class Crash:
-    """Chaos: the receiver raises ``ChaosCrash`` -- the normal failure path. Send it with tell."""
+    """Chaos: the receiver raises ``ChaosCrash`` -- the normal failure path. Send it with tell.
+    ``injected``: a fault injected on purpose (the chaos tooling sets it): logged at INFO, not ERROR."""
 
     reason: str = "chaos"
+    injected: bool = False
 
 
 # -- replies and host notifications -----------------------------------------------------

@@ -207,7 +207,7 @@ class Supervisor(SupervisedActor):
         if child is None or child.generation != msg.generation or child.ref is None:
             self.log.debug("stale exit of {} generation {} ignored", msg.child_id, msg.generation)
             return
-        self._handle_exit(child, msg.reason, msg.error)
+        self._handle_exit(child, msg.reason, msg.error, injected=msg.injected)
 
     def _on_restart_due(self, child_id: str, generation: int) -> None:
         child = self._children.get(child_id)
@@ -251,12 +251,12 @@ class Supervisor(SupervisedActor):
 
     # -- restart logic ------------------------------------------------------------------
 
-    def _handle_exit(self, child: _Child, reason: ExitReason, error: str | None) -> None:
+    def _handle_exit(self, child: _Child, reason: ExitReason, error: str | None, *, injected: bool = False) -> None:
         """One incarnation ended: decide (restart type, intensity), take down victims, schedule."""
         now_s = time.monotonic()
         uptime_s = now_s - child.started_at_s if child.ref is not None else 0.0
         self._unwatch(child)
-        self._log_exit(child, reason, error)
+        self._log_exit(child, reason, error, injected)
         self.child_exited(child.spec.id, child.generation, reason)
         if reason is ExitReason.GAVE_UP:
             self._escalations += 1
@@ -383,10 +383,11 @@ class Supervisor(SupervisedActor):
 
     # -- reporting ----------------------------------------------------------------------
 
-    def _log_exit(self, child: _Child, reason: ExitReason, error: str | None) -> None:
+    def _log_exit(self, child: _Child, reason: ExitReason, error: str | None, injected: bool) -> None:
+        # a fault injected on purpose (chaos) is logged at INFO: the operator asked for it
         self.log.bind(context="child_terminated", offender=child.spec.id, reason=reason.value).log(
-            "WARNING" if reason.is_abnormal else "INFO", "{} generation {} exited: {} {}", child.spec.id,
-            child.generation, reason.value, error or "")
+            "WARNING" if reason.is_abnormal and not injected else "INFO", "{} generation {} exited: {}{} {}",
+            child.spec.id, child.generation, reason.value, " (injected)" if injected else "", error or "")
 
     def _children_info(self) -> tuple[ChildInfo, ...]:
         return tuple(

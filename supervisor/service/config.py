@@ -5,6 +5,15 @@ an unknown section or key, a wrong type, an out-of-range value, a missing token 
 — raises one :class:`ConfigError` whose message names the file, the key and the problem.
 Secrets never live in the file: ``[venue] token_env`` names the environment variable that
 holds the token, and the token field is excluded from ``repr``.
+
+Relative paths in a file (``[archive] path``, ``[log] file``) are relative to the file's own
+directory, so a deployment means the same thing from any working directory; :func:`load_config`
+makes them absolute (``base_dir`` overrides the directory). :func:`config_from_mapping` leaves
+them as given. ``[chaos]`` belongs to the chaos tooling (``depthkeeper chaos`` validates it and so
+does ``depthkeeper run``); the service carries it as ``cfg.chaos`` and ignores it.
+
+The shipped deployments (``conf/*.toml``) are package data (``depthkeeper.conf``):
+:func:`resolve_config_path` finds ``conf/NAME.toml`` there when it is not in the working directory.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import enum
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +160,49 @@ class AppConfig:
     archive: ArchiveConfig = ArchiveConfig()
     cluster: ClusterConfig = ClusterConfig()
     source: str = "<defaults>"
+    #: the ``[chaos]`` table as written, for the chaos tooling; the service ignores it
+    chaos: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> AppConfig:
-    """Read ``path`` (TOML) into an :class:`AppConfig`, or raise one ConfigError."""
+#: the package that ships ``conf/*.toml``
+SHIPPED_PACKAGE = "depthkeeper.conf"
+
+
+def shipped_config(name: str) -> Path | None:
+    """The shipped deployment ``name`` (``"demo.toml"``), or None when there is no such file."""
+    try:
+        candidate = resources.files(SHIPPED_PACKAGE).joinpath(name)
+    except ModuleNotFoundError:  # a source tree that was never installed
+        return None
+    return Path(str(candidate)) if candidate.is_file() else None
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """``(path, shipped)``: ``path`` itself when it exists; else, for ``conf/NAME.toml`` (or a bare
+    ``NAME.toml``), the deployment shipped with the package, so the README's commands work from any
+    directory. A path that matches neither comes back unchanged (loading it says "file not found")."""
+    given = Path(path)
+    if given.exists() or given.is_absolute() or given.parent not in (Path("."), Path("conf")):
+        return given, False
+    shipped = shipped_config(given.name)
+    return (shipped, True) if shipped is not None else (given, False)
+
+
+def resolve_paths(cfg: AppConfig, base_dir: str | os.PathLike[str]) -> AppConfig:
+    """``cfg`` with a relative ``[archive] path`` and ``[log] file`` made absolute against ``base_dir``."""
+    base = Path(base_dir)
+
+    def absolute(value: str) -> str:
+        return str((base / value).resolve()) if value and not Path(value).is_absolute() else value
+
+    return attrs.evolve(cfg, archive=attrs.evolve(cfg.archive, path=absolute(cfg.archive.path)),
+                        log=attrs.evolve(cfg.log, file=absolute(cfg.log.file)))
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ, *,
+                base_dir: str | os.PathLike[str] | None = None) -> AppConfig:
+    """Read ``path`` (TOML) into an :class:`AppConfig`, or raise one ConfigError. Relative paths in
+    it are made absolute against ``base_dir`` (default: the file's own directory)."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -165,7 +214,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return config_from_mapping(data, environ, source)
+    cfg = config_from_mapping(data, environ, source)
+    return resolve_paths(cfg, base_dir if base_dir is not None else Path(path).resolve().parent)
 
 
 def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] = os.environ,
@@ -174,11 +224,12 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] = os
     sections: dict[str, Any] = {}
     # subscription defaults depend on the dialect, so that section is always built
     for name, table in {"subscription": {}, **data}.items():
-        if name not in _SECTIONS:
-            raise ConfigError(f"{source}: [{name}]: unknown section (known: {', '.join(_SECTIONS)})")
+        if name not in _SECTIONS and name != "chaos":
+            raise ConfigError(f"{source}: [{name}]: unknown section (known: {', '.join([*_SECTIONS, 'chaos'])})")
         if not isinstance(table, Mapping):
             raise ConfigError(f"{source}: [{name}]: must be a table")
-        sections[name] = _section(_SECTIONS[name], name, table, source, data)
+        # [chaos] is the chaos tooling's: carried as written, validated by the commands that use it
+        sections[name] = dict(table) if name == "chaos" else _section(_SECTIONS[name], name, table, source, data)
     cfg = AppConfig(**sections, source=source)
     return _cross_checks(cfg, data, environ, source)
 

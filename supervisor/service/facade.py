@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ from depthkeeper.actors.listeners import ListenerTarget
 from depthkeeper.actors.messages import BookStats, BookView, GetCounters, Subscribe, Unsubscribe
 from depthkeeper.supervisor.otp.messages import Escalated, GetChildren, GetStats, child_ref
 from depthkeeper.supervisor.otp.spec import SupervisorFlags
+from depthkeeper.supervisor.otp.tell import tell
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.errors import ServiceError
 from depthkeeper.supervisor.service.handle import TreeHandle
@@ -37,7 +39,6 @@ from depthkeeper.supervisor.service.reads import BookUnavailable, Reads
 from depthkeeper.supervisor.service.runtime import Runtime
 from depthkeeper.supervisor.service.stats import ServiceStats, build_stats, throughput_line
 from depthkeeper.supervisor.service.tree import TreeSupervisor
-from depthkeeper.supervisor.otp.tell import tell
 
 __all__ = ["BookService", "BookUnavailable", "Health", "SubscribeResult"]
 
@@ -108,6 +109,7 @@ class BookService:
 
     def _start(self) -> None:
         cfg, rt = self.cfg, self._rt
+        self._preflight()
         url, rest_url = cfg.venue.url, cfg.venue.snapshot_url
         if cfg.simulator.enabled:
             from depthkeeper.simulator import SimConfig, Simulator
@@ -129,12 +131,25 @@ class BookService:
             self._stats_thread = threading.Thread(target=self._log_throughput, args=(cfg.log.stats_interval_s,),
                                                   name="depthkeeper-statslog", daemon=True)
             self._stats_thread.start()
+        self._log.info("started: dialect {} venue {} ({} symbols)", cfg.venue.dialect, redact(url),
+                       len(rt.state.desired))
+
+    def _preflight(self) -> None:
+        """What can fail at start-up fails here, before the simulator, the archive or any actor
+        starts: the metrics port is bound first (a scrape before the tree is up reads empty
+        stats), and the archive's directory must exist."""
+        cfg = self.cfg
+        archive_dir = Path(cfg.archive.path).parent if cfg.archive.path else None
+        if archive_dir is not None and not archive_dir.is_dir():
+            raise ServiceError(f"[archive] path {cfg.archive.path}: directory {archive_dir} does not exist")
         if cfg.metrics.port:
             from depthkeeper.supervisor.service.metrics import MetricsServer
 
-            self.metrics = MetricsServer(self, self.registry, cfg.metrics.port)
-        self._log.info("started: dialect {} venue {} ({} symbols)", cfg.venue.dialect, redact(url),
-                       len(rt.state.desired))
+            try:
+                self.metrics = MetricsServer(self, self.registry, cfg.metrics.port)
+            except OSError as exc:
+                raise ServiceError(f"[metrics] port {cfg.metrics.port}: cannot serve on 127.0.0.1:"
+                                   f"{cfg.metrics.port}: {exc.strerror or exc}") from None
 
     def _on_escalation(self, event: Escalated) -> None:
         if self.escalation is not None:
@@ -267,7 +282,7 @@ class BookService:
             try:
                 stats = self.book_stats()
                 report = self._ask(self._rt.peers.connection, GetCounters())
-            except Exception:  # noqa: BLE001 - logging must never take the service down
+            except Exception:
                 continue
             now, frames = time.monotonic(), report.reader.frames if report is not None else 0
             rate = (frames - last_frames) / max(now - last_at, 1e-9) if frames >= last_frames else 0.0
@@ -298,7 +313,8 @@ class BookService:
         rt.scheduler.close()
         if self.simulator is not None:
             self.simulator.stop()
-        self._log.info("stopped")
+        if rt.root is not None:  # a start that failed in its preflight started nothing: nothing to say
+            self._log.info("stopped")
 
     def __enter__(self) -> BookService:
         return self

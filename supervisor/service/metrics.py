@@ -1,4 +1,4 @@
-"""Prometheus metrics for operators: ``/metrics`` on 127.0.0.1 when ``[metrics] port`` > 0.
+"""Prometheus metrics for operators: ``/metrics`` and ``/healthz`` on 127.0.0.1 when ``[metrics] port`` > 0.
 
 Values are read from ``svc.stats()`` at scrape time by a custom collector, so what
 Prometheus sees is exactly what ``stats()`` says (no second set of counters to drift).
@@ -10,17 +10,30 @@ Names follow Prometheus conventions: ``depthkeeper_`` prefix, base units (second
 counters end in ``_total`` (``CounterMetricFamily`` appends it: the names below are given
 without it), one ``symbol`` label per book. Counters held by an actor restart from zero
 when that actor restarts; Prometheus' ``rate()``/``increase()`` treat that as a reset.
+The process itself is described by prometheus_client's ``ProcessCollector`` (the standard
+``process_*`` names: CPU, memory, file descriptors, start time) and the build by
+``depthkeeper_build_info{version, python} 1``.
+
+``/healthz`` answers ``svc.health()``: 200 when it is ok, 503 when not, with the JSON body
+``{"ok": true|false, "problems": ["...", ...]}`` (a load balancer reads the status, a human
+the problems). Every other path serves the metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import json
+import platform
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pykka
 from loguru import logger
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -55,6 +68,14 @@ _BOOK_GAUGES = (
 )
 
 
+def build_version() -> str:
+    """The installed depthkeeper's version (``unknown`` in a source tree never installed)."""
+    try:
+        return metadata.version("depthkeeper")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def make_latency_histogram(registry: CollectorRegistry) -> Histogram:
     """The frame-arrival -> applied histogram; BookActors observe it once per applied batch."""
     return Histogram("depthkeeper_apply_latency_seconds",
@@ -79,6 +100,10 @@ class ServiceCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("depthkeeper_build_info", "Always 1; the labels say what is running.",
+                                 labels=["version", "python"])
+        info.add_metric([build_version(), platform.python_version()], 1)
+        yield info
         stats = self._svc.stats()
         yield from self._books(stats)
         yield from self._connection(stats)
@@ -174,33 +199,67 @@ class ServiceCollector(Collector):
         yield last
 
 
+class _Quiet(WSGIRequestHandler):
+    """No access log on stderr: a library never writes there (and a scrape every 15 s is noise)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class MetricsServer:
-    """Serves ``/metrics`` on 127.0.0.1 for one service.
+    """Serves ``/metrics`` and ``/healthz`` on 127.0.0.1 for one service.
 
     ``port=0`` binds an ephemeral port (tests); the bound one is ``.port``. Note that in the
-    config ``[metrics] port = 0`` means *off*: the service never builds a server then.
+    config ``[metrics] port = 0`` means *off*: the service never builds a server then. A port
+    in use raises ``OSError`` here, before anything is served.
     """
 
     def __init__(self, svc: BookService, registry: CollectorRegistry, port: int) -> None:
+        self._svc = svc
         self._registry = registry
         self._collector = ServiceCollector(svc)
         registry.register(self._collector)
+        self._process = ProcessCollector(registry=registry)
         try:
-            self.server, self.thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+            self.server = make_server("127.0.0.1", port, self._app, ThreadingWSGIServer, handler_class=_Quiet)
         except BaseException:
-            registry.unregister(self._collector)  # a retry on another port must not register twice
+            self._unregister()  # a retry on another port must not register twice
             raise
+        self._metrics_app = make_wsgi_app(registry)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="depthkeeper-metrics", daemon=True)
+        self.thread.start()
         self.port: int = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}/metrics"
-        logger.bind(actor="metrics").info("serving Prometheus metrics on {}", self.url)
+        self.health_url = f"http://127.0.0.1:{self.port}/healthz"
+        logger.bind(actor="metrics").info("serving Prometheus metrics on {} (health: /healthz)", self.url)
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            return self._health(start_response)
+        return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    def _health(self, start_response: Callable[..., Any]) -> list[bytes]:
+        try:
+            health = self._svc.health()
+            ok, problems = health.ok, list(health.problems)
+        except Exception as exc:
+            ok, problems = False, [f"health check failed: {exc!r}"]
+        body = json.dumps({"ok": ok, "problems": problems}).encode()
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _unregister(self) -> None:
+        for collector in (self._collector, self._process):
+            try:
+                self._registry.unregister(collector)
+            except KeyError:
+                pass
 
     def stop(self) -> None:
-        """Stop serving and unregister the collector (the registry may outlive us). Idempotent."""
+        """Stop serving and unregister the collectors (the registry may outlive us). Idempotent."""
         if self.thread.is_alive():
             self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=2.0)
-        try:
-            self._registry.unregister(self._collector)
-        except KeyError:
-            pass
+        self._unregister()

@@ -128,7 +128,8 @@ class TreeSupervisor(Supervisor):
         elif child_id == "books":
             self._books = ref
         if restarted:
-            self.log.bind(child_id=child_id, generation=generation).warning("{} restarted", child_id)
+            # INFO: why it exited was logged (WARNING unless injected on purpose); this is the recovery
+            self.log.bind(child_id=child_id, generation=generation).info("{} restarted", child_id)
 
     def child_exited(self, child_id: str, generation: int, reason: ExitReason) -> None:
         if child_id == "connection":

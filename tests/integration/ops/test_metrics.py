@@ -124,7 +124,9 @@ def test_names_follow_conventions_and_status_is_documented(service: Callable[...
         families = scrape(server.url)
     finally:
         server.stop()
-    assert families and all(name.startswith("depthkeeper_") for name in families)
+    # ours are depthkeeper_*; the process collector's keep the standard process_* names dashboards know
+    assert families and all(name.startswith(("depthkeeper_", "process_")) for name in families)
+    assert "process_cpu_seconds" in families and "depthkeeper_build_info" in families
     for family in families.values():
         names = {s.name for s in family.samples}
         if family.type == "counter":
