@@ -40,8 +40,8 @@ def test_bad_values_name_the_key(table: dict[str, object], needle: str) -> None:
 
 
 def test_the_single_process_never_imports_redis() -> None:
-    code = ("import sys; from depthkeeper.supervisor.cli import _parser; _parser(); "
-            "import depthkeeper.supervisor.service, depthkeeper.supervisor.runner; "
+    code = ("import sys; from depthkeeper.supervisor.cli.main import _parser; _parser(); "
+            "import depthkeeper.supervisor.service, depthkeeper.supervisor.cli.run; "
             "assert 'redis' not in sys.modules, 'redis imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

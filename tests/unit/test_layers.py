@@ -5,6 +5,8 @@
 - the actors import only the actors and the OTP layer (never the service, its config, the CLI);
 - the archive imports only the actors, the OTP layer and itself;
 - the simulator imports nothing of the rest (it implements the protocols on its own);
+- the cluster is built on the service; nothing of the single process imports it (but the CLI's
+  ``shard``/``watch`` hook);
 - nothing but the CLI imports the chaos tooling (tests aside);
 - no relative imports anywhere (one spelling of every module).
 
@@ -32,7 +34,12 @@ RULES = [
     ("depthkeeper.actors", ("depthkeeper.actors", "depthkeeper.supervisor.otp")),
     ("depthkeeper.archive", ("depthkeeper.archive", "depthkeeper.actors", "depthkeeper.supervisor.otp")),
     ("depthkeeper.simulator", ("depthkeeper.simulator",)),
+    # the cluster is built on the service (its public API and types), never the other way round
+    ("depthkeeper.cluster", ("depthkeeper.cluster", "depthkeeper.actors", "depthkeeper.supervisor")),
 ]
+#: nothing of the single process may import the cluster (but the CLI's shard/watch hook)
+CLUSTER = "depthkeeper.cluster"
+CLUSTER_USERS = (CLUSTER, "depthkeeper.supervisor.cli")
 #: the chaos tooling, and the only packages allowed to import it
 CHAOS = "depthkeeper.chaos"
 CHAOS_USERS = (CHAOS, "depthkeeper.supervisor.cli")
@@ -72,6 +79,8 @@ def violations() -> list[str]:
                 continue
             if within(imported, CHAOS) and not any(within(name, user) for user in CHAOS_USERS):
                 found.append(f"{where}: {name} imports the chaos tooling ({imported})")
+            if within(imported, CLUSTER) and not any(within(name, user) for user in CLUSTER_USERS):
+                found.append(f"{where}: {name} imports the cluster ({imported})")
             for package, allowed in RULES:
                 if within(name, package):
                     if not any(within(imported, ok) for ok in allowed):
