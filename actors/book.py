@@ -427,4 +427,4 @@ class BookActor(SupervisedActor):
         bids, asks = self.book.top(depth)
         status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
         return BookView(self.code, status, self.book.last_seq, bids, asks, self._updated_at,
-                        self.book.complete_levels(), reason)
+                        self.book.complete_levels(), reason, self.book.event_time)

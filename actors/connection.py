@@ -18,6 +18,11 @@ send (paced), watch for silence, reconnect.
 - Every frame we send goes through one pacer (alltick counts every client frame,
   heartbeats included, against its 1 request/s rule).
 - HTTP 401 at the handshake (or ret 401) is final: logged once, reported, no reconnects.
+- Venue limits (``Venue.connect_limit``, ``Venue.max_socket_age_s``): connection attempts are
+  spent from a rolling budget before each one (a storm waits instead of getting us banned), and
+  a socket that reaches the venue's maximum age is replaced before the venue cuts it: a planned
+  reconnect, at once, through the normal path (books read DISCONNECTED, then resync on the new
+  socket; one socket at a time, never two).
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from depthkeeper.actors.messages import (
     SendFrame,
     SocketClosed,
     SocketLost,
+    SocketAgeLimit,
     SocketOpened,
     VenueFailure,
 )
+from depthkeeper.actors.core.budget import RollingBudget
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.core.wire import redact
@@ -102,6 +109,7 @@ class ConnectionActor(SupervisedActor):
         self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
                          "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
         self._log = logger.bind(actor="connection")
+        self._limits = ConnectionLimits(venue)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -112,6 +120,7 @@ class ConnectionActor(SupervisedActor):
     def cleanup(self) -> None:
         for timer in self._timers:
             self._scheduler.cancel(timer)
+        self._limits.stop(self._scheduler)
         self._close_socket("connection actor stopped")
 
     def on_receive(self, message: Any) -> Any:
@@ -133,6 +142,8 @@ class ConnectionActor(SupervisedActor):
             case VenueFailure(reason=reason):
                 self._fail(reason)
                 self._close_socket(f"venue refused us: {reason}")
+            case SocketAgeLimit(epoch=epoch):
+                self._on_age_limit(epoch)
             case GetCounters():
                 return self.snapshot_counters()
             case _:
@@ -143,6 +154,10 @@ class ConnectionActor(SupervisedActor):
 
     def _connect(self) -> None:
         if self._ws is not None or self._failed:  # a refused token is final: no reconnect storm
+            return
+        wait_s = self._limits.connect_wait_s(self._log)
+        if wait_s > 0:
+            self._schedule_connect(wait_s)
             return
         url = self._venue.socket_url(self._url)
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
@@ -183,8 +198,19 @@ class ConnectionActor(SupervisedActor):
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
+        self._limits.opened(self.epoch, self._scheduler, self.actor_ref)
         self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
+
+    def _on_age_limit(self, epoch: int) -> None:
+        """The venue cuts sockets at a maximum age: replace this one first, at once (no backoff)."""
+        if epoch != self.epoch or self._ws is None:
+            return
+        self._limits.planned_reconnects += 1
+        age_s = self._venue.max_socket_age_s()
+        self._log.bind(epoch=epoch).info("planned reconnect: the socket is {:.0f}s old, the venue's limit", age_s)
+        self._close_socket(f"planned reconnect before the venue's {age_s:.0f}s socket lifetime")
+        self._schedule_connect(0.0)
 
     def _connect_failed(self, why: str) -> None:
         self.counters["connect_failures"] += 1
@@ -305,4 +331,46 @@ class ConnectionActor(SupervisedActor):
                     frames=rc.frames, business=rc.business, malformed=rc.malformed,
                     malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
                     overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
-                    heartbeat_acks=rc.heartbeat_acks)
+                    heartbeat_acks=rc.heartbeat_acks, **self._limits.counters())
+
+
+class ConnectionLimits:
+    """The venue's connection limits for one ConnectionActor: attempts per window, socket age."""
+
+    def __init__(self, venue: Venue) -> None:
+        self._venue = venue
+        limit = venue.connect_limit
+        self._attempts = RollingBudget(*limit) if limit is not None else None
+        self.planned_reconnects = 0
+        #: connects put off because the attempt budget was spent
+        self.deferred = 0
+        self._age_timer: Any = None
+
+    def connect_wait_s(self, log: Any) -> float:
+        """0.0 and the attempt counted, or how long to wait before attempting at all."""
+        budget = self._attempts
+        if budget is None:
+            return 0.0
+        now = time.monotonic()
+        wait_s = budget.wait_s(1, now)
+        if wait_s > 0:
+            self.deferred += 1
+            log.warning("connection attempts: {} in {:.0f}s is the venue's limit; next attempt in {:.1f}s",
+                        budget.limit, budget.window_s, wait_s)
+            return wait_s
+        budget.spend(1, now)
+        return 0.0
+
+    def opened(self, epoch: int, scheduler: Scheduler, ref: Any) -> None:
+        self.stop(scheduler)
+        age_s = self._venue.max_socket_age_s()
+        if age_s > 0:
+            self._age_timer = scheduler.schedule(age_s, ref, SocketAgeLimit(epoch))
+
+    def stop(self, scheduler: Scheduler) -> None:
+        """Cancel the age timer (a day-long timer must not outlive its socket's actor)."""
+        scheduler.cancel(self._age_timer)
+        self._age_timer = None
+
+    def counters(self) -> dict[str, int]:
+        return {"planned_reconnects": self.planned_reconnects, "connects_deferred": self.deferred}

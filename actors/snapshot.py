@@ -8,6 +8,12 @@ bucket keeps us within ``max_per_second``; failures (timeouts, 429, 500, bad bod
 retried with capped exponential backoff and full jitter, forever, because a book that
 gives up stays wrong. Blocking HTTP runs on a small worker pool owned by this actor.
 
+Venue limits. A venue that counts REST weight (Binance: 6000 per minute per IP, a snapshot
+costs 5..250 by its depth) gets a rolling weight budget (``Venue.rest_weight_per_min``, spent
+before each request, the venue's own figure adopted when it reports a larger one); a request
+that does not fit waits. A 429 or 418 with ``Retry-After`` pauses EVERY request until then
+(counted, logged once per pause), and the refused codes simply wait in the queue.
+
 No snapshot is fetched while the socket is down: a snapshot can only bridge a live stream,
 and a venue that refuses our socket mostly refuses REST too — its failures would bury the
 one line that matters (the connect failure). ``SocketLost`` drops every queued request (the
@@ -25,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pykka
+import attrs
 from loguru import logger
 
 from depthkeeper.actors.messages import (
@@ -36,12 +43,15 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
+from depthkeeper.actors.core.budget import RollingBudget
 from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 from depthkeeper.supervisor.otp.tell import tell
 
 if TYPE_CHECKING:
+    from email.message import Message
+
     from depthkeeper.actors.core.promise import SocketState
     from depthkeeper.actors.settings import SnapshotConfig
     from depthkeeper.actors.venues import Venue
@@ -77,6 +87,7 @@ class SnapshotActor(SupervisedActor):
         self.counters = {"requests": 0, "coalesced": 0, "errors": 0, "retries": 0, "delivered": 0,
                          "dropped_socket_down": 0}
         self._log = logger.bind(actor="snapshot")
+        self._limits = RestLimits(venue, self._log)
 
     def init(self) -> None:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="depthkeeper-snapshot")
@@ -100,7 +111,8 @@ class SnapshotActor(SupervisedActor):
                 self._drain_scheduled = False
                 self._drain()
             case GetCounters():
-                return dict(self.counters, queued=len(self._queue), in_flight=len(self._in_flight))
+                return dict(self.counters, queued=len(self._queue), in_flight=len(self._in_flight),
+                            **attrs.asdict(self._limits.counters))
             case _:
                 return super().on_receive(message)
         return None
@@ -139,6 +151,13 @@ class SnapshotActor(SupervisedActor):
             batch = [self._queue.popleft()]
             while self._queue and len(batch) < self._venue.snapshot_batch:
                 batch.append(self._queue.popleft())
+            wait_s = self._limits.wait_s(batch)
+            if wait_s > 0:  # paused by the venue, or out of weight: the batch waits at the head
+                self._queue.extendleft(reversed(batch))
+                if not self._drain_scheduled:
+                    self._drain_scheduled = True
+                    self._scheduler.schedule(wait_s, self.actor_ref, DrainQueue())
+                return
             self._tokens -= 1.0
             self._start_fetch(tuple(batch))
         if self._queue and not self._drain_scheduled:
@@ -172,6 +191,7 @@ class SnapshotActor(SupervisedActor):
 
     def _on_done(self, done: FetchDone) -> None:
         self._in_flight.difference_update(done.codes)
+        self._limits.heard(done)
         got = {s.code: s for s in done.results}
         for code in done.codes:
             if code not in self._waiters:
@@ -180,6 +200,8 @@ class SnapshotActor(SupervisedActor):
             snap = got.get(code)
             if snap is not None:
                 self._deliver(code, snap)
+            elif done.retry_after_s is not None:
+                self._enqueue(code)  # no warning per code: the pause was logged once, the queue waits it out
             else:
                 self._failed(code, done.error or "code missing from reply", done.fatal)
 
@@ -209,11 +231,92 @@ def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trac
     try:
         with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
             body = response.read()
+            used = venue.used_weight(response.headers)
     except urllib.error.HTTPError as exc:
-        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code))
+        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code),
+                         retry_after_s=retry_after_s(exc.code, exc.headers), used_weight=venue.used_weight(exc.headers))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         return FetchDone(codes, (), f"{type(exc).__name__}: {exc} ({redact(full)})")
     reply = venue.parse_snapshot(body, codes)
     if reply.error is not None:
-        return FetchDone(codes, (), reply.error, fatal=reply.fatal)
-    return FetchDone(codes, reply.books)
+        return FetchDone(codes, (), reply.error, fatal=reply.fatal, used_weight=used)
+    return FetchDone(codes, reply.books, used_weight=used)
+
+
+#: HTTP statuses that mean "you are over the rate limit" (418: banned for a while)
+_RATE_LIMITED = (429, 418)
+
+
+def retry_after_s(status: int, headers: Message | None) -> float | None:
+    """Seconds a 429/418 tells us to stop (``Retry-After`` in seconds); None for other answers."""
+    if status not in _RATE_LIMITED:
+        return None
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0  # an HTTP date or garbage: at least a second, then the venue will say again
+    return max(0.0, min(seconds, 7 * 86_400.0))
+
+
+@attrs.define
+class RestLimitCounters:
+    #: times the venue paused us (429/418 with Retry-After), and the seconds it asked for in all
+    rate_limited: int = 0
+    rate_limited_s: float = 0.0
+    #: times a request waited for the weight budget
+    weight_waits: int = 0
+    #: weight spent in the last minute (as of the last request)
+    weight_used: int = 0
+
+
+class RestLimits:
+    """The venue's REST limits for the SnapshotActor: the weight budget and the Retry-After pause."""
+
+    def __init__(self, venue: Venue, log: Any) -> None:
+        self._venue = venue
+        self._log = log
+        per_min = venue.rest_weight_per_min
+        self._weights = RollingBudget(per_min, 60.0) if per_min else None
+        self._paused_until = 0.0
+        self._waiting = False
+        self.counters = RestLimitCounters()
+
+    def wait_s(self, batch: list[str]) -> float:
+        """0.0 (and the weight spent), or how long the batch must wait."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            return self._paused_until - now
+        budget = self._weights
+        if budget is None:
+            return 0.0
+        weight = self._venue.snapshot_weight(batch)
+        wait_s = budget.wait_s(weight, now)
+        if wait_s > 0:
+            if not self._waiting:
+                self._waiting = True
+                self.counters.weight_waits += 1
+                self._log.info("REST weight budget spent ({} of {} per minute); next snapshot in {:.1f}s",
+                               budget.used(now), budget.limit, wait_s)
+            return wait_s
+        self._waiting = False
+        budget.spend(weight, now)
+        self.counters.weight_used = budget.used(now)
+        return 0.0
+
+    def heard(self, done: FetchDone) -> None:
+        """What a reply says of the limits: the venue's weight figure, a pause."""
+        now = time.monotonic()
+        if done.used_weight is not None and self._weights is not None:
+            self._weights.observe(done.used_weight, now)
+        pause_s = done.retry_after_s
+        if pause_s is None:
+            return
+        until = now + pause_s
+        if until <= self._paused_until:
+            return
+        if now >= self._paused_until:  # a new pause (replies racing in during one are not news)
+            self.counters.rate_limited += 1
+            self.counters.rate_limited_s += pause_s
+            self._log.warning("venue rate limit ({}): pausing every snapshot request for {:.1f}s", done.error, pause_s)
+        self._paused_until = until
