@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -177,7 +178,7 @@ class SnapshotActor(SupervisedActor):
         self.counters["requests"] += 1
         self._trace += 1
         future = self._pool.submit(fetch, self._venue, self._url, codes, self._timeout_s,
-                                   f"dk-{self._trace}")
+                                   f"dk-{self._trace}", self._limits.paused_for)
         ref = self.actor_ref
 
         def done(f: Future[FetchDone]) -> None:
@@ -225,8 +226,15 @@ class SnapshotActor(SupervisedActor):
         self._scheduler.schedule(delay, self.actor_ref, RetryFetch(code))
 
 
-def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trace: str) -> FetchDone:
-    """Blocking REST request (runs on a worker thread). Never raises."""
+def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trace: str,
+          paused_for: Callable[[], float] | None = None) -> FetchDone:
+    """Blocking REST request (runs on a worker thread). Never raises.
+
+    ``paused_for`` is asked first: a request that waited in the pool while the venue paused us
+    is not sent (it comes back as paused, and waits in the queue like the others)."""
+    pause_s = paused_for() if paused_for is not None else 0.0
+    if pause_s > 0:
+        return FetchDone(codes, (), "paused by the venue's rate limit", retry_after_s=pause_s)
     full = venue.snapshot_url(url, codes, trace)
     try:
         with urllib.request.urlopen(full, timeout=timeout_s) as response:  # noqa: S310 (configured http/https URL)
@@ -282,6 +290,10 @@ class RestLimits:
         self._waiting = False
         self.counters = RestLimitCounters()
 
+    def paused_for(self) -> float:
+        """Seconds the venue's pause still lasts (0.0: none). Read by the worker threads too (one float)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
     def wait_s(self, batch: list[str]) -> float:
         """0.0 (and the weight spent), or how long the batch must wait."""
         now = time.monotonic()
@@ -315,7 +327,9 @@ class RestLimits:
         until = now + pause_s
         if until <= self._paused_until:
             return
-        if now >= self._paused_until:  # a new pause (replies racing in during one are not news)
+        # a new pause, or one made much longer (a 418 ban answering a request sent before the 429):
+        # replies racing in during a pause with about the same end are not news
+        if now >= self._paused_until or until > self._paused_until + 1.0:
             self.counters.rate_limited += 1
             self.counters.rate_limited_s += pause_s
             self._log.warning("venue rate limit ({}): pausing every snapshot request for {:.1f}s", done.error, pause_s)
