@@ -122,6 +122,44 @@ class OrderBook:
             if len(side) > 2 * self.max_levels:
                 self._trim(False)
 
+    def apply_event(self, bids: Levels, asks: Levels,
+                    best: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
+        """``apply_levels``, returning the best (bid, ask) after the event given the best before it
+        (None: that side is empty). A side's best is recomputed over the side only when the event
+        removed it: the top of a deep book is known without scanning it per event."""
+        best_bid, best_ask = best
+        if bids:
+            side = self.bids
+            stale = best_bid is None
+            for price, size in bids:
+                if size > 0.0:
+                    side[price] = size
+                    if not stale and price > best_bid:  # type: ignore[operator]  # not stale: a float
+                        best_bid = price
+                elif side.pop(price, None) is not None and price == best_bid:
+                    stale = True
+            self._sorted_bids = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(True)  # keeps the best levels: never the top
+            if stale:
+                best_bid = max(self.bids) if self.bids else None
+        if asks:
+            side = self.asks
+            stale = best_ask is None
+            for price, size in asks:
+                if size > 0.0:
+                    side[price] = size
+                    if not stale and price < best_ask:  # type: ignore[operator]
+                        best_ask = price
+                elif side.pop(price, None) is not None and price == best_ask:
+                    stale = True
+            self._sorted_asks = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(False)
+            if stale:
+                best_ask = min(self.asks) if self.asks else None
+        return best_bid, best_ask
+
     def replace(self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]], seq: int) -> None:
         """Load a whole book (a snapshot or a full top-N push). Zero sizes are skipped."""
         self.bids = {p: s for p, s in bids if s > 0.0}
