@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import attrs
 
@@ -54,7 +55,7 @@ from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, RangeDiff, Snapshot
 
 #: a diff of either shape: both have ``code``, ``first``, ``seq`` (the last id) and ``sent_at``
-Diff = DiffEvent | RangeDiff
+Diff: TypeAlias = DiffEvent | RangeDiff
 
 #: stale snapshots (or stale pushes) in a row before the buffered stream (or the book's seq) is suspect
 SUSPECT_AFTER = 3

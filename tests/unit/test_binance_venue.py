@@ -4,6 +4,7 @@ config defaults; and the rolling budgets behind the limits."""
 from __future__ import annotations
 
 import email.message
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -40,7 +41,8 @@ def venue(**cfg: object) -> BinanceVenue:
     return made
 
 
-def ids(start: int = 1):  # noqa: ANN201 - a counter for plan()
+def ids(start: int = 1) -> Callable[[], int]:
+    """A request-id counter for plan()."""
     counter = iter(range(start, 10_000))
     return lambda: next(counter)
 
@@ -266,3 +268,14 @@ def test_rolling_budget_adopts_a_larger_figure_from_the_venue() -> None:
     assert RollingBudget(5, 1.0).wait_s(50, 0.0) == 0.0  # more than the limit fits an empty window
     with pytest.raises(ValueError):
         RollingBudget(0, 1.0)
+
+
+def test_the_shipped_binance_deployment_loads_with_no_token_and_the_public_endpoints() -> None:
+    from pathlib import Path
+
+    from depthkeeper.supervisor.service.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "conf" / "binance.toml", environ={})
+    assert cfg.venue.dialect == "binance" and not cfg.simulator.enabled and cfg.venue.token is None
+    assert cfg.venue.url == "wss://stream.binance.com:9443" and cfg.venue.snapshot_url == "https://api.binance.com"
+    assert cfg.book.max_levels >= cfg.venue.snapshot_limit

@@ -22,6 +22,8 @@ from tests.support import build_config, converge_exact, wait_until
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT")
+Venue = Callable[..., SimHandle]
+Service = Callable[..., BookService]
 #: the suite's silence bound (heartbeat 0.25 s x 3) plus the promise's 0.5 s
 L_S = 0.75 + 0.5
 
@@ -46,7 +48,7 @@ def venue() -> Iterator[Callable[..., SimHandle]]:
 def service() -> Iterator[Callable[..., BookService]]:
     started: list[BookService] = []
 
-    def make(sim: SimHandle, **sections: dict[str, Any]) -> BookService:
+    def make(sim: SimHandle, **sections: Any) -> BookService:
         venue = {"dialect": "binance", "url": sim.url, "snapshot_url": sim.rest_url, **sections.pop("venue", {})}
         cfg = build_config(simulator={"enabled": False}, venue=venue, **sections)
         svc = BookService.start(cfg)
@@ -81,7 +83,7 @@ def server_set(sim: SimHandle) -> frozenset[str]:
     return sets[0] if len(sets) == 1 else frozenset()
 
 
-def test_books_sync_and_follow_live_subscribes_in_one_socket(venue, service) -> None:
+def test_books_sync_and_follow_live_subscribes_in_one_socket(venue: Venue, service: Service) -> None:
     """One combined-stream socket; a burst of changes is one SUBSCRIBE with many params (request ids,
     acks) and one UNSUBSCRIBE, a LIST_SUBSCRIPTIONS reconciles; books exact; views carry E."""
     sim = venue()
@@ -105,7 +107,7 @@ def test_books_sync_and_follow_live_subscribes_in_one_socket(venue, service) -> 
     assert sim.counters()["binance_message_rate_exceeded"] == 0
 
 
-def test_churn_never_exceeds_five_messages_a_second(venue, service) -> None:
+def test_churn_never_exceeds_five_messages_a_second(venue: Venue, service: Service) -> None:
     """Pacing: 40 changes in a burst go out coalesced and paced (4 frames/s, one left for a pong): the
     venue, enforcing its limit, never counts an excess and never closes us."""
     sim = venue()
@@ -121,7 +123,7 @@ def test_churn_never_exceeds_five_messages_a_second(venue, service) -> None:
     assert svc.wait_live(timeout=10)
 
 
-def test_a_rejected_symbol_shows_the_venues_message_and_the_rest_of_its_burst_syncs(venue, service) -> None:
+def test_a_rejected_symbol_shows_the_venues_message_and_the_rest_of_its_burst_syncs(venue: Venue, service: Service) -> None:
     sim = venue()
     svc = service(sim)
     assert svc.wait_live(timeout=10)
@@ -136,7 +138,7 @@ def test_a_rejected_symbol_shows_the_venues_message_and_the_rest_of_its_burst_sy
     assert svc.wait_live(["SOLUSDT"], timeout=10)
 
 
-def test_a_gap_resyncs_that_symbol_only(venue, service) -> None:
+def test_a_gap_resyncs_that_symbol_only(venue: Venue, service: Service) -> None:
     sim = venue()
     svc = service(sim)
     assert svc.wait_live(timeout=10)
@@ -150,7 +152,7 @@ def test_a_gap_resyncs_that_symbol_only(venue, service) -> None:
     assert svc.stats().connection.reconnects == 0
 
 
-def test_a_1008_close_for_excess_messages_reconnects_and_resyncs(venue, service) -> None:
+def test_a_1008_close_for_excess_messages_reconnects_and_resyncs(venue: Venue, service: Service) -> None:
     """A venue stricter than its documented 5/s (here 2/s) closes us with 1008 on a burst; we reconnect,
     replay in one SUBSCRIBE and resync."""
     sim = venue(binance_max_messages_per_s=2)
@@ -165,7 +167,7 @@ def test_a_1008_close_for_excess_messages_reconnects_and_resyncs(venue, service)
     converge_exact(svc, sim=sim, timeout=15)
 
 
-def test_a_venue_restart_resyncs_every_book(venue, service) -> None:
+def test_a_venue_restart_resyncs_every_book(venue: Venue, service: Service) -> None:
     sim = venue()
     svc = service(sim)
     assert svc.wait_live(timeout=10)
@@ -175,7 +177,7 @@ def test_a_venue_restart_resyncs_every_book(venue, service) -> None:
     assert sim.era == era
 
 
-def test_close_and_blackhole_keep_the_live_promise(venue, service) -> None:
+def test_close_and_blackhole_keep_the_live_promise(venue: Venue, service: Service) -> None:
     sim = venue()
     svc = service(sim)
     assert svc.wait_live(timeout=10)
@@ -190,7 +192,7 @@ def test_close_and_blackhole_keep_the_live_promise(venue, service) -> None:
     converge_exact(svc, sim=sim)
 
 
-def test_the_24h_cut_is_a_planned_reconnect_before_the_venue_cuts(venue, service) -> None:
+def test_the_24h_cut_is_a_planned_reconnect_before_the_venue_cuts(venue: Venue, service: Service) -> None:
     """Scaled: the venue cuts sockets after 3 s, we replace ours at 1 s; the venue never has to cut."""
     sim = venue(binance_lifetime_scale=3.0 / 86_400)
     svc = service(sim, venue={"max_socket_age_s": 1.0})
@@ -201,7 +203,7 @@ def test_the_24h_cut_is_a_planned_reconnect_before_the_venue_cuts(venue, service
     assert svc.stats().books["BTCUSDT"].resyncs >= 2
 
 
-def test_a_429_pauses_every_snapshot_request_for_its_retry_after(venue, service) -> None:
+def test_a_429_pauses_every_snapshot_request_for_its_retry_after(venue: Venue, service: Service) -> None:
     """The venue's weight budget allows two snapshots per window: the client is told 429 + Retry-After
     and sends nothing until then. Requests go one at a time here, so every 429 the venue answered is one
     pause of ours: not one request went into a pause (three would have got us a 418 ban)."""
@@ -213,7 +215,7 @@ def test_a_429_pauses_every_snapshot_request_for_its_retry_after(venue, service)
     assert ours["rate_limited"] == counters["binance_rest_429"] and ours["rate_limited_s"] >= 1.0
 
 
-def test_one_socket_holds_the_venues_stream_limit(venue, service, monkeypatch) -> None:
+def test_one_socket_holds_the_venues_stream_limit(venue: Venue, service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     """The limit is the venue's (1024 on Binance; the actor test drives the real figure): here 3 on both
     sides, so the fourth code is REJECTED naming the limit, and the venue never has to refuse."""
     from depthkeeper.actors.venues.binance import BinanceVenue

@@ -68,7 +68,7 @@ def replay() -> Iterator[tuple[SimHandle, BookService, list[Any]]]:
         sim.stop()
 
 
-def test_a_recorded_day_replayed_through_the_tree_is_exact_at_every_checkpoint_it_passes(replay) -> None:
+def test_a_recorded_day_replayed_through_the_tree_is_exact_at_every_checkpoint_it_passes(replay: tuple[SimHandle, BookService, list[Any]]) -> None:
     sim, svc, seen = replay
     tickers = book_tickers(binance_fixture(FIXTURE))
     wait_until(lambda: sim.counters()["replay_finished"] >= 1, 30, "the replay to finish")
