@@ -6,7 +6,6 @@ messages/s, 1024 streams, the REST weight budget) and a BookService pointed at i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -14,50 +13,17 @@ import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.messages import GetCounters
-from depthkeeper.simulator import SimConfig, SimHandle, Simulator
+from depthkeeper.simulator import SimHandle
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
-from tests.support import build_config, converge_exact, wait_until
+from tests.support import converge_exact, wait_until
+
+from .conftest import SYMBOLS, Service, Venue
 
 pytestmark = pytest.mark.integration
 
-SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT")
-Venue = Callable[..., SimHandle]
-Service = Callable[..., BookService]
 #: the suite's silence bound (heartbeat 0.25 s x 3) plus the promise's 0.5 s
 L_S = 0.75 + 0.5
-
-
-@pytest.fixture
-def venue() -> Iterator[Callable[..., SimHandle]]:
-    sims: list[SimHandle] = []
-
-    def start(**overrides: Any) -> SimHandle:
-        cfg: dict[str, Any] = dict(dialect="binance", symbols=SYMBOLS, rate_per_symbol=100.0, seed=7, levels=10,
-                                   binance_interval_scale=0.5)
-        cfg.update(overrides)
-        sims.append(Simulator.start(SimConfig(**cfg)))
-        return sims[-1]
-
-    yield start
-    for sim in sims:
-        sim.stop()
-
-
-@pytest.fixture
-def service() -> Iterator[Callable[..., BookService]]:
-    started: list[BookService] = []
-
-    def make(sim: SimHandle, **sections: Any) -> BookService:
-        venue = {"dialect": "binance", "url": sim.url, "snapshot_url": sim.rest_url, **sections.pop("venue", {})}
-        cfg = build_config(simulator={"enabled": False}, venue=venue, **sections)
-        svc = BookService.start(cfg)
-        started.append(svc)
-        return svc
-
-    yield make
-    for svc in started:
-        svc.stop()
 
 
 def requests(sim: SimHandle, method: str | None = None) -> list[dict[str, Any]]:
