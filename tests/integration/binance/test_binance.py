@@ -195,3 +195,18 @@ def test_one_socket_holds_the_venues_stream_limit(venue: Venue, service: Service
     assert "limit of 3 streams per connection" in svc.book("XRPUSDT").reason
     assert server_set(sim) == {"BTCUSDT", "ETHUSDT", "SOLUSDT"}
     assert not [r for r in requests(sim, "SUBSCRIBE") if "xrpusdt@depth@100ms" in r["params"]]
+
+
+def test_server_pings_are_answered_and_pongs_stay_within_the_message_limit(venue: Venue, service: Service) -> None:
+    """The venue pings (here every second instead of 20 s, pong due within 0.5 s); the reader's pongs keep
+    the socket, and they fit the 5 messages/s next to our paced frames (4/s at most) during a burst."""
+    sim = venue(binance_ping_interval_s=1.0, binance_pong_timeout_s=0.5)
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    for code in ("SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"):
+        svc.subscribe([code])
+        svc.unsubscribe(["ETHUSDT" if code == "SOLUSDT" else "SOLUSDT"])
+    wait_until(lambda: sim.counters()["binance_pings_sent"] >= 3, 10, "three server pings")
+    counters = sim.counters()
+    assert counters["binance_pong_timeouts"] == 0 and counters["binance_message_rate_exceeded"] == 0
+    assert svc.stats().connection.reconnects == 0 and svc.wait_live(timeout=10)
