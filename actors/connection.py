@@ -47,9 +47,9 @@ from depthkeeper.actors.messages import (
     SocketOpened,
     VenueFailure,
 )
-from depthkeeper.actors.core.budget import RollingBudget
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.limits import ConnectionLimits
 from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
@@ -332,45 +332,3 @@ class ConnectionActor(SupervisedActor):
                     malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
                     overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
                     heartbeat_acks=rc.heartbeat_acks, **self._limits.counters())
-
-
-class ConnectionLimits:
-    """The venue's connection limits for one ConnectionActor: attempts per window, socket age."""
-
-    def __init__(self, venue: Venue) -> None:
-        self._venue = venue
-        limit = venue.connect_limit
-        self._attempts = RollingBudget(*limit) if limit is not None else None
-        self.planned_reconnects = 0
-        #: connects put off because the attempt budget was spent
-        self.deferred = 0
-        self._age_timer: Any = None
-
-    def connect_wait_s(self, log: Any) -> float:
-        """0.0 and the attempt counted, or how long to wait before attempting at all."""
-        budget = self._attempts
-        if budget is None:
-            return 0.0
-        now = time.monotonic()
-        wait_s = budget.wait_s(1, now)
-        if wait_s > 0:
-            self.deferred += 1
-            log.warning("connection attempts: {} in {:.0f}s is the venue's limit; next attempt in {:.1f}s",
-                        budget.limit, budget.window_s, wait_s)
-            return wait_s
-        budget.spend(1, now)
-        return 0.0
-
-    def opened(self, epoch: int, scheduler: Scheduler, ref: Any) -> None:
-        self.stop(scheduler)
-        age_s = self._venue.max_socket_age_s()
-        if age_s > 0:
-            self._age_timer = scheduler.schedule(age_s, ref, SocketAgeLimit(epoch))
-
-    def stop(self, scheduler: Scheduler) -> None:
-        """Cancel the age timer (a day-long timer must not outlive its socket's actor)."""
-        scheduler.cancel(self._age_timer)
-        self._age_timer = None
-
-    def counters(self) -> dict[str, int]:
-        return {"planned_reconnects": self.planned_reconnects, "connects_deferred": self.deferred}

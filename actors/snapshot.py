@@ -31,8 +31,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import pykka
 import attrs
+import pykka
 from loguru import logger
 
 from depthkeeper.actors.messages import (
@@ -44,15 +44,13 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.core.budget import RollingBudget
 from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
+from depthkeeper.actors.limits import RestLimits, retry_after_s
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 from depthkeeper.supervisor.otp.tell import tell
 
 if TYPE_CHECKING:
-    from email.message import Message
-
     from depthkeeper.actors.core.promise import SocketState
     from depthkeeper.actors.settings import SnapshotConfig
     from depthkeeper.actors.venues import Venue
@@ -249,88 +247,3 @@ def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trac
     if reply.error is not None:
         return FetchDone(codes, (), reply.error, fatal=reply.fatal, used_weight=used)
     return FetchDone(codes, reply.books, used_weight=used)
-
-
-#: HTTP statuses that mean "you are over the rate limit" (418: banned for a while)
-_RATE_LIMITED = (429, 418)
-
-
-def retry_after_s(status: int, headers: Message | None) -> float | None:
-    """Seconds a 429/418 tells us to stop (``Retry-After`` in seconds); None for other answers."""
-    if status not in _RATE_LIMITED:
-        return None
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        seconds = float(value) if value is not None else 1.0
-    except ValueError:
-        seconds = 1.0  # an HTTP date or garbage: at least a second, then the venue will say again
-    return max(0.0, min(seconds, 7 * 86_400.0))
-
-
-@attrs.define
-class RestLimitCounters:
-    #: times the venue paused us (429/418 with Retry-After), and the seconds it asked for in all
-    rate_limited: int = 0
-    rate_limited_s: float = 0.0
-    #: times a request waited for the weight budget
-    weight_waits: int = 0
-    #: weight spent in the last minute (as of the last request)
-    weight_used: int = 0
-
-
-class RestLimits:
-    """The venue's REST limits for the SnapshotActor: the weight budget and the Retry-After pause."""
-
-    def __init__(self, venue: Venue, log: Any) -> None:
-        self._venue = venue
-        self._log = log
-        per_min = venue.rest_weight_per_min
-        self._weights = RollingBudget(per_min, 60.0) if per_min else None
-        self._paused_until = 0.0
-        self._waiting = False
-        self.counters = RestLimitCounters()
-
-    def paused_for(self) -> float:
-        """Seconds the venue's pause still lasts (0.0: none). Read by the worker threads too (one float)."""
-        return max(0.0, self._paused_until - time.monotonic())
-
-    def wait_s(self, batch: list[str]) -> float:
-        """0.0 (and the weight spent), or how long the batch must wait."""
-        now = time.monotonic()
-        if now < self._paused_until:
-            return self._paused_until - now
-        budget = self._weights
-        if budget is None:
-            return 0.0
-        weight = self._venue.snapshot_weight(batch)
-        wait_s = budget.wait_s(weight, now)
-        if wait_s > 0:
-            if not self._waiting:
-                self._waiting = True
-                self.counters.weight_waits += 1
-                self._log.info("REST weight budget spent ({} of {} per minute); next snapshot in {:.1f}s",
-                               budget.used(now), budget.limit, wait_s)
-            return wait_s
-        self._waiting = False
-        budget.spend(weight, now)
-        self.counters.weight_used = budget.used(now)
-        return 0.0
-
-    def heard(self, done: FetchDone) -> None:
-        """What a reply says of the limits: the venue's weight figure, a pause."""
-        now = time.monotonic()
-        if done.used_weight is not None and self._weights is not None:
-            self._weights.observe(done.used_weight, now)
-        pause_s = done.retry_after_s
-        if pause_s is None:
-            return
-        until = now + pause_s
-        if until <= self._paused_until:
-            return
-        # a new pause, or one made much longer (a 418 ban answering a request sent before the 429):
-        # replies racing in during a pause with about the same end are not news
-        if now >= self._paused_until or until > self._paused_until + 1.0:
-            self.counters.rate_limited += 1
-            self.counters.rate_limited_s += pause_s
-            self._log.warning("venue rate limit ({}): pausing every snapshot request for {:.1f}s", done.error, pause_s)
-        self._paused_until = until
