@@ -279,3 +279,18 @@ def test_the_shipped_binance_deployment_loads_with_no_token_and_the_public_endpo
     assert cfg.venue.dialect == "binance" and not cfg.simulator.enabled and cfg.venue.token is None
     assert cfg.venue.url == "wss://stream.binance.com:9443" and cfg.venue.snapshot_url == "https://api.binance.com"
     assert cfg.book.max_levels >= cfg.venue.snapshot_limit
+
+
+def test_connection_attempts_past_the_venues_budget_wait() -> None:
+    """300 attempts per 5 minutes on Binance; here a venue allowing 2 per minute: the third waits."""
+    from loguru import logger
+
+    from depthkeeper.actors.limits import ConnectionLimits
+
+    class TwoPerMinute(BinanceVenue):
+        connect_limit = (2, 60.0)
+
+    limits = ConnectionLimits(TwoPerMinute(VenueConfig(dialect="binance")))
+    assert limits.connect_wait_s(logger) == 0.0 and limits.connect_wait_s(logger) == 0.0
+    wait_s = limits.connect_wait_s(logger)
+    assert 59.0 < wait_s <= 60.0 and limits.counters() == {"planned_reconnects": 0, "connects_deferred": 1}
