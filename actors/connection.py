@@ -18,6 +18,11 @@ send (paced), watch for silence, reconnect.
 - Every frame we send goes through one pacer (alltick counts every client frame,
   heartbeats included, against its 1 request/s rule).
 - HTTP 401 at the handshake (or ret 401) is final: logged once, reported, no reconnects.
+- Venue limits (``Venue.connect_limit``, ``Venue.max_socket_age_s``): connection attempts are
+  spent from a rolling budget before each one (a storm waits instead of getting us banned), and
+  a socket that reaches the venue's maximum age is replaced before the venue cuts it: a planned
+  reconnect, at once, through the normal path (books read DISCONNECTED, then resync on the new
+  socket; one socket at a time, never two).
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ from depthkeeper.actors.messages import (
     SendFrame,
     SocketClosed,
     SocketLost,
+    SocketAgeLimit,
     SocketOpened,
     VenueFailure,
 )
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.limits import ConnectionLimits
 from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Backoff
@@ -70,6 +77,9 @@ class ConnectionCounters:
     frames_sent: int = 0
     sends_dropped: int = 0
     heartbeats_sent: int = 0
+    #: reconnects made before the venue's socket age limit, and connects put off by its attempt budget
+    planned_reconnects: int = 0
+    connects_deferred: int = 0
 
 
 @attrs.frozen
@@ -124,6 +134,7 @@ class ConnectionActor(SupervisedActor):
         self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
         self.counters = ConnectionCounters()
+        self._limits = ConnectionLimits(venue)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -134,6 +145,7 @@ class ConnectionActor(SupervisedActor):
     def cleanup(self) -> None:
         for timer in self._timers:
             self._scheduler.cancel(timer)
+        self._limits.stop(self._scheduler)
         self._close_socket("connection actor stopped")
 
     def on_receive(self, message: Any) -> Any:
@@ -155,6 +167,8 @@ class ConnectionActor(SupervisedActor):
             case VenueFailure(reason=reason):
                 self._fail(reason)
                 self._close_socket(f"venue refused us: {reason}")
+            case SocketAgeLimit(epoch=epoch):
+                self._on_age_limit(epoch)
             case GetCounters():
                 return self.report()
             case _:
@@ -165,6 +179,10 @@ class ConnectionActor(SupervisedActor):
 
     def _connect(self) -> None:
         if self._ws is not None or self._failed:  # a refused token is final: no reconnect storm
+            return
+        wait_s = self._limits.connect_wait_s(self.log)
+        if wait_s > 0:
+            self._schedule_connect(wait_s)
             return
         url = self._venue.socket_url(self._url)
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
@@ -205,8 +223,19 @@ class ConnectionActor(SupervisedActor):
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
+        self._limits.opened(self.epoch, self._scheduler, self.actor_ref)
         self.log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
+
+    def _on_age_limit(self, epoch: int) -> None:
+        """The venue cuts sockets at a maximum age: replace this one first, at once (no backoff)."""
+        if epoch != self.epoch or self._ws is None:
+            return
+        self._limits.planned_reconnects += 1
+        age_s = self._venue.max_socket_age_s()
+        self.log.bind(epoch=epoch).info("planned reconnect: the socket is {:.0f}s old, the venue's limit", age_s)
+        self._close_socket(f"planned reconnect before the venue's {age_s:.0f}s socket lifetime")
+        self._schedule_connect(0.0)
 
     def _connect_failed(self, why: str) -> None:
         self.counters.connect_failures += 1
@@ -320,5 +349,7 @@ class ConnectionActor(SupervisedActor):
 
     def report(self) -> ConnectionReport:
         reader = attrs.evolve(self.reader_counters, malformed_by_kind=dict(self.reader_counters.malformed_by_kind))
-        return ConnectionReport(attrs.evolve(self.counters), reader, self.epoch, self._ws is not None, self._failed,
+        counters = attrs.evolve(self.counters, planned_reconnects=self._limits.planned_reconnects,
+                                connects_deferred=self._limits.deferred)
+        return ConnectionReport(counters, reader, self.epoch, self._ws is not None, self._failed,
                                 self._connect_pending)

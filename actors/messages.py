@@ -15,7 +15,7 @@ import pykka
 
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.core.sync import ResyncReason
-from depthkeeper.actors.core.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.wire import Ack, DepthPush, DiffEvent, Levels, RangeDiff, Snapshot
 
 # --- service facade / tree -> actors ------------------------------------------------------
 
@@ -150,10 +150,11 @@ class SocketClosed:
 
 @attrs.frozen
 class DiffBatch:
-    """Reader thread -> BookActor: every diff for one code already read, in order."""
+    """Reader thread -> BookActor: every diff for one code already read, in order (one-level diffs
+    or update-id range events, as the venue's codec decodes them)."""
 
     epoch: int
-    diffs: tuple[DiffEvent, ...]
+    diffs: tuple[DiffEvent, ...] | tuple[RangeDiff, ...]
     received_at: float
 
 
@@ -249,6 +250,9 @@ class BookView:
     complete_levels: tuple[int, int] = (0, 0)
     #: why the book has this status ("in sync" when LIVE)
     reason: str = ""
+    #: the venue's time of the last event applied, seconds since the epoch (Binance ``E``, AllTick
+    #: ``tick_time``); 0.0 when the venue does not say (article) or nothing was applied since a sync
+    event_time: float = 0.0
 
     @property
     def age_s(self) -> float:
@@ -336,6 +340,10 @@ class FetchDone:
     error: str | None = None
     #: a permanent refusal (HTTP 401 / ret 401): do not retry
     fatal: bool = False
+    #: the venue said to stop (HTTP 429/418 with ``Retry-After``): no request at all for this long
+    retry_after_s: float | None = None
+    #: the REST weight the venue says we used this window (``Venue.used_weight``), when it says
+    used_weight: int | None = None
 
 
 @attrs.frozen
@@ -360,6 +368,14 @@ class ConnectNow:
 @attrs.frozen
 class HeartbeatTick:
     """Timer -> ConnectionActor: one heartbeat interval elapsed."""
+
+
+@attrs.frozen
+class SocketAgeLimit:
+    """Timer -> ConnectionActor: the socket of ``epoch`` reached the venue's maximum age; replace it
+    (a planned reconnect, before the venue cuts it)."""
+
+    epoch: int
 
 
 @attrs.frozen

@@ -108,15 +108,15 @@ class BookReadPort:
         return self._view(self._copy(), depth)
 
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
-        bids, asks, status, reason, seq, horizons, updated_at, epoch = copied
+        bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
         top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
         status, reason = shown_status(status, reason, epoch, self.socket)
-        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason)
+        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason, event_time)
 
     def _copy(self) -> tuple[Any, ...]:
         book = self.book
         return (book.bids.copy(), book.asks.copy(), book.status, book.reason, book.last_seq, book.horizons(),
-                self.updated_at, self.epoch)
+                self.updated_at, self.epoch, book.event_time)
 
 
     def stats(self) -> BookStats | None:

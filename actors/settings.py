@@ -32,6 +32,12 @@ class VenueConfig:
     token_env: str = setting("")
     #: alltick depth_level per symbol (1..5)
     depth_level: int = setting(5, lo=1, hi=5)
+    #: binance diff-depth stream per symbol: ``<symbol lower>@<depth_stream>`` (100 ms or 1 s events)
+    depth_stream: str = setting("depth@100ms", choices=("depth@100ms", "depth", "depth@1000ms"))
+    #: binance REST snapshot ``limit`` (levels per side; weight 5/25/50/250 for <=100/500/1000/5000)
+    snapshot_limit: int = setting(1000, lo=1, hi=5000)
+    #: reconnect (planned) once a socket is this old; 0 = the venue's own (binance: 23 h 45 min, before its 24 h cut)
+    max_socket_age_s: float = setting(0.0, lo=0, hi=7 * 86_400)
     connect_timeout_s: float = setting(5.0, lo=0.1, hi=120)
     rest_timeout_s: float = setting(5.0, lo=0.1, hi=120)
     #: the token itself, read from ``token_env``; never printed

@@ -8,6 +8,12 @@ bucket keeps us within ``max_per_second``; failures (timeouts, 429, 500, bad bod
 retried with capped exponential backoff and full jitter, forever, because a book that
 gives up stays wrong. Blocking HTTP runs on a small worker pool owned by this actor.
 
+Venue limits. A venue that counts REST weight (Binance: 6000 per minute per IP, a snapshot
+costs 5..250 by its depth) gets a rolling weight budget (``Venue.rest_weight_per_min``, spent
+before each request, the venue's own figure adopted when it reports a larger one); a request
+that does not fit waits. A 429 or 418 with ``Retry-After`` pauses EVERY request until then
+(counted, logged once per pause), and the refused codes simply wait in the queue.
+
 No snapshot is fetched while the socket is down: a snapshot can only bridge a live stream,
 and a venue that refuses our socket mostly refuses REST too — its failures would bury the
 one line that matters (the connect failure). ``SocketLost`` drops every queued request (the
@@ -21,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +44,7 @@ from depthkeeper.actors.messages import (
     SocketLost,
 )
 from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
+from depthkeeper.actors.limits import RestLimitCounters, RestLimits, retry_after_s
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 from depthkeeper.supervisor.otp.tell import tell
@@ -70,6 +78,8 @@ class SnapshotReport:
     counters: SnapshotCounters
     queued: int
     in_flight: int
+    #: the venue's REST limits as met so far (429/418 pauses, weight budget)
+    limits: RestLimitCounters = attrs.Factory(RestLimitCounters)
 
 
 class SnapshotActor(SupervisedActor):
@@ -99,6 +109,7 @@ class SnapshotActor(SupervisedActor):
         self._drain_scheduled = False
         self._trace = 0
         self.counters = SnapshotCounters()
+        self._limits = RestLimits(venue, self.log)
 
     def init(self) -> None:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="depthkeeper-snapshot")
@@ -122,7 +133,8 @@ class SnapshotActor(SupervisedActor):
                 self._drain_scheduled = False
                 self._drain()
             case GetCounters():
-                return SnapshotReport(attrs.evolve(self.counters), len(self._queue), len(self._in_flight))
+                return SnapshotReport(attrs.evolve(self.counters), len(self._queue), len(self._in_flight),
+                                      attrs.evolve(self._limits.counters))
             case _:
                 return super().on_receive(message)
         return None
@@ -161,6 +173,13 @@ class SnapshotActor(SupervisedActor):
             batch = [self._queue.popleft()]
             while self._queue and len(batch) < self._venue.snapshot_batch:
                 batch.append(self._queue.popleft())
+            wait_s = self._limits.wait_s(batch)
+            if wait_s > 0:  # paused by the venue, or out of weight: the batch waits at the head
+                self._queue.extendleft(reversed(batch))
+                if not self._drain_scheduled:
+                    self._drain_scheduled = True
+                    self._scheduler.schedule(wait_s, self.actor_ref, DrainQueue())
+                return
             self._tokens -= 1.0
             self._start_fetch(tuple(batch))
         if self._queue and not self._drain_scheduled:
@@ -180,7 +199,7 @@ class SnapshotActor(SupervisedActor):
         self.counters.requests += 1
         self._trace += 1
         future = self._pool.submit(fetch, self._venue, self._url, codes, self._timeout_s,
-                                   f"dk-{self._trace}")
+                                   f"dk-{self._trace}", self._limits.paused_for)
         ref = self.actor_ref
 
         def done(f: Future[FetchDone]) -> None:
@@ -194,6 +213,7 @@ class SnapshotActor(SupervisedActor):
 
     def _on_done(self, done: FetchDone) -> None:
         self._in_flight.difference_update(done.codes)
+        self._limits.heard(done)
         got = {s.code: s for s in done.results}
         for code in done.codes:
             if code not in self._waiters:
@@ -202,6 +222,8 @@ class SnapshotActor(SupervisedActor):
             snap = got.get(code)
             if snap is not None:
                 self._deliver(code, snap)
+            elif done.retry_after_s is not None:
+                self._enqueue(code)  # no warning per code: the pause was logged once, the queue waits it out
             else:
                 self._failed(code, done.error or "code missing from reply", done.fatal)
 
@@ -225,17 +247,26 @@ class SnapshotActor(SupervisedActor):
         self._scheduler.schedule(delay, self.actor_ref, RetryFetch(code))
 
 
-def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trace: str) -> FetchDone:
-    """Blocking REST request (runs on a worker thread). Never raises."""
+def fetch(venue: Venue, url: str, codes: tuple[str, ...], timeout_s: float, trace: str,
+          paused_for: Callable[[], float] | None = None) -> FetchDone:
+    """Blocking REST request (runs on a worker thread). Never raises.
+
+    ``paused_for`` is asked first: a request that waited in the pool while the venue paused us
+    is not sent (it comes back as paused, and waits in the queue like the others)."""
+    pause_s = paused_for() if paused_for is not None else 0.0
+    if pause_s > 0:
+        return FetchDone(codes, (), "paused by the venue's rate limit", retry_after_s=pause_s)
     full = venue.snapshot_url(url, codes, trace)
     try:
         with urllib.request.urlopen(full, timeout=timeout_s) as response:
             body = response.read()
+            used = venue.used_weight(response.headers)
     except urllib.error.HTTPError as exc:
-        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code))
+        return FetchDone(codes, (), f"HTTP {exc.code} from {redact(full)}", fatal=venue.http_error(exc.code),
+                         retry_after_s=retry_after_s(exc.code, exc.headers), used_weight=venue.used_weight(exc.headers))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         return FetchDone(codes, (), f"{type(exc).__name__}: {exc} ({redact(full)})")
     reply = venue.parse_snapshot(body, codes)
     if reply.error is not None:
-        return FetchDone(codes, (), reply.error, fatal=reply.fatal)
-    return FetchDone(codes, reply.books)
+        return FetchDone(codes, (), reply.error, fatal=reply.fatal, used_weight=used)
+    return FetchDone(codes, reply.books, used_weight=used)

@@ -23,6 +23,14 @@ grace period from the moment the unsubscribe was issued (plus the pacing) stands
 the ack. Each left code is reaped at most once per socket, and the per-code state lives in
 a bounded LRU that a new socket clears.
 
+Venue limits and checks (issue 14): a venue holds at most ``Venue.max_streams`` codes per
+socket, so a code past it is refused here, REJECTED with a reason naming the limit (codes the
+venue already has keep their place). A venue that refuses a whole request for one bad code
+(Binance's all-or-nothing SUBSCRIBE) answers with ``retry_groups``: those codes are asked again,
+one group per request, until the bad one is alone and rejected by name. A venue that can list
+our subscriptions (``Venue.can_list``) is asked once a burst has settled, and what it lists
+becomes ``active`` (the next flush fixes any difference; a code it keeps leaving out is rejected).
+
 What goes on the wire is the venue's (``Venue.plan``: the article sends ``sub``/``unsub``
 with only the difference, AllTick a 22002 with the WHOLE wanted list, Binance SUBSCRIBE /
 UNSUBSCRIBE with request ids), and so is what an answer means (``Venue.read_ack``). A ghost
@@ -156,6 +164,12 @@ class SubscriptionActor(SupervisedActor):
         #: our requests on this socket that carry an id, for the venue's answers
         self._requests: OrderedDict[int, Request] = OrderedDict()
         self.counters = SubscriptionCounters()
+        #: groups of codes to ask for one group per request (``AckVerdict.retry_groups``), this socket
+        self._groups: list[frozenset[str]] = []
+        #: a LIST of our subscriptions is due once the current burst is sent (``Venue.can_list``)
+        self._list_due = False
+        #: code -> times the venue's list left it out although we had subscribed it (this socket)
+        self._unlisted: dict[str, int] = {}
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
 
@@ -214,6 +228,7 @@ class SubscriptionActor(SupervisedActor):
         self.active = set()
         self._commit()
         self._left.clear()
+        self._groups, self._list_due, self._unlisted = [], False, {}
         self._acks_seen = self._acked_request = 0
         self.counters.replays += 1
         self.log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
@@ -235,14 +250,19 @@ class SubscriptionActor(SupervisedActor):
         if wait_s > 0:
             self._schedule(wait_s + 0.001)
             return
-        want = frozenset(self.desired - self.rejected.keys())
-        requests = self._venue.plan(want, frozenset(self.active), self._next_id, self.epoch)
+        want = self._within_limit(frozenset(self.desired - self.rejected.keys()))
+        apart = frozenset().union(*self._groups) if self._groups else frozenset()
+        requests = self._venue.plan(want - apart, frozenset(self.active), self._next_id, self.epoch)
+        if not requests:
+            requests = self._next_group(want) or self._list_request()
         if requests and self._cfg.min_interval_s > 0:
             if len(requests) > 1:
                 self._schedule(self._cfg.min_interval_s)  # one request per interval: the rest next time
             requests = requests[:1]
         for request in requests:
             self._issue(request)
+        if requests and (self._groups or self._list_due):
+            self._schedule(max(self._cfg.min_interval_s, self._cfg.coalesce_window_s))
 
     def _next_id(self) -> int:
         self._request_id += 1
@@ -256,6 +276,7 @@ class SubscriptionActor(SupervisedActor):
                 self._requests.popitem(last=False)
         self.active.update(request.added)
         self.active.difference_update(request.removed)
+        self._list_due = self._list_due or (bool(request.added) and self._venue.can_list)
         self._commit()
         self.counters.codes_subscribed += len(request.added)
         self.counters.codes_unsubscribed += len(request.removed)
@@ -347,6 +368,10 @@ class SubscriptionActor(SupervisedActor):
         self._settle(verdict)
         for code, why in verdict.rejected:
             self._reject(code, why)
+        if verdict.retry_groups:
+            self._retry_apart(verdict.retry_groups)
+        if verdict.listed is not None:
+            self._reconcile(verdict.listed, verdict.settled_through)
         if verdict.fatal is not None:
             self.log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
             self._peers.tell_connection(VenueFailure(verdict.fatal))
@@ -362,3 +387,62 @@ class SubscriptionActor(SupervisedActor):
         self.counters.venue_rejected += 1
         self.log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
         self._peers.tell_tree(CodeRejected(code, why))
+
+    # -- venue limits and checks -------------------------------------------------------------
+
+    def _within_limit(self, want: frozenset[str]) -> frozenset[str]:
+        """``want`` cut to the venue's streams per socket; the codes past it are rejected, naming the limit.
+        Codes the venue already has keep their place; new ones are taken in code order."""
+        limit = self._venue.max_streams
+        if len(want) <= limit:
+            return want
+        kept = sorted(want & self.active)[:limit]
+        new = sorted(want - self.active)
+        room = max(0, limit - len(kept))
+        for code in new[room:]:
+            self._reject(code, f"over the venue's limit of {limit} streams per connection "
+                               f"(one connection holds {limit} books)")
+        return frozenset(kept) | frozenset(new[:room])
+
+    def _retry_apart(self, groups: tuple[frozenset[str], ...]) -> None:
+        """The venue refused a request as a whole: ask again, one group per request."""
+        for group in groups:
+            self.active.difference_update(group)
+            self._groups.append(group)
+        self._commit()
+        self._schedule(self._cfg.coalesce_window_s)
+
+    def _next_group(self, want: frozenset[str]) -> list[Request]:
+        while self._groups:
+            group = (self._groups.pop(0) & want) - self.active
+            if group:
+                return self._venue.plan(frozenset(self.active) | group, frozenset(self.active), self._next_id,
+                                        self.epoch)
+        return []
+
+    def _list_request(self) -> list[Request]:
+        if not self._list_due:
+            return []
+        self._list_due = False
+        request = self._venue.list_request(self._next_id)
+        return [request] if request is not None else []
+
+    def _reconcile(self, listed: frozenset[str], request_id: int) -> None:
+        """The venue's list of our codes. Valid only if nothing was asked after the list request
+        (answers come in order); then it IS ``active``, and the next flush sends the difference."""
+        if request_id != self._request_id:
+            return  # a later request changed the list since: the LIST after it will tell
+        missing, extra = self.active - listed, listed - self.active
+        if not missing and not extra:
+            self.log.bind(epoch=self.epoch).debug("the venue lists our {} codes", len(listed))
+            return
+        self.log.bind(epoch=self.epoch).warning(
+            "the venue's list differs from ours: missing {}, extra {}; reconciling", sorted(missing), sorted(extra))
+        for code in missing:
+            self._unlisted[code] = self._unlisted.get(code, 0) + 1
+        self.active = set(listed)
+        self._commit()
+        for code in [c for c in missing if self._unlisted[c] >= 2]:
+            self._reject(code, "the venue accepted the subscription but does not keep it (LIST_SUBSCRIPTIONS)")
+        self._schedule(self._cfg.coalesce_window_s)
+

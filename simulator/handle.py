@@ -137,8 +137,9 @@ class Faults:
 
     def reject(self, *codes: str) -> None:
         """Refuse every later subscription of ``codes`` until lifted: article acks list them in
-        ``rejected``; alltick answers the 22002 that asks for them with ret 604 (code unauthorized).
-        Neither streams them; the other codes of the request apply. Existing subscriptions stay."""
+        ``rejected``; alltick answers the 22002 that asks for them with ret 604 (code unauthorized);
+        binance answers the SUBSCRIBE naming them with error 2 "Invalid request: invalid stream", and
+        (all or nothing) subscribes none of its streams. Existing subscriptions stay."""
         self._handle._call(lambda: self._ctl().reject(codes))
 
     def lift_reject(self, *codes: str) -> int:

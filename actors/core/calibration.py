@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, RangeDiff, Snapshot
 
 #: more recorded diffs than this and the calibration is abandoned (and counted)
 MAX_RECORDED = 200_000
@@ -24,7 +24,7 @@ class Calibration:
         self.active = False
         self.token = 0
         self.pending_snapshot: Snapshot | DepthPush | None = None
-        self._diffs: list[DiffEvent] = []
+        self._diffs: list[DiffEvent | RangeDiff] = []
         self.drifted_levels = 0
         self.completed = 0
         self.skipped = 0
@@ -40,7 +40,7 @@ class Calibration:
     def owns(self, token: int) -> bool:
         return token < 0 and token == self.token
 
-    def record(self, diffs: Sequence[DiffEvent]) -> None:
+    def record(self, diffs: Sequence[DiffEvent | RangeDiff]) -> None:
         self._diffs.extend(diffs)
         if len(self._diffs) > MAX_RECORDED:
             self._abandon()
@@ -99,15 +99,23 @@ class Calibration:
                 continue
             if d.seq > self.book.last_seq:
                 break
-            if d.seq != expected:
+            if not d.first <= expected <= d.seq:  # one-level diffs: seq == expected; ranges: U <= expected <= u
                 return None
-            side = bids if d.is_bid else asks
-            if d.size > 0.0:
-                side[d.price] = d.size
+            if type(d) is DiffEvent:
+                _set(bids if d.is_bid else asks, ((d.price, d.size),))
             else:
-                side.pop(d.price, None)
-            expected += 1
+                _set(bids, d.bids)  # type: ignore[union-attr]
+                _set(asks, d.asks)  # type: ignore[union-attr]
+            expected = d.seq + 1
         return (bids, asks) if expected - 1 == self.book.last_seq else None
+
+
+def _set(side: dict[float, float], levels: Levels) -> None:
+    for price, size in levels:
+        if size > 0.0:
+            side[price] = size
+        else:
+            side.pop(price, None)
 
 
 def _drift(known: Levels, truth: dict[float, float], *, reverse: bool) -> int:

@@ -47,6 +47,7 @@ class OrderBook:
         "asks",
         "bids",
         "code",
+        "event_time",
         "last_seq",
         "max_levels",
         "reason",
@@ -61,6 +62,8 @@ class OrderBook:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self.last_seq = 0
+        #: the venue's time of the last event applied (seconds since the epoch; 0.0 = unknown)
+        self.event_time = 0.0
         self.status = BookStatus.SYNCING
         #: why the book has its status (shown with every non-LIVE view)
         self.reason = "starting"
@@ -92,6 +95,71 @@ class OrderBook:
         else:
             self._sorted_asks = None
 
+    def apply_levels(self, bids: Levels, asks: Levels) -> None:
+        """Apply one event's levels (absolute sizes, 0 deletes; deleting an unknown level is normal).
+
+        One call per event, not per level: a Binance event carries tens of levels, and the side,
+        the cache and the trim check are looked at once per side. A side that grows past twice
+        ``max_levels`` is trimmed after the event (the horizon rule holds as for ``apply``)."""
+        if bids:
+            side = self.bids
+            for price, size in bids:
+                if size > 0.0:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+            self._sorted_bids = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(True)
+        if asks:
+            side = self.asks
+            for price, size in asks:
+                if size > 0.0:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+            self._sorted_asks = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(False)
+
+    def apply_event(self, bids: Levels, asks: Levels,
+                    best: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
+        """``apply_levels``, returning the best (bid, ask) after the event given the best before it
+        (None: that side is empty). A side's best is recomputed over the side only when the event
+        removed it: the top of a deep book is known without scanning it per event."""
+        best_bid, best_ask = best
+        if bids:
+            side = self.bids
+            stale = best_bid is None
+            for price, size in bids:
+                if size > 0.0:
+                    side[price] = size
+                    if not stale and price > best_bid:  # type: ignore[operator]  # not stale: a float
+                        best_bid = price
+                elif side.pop(price, None) is not None and price == best_bid:
+                    stale = True
+            self._sorted_bids = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(True)  # keeps the best levels: never the top
+            if stale:
+                best_bid = max(self.bids) if self.bids else None
+        if asks:
+            side = self.asks
+            stale = best_ask is None
+            for price, size in asks:
+                if size > 0.0:
+                    side[price] = size
+                    if not stale and price < best_ask:  # type: ignore[operator]
+                        best_ask = price
+                elif side.pop(price, None) is not None and price == best_ask:
+                    stale = True
+            self._sorted_asks = None
+            if len(side) > 2 * self.max_levels:
+                self._trim(False)
+            if stale:
+                best_ask = min(self.asks) if self.asks else None
+        return best_bid, best_ask
+
     def replace(self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]], seq: int) -> None:
         """Load a whole book (a snapshot or a full top-N push). Zero sizes are skipped."""
         self.bids = {p: s for p, s in bids if s > 0.0}
@@ -105,9 +173,10 @@ class OrderBook:
             self._trim(False)
 
     def clear(self) -> None:
-        """Forget every level (the version is kept for diagnostics)."""
+        """Forget every level (the version is kept for diagnostics; the event time is unknown again)."""
         self.bids = {}
         self.asks = {}
+        self.event_time = 0.0
         self._bid_horizon = self._ask_horizon = None
         self._sorted_bids = self._sorted_asks = ()
 

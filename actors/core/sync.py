@@ -1,18 +1,26 @@
 """Sync policies: what a venue message means for one book. Pure; one instance per book.
 
-This module holds the base (validated snapshots, the (re)start, suspend) and the contiguous-
-seq policy; a venue whose messages need another policy keeps it in its own module
-(``venues/``), and each venue's ``make_policy`` chooses.
+This module holds the base (validated snapshots, the (re)start, suspend) and the contiguous
+update-id policy; a venue whose messages need another policy keeps it in its own module
+(``venues/``, or ``core/`` when it is generic), and each venue's ``make_policy`` chooses.
+
+Update-id ranges. A diff covers the ids ``first..seq``: the article sends one level per id
+(``first == seq``), Binance one event per 100 ms covering ``U..u``. The bridge below is written
+for ranges, so one implementation serves both (Binance's documented algorithm is the general
+case: drop ``u <= snapshot``, the first applied event must satisfy ``U <= snapshot+1 <= u``,
+then each ``U`` must be the previous ``u + 1``); only the LIVE hot loop is per policy
+(``ContiguousSync.on_diffs`` for one-level diffs, ``rangesync.RangeSync`` for events).
 
 A policy owns the book's sync state machine and returns a :class:`SyncAction` telling its
 actor what to do next (fetch a snapshot, retry one after a backoff, wait for the stream to
 reach a held snapshot). It never does I/O and never reads a clock.
 
-contiguous seq (article: one level per diff, ``seq`` +1 per symbol)::
+contiguous ids (article: one level per diff, ``seq`` +1 per symbol; ranges: ``first`` = last + 1)::
 
     SYNCING/RESYNCING --diffs--> buffer (bounded) ............ FETCH snapshot
          |  snapshot validated (non-empty, not short, not crossed), else RETRY (backoff)
-         |  the buffer holds snapshot+1: drop what is older, bridge, apply the rest -> LIVE
+         |  the buffer holds snapshot+1 (an event whose range contains it): drop what is older,
+         |     bridge, apply the rest -> LIVE
          |  the buffer is entirely newer than snapshot+1: the snapshot is stale -> RETRY
          |  the snapshot is ahead of everything buffered: HOLD it; diffs up to its seq are
          |     dropped, snapshot+1 bridges -> LIVE; a diff past snapshot+1 -> RETRY; nothing
@@ -39,11 +47,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import attrs
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, Levels, RangeDiff, Snapshot
+
+#: a diff of either shape: both have ``code``, ``first``, ``seq`` (the last id) and ``sent_at``
+Diff: TypeAlias = DiffEvent | RangeDiff
 
 #: stale snapshots (or stale pushes) in a row before the buffered stream (or the book's seq) is suspect
 SUSPECT_AFTER = 3
@@ -76,6 +88,9 @@ class ResyncReason(enum.Enum):
     AHEAD_SNAPSHOT = "ahead_snapshot"
     BAD_SNAPSHOT = "bad_snapshot"
     SUSPECT_STREAM = "suspect_stream"
+    #: the book no longer knows any level on a side for sure (the market moved past the levels
+    #: trimming kept, see OrderBook): only a new snapshot can tell
+    DEPTH = "depth"
     #: not a resync: the sync completed (the reason a book went LIVE)
     IN_SYNC = "in_sync"
 
@@ -217,7 +232,7 @@ class SyncPolicy:
         """Diffs held while waiting for a snapshot."""
         return 0
 
-    def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
+    def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:
         raise NotImplementedError
 
     def on_push(self, push: DepthPush) -> SyncAction:
@@ -237,14 +252,14 @@ class ContiguousSync(SyncPolicy):
         if buffer_limit < 1:
             raise ValueError(f"buffer_limit must be >= 1, got {buffer_limit}")
         self.buffer_limit = buffer_limit
-        self.buffer: list[DiffEvent] = []
+        self.buffer: list[Diff] = []
         #: a validated snapshot ahead of the stream, held until the stream reaches it
         self.candidate: Snapshot | None = None
         #: diffs seen since the candidate was held (a quiet stream is accepted at the deadline)
         self._seen_since_candidate = 0
         #: stale snapshots in a row (the buffered stream becomes suspect)
         self._stale_in_row = 0
-        self._last_diff: DiffEvent | None = None
+        self._last_diff: Diff | None = None
 
     def _on_start(self) -> None:
         self.buffer = []
@@ -257,7 +272,7 @@ class ContiguousSync(SyncPolicy):
     def buffered(self) -> int:
         return len(self.buffer)
 
-    def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
+    def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
             if self.candidate is not None:
                 return self._toward_candidate(diffs)
@@ -280,7 +295,7 @@ class ContiguousSync(SyncPolicy):
                 continue
             book.last_seq = last
             self.counters.applied += applied
-            return self._break(seq, last, diffs[i:])
+            return self._break(d, last, diffs[i:])
         book.last_seq = last
         self._last_diff = prev
         if applied:
@@ -290,19 +305,22 @@ class ContiguousSync(SyncPolicy):
                 return self.start(ResyncReason.CROSSED, f"crossed at seq {last}")
         return SyncAction.NONE
 
-    def _break(self, seq: int, last: int, rest: Sequence[DiffEvent]) -> SyncAction:
-        if seq > last:
+    def _break(self, d: Diff, last: int, rest: Sequence[Diff]) -> SyncAction:
+        """``d`` does not continue the chain at ``last``: a gap, a repeat (ids we have), or
+        backwards (a venue restart)."""
+        if d.first > last + 1:
             self.counters.gaps += 1
             reason = ResyncReason.GAP
-        elif seq == last:
-            reason = ResyncReason.REPEAT
-        else:
+        elif d.seq < last:
             reason = ResyncReason.BACKWARDS
-        action = self.start(reason, f"{reason.value}: seq {seq} after {last}")
+        else:
+            reason = ResyncReason.REPEAT
+        ids = f"seq {d.seq}" if d.first == d.seq else f"ids {d.first}..{d.seq}"
+        action = self.start(reason, f"{reason.value}: {ids} after {last}")
         self._buffer(rest)
         return action
 
-    def _buffer(self, diffs: Sequence[DiffEvent]) -> SyncAction:
+    def _buffer(self, diffs: Sequence[Diff]) -> SyncAction:
         self.buffer.extend(diffs)
         if len(self.buffer) > self.buffer_limit:
             self.counters.overflows += 1
@@ -321,14 +339,14 @@ class ContiguousSync(SyncPolicy):
         buffer = self.buffer
         want = snap.seq + 1
         for i, d in enumerate(buffer):
-            if d.seq == want:
+            if d.first <= want <= d.seq:  # the event that bridges (article: seq == snapshot + 1)
                 self.counters.suspect_diffs += sum(1 for e in buffer[:i] if e.seq > snap.seq)
                 self.counters.bridged += sum(1 for e in buffer[:i] if e.seq <= snap.seq)
                 return self._go_live(snap, buffer[i:])
         if buffer and buffer[-1].seq == snap.seq:
             self.counters.bridged += len(buffer)
             return self._go_live(snap, [])
-        if any(d.seq > want for d in buffer):
+        if any(d.first > want for d in buffer):
             return self._stale(snap)
         # Ahead of everything buffered (or nothing buffered yet): hold it for the stream.
         self.counters.bridged += len(buffer)
@@ -349,23 +367,24 @@ class ContiguousSync(SyncPolicy):
             self._stale_in_row = 0
             return self._retry(ResyncReason.SUSPECT_STREAM,
                                f"{SUSPECT_AFTER} snapshots could not bridge the buffered stream; rebuilt it")
-        first = min(d.seq for d in self.buffer if d.seq > snap.seq)
+        first = min(d.first for d in self.buffer if d.first > snap.seq + 1)
         return self._retry(ResyncReason.STALE_SNAPSHOT, f"snapshot seq {snap.seq} older than the stream ({first})")
 
-    def _toward_candidate(self, diffs: Sequence[DiffEvent]) -> SyncAction:
+    def _toward_candidate(self, diffs: Sequence[Diff]) -> SyncAction:
         snap = self.candidate
         assert snap is not None
         self._seen_since_candidate += len(diffs)
+        want = snap.seq + 1
         for i, d in enumerate(diffs):
-            if d.seq == snap.seq + 1:
+            if d.first <= want <= d.seq:
                 return self._go_live(snap, diffs[i:])
             if d.seq == snap.seq:
                 return self._go_live(snap, diffs[i + 1:])
-            if d.seq > snap.seq + 1:
+            if d.first > want:
                 self.candidate = None
                 self.buffer = list(diffs[i:])
                 return self._retry(ResyncReason.STALE_SNAPSHOT,
-                                   f"the stream skipped snapshot seq {snap.seq} (next was {d.seq})")
+                                   f"the stream skipped snapshot seq {snap.seq} (next was {d.first})")
             self.counters.bridged += 1
         return SyncAction.NONE
 
@@ -380,14 +399,37 @@ class ContiguousSync(SyncPolicy):
         return self._retry(ResyncReason.AHEAD_SNAPSHOT,
                            f"snapshot seq {snap.seq} is ahead of the stream, which did not reach it")
 
-    def _go_live(self, snap: Snapshot, rest: Sequence[DiffEvent]) -> SyncAction:
-        self.book.replace(snap.bids, snap.asks, snap.seq)
+    def _go_live(self, snap: Snapshot, rest: Sequence[Diff]) -> SyncAction:
+        book = self.book
+        book.replace(snap.bids, snap.asks, snap.seq)
         self.awaiting_snapshot = False
         self.buffer = []
         self.candidate = None
         self._stale_in_row = 0
         self._last_diff = None
-        self.book.status = BookStatus.LIVE
+        book.status = BookStatus.LIVE
         self._note(ResyncReason.IN_SYNC, "in sync")
+        if rest and rest[0].first <= snap.seq:
+            # An event straddling the snapshot (U <= snapshot < u): its sizes are absolute, so
+            # applying all of it gives the book at u. Only ranges straddle; the strict chain follows.
+            bridge = rest[0]
+            self._apply_event(bridge)
+            book.last_seq = bridge.seq
+            self._last_diff = bridge
+            self.counters.applied += 1
+            rest = rest[1:]
+            if not rest and book.is_crossed():
+                self.counters.crossed += 1
+                return self.start(ResyncReason.CROSSED, f"crossed at seq {bridge.seq}")
         # Diffs between the snapshot and now; a gap among them restarts the sync.
         return self.on_diffs(rest) if rest else SyncAction.NONE
+
+    def _apply_event(self, d: Diff) -> None:
+        """Apply one diff outside the hot loop (the event that bridges a snapshot)."""
+        if type(d) is DiffEvent:
+            self.book.apply(d.is_bid, d.price, d.size)
+        else:
+            assert type(d) is RangeDiff
+            self.book.apply_levels(d.bids, d.asks)
+            if d.event_time:
+                self.book.event_time = d.event_time

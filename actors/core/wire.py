@@ -24,7 +24,7 @@ Levels = tuple[tuple[float, float], ...]
 
 
 class DiffEvent(NamedTuple):
-    """One price-level change for one symbol (article dialect)."""
+    """One price-level change for one symbol (article dialect): the range ``seq..seq``."""
 
     code: str
     seq: int
@@ -33,6 +33,30 @@ class DiffEvent(NamedTuple):
     size: float
     #: the venue's send timestamp (seconds since the epoch) when present; else 0.0
     sent_at: float = 0.0
+
+    @property
+    def first(self) -> int:
+        """The first update id the diff covers: a one-level diff covers only its own seq (see RangeDiff)."""
+        return self.seq
+
+
+class RangeDiff(NamedTuple):
+    """One venue event for one symbol covering update ids ``first..seq`` (Binance ``depthUpdate``
+    ``U``..``u``): every level that changed in that range, with its absolute new size (0 deletes).
+
+    ``seq`` is the LAST id, so code that only needs "how far does this event take the book" reads
+    ``seq`` for both kinds of diff; the sync policies read ``first`` too (a DiffEvent's is its seq).
+    """
+
+    code: str
+    first: int
+    seq: int
+    bids: Levels
+    asks: Levels
+    #: the venue's send timestamp (a simulator stamp for latency benches) when present; else 0.0
+    sent_at: float = 0.0
+    #: the venue's event time, seconds since the epoch (Binance ``E``); 0.0 when unknown
+    event_time: float = 0.0
 
 
 @attrs.frozen
@@ -49,7 +73,7 @@ class DepthPush:
 
 @attrs.frozen
 class Snapshot:
-    """A full book at version ``seq`` from the REST endpoint (article dialect)."""
+    """A full book at version ``seq`` from the REST endpoint (article and binance dialects)."""
 
     code: str
     seq: int

@@ -36,7 +36,16 @@ from depthkeeper.actors.core.logthrottle import ThrottledLog
 from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
-from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
+from depthkeeper.actors.core.wire import (
+    Ack,
+    DecodeError,
+    DepthPush,
+    DiffEvent,
+    HeartbeatAck,
+    Ignored,
+    MalformedKind,
+    RangeDiff,
+)
 from depthkeeper.supervisor.otp.tell import tell
 
 #: malformed frames logged one by one at the start of a flood ...
@@ -115,18 +124,19 @@ class Reader:
             if not messages:
                 bad_log.tick(now)
                 continue
-            diffs: dict[str, list[DiffEvent]] = {}
+            diffs: dict[str, list[Any]] = {}
             pushes: dict[str, DepthPush] = {}
             rare: list[Any] = []
             for data in messages:
                 event = decode(data)
-                if type(event) is DiffEvent:
+                kind = type(event)
+                if kind is DiffEvent or kind is RangeDiff:  # one-level diffs, or update-id range events
                     batch = diffs.get(event.code)
                     if batch is None:
                         diffs[event.code] = [event]
                     else:
                         batch.append(event)
-                elif type(event) is DepthPush:
+                elif kind is DepthPush:
                     pushes[event.code] = event  # a newer full book supersedes an older one
                 else:
                     other(event, rare)
@@ -176,7 +186,7 @@ class Reader:
             for error in same[:bad_log.admit(kind.value, now, count)]:
                 bad_log.log.warning("malformed frame dropped ({}): {} | {}", kind.value, error.detail, error.excerpt)
 
-    def _flush(self, diffs: dict[str, list[DiffEvent]], pushes: dict[str, DepthPush], now: float) -> None:
+    def _flush(self, diffs: dict[str, list[Any]], pushes: dict[str, DepthPush], now: float) -> None:
         if not diffs and not pushes:
             return
         table = self._routes.table

@@ -5,9 +5,10 @@ from __future__ import annotations
 from depthkeeper.actors.venues.alltick import AlltickVenue
 from depthkeeper.actors.venues.article import ArticleVenue
 from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue
+from depthkeeper.actors.venues.binance import BinanceVenue
 
 #: ``[venue] dialect`` -> the venue class
-VENUES: dict[str, type[Venue]] = {venue.name: venue for venue in (ArticleVenue, AlltickVenue)}
+VENUES: dict[str, type[Venue]] = {venue.name: venue for venue in (ArticleVenue, AlltickVenue, BinanceVenue)}
 
 
 def venue_class(name: str) -> type[Venue]:

@@ -209,6 +209,7 @@ class AlltickSync(SyncPolicy):
             self.counters.suspect_diffs += 1
         self._stale_in_row = 0
         book.replace(push.bids, push.asks, push.seq)
+        book.event_time = push.tick_time_s
         # Only the pushed top-N is known; deeper levels may exist at the venue.
         book.mark_partial(
             push.bids[-1][0] if push.bids else None,

@@ -8,8 +8,10 @@ names; they ask the :class:`Venue` the service built from ``[venue] dialect``:
   requests to send (a ghost is unsubscribed again by planning from an ``active`` that still
   holds it); ``read_ack`` says what an answer means (codes refused, requests settled, a
   refused token);
-- **pacing and limits**: the spacing every client frame needs, streams per socket;
-- **REST**: the snapshot URL for a batch of codes and how to parse the reply;
+- **pacing and limits**: the spacing every client frame needs, streams per socket, connection
+  attempts per window, the socket's maximum age (a planned reconnect before the venue's cut);
+- **REST**: the snapshot URL for a batch of codes and how to parse the reply, its weight
+  against the venue's per-minute budget;
 - **sync**: ``make_policy`` gives each book the venue's sync policy;
 - **defaults**: endpoints and pacing a config may leave out, and venue-specific checks.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from email.message import Message
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -60,6 +63,11 @@ class AckVerdict:
     fatal: str | None = None
     #: anything else worth a WARNING
     warning: str | None = None
+    #: the venue's complete list of our codes on this socket (an answer to ``list_request``)
+    listed: frozenset[str] | None = None
+    #: the venue refused a request as a whole: send each group again in a request of its own
+    #: (how a venue that refuses a whole SUBSCRIBE for one bad code finds the bad one)
+    retry_groups: tuple[frozenset[str], ...] = ()
 
 
 @attrs.frozen
@@ -83,6 +91,12 @@ class Venue(abc.ABC):
     max_streams: ClassVar[int] = 1_000_000
     #: the venue answers our heartbeat; no answer for the silence bound is a dead socket
     heartbeat_acks: ClassVar[bool] = False
+    #: the venue can list our subscriptions (``list_request``): reconcile after a burst
+    can_list: ClassVar[bool] = False
+    #: (attempts, window_s): connection attempts allowed per rolling window (None: no limit)
+    connect_limit: ClassVar[tuple[int, float] | None] = None
+    #: REST weight we may spend per rolling minute (0: no weight budget, only ``max_per_second``)
+    rest_weight_per_min: ClassVar[int] = 0
 
     def __init__(self, cfg: VenueConfig) -> None:
         self.cfg = cfg
@@ -94,6 +108,8 @@ class Venue(abc.ABC):
     default_snapshot_url: ClassVar[str] = ""
     #: ``[subscription] min_interval_s`` when the config leaves it out
     default_min_interval_s: ClassVar[float] = 0.0
+    #: ``[book] max_levels`` when the config leaves it out (0: BookConfig's own default)
+    default_max_levels: ClassVar[int] = 0
 
     @classmethod
     def check_config(cls, heartbeat_interval_s: float, subscription: SubscriptionConfig) -> str | None:
@@ -122,6 +138,10 @@ class Venue(abc.ABC):
         """Minimum spacing of EVERY client frame on one socket (0: no pacing beyond requests)."""
         return 0.0
 
+    def max_socket_age_s(self) -> float:
+        """Reconnect (planned) once a socket is this old, before the venue cuts it (0: never)."""
+        return 0.0
+
     # -- subscriptions --------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -132,6 +152,10 @@ class Venue(abc.ABC):
     @abc.abstractmethod
     def read_ack(self, ack: Ack, requests: dict[int, Request]) -> AckVerdict:
         """What an answer means; ``requests`` are ours on this socket, by id."""
+
+    def list_request(self, next_id: Callable[[], int]) -> Request | None:
+        """A request for the venue's list of our subscriptions (only when ``can_list``)."""
+        return None
 
     # -- REST snapshots ---------------------------------------------------------------------
 
@@ -146,6 +170,14 @@ class Venue(abc.ABC):
     def http_error(self, status: int) -> bool:
         """True when an HTTP status is a permanent refusal (retried only very slowly)."""
         return status in (401, 403)
+
+    def snapshot_weight(self, codes: Sequence[str]) -> int:
+        """The weight one snapshot request for ``codes`` costs (see ``rest_weight_per_min``)."""
+        return 1
+
+    def used_weight(self, headers: Message) -> int | None:
+        """The weight the venue says we used this minute, from a reply's headers (None: not said)."""
+        return None
 
     # -- sync -------------------------------------------------------------------------------
 

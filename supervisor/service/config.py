@@ -222,8 +222,8 @@ def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] = os
                         source: str = "<mapping>") -> AppConfig:
     """Validate an already-parsed mapping (tests build configs this way)."""
     sections: dict[str, Any] = {}
-    # subscription defaults depend on the dialect, so that section is always built
-    for name, table in {"subscription": {}, **data}.items():
+    # subscription and book defaults depend on the dialect, so those sections are always built
+    for name, table in {"subscription": {}, "book": {}, **data}.items():
         if name not in _SECTIONS and name != "chaos":
             raise ConfigError(f"{source}: [{name}]: unknown section (known: {', '.join([*_SECTIONS, 'chaos'])})")
         if not isinstance(table, Mapping):
@@ -243,10 +243,19 @@ def _section(cls: type, name: str, table: Mapping[str, Any], source: str, data: 
             raise ConfigError(f"{where}: unknown key (known: {', '.join(fields)})")
         values[key] = _check(fields[key].metadata, value, where)
     if cls is SubscriptionConfig and "min_interval_s" not in values:
-        dialect = data.get("venue", {}).get("dialect", "article") if isinstance(data.get("venue"), Mapping) else "article"
-        venue = VENUES.get(dialect)
+        venue = _venue_of(data)
         values["min_interval_s"] = venue.default_min_interval_s if venue is not None else 0.0
+    if cls is BookConfig and "max_levels" not in values:
+        venue = _venue_of(data)
+        if venue is not None and venue.default_max_levels:
+            values["max_levels"] = venue.default_max_levels
     return cls(**values)
+
+
+def _venue_of(data: Mapping[str, Any]) -> Any:
+    """The venue class the mapping's ``[venue] dialect`` names (None if unknown: reported later)."""
+    dialect = data.get("venue", {}).get("dialect", "article") if isinstance(data.get("venue"), Mapping) else "article"
+    return VENUES.get(dialect)
 
 
 def _check(meta: Mapping[str, Any], value: Any, where: str) -> Any:
@@ -283,7 +292,11 @@ def _cross_checks(cfg: AppConfig, data: Mapping[str, Any], environ: Mapping[str,
         if "token=" in value:
             raise ConfigError(f"{source}: [venue] {key}: contains a token; name its env var in token_env instead")
         if not value and not cfg.simulator.enabled:
-            raise ConfigError(f"{source}: [venue] {key}: required unless [simulator] enabled = true")
+            value = getattr(venue_cls, f"default_{key}")  # the venue's public endpoint, if it has one
+            if not value:
+                raise ConfigError(f"{source}: [venue] {key}: required unless [simulator] enabled = true")
+            venue = attrs.evolve(venue, **{key: value})
+    cfg = attrs.evolve(cfg, venue=venue)
     if venue.url and not venue.url.startswith(("ws://", "wss://")):
         raise ConfigError(f"{source}: [venue] url: must start with ws:// or wss://, got {venue.url!r}")
     if venue.snapshot_url and not venue.snapshot_url.startswith(("http://", "https://")):

@@ -49,7 +49,7 @@ def test_defaults_by_dialect(tmp_path: Path) -> None:
         (SIM + "[book]\nmax_level = 5\n", r"\[book\] max_level: unknown key"),
         (SIM + "[book]\nthreads = -1\n", r"\[book\] threads: out of range"),
         (SIM + "[books]\n", r"\[books\]: unknown section"),
-        (SIM + "[venue]\ndialect = 'binance'\n", r"\[venue\] dialect: must be one of article, alltick"),
+        (SIM + "[venue]\ndialect = 'kraken'\n", r"\[venue\] dialect: must be one of article, alltick, binance"),
         (SIM + "[symbols]\ninitial = ['BTC-USDT']\n", r"\[symbols\] initial: 'BTC-USDT' does not match"),
         (SIM + "[symbols]\ninitial = 'BTCUSDT'\n", r"\[symbols\] initial: must be a list of strings"),
         (SIM + "[symbols]\ninitial = ['BTCUSDT']\nallowed = ['ETHUSDT']\n", r"initial: 'BTCUSDT' is not in"),

@@ -23,6 +23,7 @@ def test_newer_push_replaces_book() -> None:
     assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 5
     policy.on_push(push(9, bid=20.0, ask=21.0))
     assert policy.book.bids == {20.0: 1.0, 19.0: 2.0} and policy.book.asks == {21.0: 1.0}
+    assert policy.book.event_time == 1.0  # the push's tick_time: views carry it as event_time
 
 
 def test_stale_and_duplicate_pushes_dropped_and_counted() -> None:
