@@ -30,8 +30,11 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-
 from depthkeeper.actors.core.calibration import Calibration
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.core.samples import Latencies
+from depthkeeper.actors.core.sync import SEQ_BREAKS, ResyncReason, SyncAction
 from depthkeeper.actors.messages import (
     BookStatusChanged,
     BridgeDeadline,
@@ -51,11 +54,7 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import BookReadPort
-from depthkeeper.actors.core.samples import Latencies
-from depthkeeper.actors.core.sync import SEQ_BREAKS, ResyncReason, SyncAction
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.scheduler import ActorTimers
 from depthkeeper.supervisor.otp.spec import Backoff
@@ -174,7 +173,8 @@ class BookActor(SupervisedActor):
                 if self._rejected is None:
                     self._reject(reason)
             case SnapshotLost():
-                if self.policy.awaiting_snapshot and not self._fetch_deferred and not self._timers.pending(RetrySnapshot):
+                due = self.policy.awaiting_snapshot and not self._fetch_deferred
+                if due and not self._timers.pending(RetrySnapshot):
                     self.policy.refetch()
                     self._request(due=True)  # the lost request was already due
             case RetrySnapshot(token=token) | FetchDeadline(token=token):

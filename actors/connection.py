@@ -35,22 +35,22 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import websocket
 
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.core.wire import redact
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.limits import ConnectionLimits
 from depthkeeper.actors.messages import (
     ConnectNow,
     FlushSends,
     GetCounters,
     HeartbeatTick,
     SendFrame,
+    SocketAgeLimit,
     SocketClosed,
     SocketLost,
-    SocketAgeLimit,
     SocketOpened,
     VenueFailure,
 )
-from depthkeeper.actors.core.promise import SocketState
-from depthkeeper.actors.io.reader import Reader, ReaderCounters
-from depthkeeper.actors.limits import ConnectionLimits
-from depthkeeper.actors.core.wire import redact
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Backoff
 
@@ -216,7 +216,7 @@ class ConnectionActor(SupervisedActor):
         def closed(epoch: int, reason: str) -> None:
             try:
                 actor_ref.tell(SocketClosed(epoch, reason))
-            except Exception:  # noqa: BLE001 - the actor is gone; nothing to tell
+            except Exception:  # noqa: BLE001, S110 - the actor is gone; nothing to tell
                 pass
 
         self._reader = Reader(ws, self.epoch, decode=self._venue.decode, routes=self._routes, peers=self._peers,
@@ -241,8 +241,8 @@ class ConnectionActor(SupervisedActor):
         self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
         delay = self._backoff.next_delay()
-        self.log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
-                          delay)
+        self.log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why,
+                         self._backoff.attempt, delay)
         self._schedule_connect(delay)
 
     def _fail(self, why: str) -> None:
@@ -277,7 +277,7 @@ class ConnectionActor(SupervisedActor):
         for step in (ws.send_close, ws.abort, ws.shutdown):
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a broken socket may refuse each step; it ends closed
+            except Exception:  # noqa: BLE001, S110 - a broken socket may refuse each step; it ends closed
                 pass
 
     # -- heartbeat watchdog --------------------------------------------------------------

@@ -125,7 +125,7 @@ class _Listener:
             self.delivered += 1
         except pykka.ActorDeadError:
             self.closed = True
-        except Exception as exc:  # a listener's bug must not stop delivery to it
+        except Exception as exc:  # noqa: BLE001 - a listener's bug must not stop delivery to it
             self.errors += 1
             self.log.opt(exception=exc).error("listener raised; event dropped")
 

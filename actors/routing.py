@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pykka
+
 from depthkeeper.supervisor.otp.tell import tell
 
 

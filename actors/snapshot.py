@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
+from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
+from depthkeeper.actors.limits import RestLimitCounters, RestLimits, retry_after_s
 from depthkeeper.actors.messages import (
     DrainQueue,
     FetchDone,
@@ -43,8 +45,6 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.core.wire import DepthPush, Snapshot, redact
-from depthkeeper.actors.limits import RestLimitCounters, RestLimits, retry_after_s
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.spec import Jitter, backoff_delay
 from depthkeeper.supervisor.otp.tell import tell
@@ -205,7 +205,7 @@ class SnapshotActor(SupervisedActor):
         def done(f: Future[FetchDone]) -> None:
             try:
                 result = f.result()
-            except Exception as exc:  # cancelled at shutdown, or a bug in fetch
+            except Exception as exc:  # noqa: BLE001 - cancelled at shutdown, or a bug in fetch
                 result = FetchDone(codes, (), f"worker failed: {exc!r}")
             tell(ref, result)
 

@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -61,17 +60,15 @@ from depthkeeper.actors.messages import (
     UnwantedData,
     VenueFailure,
 )
+from depthkeeper.actors.routing import SubscriptionLedger
 from depthkeeper.supervisor.otp.base import SupervisedActor
 
-from depthkeeper.actors.routing import SubscriptionLedger
-
 if TYPE_CHECKING:
-    from depthkeeper.actors.routing import Peers
     from depthkeeper.actors.core.symbols import SymbolRules
-    from depthkeeper.actors.venues import AckVerdict
     from depthkeeper.actors.core.wire import Ack
+    from depthkeeper.actors.routing import Peers
     from depthkeeper.actors.settings import SubscriptionConfig
-    from depthkeeper.actors.venues import Request, Venue
+    from depthkeeper.actors.venues import AckVerdict, Request, Venue
     from depthkeeper.supervisor.otp.scheduler import Scheduler
     from depthkeeper.supervisor.otp.spec import ChildContext
 

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import orjson
 
-from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
 from depthkeeper.archive.schema import insert_rows, last_rows, open_archive
 from depthkeeper.supervisor.otp.base import SupervisedActor
 
@@ -181,7 +181,7 @@ class ArchiveActor(SupervisedActor):
         # A clean stop commits what it holds; a crash (on_failure -> cleanup) loses only this batch.
         try:
             self._flush()
-        except Exception as exc:  # the exit must still be reported
+        except Exception as exc:  # noqa: BLE001 - the exit must still be reported
             self.log.opt(exception=exc).error("final archive write failed: {!r}", exc)
         super().on_stop()
 

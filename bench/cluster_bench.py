@@ -31,20 +31,19 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import percentile, simulator_process, symbol_codes  # noqa: E402
+from common import percentile, simulator_process, symbol_codes
 
-from depthkeeper.actors.messages import BookView  # noqa: E402
-from depthkeeper.actors.core.orderbook import BookStatus  # noqa: E402
-from depthkeeper.cluster.localredis import LocalRedis  # noqa: E402
-from depthkeeper.cluster.publisher import SlotPublisher  # noqa: E402
-from depthkeeper.cluster.redis_bus import RedisBus  # noqa: E402
-from depthkeeper.cluster.remote import RemoteBooks  # noqa: E402
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookView
+from depthkeeper.cluster.localredis import LocalRedis
+from depthkeeper.cluster.publisher import SlotPublisher
+from depthkeeper.cluster.redis_bus import RedisBus
+from depthkeeper.cluster.remote import RemoteBooks
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,12 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depthkeeper.actors.core.orderbook import BookStatus  # noqa: E402
-from depthkeeper.cluster.localredis import LocalRedis  # noqa: E402
-from depthkeeper.cluster.redis_bus import RedisBus  # noqa: E402
-from depthkeeper.cluster.remote import RemoteBooks  # noqa: E402
-from depthkeeper.simulator import SimConfig, Simulator  # noqa: E402
-from tests.cluster.support import ShardProc, TruthChecker, sim_truth, write_shard_config  # noqa: E402
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.cluster.localredis import LocalRedis
+from depthkeeper.cluster.redis_bus import RedisBus
+from depthkeeper.cluster.remote import RemoteBooks
+from depthkeeper.simulator import SimConfig, Simulator
+from tests.cluster.support import ShardProc, TruthChecker, sim_truth, write_shard_config
 
 
 def wait(predicate: Any, timeout_s: float) -> float | None:
@@ -39,7 +39,7 @@ def wait(predicate: Any, timeout_s: float) -> float | None:
         try:
             if predicate():
                 return time.monotonic() - started
-        except Exception:  # noqa: BLE001 - Redis restarting
+        except Exception:
             pass
         time.sleep(0.02)  # polling a condition against a deadline
     return None
@@ -69,7 +69,7 @@ class Scenario:
 
     def live(self, codes: list[str], not_owner: str | None = None) -> bool:
         owners = self.owners() if not_owner else {}
-        return all(b.book(c).status is BookStatus.LIVE and owners.get(c) != not_owner or (not not_owner and
+        return all((b.book(c).status is BookStatus.LIVE and owners.get(c) != not_owner) or (not not_owner and
                    b.book(c).status is BookStatus.LIVE) for b in self.consumers for c in codes)
 
     def single(self) -> bool:

@@ -50,7 +50,7 @@ def simulator_process(symbols: int, total_rate: float, *, stderr_path: str | Non
     cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "article", "--stamp",
            "--seed", str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol),
            "--symbols", ",".join(codes)]
-    err = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
+    err = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         assert proc.stdout is not None

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pykka
 import websocket
-
 from common import ProcessMeter, percentile, simulator_process, symbol_codes
 
 TOPOLOGIES = ("per-symbol", "one-shard", "inline")
@@ -103,9 +102,9 @@ def _fetch_snapshot(rest_url: str, code: str) -> Any:
 
 def measure(topology: str, url: str, rest_url: str, sim_pid: int, codes: list[str], warmup_s: float,
             seconds: float) -> dict[str, Any]:
-    from depthkeeper.actors.venues import article as codec_article
-    from depthkeeper.actors.io.frames import FrameReader
     from depthkeeper.actors.core.wire import DiffEvent
+    from depthkeeper.actors.io.frames import FrameReader
+    from depthkeeper.actors.venues import article as codec_article
 
     inline_snapshots: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     inline = Applier(codes) if topology == "inline" else None

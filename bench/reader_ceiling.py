@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 import websocket
-
 from common import simulator_process, symbol_codes
-from depthkeeper.actors.venues import article as codec_article
+
 from depthkeeper.actors.core.wire import DiffEvent
+from depthkeeper.actors.venues import article as codec_article
 
 READ_SIZE = 1 << 18
 

@@ -34,11 +34,11 @@ import orjson
 import pykka
 from loguru import logger
 
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.venues import alltick as codec_alltick
 from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.venues import binance as codec_binance
-from depthkeeper.actors.io.reader import Reader, ReaderCounters
-from depthkeeper.actors.routing import Peers, RoutingTable
 
 CHUNK_FRAMES = 2048
 

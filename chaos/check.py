@@ -26,10 +26,10 @@ from typing import Any
 
 import attrs
 
-from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.simulator.market import SymbolMarket, render_side
+from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
 from depthkeeper.chaos.fresh import Freshness, Polled, RejectWindows
+from depthkeeper.simulator.market import SymbolMarket, render_side
 
 Levels = tuple[tuple[float, float], ...]
 #: a view may arrive this long after its era ended (queued old-era diffs after a restart)

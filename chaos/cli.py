@@ -112,7 +112,8 @@ def _quiet_zombie_deaths() -> None:
 
     def hook(args: Any) -> None:
         if args.exc_type is ZombieBullet:
-            logger.bind(actor="chaos").debug("thread {} ended as a zombie (on purpose)", getattr(args.thread, "name", "?"))
+            name = getattr(args.thread, "name", "?")
+            logger.bind(actor="chaos").debug("thread {} ended as a zombie (on purpose)", name)
             return
         previous(args)
 

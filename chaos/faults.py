@@ -26,7 +26,6 @@ import attrs
 
 from depthkeeper.simulator.faults import FUTURE_SEQ, FaultKind
 
-
 #: the simulator's own fault kinds are the monkey's (one list of what can break; "drop" makes a gap)
 VenueFault: TypeAlias = FaultKind
 
@@ -124,10 +123,7 @@ class VenueFaults:
         if code is None and fault in CODE_FAULTS and fault not in STREAM_FAULTS:
             self.faults[f"{fault.value}_noop"] += 1  # nothing subscribed: nothing to aim at
             return FaultResult(fault, time.monotonic(), None)
-        if fault in _CLASSIC:
-            result = self._classic(fault, code)
-        else:
-            result = self._issue12(fault, code)
+        result = self._classic(fault, code) if fault in _CLASSIC else self._issue12(fault, code)
         if fault in (VenueFault.CLOSE, VenueFault.MALFORMED, VenueFault.UNKNOWN_TYPE_FLOOD,
                      VenueFault.DISTINCT_CODE_FLOOD) and not result.amount:
             result = attrs.evolve(result, noop=True)  # nobody was connected (or subscribed)

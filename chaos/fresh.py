@@ -40,8 +40,8 @@ from typing import Any
 
 import attrs
 
-from depthkeeper.actors.messages import BookView
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookView
 
 #: added to the heartbeat silence bound: the diffs in flight when the socket went quiet
 FRESHNESS_MARGIN_S = 0.5

@@ -25,9 +25,8 @@ from typing import Any
 import attrs
 import pykka
 
-from depthkeeper.actors.messages import GetBookStats, GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
-
+from depthkeeper.actors.messages import GetBookStats, GetCounters
 
 #: how long one poll waits for the books' answers (a busy book answers behind its backlog)
 ASK_BUDGET_S = 0.2

@@ -33,14 +33,12 @@ from typing import Any
 import attrs
 import pykka
 
-from depthkeeper.actors.messages import GetCounters
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.chaos.monkey import ChaosMonkey, KillMode, KillResult
+from depthkeeper.actors.messages import GetCounters
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.chaos.faults import CODE_FAULTS, SNAPSHOT_FAULTS, STREAM_FAULTS, FaultResult, VenueFault
 from depthkeeper.chaos.fresh import Freshness, Poller, RejectWindows, SeqHistory, VenueSampler
-from depthkeeper.chaos.report import ChaosReport, Ending
+from depthkeeper.chaos.monkey import ChaosMonkey, KillMode, KillResult
 from depthkeeper.chaos.recovery import (
     Event,
     Pending,
@@ -48,7 +46,9 @@ from depthkeeper.chaos.recovery import (
     RecoveryTracker,
     isolated,
 )
+from depthkeeper.chaos.report import ChaosReport, Ending
 from depthkeeper.chaos.schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
+from depthkeeper.simulator import SimConfig, Simulator
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.facade import BookService
 

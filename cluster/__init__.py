@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RemoteBooks", "RedisBus", "Shard"]
+__all__ = ["RedisBus", "RemoteBooks", "Shard"]
 
 
 def __getattr__(name: str) -> Any:

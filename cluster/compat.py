@@ -13,14 +13,27 @@ from typing import Any
 import attrs
 
 from depthkeeper.actors.messages import BookStatus, BookStatusChanged, BookUpdated, BookView
-from depthkeeper.supervisor.service.config import AppConfig, load_config
-from depthkeeper.supervisor.service.errors import ConfigError
 from depthkeeper.supervisor.cli.logs import setup_logging
 from depthkeeper.supervisor.service import BookService, BookUnavailable, SubscribeResult
+from depthkeeper.supervisor.service.config import AppConfig, load_config
+from depthkeeper.supervisor.service.errors import ConfigError
 
-__all__ = ["AppConfig", "BookService", "BookStatus", "BookStatusChanged", "BookUnavailable", "BookUpdated", "BookView",
-           "ConfigError", "SubscribeResult", "load_config", "setup_logging",
-           "make_view", "reason_of", "to_status"]
+__all__ = [
+    "AppConfig",
+    "BookService",
+    "BookStatus",
+    "BookStatusChanged",
+    "BookUnavailable",
+    "BookUpdated",
+    "BookView",
+    "ConfigError",
+    "SubscribeResult",
+    "load_config",
+    "make_view",
+    "reason_of",
+    "setup_logging",
+    "to_status",
+]
 
 _VIEW_FIELDS = frozenset(f.name for f in attrs.fields(BookView))
 _EVENT_FIELDS = frozenset(f.name for f in attrs.fields(BookStatusChanged))

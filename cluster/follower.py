@@ -75,14 +75,11 @@ class Follower:
             if kind == DELTA:
                 self.cursor = entry_id
                 return None  # no base to apply it to yet
-        elif ep == self.ep and sq == self.sq + 1:
-            pass
-        elif ep > self.ep and sq == 1:
+        elif (ep == self.ep and sq == self.sq + 1) or (ep > self.ep and sq == 1):
             pass
         elif kind == SNAPSHOT and (ep > self.ep or (ep == self.ep and sq > self.sq)):
             self.healed = (f"gap: bus seq {self.sq} -> {sq}" if ep == self.ep
                            else f"epoch {self.ep} -> {ep} without a snapshot") + "; healed by a snapshot"
-            pass
         elif ep < self.ep:
             return f"epoch went back ({self.ep} -> {ep})"
         elif ep == self.ep and sq <= self.sq:

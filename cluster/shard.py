@@ -223,7 +223,8 @@ class Shard:
                 self.counters["connect_waits"] += 1
                 return  # the cluster's connect budget is spent: try again next tick
             index = slot.index
-            service = BookService.start(self.slot_config(), parent=lambda event: self._on_escalated(index, event))
+            service = BookService.start(self.slot_config(),
+                                        parent=lambda event, index=index: self._on_escalated(index, event))
             slot.publisher.read_view = service.book
             service.add_listener(slot.publisher)
             slot.service = service

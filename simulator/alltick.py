@@ -122,7 +122,8 @@ class AlltickDialect(DialectHandler):
         )
         if too_fast:
             self.venue.registry.counters["pacing_violations"] += 1
-            reply = self._response(envelope, Ret.TOO_MANY_REQUESTS_CLOSE, "too many requests and connection will be closed")
+            reply = self._response(envelope, Ret.TOO_MANY_REQUESTS_CLOSE,
+                                   "too many requests and connection will be closed")
             return Reply(reply.payloads, CloseRequest(CLOSE_POLICY_VIOLATION, "too many requests"))
         problem = self._envelope_problem(message)
         if problem:
@@ -210,7 +211,8 @@ class AlltickDialect(DialectHandler):
             return self._response(envelope, Ret.CODE_INVALID, f"code invalid: {','.join(invalid)}")
         if malformed:
             registry.counters["invalid_commands"] += 1
-            return self._response(envelope, Ret.BAD_REQUEST, "bad request: symbol_list entries need code and int depth_level")
+            return self._response(envelope, Ret.BAD_REQUEST,
+                                  "bad request: symbol_list entries need code and int depth_level")
         return self._response(envelope, Ret.OK, "ok")
 
     def _cancel(self, conn: ConnState, envelope: dict[str, Any]) -> Reply:
@@ -234,9 +236,9 @@ class AlltickDialect(DialectHandler):
     def _push(self, symbol: SymbolMarket, depth: int, tick_time: int, seq: int | None = None) -> bytes:
         bids, asks = symbol.top(depth)
         body = orjson.dumps({"bids": _levels_json(bids), "asks": _levels_json(asks)})
-        head = '{"cmd_id":22999,"data":{"code":"%s","seq":%s,"tick_time":%s,' % (
-            symbol.code, self._number(symbol.seq if seq is None else seq), self._number(tick_time)
-        )
+        seq_text = self._number(symbol.seq if seq is None else seq)
+        tick_text = self._number(tick_time)
+        head = f'{{"cmd_id":22999,"data":{{"code":"{symbol.code}","seq":{seq_text},"tick_time":{tick_text},'
         payload = head.encode() + body[1:] + b"}"
         length = len(payload)
         header = bytes((0x81, length)) if length < 126 else bytes((0x81, 126)) + length.to_bytes(2, "big")

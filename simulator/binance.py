@@ -99,12 +99,27 @@ from typing import Any
 from depthkeeper.simulator.binance_commands import Command, parse_request
 from depthkeeper.simulator.binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
 from depthkeeper.simulator.binance_rest import BinanceRest, GeneratedDepth
-from depthkeeper.simulator.binance_wire import (
-    BOOK_TICKER, DEPTH_1S, DEPTH_100MS, DEPTH_1000MS, GENERATED_KINDS, MSG_INVALID_STREAM,
-    MSG_TOO_MANY_SUBSCRIPTIONS, StreamMessage, WsCode, book_ticker, combined, depth_update, error_reply,
-    parse_stream, price_text, render_levels, result_reply, size_text,
-)
 from depthkeeper.simulator.binance_windows import DepthWindows, EventRenderer
+from depthkeeper.simulator.binance_wire import (
+    BOOK_TICKER,
+    DEPTH_1S,
+    DEPTH_100MS,
+    DEPTH_1000MS,
+    GENERATED_KINDS,
+    MSG_INVALID_STREAM,
+    MSG_TOO_MANY_SUBSCRIPTIONS,
+    StreamMessage,
+    WsCode,
+    book_ticker,
+    combined,
+    depth_update,
+    error_reply,
+    parse_stream,
+    price_text,
+    render_levels,
+    result_reply,
+    size_text,
+)
 from depthkeeper.simulator.faults import UNKNOWN_CODE, MalformedKind, RestFaults
 from depthkeeper.simulator.market import DiffTuple, SymbolMarket
 from depthkeeper.simulator.metered import metered_connection_class

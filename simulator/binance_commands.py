@@ -19,8 +19,18 @@ import attrs
 import orjson
 
 from depthkeeper.simulator.binance_wire import (
-    METHODS, MSG_BAD_ID, MSG_EXPECTED_BOOLEAN, MSG_NOT_AN_OBJECT, MSG_PARAMS_NOT_STREAMS, MSG_PROPERTY_NAME,
-    MSG_TOO_MANY_PARAMS, MSG_UNKNOWN_PROPERTY, WsCode, error_reply, parse_stream, unknown_method_msg,
+    METHODS,
+    MSG_BAD_ID,
+    MSG_EXPECTED_BOOLEAN,
+    MSG_NOT_AN_OBJECT,
+    MSG_PARAMS_NOT_STREAMS,
+    MSG_PROPERTY_NAME,
+    MSG_TOO_MANY_PARAMS,
+    MSG_UNKNOWN_PROPERTY,
+    WsCode,
+    error_reply,
+    parse_stream,
+    unknown_method_msg,
     valid_request_id,
 )
 

@@ -182,7 +182,8 @@ class BinanceRest:
             self.budget.add(ip, weight, now_s)
             return None
         if charge.verdict is Verdict.BANNED:
-            msg = (f"Way too much request weight used; IP banned until {int((time.time() + charge.retry_after_s) * 1000)}."
+            until_ms = int((time.time() + charge.retry_after_s) * 1000)
+            msg = (f"Way too much request weight used; IP banned until {until_ms}."
                    " Please use WebSocket Streams for live updates to avoid bans.")
         else:
             msg = self._too_much_weight_msg()

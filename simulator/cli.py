@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="alltick: minimum spacing of client frames (the real API's 1 request/s)")
     parser.add_argument("--alltick-heartbeat-timeout-s", type=float, default=30.0,
                         help="alltick: close a connection that sent no 22000 heartbeat for this long")
-    parser.add_argument("--alltick-int-numbers", action="store_true", help="alltick: seq/tick_time as ints, not strings")
+    parser.add_argument("--alltick-int-numbers", action="store_true",
+                        help="alltick: seq/tick_time as ints, not strings")
     parser.add_argument("--tick-time-unit", default="ms", choices=["ms", "s"],
                         help="alltick: unit of tick_time")
     parser.add_argument("--log-level", type=str.upper, default="INFO", choices=LOG_LEVELS, metavar="LEVEL",

@@ -207,7 +207,7 @@ class SimHandle:
             self._server = SimServer(self.config)
             self._stop_requested = asyncio.Event()
             await self._server.start()
-        except BaseException as exc:  # reported to the starting thread, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread, which re-raises it
             self._startup_error = exc
             self._ready.set()
             return
@@ -258,7 +258,7 @@ class SimHandle:
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
-                except BaseException as exc:  # handed to the caller's thread
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     future.set_exception(exc)
 
         try:

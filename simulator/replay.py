@@ -114,7 +114,8 @@ def read_recording(path: str) -> tuple[list[Record], dict[str, Snapshot]]:
                 except (orjson.JSONDecodeError, ValueError):
                     raise SimulatorError(f"{path}:{number}: not '<ns> <json>'") from None
                 if isinstance(frame, dict) and "lastUpdateId" in frame:
-                    snapshots.append(Snapshot(int(frame["lastUpdateId"]), _levels(frame["bids"]), _levels(frame["asks"])))
+                    bids, asks = _levels(frame["bids"]), _levels(frame["asks"])
+                    snapshots.append(Snapshot(int(frame["lastUpdateId"]), bids, asks))
                 elif isinstance(frame, dict):
                     records.append(_record(at_ns, text, frame, f"{path}:{number}"))
     except OSError as exc:
@@ -307,7 +308,8 @@ class ReplayPump(Pump):
             if speed > 0:
                 elapsed_ns = (venue.now_s() - started_s - paused_s) * speed * 1e9
                 end = index
-                while end < len(records) and end - index < MAX_BATCH_RECORDS and records[end].at_ns - base_ns <= elapsed_ns:
+                while (end < len(records) and end - index < MAX_BATCH_RECORDS
+                       and records[end].at_ns - base_ns <= elapsed_ns):
                     end += 1
                 if end == index:
                     wait_s = (records[index].at_ns - base_ns - elapsed_ns) / 1e9 / speed

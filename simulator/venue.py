@@ -198,10 +198,10 @@ class DialectHandler(abc.ABC):
         """A connection was registered; return tasks that live as long as it (cancelled at close)."""
         return []
 
-    def on_close(self, conn: ConnState) -> None:
+    def on_close(self, conn: ConnState) -> None:  # noqa: B027 - an optional hook: most dialects need none
         """A connection's handler is ending (after any fault or close)."""
 
-    async def run(self) -> None:
+    async def run(self) -> None:  # noqa: B027 - an optional hook: most dialects need none
         """A background task of the dialect for the server's lifetime (cancelled at stop)."""
 
     def target_code(self, conn: ConnState) -> str:

@@ -45,7 +45,7 @@ _PUBLIC = {
     "resolve_config_path": "depthkeeper.supervisor.service.config",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = list(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:

@@ -62,7 +62,7 @@ def equals_truth(svc: BookService, code: str, sim: Any = None) -> bool:
     truth = (sim or svc.simulator).truth(code)
     try:
         view = svc.book(code)
-    except Exception:  # noqa: BLE001 - restarting: not equal yet
+    except Exception:
         return False
     return (view.status.name == "LIVE" and view.seq == truth["seq"] and view.bids == levels(truth["bids"])
             and view.asks == levels(truth["asks"]))

@@ -102,7 +102,7 @@ class FrameReader:
             if mask:
                 payload = _unmask(payload, mask)
             opcode = b0 & 0x0F
-            if opcode == OP_TEXT or opcode == OP_BINARY:
+            if opcode in (OP_TEXT, OP_BINARY):
                 if b0 & 0x80:
                     if self._fragments:
                         raise FrameError("new data frame inside a fragmented message")

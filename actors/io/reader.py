@@ -31,11 +31,8 @@ import pykka
 import websocket
 from loguru import logger
 
-from depthkeeper.actors.io.frames import ConnectionClosed, FrameError, FrameReader
 from depthkeeper.actors.core.logthrottle import ThrottledLog
-from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
 from depthkeeper.actors.core.promise import SocketState
-from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
@@ -46,6 +43,9 @@ from depthkeeper.actors.core.wire import (
     MalformedKind,
     RangeDiff,
 )
+from depthkeeper.actors.io.frames import ConnectionClosed, FrameError, FrameReader
+from depthkeeper.actors.messages import AckReceived, DiffBatch, PushBatch, UnwantedData
+from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.supervisor.otp.tell import tell
 
 #: malformed frames logged one by one at the start of a flood ...
@@ -102,7 +102,7 @@ class Reader:
             reason = f"closed by peer: {exc}"
         except (FrameError, websocket.WebSocketException, OSError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # the reader must always report its end
+        except Exception as exc:  # noqa: BLE001 - the reader must always report its end
             reason = f"reader crashed: {exc!r}"
             self._log.opt(exception=exc).error("reader thread crashed")
         self._bad_log.close(time.monotonic())

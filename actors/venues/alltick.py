@@ -25,7 +25,6 @@ import orjson
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.core.sync import SUSPECT_AFTER, ResyncReason, SyncAction, SyncPolicy
-from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
@@ -39,6 +38,7 @@ from depthkeeper.actors.core.wire import (
     excerpt_of,
     to_number,
 )
+from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
 
 if TYPE_CHECKING:
     from depthkeeper.actors.settings import BookConfig, SubscriptionConfig

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from depthkeeper.actors.core.sync import ContiguousSync
-from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
@@ -28,11 +27,12 @@ from depthkeeper.actors.core.wire import (
     excerpt_of,
     to_number,
 )
+from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue, decode_error
 
 if TYPE_CHECKING:
     from depthkeeper.actors.core.orderbook import OrderBook
-    from depthkeeper.actors.settings import BookConfig
     from depthkeeper.actors.core.sync import SyncPolicy
+    from depthkeeper.actors.settings import BookConfig
 
 SUB_CMD_ID = 22004
 
@@ -115,7 +115,8 @@ def _decode_diff(obj: dict[str, Any], raw: str | bytes) -> DiffEvent | DecodeErr
     size = to_number(size_raw)
     if price is None or size is None or price == 0.0 or seq < 0:
         if type(price_raw) not in _NUMBER_TYPES or type(size_raw) not in _NUMBER_TYPES:
-            return DecodeError(MalformedKind.WRONG_TYPE, "price and size must be decimal strings or numbers", excerpt_of(raw))
+            return DecodeError(MalformedKind.WRONG_TYPE, "price and size must be decimal strings or numbers",
+                               excerpt_of(raw))
         return DecodeError(MalformedKind.BAD_VALUE, "price must be > 0, size >= 0, seq >= 0", excerpt_of(raw))
     sent_at = obj.get("ts", 0.0)
     return DiffEvent(code, seq, is_bid, price, size, sent_at if type(sent_at) is float else 0.0)

@@ -32,8 +32,8 @@ from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, Snapshot
 
 if TYPE_CHECKING:
     from depthkeeper.actors.core.orderbook import OrderBook
-    from depthkeeper.actors.settings import BookConfig, SubscriptionConfig, VenueConfig
     from depthkeeper.actors.core.sync import SyncPolicy
+    from depthkeeper.actors.settings import BookConfig, SubscriptionConfig, VenueConfig
 
 
 @attrs.frozen

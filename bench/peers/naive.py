@@ -35,7 +35,6 @@ from collections import deque
 from typing import Any
 
 import websocket
-
 from common import ProcessMeter, lag_diffs, percentile, resource_figures, venue_seqs
 
 #: bench: newest applied-diff latencies kept (seconds)

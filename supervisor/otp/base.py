@@ -176,5 +176,5 @@ class SupervisedActor(pykka.ThreadingActor):
     def _cleanup_guarded(self) -> None:
         try:
             self.cleanup()
-        except Exception as exc:  # a failing cleanup must not cost the exit report
+        except Exception as exc:  # noqa: BLE001 - a failing cleanup must not cost the exit report
             self.log.opt(exception=exc).error("cleanup failed: {!r}", exc)

@@ -213,7 +213,7 @@ def _deliver(actor: pykka.Actor, envelope: Any) -> None:
         response = actor._handle_receive(envelope.message)
         if envelope.reply_to is not None:
             envelope.reply_to.set(response)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a handler's failure is the actor's, not the dispatcher's
         if envelope.reply_to is not None:
             envelope.reply_to.set_exception()  # an ask: the caller gets it, the actor lives
         else:

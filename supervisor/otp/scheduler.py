@@ -26,6 +26,7 @@ from typing import Any
 
 import pykka
 from loguru import logger
+
 from depthkeeper.supervisor.otp.tell import tell
 
 _thread_counter = itertools.count(1)

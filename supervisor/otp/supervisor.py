@@ -218,7 +218,7 @@ class Supervisor(SupervisedActor):
         self._restarts_by_kind[child.spec.group] += 1
         try:
             self._start_incarnation(child, restarted=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing factory is a START_FAILED exit, handled by the strategy
             self._handle_exit(child, ExitReason.START_FAILED, repr(exc))
 
     def _on_start_child(self, spec: ChildSpec) -> pykka.ActorRef[Any] | None:
@@ -228,7 +228,7 @@ class Supervisor(SupervisedActor):
         child = self._add_child(spec)
         try:
             return self._start_incarnation(child, restarted=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing factory is a START_FAILED exit, handled by the strategy
             self._handle_exit(child, ExitReason.START_FAILED, repr(exc))
             return None
 
@@ -327,7 +327,7 @@ class Supervisor(SupervisedActor):
         else:
             try:
                 target(event)
-            except Exception as exc:  # the host's callback must not break our shutdown
+            except Exception as exc:  # noqa: BLE001 - the host's callback must not break our shutdown
                 self.log.opt(exception=exc).error("escalation callback raised: {!r}", exc)
 
     # -- starting and stopping incarnations ---------------------------------------------

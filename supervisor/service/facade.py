@@ -282,7 +282,7 @@ class BookService:
             try:
                 stats = self.book_stats()
                 report = self._ask(self._rt.peers.connection, GetCounters())
-            except Exception:
+            except Exception:  # noqa: BLE001 - logging must never take the service down
                 continue
             now, frames = time.monotonic(), report.reader.frames if report is not None else 0
             rate = (frames - last_frames) / max(now - last_at, 1e-9) if frames >= last_frames else 0.0

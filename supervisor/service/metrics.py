@@ -242,7 +242,7 @@ class MetricsServer:
         try:
             health = self._svc.health()
             ok, problems = health.ok, list(health.problems)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a scrape must never take the service down
             ok, problems = False, [f"health check failed: {exc!r}"]
         body = json.dumps({"ok": ok, "problems": problems}).encode()
         start_response("200 OK" if ok else "503 Service Unavailable",

@@ -15,7 +15,6 @@ from depthkeeper.actors.messages import BookStats
 from depthkeeper.actors.snapshot import SnapshotCounters, SnapshotReport
 from depthkeeper.actors.subscription import SubscriptionCounters, SubscriptionReport
 
-
 #: one book's figures: the record the read ports build (kept under its old name too)
 BookFigures = BookStats
 

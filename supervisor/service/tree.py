@@ -28,6 +28,8 @@ from typing import Any
 import attrs
 import pykka
 
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.actors.messages import (
     CodeRejected,
     DesiredChanged,
@@ -40,12 +42,10 @@ from depthkeeper.actors.messages import (
     Unsubscribe,
     VenueFailure,
 )
-from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.routing import Peers, RoutingTable
-from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.supervisor.otp.messages import StartChild, TerminateChild
-from depthkeeper.supervisor.otp.supervisor import Supervisor
 from depthkeeper.supervisor.otp.spec import ChildSpec, ExitReason
+from depthkeeper.supervisor.otp.supervisor import Supervisor
 from depthkeeper.supervisor.otp.tell import tell
 
 BOOK_PREFIX = "book:"

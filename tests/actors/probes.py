@@ -17,8 +17,8 @@ import pykka
 
 from depthkeeper.supervisor.otp.base import SupervisedActor
 from depthkeeper.supervisor.otp.dispatch import Dispatcher
-from depthkeeper.supervisor.otp.supervisor import Supervisor
 from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, ExitReason, Restart
+from depthkeeper.supervisor.otp.supervisor import Supervisor
 
 Match = type | Callable[[Any], bool]
 

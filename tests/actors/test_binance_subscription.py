@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from depthkeeper.actors.core.symbols import SymbolRules
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -23,7 +24,6 @@ from depthkeeper.actors.messages import (
     SendFrame,
     SocketOpened,
 )
-from depthkeeper.actors.core.symbols import SymbolRules
 from depthkeeper.actors.routing import Peers
 from depthkeeper.actors.settings import SubscriptionConfig, VenueConfig
 from depthkeeper.actors.subscription import SubscriptionActor

@@ -7,6 +7,10 @@ from typing import Any
 import pytest
 
 from depthkeeper.actors.book import BookActor
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.actors.core.wire import DiffEvent, Snapshot
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import (
     BookStatusChanged,
@@ -24,17 +28,12 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import Peers
 from depthkeeper.actors.settings import VenueConfig
-from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.actors.venues.article import ArticleVenue
-from depthkeeper.actors.core.wire import DiffEvent, Snapshot
-from depthkeeper.supervisor.service.config import BookConfig
 from depthkeeper.supervisor.otp.spec import ChildContext
-
+from depthkeeper.supervisor.service.config import BookConfig
 from tests.support import wait_until
 
 from .fakes import ManualScheduler, RecorderHandle

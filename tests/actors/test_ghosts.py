@@ -14,17 +14,16 @@ import orjson
 import pytest
 
 from depthkeeper.actors import subscription
-from depthkeeper.actors.settings import VenueConfig
-from depthkeeper.actors.venues import venue_class
-from depthkeeper.actors.venues import alltick as codec_alltick
-from depthkeeper.actors.venues import article as codec_article
+from depthkeeper.actors.core.symbols import SymbolRules
 from depthkeeper.actors.messages import DesiredChanged, FlushSubscriptions, GetCounters, SendFrame, SocketOpened
 from depthkeeper.actors.routing import Peers, RoutingTable
+from depthkeeper.actors.settings import VenueConfig
 from depthkeeper.actors.subscription import SubscriptionActor
-from depthkeeper.actors.core.symbols import SymbolRules
-from depthkeeper.supervisor.service.config import SubscriptionConfig
+from depthkeeper.actors.venues import alltick as codec_alltick
+from depthkeeper.actors.venues import article as codec_article
+from depthkeeper.actors.venues import venue_class
 from depthkeeper.supervisor.otp.spec import ChildContext
-
+from depthkeeper.supervisor.service.config import SubscriptionConfig
 from tests.support import wait_until
 
 from .fakes import ManualScheduler, RecorderHandle

@@ -8,9 +8,9 @@ from typing import Any
 
 import pykka
 
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.core.orderbook import BookStatus
 from tests.support import wait_until
 
 

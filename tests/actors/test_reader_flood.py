@@ -16,9 +16,9 @@ import orjson
 import pytest
 from loguru import logger
 
-from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import DiffBatch
 from depthkeeper.actors.routing import RoutingTable
+from depthkeeper.actors.venues import article as codec_article
 
 from .fakes import RecorderHandle
 from .wirepair import WirePair

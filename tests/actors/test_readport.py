@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import threading
+
+import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.readport import BookReadPort, ReadPorts

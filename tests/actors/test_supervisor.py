@@ -26,8 +26,8 @@ from depthkeeper.supervisor.otp.messages import (
     SupervisorStats,
     TerminateChild,
 )
-from depthkeeper.supervisor.otp.supervisor import Supervisor
 from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, ExitReason, Restart, Strategy, SupervisorFlags
+from depthkeeper.supervisor.otp.supervisor import Supervisor
 
 from .probes import (
     Cleaned,

@@ -12,8 +12,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.chaos.faults import VenueFault
 from depthkeeper.chaos.recovery import percentile

@@ -13,8 +13,8 @@ import time
 import attrs
 import pytest
 
-from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.chaos.fresh import (
     Freshness,

@@ -9,8 +9,8 @@ import pykka
 import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.chaos.monkey import ChaosMonkey
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.chaos.monkey import ChaosMonkey
 from depthkeeper.supervisor.otp.liveness import fence_zombie
 
 from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until

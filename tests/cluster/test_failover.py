@@ -162,7 +162,7 @@ def _epochs(books: RemoteBooks) -> dict[str, int]:
 def _quiet_all_live(cluster: Cluster) -> bool:
     try:
         return cluster.all_live()
-    except Exception:  # noqa: BLE001 - Redis still coming back
+    except Exception:
         return False
 
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from depthkeeper.actors.messages import BookView
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookView
 from depthkeeper.cluster.localredis import LocalRedis
 from depthkeeper.cluster.redis_bus import RedisBus
 from depthkeeper.cluster.remote import RemoteBooks

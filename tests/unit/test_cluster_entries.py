@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthkeeper.actors.messages import BookView
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.messages import BookView
 from depthkeeper.cluster.bus import parse_id, refused
 from depthkeeper.cluster.entries import Track, decode_levels, encode_levels
 from depthkeeper.cluster.follower import Follower, effective_status
@@ -156,7 +156,7 @@ def test_fair_share_plan() -> None:
     # alone: claim everything free
     assert plan("a", active, {}, ["a"]).claim and len(plan("a", active, {}, ["a"]).claim) == 6
     # three live shards, "a" holds all six: it gives one back per tick while others are below fair share
-    owners = {s: "a" for s in active}
+    owners = dict.fromkeys(active, "a")
     assert plan("a", active, owners, ["a", "b", "c"]).release == (5,)
     # balanced: nothing to do
     owners = {0: "a", 1: "a", 2: "b", 3: "b", 4: "c", 5: "c"}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.settings import BookConfig, VenueConfig
 from depthkeeper.actors.core.sync import ResyncReason, SyncAction
+from depthkeeper.actors.core.wire import DepthPush, Snapshot
+from depthkeeper.actors.settings import BookConfig, VenueConfig
 from depthkeeper.actors.venues import VENUES, venue_class
 from depthkeeper.actors.venues.alltick import AlltickSync
-from depthkeeper.actors.core.wire import DepthPush, Snapshot
-
-import pytest
 
 
 def push(seq: int, bid: float = 10.0, ask: float = 11.0) -> DepthPush:

@@ -10,7 +10,6 @@ import pytest
 from depthkeeper.simulator import SimConfig, Simulator
 from depthkeeper.supervisor.service.config import config_from_mapping
 from depthkeeper.supervisor.service.facade import BookService
-
 from tests.support import levels, wait_until
 
 pytestmark = pytest.mark.integration
@@ -65,7 +64,7 @@ def top_equals_truth(svc: BookService, sim: Any, code: str, depth: int = 5) -> b
     truth = sim.truth(code)
     try:
         view = svc.book(code)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return (view.status.name == "LIVE" and view.seq == truth["seq"]
             and view.bids == levels(truth["bids"][:depth]) and view.asks == levels(truth["asks"][:depth]))

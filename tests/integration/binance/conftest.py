@@ -9,7 +9,6 @@ import pytest
 
 from depthkeeper.simulator import SimConfig, SimHandle, Simulator
 from depthkeeper.supervisor.service.facade import BookService
-
 from tests.support import build_config
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT")

@@ -15,7 +15,6 @@ from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.messages import GetCounters
 from depthkeeper.simulator import SimHandle
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
-
 from tests.support import converge_exact, wait_until
 
 from .conftest import SYMBOLS, Service, Venue

@@ -11,7 +11,6 @@ import pytest
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimHandle
 from depthkeeper.supervisor.service.facade import BookService
-
 from tests.support import converge_exact, levels, wait_until
 
 from .conftest import Service, Venue

@@ -20,7 +20,6 @@ from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.messages import BookUpdated
 from depthkeeper.simulator import SimConfig, SimHandle, Simulator
 from depthkeeper.supervisor.service.facade import BookService
-
 from tests.support import binance_fixture, build_config, levels, wait_until
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from depthkeeper.supervisor.otp.messages import Crash
-from depthkeeper.supervisor.service.metrics import MetricsServer
 from depthkeeper.supervisor.service.facade import BookService
-
+from depthkeeper.supervisor.service.metrics import MetricsServer
 from tests.support import wait_until
 
 from .conftest import CODES, read_db

@@ -16,14 +16,13 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.archive.actor import ArchiveActor, ArchiveReport, ArchiveTick
-from depthkeeper.archive.schema import INSERT_CHUNK, ArchiveError, last_rows, open_archive
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
-from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.archive.actor import ArchiveActor, ArchiveReport, ArchiveTick
+from depthkeeper.archive.schema import INSERT_CHUNK, ArchiveError, last_rows, open_archive
 from depthkeeper.supervisor.otp.messages import Crash
 from depthkeeper.supervisor.otp.scheduler import Scheduler
-
 from tests.support import wait_until
 
 from .conftest import read_db

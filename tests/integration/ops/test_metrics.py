@@ -11,9 +11,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from depthkeeper.supervisor.service.metrics import STATUS_VALUES, MetricsServer
 from depthkeeper.supervisor.service.facade import BookService
-
+from depthkeeper.supervisor.service.metrics import STATUS_VALUES, MetricsServer
 from tests.support import wait_until
 
 from .conftest import CODES, free_port

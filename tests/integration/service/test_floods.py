@@ -10,7 +10,6 @@ from loguru import logger
 
 from depthkeeper.simulator.faults import UNKNOWN_CODE
 from depthkeeper.supervisor.service.facade import BookService
-
 from tests.support import converge_exact, wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,6 @@ import pytest
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator, TcpProxy
 from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
-
 from tests.support import build_config, converge_exact, equals_truth, levels, wait_until
 
 pytestmark = pytest.mark.integration

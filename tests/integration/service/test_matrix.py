@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import SendFrame
-
+from depthkeeper.actors.venues import article as codec_article
 from tests.support import converge_exact, server_sets, wait_until
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,6 @@ import random
 import pytest
 
 from depthkeeper.supervisor.service.facade import BookUnavailable
-
 from tests.support import converge_exact, equals_truth, server_sets, wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.simulator import SimHandle, Simulator, SimConfig, SimulatorError
+from depthkeeper.simulator import SimConfig, SimHandle, Simulator, SimulatorError
 from tests.support import binance_fixture
 
 STREAMS = "btcusdt@depth@100ms/btcusdt@bookTicker/btcusdt@trade"
