@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import array
+import faulthandler
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -504,6 +506,7 @@ def main(make_adapter: Callable[[argparse.Namespace, Recorder], PeerAdapter], na
             return 2
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # peers print banners: keep stdout for the JSON
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack on stderr
     guard = LoopbackGuard()
     guard.install()
     codes = symbol_codes(args.symbols)
