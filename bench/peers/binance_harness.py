@@ -56,6 +56,9 @@ MAX_RECORDS = 500_000
 SETTLE_TIMEOUT_S = 12.0
 #: a book whose id has not moved for this long after a freeze is taken as settled
 SETTLE_IDLE_S = 2.0
+#: faults: first exactness check this long after the gap / the restart (then again at --recover)
+GAP_EARLY_S = 1.0
+RESTART_EARLY_S = 3.0
 
 Level = tuple[Any, Any]
 Book = tuple[int, list[Level], list[Level]]  # (u, bids best first, asks best first)
@@ -370,7 +373,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("--scenario", choices=("perf", "faults"), default="perf")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--recover", type=float, default=6.0, help="faults: seconds given to recover from each")
+    parser.add_argument("--recover", type=float, default=10.0, help="faults: seconds given to recover from each")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
     parser.add_argument("--depth", type=int, default=20, help="levels per side compared with the truth")
     parser.add_argument("--records", default="", help="write (symbol index, u, apply time) of the window here")
@@ -378,6 +381,18 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("--variant", default="", help="a harness-specific configuration name")
     parser.add_argument("--skip-exact", action="store_true", help="perf: no freeze/compare after the window")
     return parser
+
+
+def dist_version(*names: str) -> str:
+    """The installed version of the first distribution found (peers' modules rarely agree on __version__)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def symbol_codes(count: int) -> list[str]:
@@ -431,20 +446,28 @@ def measure(recorder: Recorder, control: Control, meter: Meter, codes: list[str]
     }
 
 
+def _after_fault(adapter: PeerAdapter, recorder: Recorder, control: Control, codes: list[str],
+                 args: argparse.Namespace, early_s: float) -> dict[str, Any]:
+    """Exactness ``early_s`` after a fault (a correct client has resynced by then) and at ``--recover``."""
+    snaps0, started = recorder.snapshots, time.perf_counter()
+    time.sleep(early_s)
+    early = check_exact(adapter, recorder, control, codes, args.depth)
+    time.sleep(max(0.0, args.recover - (time.perf_counter() - started)))
+    late = check_exact(adapter, recorder, control, codes, args.depth)
+    late.update(early_s=early_s, exact_early=early["exact"], exact_symbols_early=early["exact_symbols"],
+                recover_s=args.recover, peer_snapshots=recorder.snapshots - snaps0)
+    return late
+
+
 def faults_scenario(adapter: PeerAdapter, recorder: Recorder, control: Control, codes: list[str],
                     args: argparse.Namespace) -> dict[str, Any]:
+    """Baseline, then one dropped event of the first symbol (a gap), then a venue restart."""
     counters0 = control.get("counters")
     out: dict[str, Any] = {"baseline": check_exact(adapter, recorder, control, codes, args.depth)}
-    snaps0 = recorder.snapshots
     control.post(f"faults/drop?n=1&code={codes[0]}")
-    time.sleep(args.recover)
-    out["after_gap"] = check_exact(adapter, recorder, control, codes, args.depth)
-    out["after_gap"]["peer_snapshots"] = recorder.snapshots - snaps0
-    snaps1 = recorder.snapshots
+    out["after_gap"] = _after_fault(adapter, recorder, control, codes, args, GAP_EARLY_S)
     control.post("faults/restart")
-    time.sleep(args.recover)
-    out["after_restart"] = check_exact(adapter, recorder, control, codes, args.depth)
-    out["after_restart"]["peer_snapshots"] = recorder.snapshots - snaps1
+    out["after_restart"] = _after_fault(adapter, recorder, control, codes, args, RESTART_EARLY_S)
     counters1 = control.get("counters")
     out["venue_counters"] = {k: counters1.get(k, 0) - counters0.get(k, 0) for k in (
         "rest_requests", "connections_opened", "connections_closed", "commands_received_total",
@@ -504,8 +527,11 @@ def main(make_adapter: Callable[[argparse.Namespace, Recorder], PeerAdapter], na
         if not (url.startswith("ws://127.0.0.1:") or url.startswith("http://127.0.0.1:")):
             print(f"refusing a non-loopback URL: {url}", file=sys.stderr)
             return 2
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr  # peers print banners: keep stdout for the JSON
+    # peers print banners and native loggers write to fd 1 (nautilus' Rust logger): keep fd 1 for the JSON only
+    sys.stdout.flush()
+    real_stdout = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack on stderr
     guard = LoopbackGuard()
     guard.install()

@@ -39,7 +39,7 @@ class CcxtAdapter(harness.PeerAdapter):
 
         self.ccxt_pro = ccxt.pro
         self.checksum_error = ChecksumError
-        self.version = ccxt.__version__
+        self.version = harness.dist_version("ccxt")
         self.args = args
         self.recorder = recorder
         self.loop = asyncio.new_event_loop()

@@ -33,9 +33,7 @@ class CryptofeedAdapter(harness.PeerAdapter):
     name = "cryptofeed"
 
     def __init__(self, args: Any, recorder: harness.Recorder) -> None:
-        import cryptofeed
-
-        self.version = cryptofeed.__version__ if hasattr(cryptofeed, "__version__") else _dist_version()
+        self.version = harness.dist_version("cryptofeed")
         self.args = args
         self.recorder = recorder
         self.v3 = not self.version.startswith("2.")
@@ -144,12 +142,6 @@ class CryptofeedAdapter(harness.PeerAdapter):
             pass
         return {"gap_resets_logged": resets, "snapshot_limit": 1000, "uvloop": True,
                 "connections": "one per 1024 streams (3.x) / 200 (2.x)"}
-
-
-def _dist_version() -> str:
-    from importlib.metadata import version
-
-    return version("cryptofeed")
 
 
 if __name__ == "__main__":
