@@ -104,8 +104,8 @@ PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
         requirements=("unicorn-binance-local-depth-cache==2.14.0", "unicorn-binance-websocket-api==2.16.1"),
         check="from unicorn_binance_local_depth_cache import BinanceLocalDepthCacheManager",
         harness="unicorn_peer",
-        max_symbols=50,
-        note="SUBSCRIBEs paced at 5/s and init slots: small symbol counts only",
+        max_symbols=40,
+        note="40 symbols: it waits while the venue reports > 2200 REST weight/min (50 snapshots = 2500)",
     ),
     PeerSpec(
         name="python-binance", dist="python-binance", version="1.0.37", python="3.11.7",
