@@ -9,6 +9,9 @@ cheapest correct fix is a second server that does nothing but send pre-rendered 
 (feeder_market.py: a book-neutral cycle per symbol, only the ids and stamps formatted per send), on a
 raw asyncio protocol (no websockets library, no per-frame coroutine): one ``transport.write`` per
 connection per round of events, and backpressure (``pause_writing``) instead of unbounded buffers.
+It paces itself (``--warm-rate`` events/s per symbol) until every symbol is subscribed and has been
+snapshotted, plus a second: a client that subscribes symbol by symbol must be able to sync before the
+flood, or "max" measures its start-up, not its ceiling (``max_since`` in ``/_control/state``).
 
 What it speaks (one port, the simulator's binance dialect cut to what the peers use at start):
 ``GET /api/v3/exchangeInfo`` (same symbol entries as the simulator), ``/api/v3/depth`` (the book at the
@@ -55,13 +58,20 @@ ROUND_BYTES = 256 << 10
 #: a connection above this many unsent bytes pauses production (transport high-water mark)
 HIGH_WATER = 1 << 20
 MAX_HEADER_BYTES = 256 << 10
+#: paced warm-up ends this long after every symbol was subscribed and snapshotted
+MAX_GRACE_S = 1.0
 
 
 class Feeder:
     """The shared state: symbols, connections, counters, the producer."""
 
-    def __init__(self, cycles: list[SymbolCycle], send_log: str | None) -> None:
+    def __init__(self, cycles: list[SymbolCycle], send_log: str | None, warm_rate: float = 50.0) -> None:
         self.cycles = cycles
+        self.warm_rate = warm_rate
+        self.snapshotted: set[str] = set()
+        self._all_synced_at: float | None = None
+        #: wall time the flood began (None: still paced)
+        self.max_since: float | None = None
         self.by_code = {c.code: c for c in cycles}
         self.by_stream = {c.code.lower(): c for c in cycles}
         self.conns: set[Conn] = set()
@@ -75,8 +85,7 @@ class Feeder:
     # -- production ------------------------------------------------------------------------------
 
     async def produce(self) -> None:
-        """Rounds of one event per watched symbol, as fast as the slowest subscribed reader drains."""
-        pack = RECORD.pack
+        """Paced rounds until every symbol is subscribed and snapshotted, then as fast as readers drain."""
         while True:
             watching = [c for c in self.conns if c.subs and c.open]
             if not watching and not self.frozen:
@@ -86,36 +95,60 @@ class Feeder:
             if self.frozen or any(c.paused for c in watching):
                 await asyncio.sleep(0.0005)
                 continue
-            readers: dict[int, list[Conn]] = {}
-            for conn in watching:
-                for index in conn.subs:
-                    readers.setdefault(index, []).append(conn)
-            cycles = [(self.cycles[i], readers[i]) for i in sorted(readers)]
-            outputs: dict[Conn, list[bytes]] = {conn: [] for conn in watching}
-            produced = 0
-            while produced < ROUND_BYTES:
-                now_s = time.time()
-                event_ms = int(now_s * 1000)
-                for cycle, conns in cycles:
-                    payload = cycle.next_payload(event_ms, now_s)
-                    raw = combined = b""
-                    for conn in conns:
-                        if conn.combined:
-                            combined = combined or frame_text(b'{"stream":"%s","data":%s}' % (cycle.stream, payload))
-                            outputs[conn].append(combined)
-                        else:
-                            raw = raw or frame_text(payload)
-                            outputs[conn].append(raw)
-                    produced += len(payload)
-                    if self._log is not None:
-                        self._log_buffer += pack(cycle.index, 1, cycle.last_id, now_s)
-            for conn, frames in outputs.items():
-                if frames and conn.open:
-                    conn.transport.write(b"".join(frames))
-                    self.counters["frames_sent_total"] += len(frames)
-            if self._log is not None and len(self._log_buffer) > (1 << 20):
-                self.flush_log()
+            if self.max_since is None and not self._ready_for_max(watching):
+                self._round(watching, 1)
+                await asyncio.sleep(1.0 / self.warm_rate)
+                continue
+            self._round(watching, 0)
             await asyncio.sleep(0)
+
+    def _ready_for_max(self, watching: list[Conn]) -> bool:
+        """Every symbol subscribed and snapshotted at least once, then ``MAX_GRACE_S``: a client must be
+        able to sync before the flood (a client that falls behind its own start never syncs at all)."""
+        now_s = time.monotonic()
+        if self._all_synced_at is None:
+            subscribed = set().union(*(c.subs for c in watching))
+            if len(subscribed) == len(self.cycles) and len(self.snapshotted) == len(self.cycles):
+                self._all_synced_at = now_s
+            return False
+        if now_s - self._all_synced_at >= MAX_GRACE_S:
+            self.max_since = time.time()
+            return True
+        return False
+
+    def _round(self, watching: list[Conn], rounds: int) -> None:
+        """``rounds`` events per watched symbol (0: until ``ROUND_BYTES`` are queued), one write per connection."""
+        pack = RECORD.pack
+        readers: dict[int, list[Conn]] = {}
+        for conn in watching:
+            for index in conn.subs:
+                readers.setdefault(index, []).append(conn)
+        cycles = [(self.cycles[i], readers[i]) for i in sorted(readers)]
+        outputs: dict[Conn, list[bytes]] = {conn: [] for conn in watching}
+        produced = done = 0
+        while (done < rounds) if rounds else (produced < ROUND_BYTES):
+            done += 1
+            now_s = time.time()
+            event_ms = int(now_s * 1000)
+            for cycle, conns in cycles:
+                payload = cycle.next_payload(event_ms, now_s)
+                raw = combined = b""
+                for conn in conns:
+                    if conn.combined:
+                        combined = combined or frame_text(b'{"stream":"%s","data":%s}' % (cycle.stream, payload))
+                        outputs[conn].append(combined)
+                    else:
+                        raw = raw or frame_text(payload)
+                        outputs[conn].append(raw)
+                produced += len(payload)
+                if self._log is not None:
+                    self._log_buffer += pack(cycle.index, 1, cycle.last_id, now_s)
+        for conn, frames in outputs.items():
+            if frames and conn.open:
+                conn.transport.write(b"".join(frames))
+                self.counters["frames_sent_total"] += len(frames)
+        if self._log is not None and len(self._log_buffer) > (1 << 20):
+            self.flush_log()
 
     def flush_log(self) -> None:
         if self._log is not None and self._log_buffer:
@@ -153,12 +186,13 @@ class Feeder:
             cycle = self.by_code.get(query.get("symbol", [""])[0])
             if cycle is None:
                 return 400, {"code": -1121, "msg": "Invalid symbol."}
+            self.snapshotted.add(cycle.code)
             return 200, render_snapshot(cycle, min(5000, int(query.get("limit", ["100"])[0])))
         return self.control(path, query)
 
     def control(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         if path == "/_control/state":
-            return 200, {"era": 1, "frozen": self.frozen, "dialect": "binance-feeder",
+            return 200, {"era": 1, "frozen": self.frozen, "dialect": "binance-feeder", "max_since": self.max_since,
                          "symbols": [c.code for c in self.cycles], "seqs": {c.code: c.last_id for c in self.cycles}}
         if path == "/_control/truth":
             cycle = self.by_code.get(query.get("code", [""])[0])
@@ -330,7 +364,9 @@ class Conn(asyncio.Protocol):
 async def serve(args: argparse.Namespace) -> None:
     codes = [f"SYM{i:04d}USDT" for i in range(args.symbols)]
     cycles = build_market(codes, seed=args.seed, levels=args.levels, steps=args.steps, events=args.events)
-    feeder = Feeder(cycles, args.send_log or None)
+    feeder = Feeder(cycles, args.send_log or None, args.warm_rate)
+    if args.max_now:
+        feeder.max_since = time.time()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Conn(feeder), "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
@@ -378,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="level changes per event (default 2048/symbols)")
     parser.add_argument("--events", type=int, default=64, help="events per cycle (plus the closing one)")
     parser.add_argument("--send-log", default="", help="append simulator send-log records here")
+    parser.add_argument("--warm-rate", type=float, default=50.0,
+                        help="events/s per symbol until every symbol is subscribed and snapshotted (then max)")
+    parser.add_argument("--max-now", action="store_true", help="no paced warm-up (ceiling measurements)")
     parser.add_argument("--sink", default="", help="act as a discarding reader of this ws://127.0.0.1:P")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)

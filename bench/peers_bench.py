@@ -35,6 +35,7 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,16 +56,19 @@ FAULT_SYMBOLS, FAULT_RATE_PER_SYMBOL = 10, 50.0
 SOURCE_START_TIMEOUT_S = 30.0
 #: a harness may take this long beyond warm-up + window (start, 1000 snapshots, exact check, stop)
 HARNESS_SLACK_S = 150.0
+#: a harness above this RSS is stopped (nautilus reads a flood into an unbounded queue)
+MAX_PEER_RSS_BYTES = 4_000_000_000
 
 
 @contextlib.contextmanager
 def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool, send_log: str,
-                   windows: bool = False, stderr_path: str | None = None) -> Iterator[dict[str, Any]]:
+                   windows: bool = False, stderr_path: str | None = None,
+                   max_now: bool = False) -> Iterator[dict[str, Any]]:
     """The simulator (binance, stamped) or the replay feeder in its own process; yields its URLs + pid."""
     codes = symbol_codes(symbols)
     if kind == "feeder":
         cmd = [sys.executable, str(BENCH_DIR / "feeder.py"), "--symbols", str(symbols), "--seed", str(SIM_SEED),
-               "--levels", str(SIM_LEVELS), "--send-log", send_log]
+               "--levels", str(SIM_LEVELS), "--send-log", send_log, *(["--max-now"] if max_now else [])]
     else:
         per_symbol = total_rate / symbols if total_rate > 0 else 0.0
         cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "binance", "--stamp", "--seed",
@@ -140,20 +144,55 @@ def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kin
                        "--recover", str(args.recover), "--ready-timeout", str(args.ready_timeout),
                        *spec.harness_args]
                 budget = warmup + args.seconds + args.ready_timeout + 3 * args.recover + HARNESS_SLACK_S
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False,
-                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdout, stderr, peak, killed = run_watched(cmd, budget, Path(tmp) / "harness.err")
         except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
             return {**out, "error": f"{type(exc).__name__}: {exc}"}
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if not lines:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
-            return {**out, "error": f"exit {proc.returncode}, no JSON: {tail}"}
+        out["peak_rss_bytes"] = peak
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if killed or not lines:
+            tail = "\n".join(stderr.strip().splitlines()[-12:])
+            return {**out, "error": killed or f"no JSON: {tail}"}
         out.update(json.loads(lines[-1]))
-        out["stderr_tail"] = proc.stderr.strip().splitlines()[-5:]
+        out["stderr_tail"] = stderr.strip().splitlines()[-5:]
         if scenario == "perf":
             out.update(join_latency(records, send_log))
     out["loadavg_1m"] = os.getloadavg()[0]
     return out
+
+
+def run_watched(cmd: list[str], budget_s: float, stderr_path: Path) -> tuple[str, str, int, str]:
+    """Run a harness; kill it (by its pid) past ``budget_s`` or ``MAX_PEER_RSS_BYTES``.
+
+    Returns (stdout, stderr, peak RSS, why it was killed or ""). A client that reads a flood into an
+    unbounded queue grows without limit; on a shared 24 GB machine the run must stay bounded.
+    """
+    import psutil
+
+    with open(stderr_path, "w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        chunks: list[str] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read() if proc.stdout else ""),
+                                  daemon=True)
+        reader.start()
+        deadline, peak, killed = time.monotonic() + budget_s, 0, ""
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.Error:
+                pass
+            if peak > MAX_PEER_RSS_BYTES:
+                killed = f"killed: RSS {peak / 1e9:.1f} GB > {MAX_PEER_RSS_BYTES / 1e9:.0f} GB (unbounded buffering)"
+            elif time.monotonic() > deadline:
+                killed = f"killed: no result within {budget_s:.0f}s"
+            if killed:
+                stop_process(proc)
+                break
+            time.sleep(0.25)
+        reader.join(10)
+        err.seek(0)
+        return "".join(chunks), err.read(), peak, killed
 
 
 def derive(result: dict[str, Any]) -> None:
@@ -186,7 +225,8 @@ def measure_ceilings(seconds: float) -> dict[str, Any]:
     for kind in ("sim", "feeder"):
         with tempfile.TemporaryDirectory(prefix="peers-ceiling-") as tmp:
             try:
-                with source_process(kind, 50, 0, lenient=True, send_log=str(Path(tmp) / "sent.bin")) as src:
+                with source_process(kind, 50, 0, lenient=True, send_log=str(Path(tmp) / "sent.bin"),
+                                    max_now=True) as src:
                     out[kind] = _ceiling(src, seconds)
             except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
                 out[kind] = {"error": f"{type(exc).__name__}: {exc}"}

@@ -17,6 +17,7 @@ outside the repository, created by ``python bench/peers_setup.py``.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class PeerSpec:
     #: a realistic upper bound of symbols (pacing or one socket per symbol makes more pointless)
     max_symbols: int = 1000
     note: str = ""
+    #: run with the repository's own interpreter (depthkeeper's row), no cached venv
+    in_repo_env: bool = False
 
     @property
     def python_minor(self) -> str:
@@ -60,7 +63,7 @@ class PeerSpec:
 
     @property
     def venv_python(self) -> Path:
-        return self.venv_dir / "bin" / "python"
+        return Path(sys.executable) if self.in_repo_env else self.venv_dir / "bin" / "python"
 
     @property
     def base_python(self) -> Path:

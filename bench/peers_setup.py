@@ -73,6 +73,8 @@ def _read_marker(spec: PeerSpec) -> dict[str, Any] | None:
 
 def ready(spec: PeerSpec) -> bool:
     """The venv exists, was made for exactly these requirements, and imports the peer."""
+    if spec.in_repo_env:
+        return import_check(spec) is None
     marker = _read_marker(spec)
     return (marker is not None and marker.get("requirements") == list(spec.requirements)
             and import_check(spec) is None)
@@ -121,6 +123,10 @@ def install(spec: PeerSpec) -> dict[str, Any]:
 def ensure(spec: PeerSpec, force: bool = False) -> dict[str, Any]:
     """Install unless already present and working; the summary says which."""
     started = time.perf_counter()
+    if spec.in_repo_env:
+        problem = import_check(spec)
+        return {"peer": spec.name, "version": spec.version, "python": spec.python, "venv": "(this interpreter)",
+                "status": "failed" if problem else "cached", **({"error": problem} if problem else {})}
     if not force and ready(spec):
         marker = _read_marker(spec) or {}
         return {"peer": spec.name, "version": spec.version, "python": spec.python, "venv": str(spec.venv_dir),
