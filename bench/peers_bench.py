@@ -7,8 +7,10 @@
 For each peer (peers_catalog.py) and each feed it starts a fresh source process, runs the peer's
 harness (bench/peers/<peer>_peer.py) with that peer's interpreter, and reads its JSON:
 
-- ``10k``: the simulator (binance dialect, stamped, an event per pump batch), 50 symbols, 10k level
-  changes/s in all (unicorn: 40 symbols, see its note);
+- ``10k``: the simulator (binance dialect, stamped), 50 symbols, 10k level changes/s in all (unicorn:
+  40 symbols, see its note). Framing (``--framing``): Binance's real ``@depth@100ms`` windows by
+  default (an event per symbol per 100 ms carrying all its changes), or ``batch`` (an event per pump
+  batch, ``binance_interval_scale 0``: many small events, a synthetic stress pattern);
 - ``1000x20k``: the simulator, 1000 symbols, 20k/s in all (peers whose catalog entry allows it);
 - ``max``: the replay feeder (feeder.py), 50 symbols, as fast as the peer reads: the simulator is
   not the bottleneck there (both ceilings are measured first and printed beside the table);
@@ -135,7 +137,7 @@ def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kin
         send_log, records = Path(tmp) / "sent.bin", Path(tmp) / "records.bin"
         try:
             with source_process(kind, symbols, total_rate, lenient=bool(reasons) and kind == "sim",
-                                send_log=str(send_log), windows=scenario == "faults",
+                                send_log=str(send_log), windows=scenario == "faults" or args.framing == "100ms",
                                 stderr_path=str(Path(tmp) / "source.err")) as src:
                 cmd = [str(spec.venv_python), str(BENCH_DIR / "peers" / f"{spec.harness}.py"),
                        "--ws-url", src["url"], "--rest-url", src["rest_url"], "--control-url", src["control_url"],
@@ -152,7 +154,8 @@ def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kin
         if killed or not lines:
             tail = "\n".join(stderr.strip().splitlines()[-12:])
             return {**out, "error": killed or f"no JSON: {tail}"}
-        out.update(json.loads(lines[-1]))
+        harness_result = json.loads(lines[-1])
+        out.update({**harness_result, "peer": spec.name, "harness_peer": harness_result.get("peer")})
         out["stderr_tail"] = stderr.strip().splitlines()[-5:]
         if scenario == "perf":
             out.update(join_latency(records, send_log))
@@ -270,7 +273,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_kind(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "commit": _git_commit(), "quick": args.quick,
             "warmup_s": args.warmup, "seconds": args.seconds, "recover_s": args.recover, "seed": SIM_SEED,
-            "sim_levels": SIM_LEVELS, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "sim_levels": SIM_LEVELS, "framing": args.framing, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
 
 
@@ -337,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--recover", type=float, default=None, help="faults: seconds to recover from each fault")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--framing", choices=("100ms", "batch"), default="100ms",
+                        help="simulator feeds: Binance's real 100 ms windows (an event per symbol per 100 ms), or "
+                             "an event per pump batch (binance_interval_scale 0: many small events)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     parser.add_argument("--json", action="store_true", help="print the result JSON instead of the table")

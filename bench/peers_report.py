@@ -131,7 +131,8 @@ def render(result: dict[str, Any]) -> str:
     meta = result.get("meta", {})
     lines = [f"Binance peers on {meta.get('machine', '?')} ({meta.get('cpu_count', '?')} cores, shared: expect noise), "
              f"{meta.get('date', '?')}, commit {meta.get('commit', '?')}, window {meta.get('seconds', '?')} s "
-             f"after {meta.get('warmup_s', '?')} s warm-up{', QUICK' if meta.get('quick') else ''}.",
+             f"after {meta.get('warmup_s', '?')} s warm-up{', QUICK' if meta.get('quick') else ''}; "
+             f"simulator feeds framed {meta.get('framing', 'batch')}.",
              "diffs = level changes (update ids); an event carries several. Latency: apply - send, joined on "
              "(symbol, u); 'stamp p99' from the event's x field where the peer exposes it.", ""]
     lines += _ceilings(result)

@@ -8,7 +8,9 @@ and ``BinanceSocketManager.STREAM_URL`` are set to the simulator before any inst
 ``/api/v3/ping`` and ``/api/v3/time``.
 
 Usage as the library's docs show it: one ``DepthCacheManager(client, symbol, ws_interval=100)`` per
-symbol, each ``async with`` and ``await dcm.recv()`` in its own task; they share one
+symbol, each ``async with`` and ``await dcm.recv()`` in its own task (``recv`` returns an error dict
+when the socket closed or its 100-message queue overflowed, i.e. events were lost: the loop then starts
+a fresh manager, as a user must); they share one
 ``BinanceSocketManager`` but every depth cache opens **its own socket** (``/ws/<sym>@depth@100ms``)
 and takes its REST snapshot (``limit=500``, the class default) **before** the socket opens. A "naive
 library" row: symbol counts stay small (real Binance allows 300 connections per 5 minutes).
@@ -68,7 +70,13 @@ class PythonBinanceAdapter(harness.PeerAdapter):
             try:
                 async with manager as socket:
                     while True:
-                        await socket.recv()
+                        cache = await socket.recv()
+                        if isinstance(cache, dict) and cache.get("e") == "error":
+                            # the library hands errors to the caller (closed socket, queue overflow: events
+                            # lost); a user's loop starts a fresh manager: new socket, new snapshot
+                            kind = str(cache.get("type"))
+                            self.errors[kind] = self.errors.get(kind, 0) + 1
+                            break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - what a user's loop does: count, start over
