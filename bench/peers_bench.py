@@ -48,7 +48,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 import peers_report  # noqa: E402
-from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes  # noqa: E402
+from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes, wait_for_idle  # noqa: E402
 from peers_catalog import PEERS, PeerSpec  # noqa: E402
 from peers_setup import ready  # noqa: E402
 
@@ -129,6 +129,7 @@ def lenient_reasons(spec: PeerSpec, symbols: int) -> list[str]:
 def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kind: str,
                 args: argparse.Namespace, scenario: str = "perf") -> dict[str, Any]:
     """A fresh source, the peer's harness against it, its JSON (+ the latency join) back."""
+    busy_before = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else None
     reasons = lenient_reasons(spec, symbols) if kind == "sim" else ["replay feeder enforces no limits"]
     warmup = args.warmup + (3.0 if symbols >= 1000 else 0.0)
     out: dict[str, Any] = {"peer": spec.name, "run": label, "symbols": symbols, "offered_target_per_s": total_rate,
@@ -160,6 +161,7 @@ def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kin
         if scenario == "perf":
             out.update(join_latency(records, send_log))
     out["loadavg_1m"] = os.getloadavg()[0]
+    out["machine_busy_before_percent"] = busy_before
     return out
 
 
@@ -273,7 +275,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_kind(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "commit": _git_commit(), "quick": args.quick,
             "warmup_s": args.warmup, "seconds": args.seconds, "recover_s": args.recover, "seed": SIM_SEED,
-            "sim_levels": SIM_LEVELS, "framing": args.framing, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "sim_levels": SIM_LEVELS, "framing": args.framing, "wait_idle_s": args.wait_idle, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
 
 
@@ -340,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--recover", type=float, default=None, help="faults: seconds to recover from each fault")
     parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                        help="before each run wait up to S s for the machine to be mostly idle (shared machines)")
     parser.add_argument("--framing", choices=("100ms", "batch"), default="100ms",
                         help="simulator feeds: Binance's real 100 ms windows (an event per symbol per 100 ms), or "
                              "an event per pump batch (binance_interval_scale 0: many small events)")
