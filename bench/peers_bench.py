@@ -77,7 +77,7 @@ def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool,
                str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol), "--symbols", ",".join(codes),
                "--binance-interval-scale", "1" if windows else "0", "--binance-send-log", send_log]
         cmd += ["--binance-lenient"] if lenient else []
-    err = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
+    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         assert proc.stdout is not None
@@ -224,17 +224,25 @@ def marginal_rss(results: list[dict[str, Any]]) -> None:
                 big["symbols"] - small["symbols"])
 
 
-def measure_ceilings(seconds: float) -> dict[str, Any]:
-    """Level changes/s and events/s each source pushes to a reader that only discards (50 symbols)."""
+def measure_ceilings(seconds: float, attempts: int = 2) -> dict[str, Any]:
+    """Level changes/s and events/s each source pushes to a reader that only discards (50 symbols).
+
+    The best of ``attempts``: on a shared machine the reader is starved now and then, and a ceiling
+    is by definition the best the source can do.
+    """
     out: dict[str, Any] = {}
     for kind in ("sim", "feeder"):
-        with tempfile.TemporaryDirectory(prefix="peers-ceiling-") as tmp:
-            try:
-                with source_process(kind, 50, 0, lenient=True, send_log=str(Path(tmp) / "sent.bin"),
-                                    max_now=True) as src:
-                    out[kind] = _ceiling(src, seconds)
-            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
-                out[kind] = {"error": f"{type(exc).__name__}: {exc}"}
+        for attempt in range(attempts):
+            with tempfile.TemporaryDirectory(prefix="peers-ceiling-") as tmp:
+                try:
+                    with source_process(kind, 50, 0, lenient=True, send_log=str(Path(tmp) / "sent.bin"),
+                                        max_now=True) as src:
+                        measured = _ceiling(src, seconds)
+                except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                    measured = {"error": f"{type(exc).__name__}: {exc}"}
+            best = out.get(kind)
+            if best is None or "error" in best or measured.get("events_per_s", 0) > best.get("events_per_s", 0):
+                out[kind] = {**measured, "attempts": attempt + 1}
     return out
 
 

@@ -106,8 +106,8 @@ class LoopbackGuard:
             return real_connect_ex(sock, address)
 
         socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
         threading.Thread(target=self._watch, name="bench-net-watch", daemon=True).start()
 
     def _watch(self) -> None:
@@ -317,7 +317,8 @@ def _norm(levels: list[Level], depth: int) -> list[tuple[Decimal, Decimal]]:
 
 def compare_books(books: dict[str, Book], control: Control, codes: list[str], depth: int) -> dict[str, Any]:
     """Each book vs the venue's truth now (the venue is frozen): exact symbols, caught-up symbols."""
-    exact, caught_up, mismatches = 0, 0, []
+    exact, caught_up = 0, 0
+    mismatches: list[dict[str, Any]] = []
     seqs = control.seqs()
     for code in codes:
         truth = control.get(f"truth?code={code}")
