@@ -131,7 +131,8 @@ def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kin
     """A fresh source, the peer's harness against it, its JSON (+ the latency join) back."""
     busy_before = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else None
     reasons = lenient_reasons(spec, symbols) if kind == "sim" else ["replay feeder enforces no limits"]
-    warmup = args.warmup + (3.0 if symbols >= 1000 else 0.0)
+    # 1000 snapshots leave a backlog to drain; the feeder floods only ~1 s after the last snapshot
+    warmup = args.warmup + (3.0 if symbols >= 1000 else 0.0) + (1.0 if kind == "feeder" else 0.0)
     out: dict[str, Any] = {"peer": spec.name, "run": label, "symbols": symbols, "offered_target_per_s": total_rate,
                            "source": kind, "lenient": reasons}
     with tempfile.TemporaryDirectory(prefix="peers-bench-") as tmp:
@@ -306,7 +307,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         if not ready(spec):
             result["runs"].append({"peer": name, "run": "setup", "error": "venv missing: python bench/peers_setup.py"})
             continue
-        for label, symbols, rate, kind in ([] if args.skip_perf else RUNS):
+        feeds = [run for run in RUNS if not args.feeds or run[0] in args.feeds.split(",")]
+        for label, symbols, rate, kind in ([] if args.skip_perf else feeds):
             count = peer_symbols(spec, symbols)
             if count is None:
                 continue
@@ -327,6 +329,25 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def merge(saved: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with the rows of ``fresh`` replacing the same (peer, run): re-measure a few rows of a
+    full run (after a disturbed window or a harness fix) without running everything again."""
+    stamp = fresh["meta"]["started_at"]
+    for key in ("runs", "faults"):
+        fresh_keys = {(r["peer"], r["run"]) for r in fresh[key]}
+        kept = [r for r in saved.get(key, []) if (r["peer"], r["run"]) not in fresh_keys]
+        saved[key] = kept + [{**r, "remeasured_at": stamp} for r in fresh[key]]
+        order = list(PEERS)
+        saved[key].sort(key=lambda r: (order.index(r["peer"]) if r["peer"] in order else 99,
+                                       [label for label, *_ in RUNS].index(r["run"]) if r["run"] in
+                                       [label for label, *_ in RUNS] else 9))
+    if fresh.get("ceilings"):
+        saved["ceilings"] = fresh["ceilings"]
+    saved["meta"].setdefault("updates", []).append({"at": stamp, "commit": fresh["meta"]["commit"]})
+    marginal_rss(saved["runs"])
+    return saved
+
+
 def save(result: dict[str, Any], text: str, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_ = result["meta"]
@@ -343,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="peers_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows and recovery times")
     parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}")
+    parser.add_argument("--feeds", default=None, help=f"comma-separated subset of {','.join(r[0] for r in RUNS)}")
     parser.add_argument("--skip-perf", action="store_true")
     parser.add_argument("--skip-faults", action="store_true")
     parser.add_argument("--skip-ceiling", action="store_true")
@@ -359,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     parser.add_argument("--json", action="store_true", help="print the result JSON instead of the table")
     parser.add_argument("--render", metavar="RESULT_JSON", help="only re-render a saved result")
+    parser.add_argument("--update", metavar="RESULT_JSON",
+                        help="re-measure the selected peers/feeds and merge them into this saved result")
     args = parser.parse_args(argv)
     if args.render:
         print(peers_report.render(json.loads(Path(args.render).read_text())))
@@ -369,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     args.seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 5.0)
     args.recover = args.recover if args.recover is not None else (6.0 if args.quick else 10.0)
     result = orchestrate(args)
+    if args.update:
+        result = merge(json.loads(Path(args.update).read_text()), result)
     text = peers_report.render(result)
     if not args.no_save:
         paths = save(result, text, Path(args.out))

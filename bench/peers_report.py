@@ -33,6 +33,8 @@ def one_line(r: dict[str, Any]) -> str:
 def _exact(check: dict[str, Any] | None) -> str:
     if not check:
         return "-"
+    if "error" in check:
+        return "n/a"
     return "yes" if check.get("exact") else f"no ({check.get('exact_symbols')}/{check.get('symbols')})"
 
 
@@ -83,6 +85,12 @@ def _perf_rows(result: dict[str, Any]) -> list[str]:
             notes.append("lenient: " + ", ".join(r["lenient"]))
         if "rss_marginal_per_symbol_bytes" in r:
             notes.append("KB/sym marginal 50->1000")
+        if r.get("peak_rss_bytes", 0) > 1.5 * r.get("rss_bytes", 0) and r.get("peak_rss_bytes", 0) > 200e6:
+            notes.append(f"peak RSS {r['peak_rss_bytes'] / 1e6:,.0f} MB")
+        if (r.get("end_check") or {}).get("error"):
+            notes.append(f"exact check failed: {r['end_check']['error'][:60]}")
+        if r.get("remeasured_at"):
+            notes.append(f"re-measured {r['remeasured_at']}")
         if r.get("latency_unmatched"):
             notes.append(f"{r['latency_unmatched']} unjoined")
         rows.append(

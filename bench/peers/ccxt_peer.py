@@ -127,7 +127,7 @@ class CcxtAdapter(harness.PeerAdapter):
                                                 [tuple(lv[:2]) for lv in book["asks"][:depth]])
             return out
 
-        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(harness.DUMP_TIMEOUT_S)
 
     def stop(self) -> None:
         async def close() -> None:

@@ -121,7 +121,7 @@ class CryptofeedAdapter(harness.PeerAdapter):
             return out
 
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(harness.DUMP_TIMEOUT_S)
 
     def stop(self) -> None:
         if self.loop is None:

@@ -117,7 +117,7 @@ class PythonBinanceAdapter(harness.PeerAdapter):
                              [tuple(lv) for lv in cache.get_asks()[:depth]])
             return out
 
-        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(harness.DUMP_TIMEOUT_S)
 
     def stop(self) -> None:
         async def close() -> None:
