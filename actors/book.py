@@ -12,17 +12,16 @@ again only through a fresh sync on a live socket. Every read also passes through
 ``promise.shown_status``, so a reader never sees LIVE on a dead or silent socket even
 before this actor has heard of it.
 
-Snapshot timing (article dialect): after a (re)start the snapshot is requested as soon as
-the first diff of the epoch is buffered, so the snapshot is fetched *after* the stream it
-must bridge has begun. A quiet or frozen market sends no diff, so a short deadline
+Snapshot timing (policies that bridge a stream, e.g. article): after a (re)start the snapshot
+is requested as soon as the first diff of the epoch is buffered, so the snapshot is fetched
+*after* the stream it must bridge has begun. A quiet or frozen market sends no diff, so a short deadline
 (``FIRST_DIFF_WAIT_S``) fetches anyway. Every fetch after a failed attempt (a snapshot that
 was empty, short, crossed, stale, ahead of the stream, or a buffer overflow) waits a per-book
 backoff (capped, full jitter), whatever the failure, so one book cannot spend the REST budget
 the others share; the backoff resets when the book is LIVE again.
 
-Epoch fencing: every batch carries the connection epoch. Data from an older (or a lost)
-epoch is ignored; data from a newer epoch starts a new sync before it is used (the Resync the
-tree sends for that epoch may still be on its way).
+Epoch fencing: data from an older (or a lost) socket epoch is ignored; data from a newer epoch
+starts a new sync before it is used (the tree's Resync for it may still be on its way).
 """
 
 from __future__ import annotations
@@ -31,13 +30,10 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
 
-from depthkeeper.actors.calibration import Calibration
+from depthkeeper.actors.core.calibration import Calibration
 from depthkeeper.actors.messages import (
-    BookStats,
     BookStatusChanged,
-    BookView,
     BridgeDeadline,
     Calibrate,
     CheckStale,
@@ -55,22 +51,24 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.promise import SocketState, shown_status
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import BookReadPort
-from depthkeeper.actors.samples import Ring
-from depthkeeper.actors.sync import SEQ_BREAKS, ResyncReason, SyncAction, make_policy
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.spec import Jitter, backoff_delay
+from depthkeeper.actors.core.samples import Latencies
+from depthkeeper.actors.core.sync import SEQ_BREAKS, ResyncReason, SyncAction
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.scheduler import ActorTimers
+from depthkeeper.supervisor.otp.spec import Backoff
 
 if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
     from depthkeeper.actors.readport import ReadPorts
     from depthkeeper.actors.routing import Peers
-    from depthkeeper.supervisor.config import BookConfig
-    from depthkeeper.supervisor.dispatch import Dispatcher
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.actors.settings import BookConfig
+    from depthkeeper.actors.venues import Venue
+    from depthkeeper.supervisor.otp.dispatch import Dispatcher
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 #: how long a (re)started article book waits for its first diff before fetching anyway
 FIRST_DIFF_WAIT_S = 0.2
@@ -84,7 +82,9 @@ LATENCY_SAMPLES = 1024
 class BookActor(SupervisedActor):
     """Keeps one symbol's book in sync; see the module docstring."""
 
-    def __init__(self, ctx: ChildContext, code: str, *, dialect: str, cfg: BookConfig,
+    log_name = "book"
+
+    def __init__(self, ctx: ChildContext, code: str, *, venue: Venue, cfg: BookConfig,
                  peers: Peers, hub: ListenerHub, scheduler: Scheduler,
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
                  ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None,
@@ -95,7 +95,8 @@ class BookActor(SupervisedActor):
         self._cfg = cfg
         self._peers = peers
         self._hub = hub
-        self._scheduler = scheduler
+        #: calibration/staleness ticks and the one-shot sync deadlines (freed on stop)
+        self._timers = ActorTimers(scheduler, self.actor_ref)
         self._epoch = epoch
         #: the newest epoch whose socket we were told is gone (its late data is ignored)
         self._lost_epoch = 0
@@ -105,55 +106,47 @@ class BookActor(SupervisedActor):
         self._calibration_interval_s = calibration_interval_s
         #: optional prometheus Histogram (frame read -> applied), observed once per batch
         self._histogram = latency_histogram
-        self._timers: list[Any] = []
-        #: pending one-shot timers by kind (cancelled when replaced or on stop)
-        self._oneshots: dict[type, Any] = {}
         self.book = OrderBook(code, cfg.max_levels)
         self._ports = ports
-        self._port = BookReadPort(code, self.book, self)
+        self.policy = venue.make_policy(self.book, cfg)
+        self._calibration = Calibration(self.book)
+        #: end-to-end and in-process latencies per applied batch (rings: see samples.py)
+        self.latencies = Latencies(LATENCY_SAMPLES)
+        #: the read side (views, stats, latencies), shared with readers outside the tree
+        self._port = BookReadPort(code, self.book, sync=self.policy.counters, calibration=self._calibration,
+                                  latencies=self.latencies, inbox=self.actor_inbox)
         self._port.socket = socket
         self._port.epoch = epoch
-        self.policy = make_policy(dialect, self.book, cfg.snapshot_buffer)
-        self._calibration = Calibration(self.book)
+        self._port.levels_held = self.policy.levels_held
         #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False
-        self._rng = rng or random.Random()
-        #: failed snapshot attempts since the book was last LIVE (the backoff exponent)
-        self._failures = 0
+        #: failed snapshot attempts since the book was last LIVE, and the wait before the next
+        self._backoff = Backoff(cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, rng or random.Random())
         self._ever_live = False
         self._updated_at = 0.0
-        #: batches from an older socket epoch, ignored (exposed in stats)
-        self._old_epoch_batches = 0
-        #: end-to-end latencies (venue send -> applied), seconds, per batch (rings: see samples.py)
-        self.latencies = Ring(LATENCY_SAMPLES)
-        #: diffs in the batch of each latency sample (appended in step with ``latencies``)
-        self.latency_sizes = Ring(LATENCY_SAMPLES, "I")
-        #: reader thread -> applied latencies, seconds
-        self.apply_latencies = Ring(LATENCY_SAMPLES)
-        self._log = logger.bind(actor="book", symbol=code)
+        self.bind_log(symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def init(self) -> None:
         if self._ports is not None:
+            # A restart must not forget how deep the book was: a short snapshot is judged against it.
+            self.policy.memory = self._ports.levels_held(self.code)
             self._ports.register(self._port)
         if self._rejected is not None:
             self._reject(self._rejected)
         else:
             self._after(self.policy.start(ResyncReason.START), BookStatus.SYNCING)
         if self._calibration_interval_s > 0:
-            self._timers.append(self._scheduler.schedule_every(self._calibration_interval_s, self.actor_ref, Calibrate()))
+            self._timers.every(self._calibration_interval_s, Calibrate())
         if self._cfg.stale_after_s > 0:
             period = max(self._cfg.stale_after_s / 4, 0.01)
-            self._timers.append(self._scheduler.schedule_every(period, self.actor_ref, CheckStale()))
+            self._timers.every(period, CheckStale())
 
     def cleanup(self) -> None:
         if self._ports is not None:
             self._ports.unregister(self._port)
-        for timer in (*self._timers, *self._oneshots.values()):
-            self._scheduler.cancel(timer)
-        self._timers.clear()
-        self._oneshots.clear()
+        self._timers.cancel_all()
 
     def on_receive(self, message: Any) -> Any:
         port = self._port
@@ -181,15 +174,15 @@ class BookActor(SupervisedActor):
                 if self._rejected is None:
                     self._reject(reason)
             case SnapshotLost():
-                if self.policy.awaiting_snapshot and not self._fetch_deferred and not self._oneshots.get(RetrySnapshot):
+                if self.policy.awaiting_snapshot and not self._fetch_deferred and not self._timers.pending(RetrySnapshot):
                     self.policy.refetch()
                     self._request(due=True)  # the lost request was already due
             case RetrySnapshot(token=token) | FetchDeadline(token=token):
-                self._oneshots.pop(type(message), None)
+                self._timers.fired(type(message))
                 if token == self.policy.request_token and self.policy.awaiting_snapshot:
                     self._request(due=True)
             case BridgeDeadline(token=token):
-                self._oneshots.pop(BridgeDeadline, None)
+                self._timers.fired(BridgeDeadline)
                 before = self.book.status
                 self._after(self.policy.bridge_deadline(token), before)
             case Calibrate():
@@ -197,11 +190,11 @@ class BookActor(SupervisedActor):
             case CheckStale():
                 self._on_check_stale()
             case GetView():
-                return self.view(message.depth)
+                return self._port.owner_view(message.depth)
             case GetBookStats():
-                return self.stats()
+                return self._port.owner_stats()
             case GetLatencies(since=since):
-                return self.latency_window(since)
+                return self.latencies.window(since)
             case _:
                 return super().on_receive(message)
         return None
@@ -211,7 +204,7 @@ class BookActor(SupervisedActor):
     def _fence(self, epoch: int) -> bool:
         """False for data of an older or lost epoch (or of a rejected code); a newer epoch starts a new sync."""
         if epoch < self._epoch or epoch <= self._lost_epoch:
-            self._old_epoch_batches += 1
+            self._port.counters.old_epoch_batches += 1
             return False
         if epoch > self._epoch:
             self._resync(epoch, ResyncReason.RECONNECT)
@@ -238,11 +231,8 @@ class BookActor(SupervisedActor):
     def _record_latency(self, batch: DiffBatch) -> None:
         self._updated_at = time.time()
         sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
-        if sent_at:
-            self.latencies.append(self._updated_at - sent_at)
-            self.latency_sizes.append(len(batch.diffs))
         hop_s = time.monotonic() - batch.received_at
-        self.apply_latencies.append(hop_s)
+        self.latencies.record(self._updated_at - sent_at if sent_at else None, len(batch.diffs), hop_s)
         if self._histogram is not None:
             self._histogram.observe(hop_s)
 
@@ -312,15 +302,13 @@ class BookActor(SupervisedActor):
         self._suspend()
         self.book.clear()
         self._set_status(BookStatus.REJECTED, "rejected", f"venue rejected the subscription: {reason}")
-        self._publish_update()
 
     def _suspend(self) -> None:
         """Stop syncing: nothing buffered, no snapshot in flight or due, no calibration."""
         self.policy.suspend()
         self._calibration.cancel()
         self._fetch_deferred = False
-        for kind in (RetrySnapshot, FetchDeadline, BridgeDeadline):
-            self._cancel_oneshot(kind)
+        self._timers.cancel(RetrySnapshot, FetchDeadline, BridgeDeadline)
 
     def _can_fetch(self) -> bool:
         socket = self._socket
@@ -336,14 +324,10 @@ class BookActor(SupervisedActor):
 
     def _finish_calibration(self) -> None:
         drift = self._calibration.finish()
-        if drift is None:
-            return
-        if drift:
-            self._log.warning("calibration drift: {} levels differed at seq {}; book repaired", drift,
-                              self.book.last_seq)
-        else:
-            self._log.debug("calibration ok at seq {}", self.book.last_seq)
-        self._publish_update()
+        if drift is not None:
+            self.log.log("WARNING" if drift else "DEBUG", "calibration at seq {}: {} levels drifted (repaired)",
+                          self.book.last_seq, drift)
+            self._publish_update()
 
     def _on_check_stale(self) -> None:
         if self.book.status is BookStatus.LIVE and time.time() - self._updated_at > self._cfg.stale_after_s:
@@ -360,7 +344,7 @@ class BookActor(SupervisedActor):
             case SyncAction.RETRY_SNAPSHOT:
                 self._retry_later()
             case SyncAction.AWAIT_BRIDGE:
-                self._oneshot(self._cfg.bridge_wait_s, BridgeDeadline(self.policy.request_token))
+                self._timers.once(self._cfg.bridge_wait_s, BridgeDeadline(self.policy.request_token))
         policy = self.policy
         now = self.book.status
         if now is not before:
@@ -372,12 +356,8 @@ class BookActor(SupervisedActor):
     def _retry_later(self) -> None:
         """The attempt failed: the next request waits the per-book backoff (capped, full jitter)."""
         self._fetch_deferred = False
-        self._cancel_oneshot(FetchDeadline)
-        cfg = self._cfg
-        delay_s = backoff_delay(self._failures, cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, self._rng,
-                                jitter=Jitter.FULL)
-        self._failures += 1
-        self._oneshot(delay_s, RetrySnapshot(self.policy.request_token))
+        self._timers.cancel(FetchDeadline)
+        self._timers.once(self._backoff.next_delay(), RetrySnapshot(self.policy.request_token))
 
     def _request(self, *, due: bool = False) -> None:
         """Ask for the snapshot (``due``: now, even with nothing buffered yet)."""
@@ -386,20 +366,11 @@ class BookActor(SupervisedActor):
             return
         if self.policy.fetch_after_first_diff and not self.policy.buffered and not due:
             self._fetch_deferred = True
-            self._oneshot(FIRST_DIFF_WAIT_S, FetchDeadline(self.policy.request_token))
+            self._timers.once(FIRST_DIFF_WAIT_S, FetchDeadline(self.policy.request_token))
             return
         self._fetch_deferred = False
-        self._cancel_oneshot(FetchDeadline)
+        self._timers.cancel(FetchDeadline)
         self._peers.tell_snapshot(RequestSnapshot(self.code, self.policy.request_token, self.actor_ref))
-
-    def _oneshot(self, delay_s: float, message: Any) -> None:
-        self._cancel_oneshot(type(message))
-        self._oneshots[type(message)] = self._scheduler.schedule(delay_s, self.actor_ref, message)
-
-    def _cancel_oneshot(self, kind: type) -> None:
-        timer = self._oneshots.pop(kind, None)
-        if timer is not None:
-            self._scheduler.cancel(timer)
 
     def _set_status(self, status: BookStatus, reason: str, detail: str) -> None:
         before = self.book.status
@@ -408,13 +379,14 @@ class BookActor(SupervisedActor):
             self._announce(before, status, reason, detail)
         else:
             self.book.reason = detail
+        self._publish_update()
 
     def _announce(self, before: BookStatus, now: BookStatus, reason: str, detail: str) -> None:
         self.book.reason = detail
         if now is BookStatus.LIVE:
             self._ever_live = True
-            self._failures = 0
-        log = self._log.bind(epoch=self._epoch)
+            self._backoff.reset()
+        log = self.log.bind(epoch=self._epoch)
         if now is BookStatus.RESYNCING and reason in _SEQ_BREAK_VALUES:
             log.bind(event="seq_break").warning("seq break ({}): resyncing from seq {}", reason, self.book.last_seq)
         elif now is BookStatus.RESYNCING:
@@ -427,35 +399,3 @@ class BookActor(SupervisedActor):
     def _publish_update(self) -> None:
         if self._hub.active:
             self._hub.mark_updated(self.code)  # listeners read the view lazily (no view built here)
-
-    # -- reads ---------------------------------------------------------------------------
-
-    def view(self, depth: int | None) -> BookView:
-        bids, asks = self.book.top(depth)
-        status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
-        return BookView(self.code, status, self.book.last_seq, bids, asks, self._updated_at,
-                        self.book.complete_levels(), reason)
-
-    def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
-        """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""
-        count = self.latencies.count
-        kept = count - since
-        if kept <= 0:
-            return count, []
-        return count, list(zip(self.latencies.last(kept), self.latency_sizes.last(kept), strict=True))
-
-    def stats(self) -> BookStats:
-        c = self.policy.counters
-        inbox = self.actor_inbox.qsize()
-        e2e = self.latencies.sorted()
-        hop = self.apply_latencies.sorted()
-        status, reason = shown_status(self.book.status, self.book.reason, self._epoch, self._socket)
-        return BookStats(self.code, status, self.book.last_seq, c.applied, c.gaps, c.resyncs,
-                         c.duplicates, c.overflows, c.crossed, c.stale_dropped, self._calibration.drifted_levels,
-                         self._calibration.completed, self._updated_at, self._epoch, inbox,
-                         _pct(e2e, 0.5), _pct(e2e, 0.99), e2e[-1] if e2e else 0.0, _pct(hop, 0.5), _pct(hop, 0.99),
-                         self._old_epoch_batches, reason, c.bad_snapshots, c.ahead_snapshots, c.suspect_diffs)
-
-
-def _pct(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

@@ -18,6 +18,11 @@ send (paced), watch for silence, reconnect.
 - Every frame we send goes through one pacer (alltick counts every client frame,
   heartbeats included, against its 1 request/s rule).
 - HTTP 401 at the handshake (or ret 401) is final: logged once, reported, no reconnects.
+- Venue limits (``Venue.connect_limit``, ``Venue.max_socket_age_s``): connection attempts are
+  spent from a rolling budget before each one (a storm waits instead of getting us banned), and
+  a socket that reaches the venue's maximum age is replaced before the venue cuts it: a planned
+  reconnect, at once, through the normal path (books read DISCONNECTED, then resync on the new
+  socket; one socket at a time, never two).
 """
 
 from __future__ import annotations
@@ -25,13 +30,11 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import websocket
-from loguru import logger
 
-from depthkeeper.actors import codec_alltick
 from depthkeeper.actors.messages import (
     ConnectNow,
     FlushSends,
@@ -40,35 +43,64 @@ from depthkeeper.actors.messages import (
     SendFrame,
     SocketClosed,
     SocketLost,
+    SocketAgeLimit,
     SocketOpened,
     VenueFailure,
 )
-from depthkeeper.actors.promise import SocketState
-from depthkeeper.actors.reader import Reader, ReaderCounters
-from depthkeeper.actors.wire import redact
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.actors.core.promise import SocketState
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
+from depthkeeper.actors.limits import ConnectionLimits
+from depthkeeper.actors.core.wire import redact
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.spec import Backoff
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import EpochCounter, Peers, RoutingTable
-    from depthkeeper.supervisor.config import HeartbeatConfig, ReconnectConfig, VenueConfig
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.actors.settings import HeartbeatConfig, ReconnectConfig
+    from depthkeeper.actors.venues import Venue
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
 
 #: jitter allowance on top of the venue's pacing interval (the venue measures arrival times)
 PACING_MARGIN_S = 0.05
 
 
-def reconnect_delay(attempt: int, cfg: ReconnectConfig, rng: random.Random) -> float:
-    """Full jitter on a capped exponential, never below the venue floor."""
-    cap = min(cfg.backoff_max_s, cfg.backoff_min_s * 2**min(attempt, 32))
-    return max(cfg.floor_s, rng.uniform(0.0, cap))
+@attrs.define
+class ConnectionCounters:
+    """What the ConnectionActor counts (cumulative)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    heartbeat_timeouts: int = 0
+    frames_sent: int = 0
+    sends_dropped: int = 0
+    heartbeats_sent: int = 0
+    #: reconnects made before the venue's socket age limit, and connects put off by its attempt budget
+    planned_reconnects: int = 0
+    connects_deferred: int = 0
+
+
+@attrs.frozen
+class ConnectionReport:
+    """The answer to GetCounters: the actor's counters, its reader's, and its state."""
+
+    counters: ConnectionCounters
+    reader: ReaderCounters
+    epoch: int
+    connected: bool
+    #: the venue refused us for good (why), or None
+    failed: str | None
+    reconnect_scheduled: bool
 
 
 class ConnectionActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, venue: VenueConfig, url: str, heartbeat: HeartbeatConfig,
+    log_name = "connection"
+
+    def __init__(self, ctx: ChildContext, *, venue: Venue, url: str, heartbeat: HeartbeatConfig,
                  reconnect: ReconnectConfig, routes: RoutingTable, peers: Peers, epochs: EpochCounter,
-                 scheduler: Scheduler, decode: Callable[[bytes], Any], min_send_interval_s: float = 0.0,
+                 scheduler: Scheduler, min_send_interval_s: float = 0.0,
                  inbox_limit: int = 1000, rng: random.Random | None = None,
                  socket: SocketState | None = None) -> None:
         super().__init__(ctx)
@@ -80,14 +112,14 @@ class ConnectionActor(SupervisedActor):
         self._peers = peers
         self._epochs = epochs
         self._scheduler = scheduler
-        self._decode = decode
         self._min_send_interval_s = min_send_interval_s + PACING_MARGIN_S if min_send_interval_s > 0 else 0.0
         self._inbox_limit = inbox_limit
-        self._rng = rng or random.Random()
+        #: reconnect attempts since a socket last delivered data (full jitter, never below the venue floor)
+        self._backoff = Backoff(reconnect.backoff_min_s, reconnect.backoff_max_s, rng or random.Random(),
+                                floor_s=reconnect.floor_s)
         self._ws: websocket.WebSocket | None = None
         self._reader: Reader | None = None
         self.epoch = 0
-        self._attempt = 0
         self._connect_pending = False
         self._failed: str | None = None
         self._outbox: deque[tuple[str, str]] = deque()
@@ -101,9 +133,8 @@ class ConnectionActor(SupervisedActor):
         self._hb_seq = 0
         self.socket = socket if socket is not None else SocketState(heartbeat.interval_s * heartbeat.silent_intervals)
         self.reader_counters = ReaderCounters()
-        self.counters = {"connects": 0, "reconnects": 0, "connect_failures": 0, "heartbeat_timeouts": 0,
-                         "frames_sent": 0, "sends_dropped": 0, "heartbeats_sent": 0}
-        self._log = logger.bind(actor="connection")
+        self.counters = ConnectionCounters()
+        self._limits = ConnectionLimits(venue)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -114,6 +145,7 @@ class ConnectionActor(SupervisedActor):
     def cleanup(self) -> None:
         for timer in self._timers:
             self._scheduler.cancel(timer)
+        self._limits.stop(self._scheduler)
         self._close_socket("connection actor stopped")
 
     def on_receive(self, message: Any) -> Any:
@@ -123,7 +155,7 @@ class ConnectionActor(SupervisedActor):
                 self._connect()
             case SocketClosed(epoch=epoch, reason=reason):
                 if epoch == self.epoch and self._ws is not None:
-                    self._log.bind(epoch=epoch).info("socket closed: {}", reason)
+                    self.log.bind(epoch=epoch).info("socket closed: {}", reason)
                     self._drop_socket(f"closed: {reason}")
             case HeartbeatTick():
                 self._on_tick()
@@ -135,27 +167,27 @@ class ConnectionActor(SupervisedActor):
             case VenueFailure(reason=reason):
                 self._fail(reason)
                 self._close_socket(f"venue refused us: {reason}")
+            case SocketAgeLimit(epoch=epoch):
+                self._on_age_limit(epoch)
             case GetCounters():
-                return self.snapshot_counters()
+                return self.report()
             case _:
                 return super().on_receive(message)
         return None
 
     # -- connecting ----------------------------------------------------------------------
 
-    def _full_url(self) -> str:
-        token = self._venue.token
-        if not token:
-            return self._url
-        return f"{self._url}{'&' if '?' in self._url else '?'}token={token}"
-
     def _connect(self) -> None:
         if self._ws is not None or self._failed:  # a refused token is final: no reconnect storm
             return
-        url = self._full_url()
+        wait_s = self._limits.connect_wait_s(self.log)
+        if wait_s > 0:
+            self._schedule_connect(wait_s)
+            return
+        url = self._venue.socket_url(self._url)
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
         try:
-            ws.connect(url, timeout=self._venue.connect_timeout_s)
+            ws.connect(url, timeout=self._venue.cfg.connect_timeout_s)
         except websocket.WebSocketBadStatusException as exc:
             if exc.status_code in (401, 403):
                 self._fail(f"venue refused the token (HTTP {exc.status_code}) at {redact(url)}")
@@ -171,9 +203,9 @@ class ConnectionActor(SupervisedActor):
     def _open(self, ws: websocket.WebSocket) -> None:
         self._ws = ws
         self.epoch = self._epochs.next()
-        self.counters["connects"] += 1
-        if self.counters["connects"] > 1:
-            self.counters["reconnects"] += 1
+        self.counters.connects += 1
+        if self.counters.connects > 1:
+            self.counters.reconnects += 1
         self._seen_business = self.reader_counters.business
         self._seen_hb_acks = self.reader_counters.heartbeat_acks
         self._outbox.clear()
@@ -187,25 +219,35 @@ class ConnectionActor(SupervisedActor):
             except Exception:  # noqa: BLE001 - the actor is gone; nothing to tell
                 pass
 
-        self._reader = Reader(ws, self.epoch, decode=self._decode, routes=self._routes, peers=self._peers,
+        self._reader = Reader(ws, self.epoch, decode=self._venue.decode, routes=self._routes, peers=self._peers,
                               counters=self.reader_counters, inbox_limit=self._inbox_limit, on_closed=closed,
                               socket=self.socket)
         self._reader.start()
-        self._log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
+        self._limits.opened(self.epoch, self._scheduler, self.actor_ref)
+        self.log.bind(epoch=self.epoch).info("connected to {}", redact(self._url))
         self._peers.tell_tree(SocketOpened(self.epoch))
 
+    def _on_age_limit(self, epoch: int) -> None:
+        """The venue cuts sockets at a maximum age: replace this one first, at once (no backoff)."""
+        if epoch != self.epoch or self._ws is None:
+            return
+        self._limits.planned_reconnects += 1
+        age_s = self._venue.max_socket_age_s()
+        self.log.bind(epoch=epoch).info("planned reconnect: the socket is {:.0f}s old, the venue's limit", age_s)
+        self._close_socket(f"planned reconnect before the venue's {age_s:.0f}s socket lifetime")
+        self._schedule_connect(0.0)
+
     def _connect_failed(self, why: str) -> None:
-        self.counters["connect_failures"] += 1
+        self.counters.connect_failures += 1
         self.socket.down_reason = f"connect failed: {why}"
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._attempt,
+        delay = self._backoff.next_delay()
+        self.log.warning("connect to {} failed ({}); retry {} in {:.2f}s", redact(self._url), why, self._backoff.attempt,
                           delay)
         self._schedule_connect(delay)
 
     def _fail(self, why: str) -> None:
         self._failed = why
-        self._log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
+        self.log.bind(event="venue_refused").error("{}; not reconnecting (check the token)", why)
         self._peers.tell_tree(VenueFailure(why))
 
     def _schedule_connect(self, delay_s: float) -> None:
@@ -213,16 +255,15 @@ class ConnectionActor(SupervisedActor):
             return
         self._connect_pending = True
         if delay_s <= 0:
-            self.actor_ref.tell(ConnectNow(self._attempt))
+            self.actor_ref.tell(ConnectNow(self._backoff.attempt))
         else:
-            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._attempt))
+            self._scheduler.schedule(delay_s, self.actor_ref, ConnectNow(self._backoff.attempt))
 
     def _drop_socket(self, reason: str) -> None:
         """The socket is gone: close it and reconnect after a backoff."""
         self._close_socket(reason)
-        delay = reconnect_delay(self._attempt, self._reconnect, self._rng)
-        self._attempt += 1
-        self._log.info("reconnecting in {:.2f}s (attempt {})", delay, self._attempt)
+        delay = self._backoff.next_delay()
+        self.log.info("reconnecting in {:.2f}s (attempt {})", delay, self._backoff.attempt)
         self._schedule_connect(delay)
 
     def _close_socket(self, reason: str) -> None:
@@ -249,35 +290,37 @@ class ConnectionActor(SupervisedActor):
         counters = self.reader_counters
         if counters.business != self._seen_business:
             self._seen_business = counters.business
-            self._attempt = 0  # this socket delivered data: it is healthy
+            self._backoff.reset()  # this socket delivered data: it is healthy
         bound_s = self.socket.silence_bound_s
         silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
-        if self._venue.dialect == "alltick":
-            silent_s = max(silent_s, self._alltick_heartbeat(now))
+        frame = self._venue.heartbeat(self._hb_seq + 1, self.epoch)
+        if frame is not None:
+            silent_s = max(silent_s, self._send_heartbeat(frame, now))
         if silent_s >= bound_s:
-            self.counters["heartbeat_timeouts"] += 1
-            self._log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
+            self.counters.heartbeat_timeouts += 1
+            self.log.bind(event="heartbeat_timeout", epoch=self.epoch).warning(
                 "heartbeat timeout: silent for {:.1f}s (bound {}s); reconnecting and resyncing all", silent_s, bound_s)
             self._drop_socket(f"heartbeat timeout: silent for {silent_s:.1f}s")
 
-    def _alltick_heartbeat(self, now: float) -> float:
-        """Send one heartbeat; return how long the venue has not acknowledged any."""
+    def _send_heartbeat(self, frame: str, now: float) -> float:
+        """Send one client heartbeat; return how long the venue has not answered any (0 if it
+        never answers them)."""
         acks = self.reader_counters.heartbeat_acks
         if acks != self._seen_hb_acks:
             self._acked_at = now
         self._seen_hb_acks = acks
-        silent_s = now - self._acked_at if self._hb_seq else 0.0
+        silent_s = now - self._acked_at if self._hb_seq and self._venue.heartbeat_acks else 0.0
         self._hb_seq += 1
-        self._enqueue(codec_alltick.encode_heartbeat(self._hb_seq, f"hb-{self.epoch}-{self._hb_seq}"), "heartbeat")
-        self.counters["heartbeats_sent"] += 1
+        self._enqueue(frame, "heartbeat")
+        self.counters.heartbeats_sent += 1
         return silent_s
 
     # -- sending (paced) -----------------------------------------------------------------
 
     def _on_send(self, message: SendFrame) -> None:
         if message.epoch != self.epoch or self._ws is None:
-            self.counters["sends_dropped"] += 1
-            self._log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
+            self.counters.sends_dropped += 1
+            self.log.debug("dropping {} for epoch {} (current {})", message.what, message.epoch, self.epoch)
             return
         self._enqueue(message.text, message.what)
 
@@ -297,18 +340,16 @@ class ConnectionActor(SupervisedActor):
             try:
                 self._ws.send(text)
             except (OSError, websocket.WebSocketException) as exc:
-                self._log.warning("send of {} failed: {}", what, exc)
+                self.log.warning("send of {} failed: {}", what, exc)
                 self._drop_socket(f"send failed: {exc}")
                 return
             self._last_sent_at = time.monotonic()
-            self.counters["frames_sent"] += 1
-            self._log.bind(epoch=self.epoch).debug("sent {}", what)
+            self.counters.frames_sent += 1
+            self.log.bind(epoch=self.epoch).debug("sent {}", what)
 
-    def snapshot_counters(self) -> dict[str, Any]:
-        rc = self.reader_counters
-        return dict(self.counters, epoch=self.epoch, connected=self._ws is not None, failed=self._failed,
-                    reconnect_scheduled=self._connect_pending,
-                    frames=rc.frames, business=rc.business, malformed=rc.malformed,
-                    malformed_by_kind=dict(rc.malformed_by_kind), unwanted=rc.unwanted,
-                    overflow_skipped=rc.overflow_skipped, dead_book=rc.dead_book, acks=rc.acks,
-                    heartbeat_acks=rc.heartbeat_acks)
+    def report(self) -> ConnectionReport:
+        reader = attrs.evolve(self.reader_counters, malformed_by_kind=dict(self.reader_counters.malformed_by_kind))
+        counters = attrs.evolve(self.counters, planned_reconnects=self._limits.planned_reconnects,
+                                connects_deferred=self._limits.deferred)
+        return ConnectionReport(counters, reader, self.epoch, self._ws is not None, self._failed,
+                                self._connect_pending)

@@ -13,9 +13,9 @@ from typing import Any
 import attrs
 import pykka
 
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.actors.sync import ResyncReason
-from depthkeeper.actors.wire import Ack, DepthPush, DiffEvent, Levels, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.actors.core.wire import Ack, DepthPush, DiffEvent, Levels, RangeDiff, Snapshot
 
 # --- service facade / tree -> actors ------------------------------------------------------
 
@@ -150,10 +150,11 @@ class SocketClosed:
 
 @attrs.frozen
 class DiffBatch:
-    """Reader thread -> BookActor: every diff for one code already read, in order."""
+    """Reader thread -> BookActor: every diff for one code already read, in order (one-level diffs
+    or update-id range events, as the venue's codec decodes them)."""
 
     epoch: int
-    diffs: tuple[DiffEvent, ...]
+    diffs: tuple[DiffEvent, ...] | tuple[RangeDiff, ...]
     received_at: float
 
 
@@ -249,6 +250,9 @@ class BookView:
     complete_levels: tuple[int, int] = (0, 0)
     #: why the book has this status ("in sync" when LIVE)
     reason: str = ""
+    #: the venue's time of the last event applied, seconds since the epoch (Binance ``E``, AllTick
+    #: ``tick_time``); 0.0 when the venue does not say (article) or nothing was applied since a sync
+    event_time: float = 0.0
 
     @property
     def age_s(self) -> float:
@@ -284,13 +288,22 @@ class BookStatusChanged:
     detail: str = ""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class BookStats:
-    """BookActor -> outside: counters for stats()/metrics."""
+    """One book's figures for stats(), metrics and the live view (read without a message: readport.py)."""
 
     code: str
     status: BookStatus
+    #: why the book has its status ("in sync" when LIVE)
+    reason: str
     seq: int
+    #: the socket epoch the book syncs on
+    epoch: int
+    #: wall-clock time of the last change applied (0: never), and seconds since then (inf: never)
+    updated_at: float
+    age_s: float
+    #: batches waiting in the book's inbox
+    inbox: int
     applied: int
     gaps: int
     resyncs: int
@@ -298,11 +311,14 @@ class BookStats:
     overflows: int
     crossed: int
     stale_dropped: int
-    drifted_levels: int
-    calibrations: int
-    updated_at: float
-    epoch: int
-    inbox: int
+    #: snapshots refused (empty or short), ahead of the stream, and buffered diffs skipped as not in the chain
+    bad_snapshots: int = 0
+    ahead_snapshots: int = 0
+    suspect_diffs: int = 0
+    drifted_levels: int = 0
+    calibrations: int = 0
+    #: batches from an older socket epoch that were ignored (late frames of a dead socket)
+    old_epoch_batches: int = 0
     #: venue send timestamp -> applied, over the last <= 1024 batches (0 when not stamped)
     latency_p50_s: float = 0.0
     latency_p99_s: float = 0.0
@@ -310,13 +326,6 @@ class BookStats:
     #: frame read by the reader thread -> applied (the in-process hop), same window
     apply_p50_s: float = 0.0
     apply_p99_s: float = 0.0
-    #: batches from an older socket epoch that were ignored (late frames of a dead socket)
-    old_epoch_batches: int = 0
-    #: why the book has its status
-    reason: str = ""
-    bad_snapshots: int = 0
-    ahead_snapshots: int = 0
-    suspect_diffs: int = 0
 
 
 # --- internal (an actor to itself, or a worker thread to its actor) ------------------------
@@ -331,6 +340,10 @@ class FetchDone:
     error: str | None = None
     #: a permanent refusal (HTTP 401 / ret 401): do not retry
     fatal: bool = False
+    #: the venue said to stop (HTTP 429/418 with ``Retry-After``): no request at all for this long
+    retry_after_s: float | None = None
+    #: the REST weight the venue says we used this window (``Venue.used_weight``), when it says
+    used_weight: int | None = None
 
 
 @attrs.frozen
@@ -355,6 +368,14 @@ class ConnectNow:
 @attrs.frozen
 class HeartbeatTick:
     """Timer -> ConnectionActor: one heartbeat interval elapsed."""
+
+
+@attrs.frozen
+class SocketAgeLimit:
+    """Timer -> ConnectionActor: the socket of ``epoch`` reached the venue's maximum age; replace it
+    (a planned reconnect, before the venue cuts it)."""
+
+    epoch: int
 
 
 @attrs.frozen

@@ -6,6 +6,11 @@ writing). A reader copies the two price maps (``dict.copy`` of float keys runs e
 C, so under the GIL it is atomic) plus the version fields, then checks ``gen`` did not
 move; if it did, it retries. The copy is sorted in the *caller's* thread. The BookActor
 never waits for a reader.
+
+Stats are read the same way: the port holds the book's counter records and latency rings,
+``stats()`` copies them (ints and C-level array copies) inside the retry loop and computes
+the percentiles outside it. The port is the whole read side of a book: nobody outside the
+tree touches the BookActor object.
 """
 
 from __future__ import annotations
@@ -15,13 +20,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from depthkeeper.actors.messages import BookView
-from depthkeeper.actors.orderbook import top_of
-from depthkeeper.actors.promise import shown_status
+import attrs
+
+from depthkeeper.actors.core.orderbook import BookStatus, top_of
+from depthkeeper.actors.core.promise import shown_status
+from depthkeeper.actors.core.samples import Latencies, percentile
+from depthkeeper.actors.core.sync import SyncCounters
+from depthkeeper.actors.messages import BookStats, BookView
 
 if TYPE_CHECKING:
-    from depthkeeper.actors.orderbook import OrderBook
-    from depthkeeper.actors.promise import SocketState
+    from depthkeeper.actors.core.calibration import Calibration
+    from depthkeeper.actors.core.orderbook import OrderBook
+    from depthkeeper.actors.core.promise import SocketState
 
 T = TypeVar("T")
 
@@ -29,21 +39,40 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 16
 
 
-class BookReadPort:
-    __slots__ = ("book", "code", "epoch", "gen", "owner", "socket", "updated_at")
+@attrs.define
+class BookCounters:
+    """What a BookActor counts beyond its sync policy."""
 
-    def __init__(self, code: str, book: OrderBook, owner: Any = None) -> None:
+    #: batches from an older (or lost) socket epoch, ignored
+    old_epoch_batches: int = 0
+
+
+class BookReadPort:
+    """The read side of one book: its state, counters and latencies, written by its actor."""
+
+    __slots__ = ("book", "calibration", "code", "counters", "epoch", "gen", "inbox", "latencies", "levels_held",
+                 "socket", "sync", "updated_at")
+
+    def __init__(self, code: str, book: OrderBook, *, sync: SyncCounters | None = None,
+                 calibration: Calibration | None = None, latencies: Latencies | None = None,
+                 inbox: Any = None) -> None:
         self.code = code
         self.book = book
-        #: the BookActor object, whose counters ``consistent`` reads (stats without a message)
-        self.owner = owner
         self.gen = 0
         self.updated_at = 0.0
         #: the socket epoch the book syncs on, and the shared socket state (the LIVE promise)
         self.epoch = 0
         self.socket: SocketState | None = None
+        self.sync = sync if sync is not None else SyncCounters()
+        self.counters = BookCounters()
+        self.calibration = calibration
+        self.latencies = latencies if latencies is not None else Latencies(16)
+        #: the actor's inbox (a queue: ``qsize()`` is thread-safe)
+        self.inbox = inbox
+        #: levels per side the book last held LIVE (its policy's; a restarted book inherits them)
+        self.levels_held: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
-    def status(self) -> Any:
+    def status(self) -> BookStatus:
         """The status a reader may be shown (one attribute read per field: no copy, no sort)."""
         book = self.book
         return shown_status(book.status, book.reason, self.epoch, self.socket)[0]
@@ -72,17 +101,69 @@ class BookReadPort:
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""
         copied = self.consistent(self._copy)
-        if copied is None:
-            return None
-        bids, asks, status, reason, seq, horizons, updated_at, epoch = copied
+        return None if copied is None else self._view(copied, depth)
+
+    def owner_view(self, depth: int | None) -> BookView:
+        """The view from the book's own actor (the writer: nothing can change under it)."""
+        return self._view(self._copy(), depth)
+
+    def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
+        bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
         top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
         status, reason = shown_status(status, reason, epoch, self.socket)
-        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason)
+        return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason, event_time)
 
     def _copy(self) -> tuple[Any, ...]:
         book = self.book
         return (book.bids.copy(), book.asks.copy(), book.status, book.reason, book.last_seq, book.horizons(),
-                self.updated_at, self.epoch)
+                self.updated_at, self.epoch, book.event_time)
+
+
+    def stats(self) -> BookStats | None:
+        """A consistent BookStats, or None if the book kept changing under us."""
+        copied = self.consistent(self._copy_stats)
+        return None if copied is None else self._stats(copied)
+
+    def owner_stats(self) -> BookStats:
+        """BookStats from the book's own actor (it is the writer: nothing can change under it)."""
+        return self._stats(self._copy_stats())
+
+    def _stats(self, copied: tuple[Any, ...]) -> BookStats:
+        status, reason, seq, updated_at, epoch, sync, counters, drift, calibrations, e2e, hop = copied
+        e2e_sorted, hop_sorted = sorted(e2e), sorted(hop)  # outside the retry loop
+        status, reason = shown_status(status, reason, epoch, self.socket)
+        inbox = self.inbox.qsize() if self.inbox is not None else 0
+        return BookStats(
+            code=self.code, status=status, reason=reason, seq=seq, epoch=epoch, updated_at=updated_at,
+            age_s=max(0.0, time.time() - updated_at) if updated_at else float("inf"), inbox=inbox,
+            applied=sync.applied, gaps=sync.gaps, resyncs=sync.resyncs, duplicates=sync.duplicates,
+            overflows=sync.overflows, crossed=sync.crossed, stale_dropped=sync.stale_dropped,
+            bad_snapshots=sync.bad_snapshots, ahead_snapshots=sync.ahead_snapshots, suspect_diffs=sync.suspect_diffs,
+            drifted_levels=drift, calibrations=calibrations, old_epoch_batches=counters.old_epoch_batches,
+            latency_p50_s=percentile(e2e_sorted, 0.5), latency_p99_s=percentile(e2e_sorted, 0.99),
+            latency_max_s=e2e_sorted[-1] if e2e_sorted else 0.0,
+            apply_p50_s=percentile(hop_sorted, 0.5), apply_p99_s=percentile(hop_sorted, 0.99))
+
+    def _copy_stats(self) -> tuple[Any, ...]:
+        book, cal, lat = self.book, self.calibration, self.latencies
+        return (book.status, book.reason, book.last_seq, self.updated_at, self.epoch, attrs.evolve(self.sync),
+                attrs.evolve(self.counters), cal.drifted_levels if cal else 0, cal.completed if cal else 0,
+                lat.e2e.copy(), lat.hop.copy())
+
+    def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]] | None:
+        """``Latencies.window`` read consistently (None if the book kept changing under us)."""
+
+        def copy() -> tuple[int, list[float], list[int]]:
+            lat = self.latencies
+            count = lat.e2e.count
+            kept = count - since
+            return (count, lat.e2e.last(kept), lat.sizes.last(kept)) if kept > 0 else (count, [], [])
+
+        copied = self.consistent(copy)
+        if copied is None:
+            return None
+        count, e2e, sizes = copied
+        return count, list(zip(e2e, sizes, strict=True))
 
 
 class ReadPorts:
@@ -91,6 +172,9 @@ class ReadPorts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ports: dict[str, BookReadPort] = {}
+        #: code -> levels per side its book last held LIVE, left by a stopped incarnation for the
+        #: next one (a restarted book must still know a short snapshot when it sees one)
+        self._levels_held: dict[str, tuple[int, int]] = {}
 
     def register(self, port: BookReadPort) -> None:
         with self._lock:
@@ -100,6 +184,16 @@ class ReadPorts:
         with self._lock:
             if self._ports.get(port.code) is port:
                 del self._ports[port.code]
+                self._levels_held[port.code] = port.levels_held()
+
+    def levels_held(self, code: str) -> tuple[int, int]:
+        """What the previous incarnation of ``code``'s book last held LIVE: from its port if it is
+        still registered (a zombie runs no cleanup), else what it left when it stopped."""
+        with self._lock:
+            port = self._ports.get(code)
+            if port is not None:
+                return port.levels_held()
+            return self._levels_held.get(code, (0, 0))
 
     def get(self, code: str) -> BookReadPort | None:
         return self._ports.get(code)

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pykka
+from depthkeeper.supervisor.otp.tell import tell
 
 
 class RoutingTable:
@@ -83,27 +84,17 @@ class Peers:
         self.subscription: pykka.ActorRef[Any] | None = None
         self.snapshot: pykka.ActorRef[Any] | None = None
 
-    @staticmethod
-    def _tell(ref: pykka.ActorRef[Any] | None, message: Any) -> bool:
-        if ref is None:
-            return False
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            return False
-        return True
-
     def tell_tree(self, message: Any) -> bool:
-        return self._tell(self.tree, message)
+        return tell(self.tree, message)
 
     def tell_connection(self, message: Any) -> bool:
-        return self._tell(self.connection, message)
+        return tell(self.connection, message)
 
     def tell_subscription(self, message: Any) -> bool:
-        return self._tell(self.subscription, message)
+        return tell(self.subscription, message)
 
     def tell_snapshot(self, message: Any) -> bool:
-        return self._tell(self.snapshot, message)
+        return tell(self.snapshot, message)
 
 
 class SubscriptionLedger:

@@ -23,8 +23,19 @@ grace period from the moment the unsubscribe was issued (plus the pacing) stands
 the ack. Each left code is reaped at most once per socket, and the per-code state lives in
 a bounded LRU that a new socket clears.
 
-article: ``sub``/``unsub`` with only the difference. alltick: a 22002 with the WHOLE
-wanted list (it replaces the server's list), or 22006 when nothing is wanted.
+Venue limits and checks (issue 14): a venue holds at most ``Venue.max_streams`` codes per
+socket, so a code past it is refused here, REJECTED with a reason naming the limit (codes the
+venue already has keep their place). A venue that refuses a whole request for one bad code
+(Binance's all-or-nothing SUBSCRIBE) answers with ``retry_groups``: those codes are asked again,
+one group per request, until the bad one is alone and rejected by name. A venue that can list
+our subscriptions (``Venue.can_list``) is asked once a burst has settled, and what it lists
+becomes ``active`` (the next flush fixes any difference; a code it keeps leaving out is rejected).
+
+What goes on the wire is the venue's (``Venue.plan``: the article sends ``sub``/``unsub``
+with only the difference, AllTick a 22002 with the WHOLE wanted list, Binance SUBSCRIBE /
+UNSUBSCRIBE with request ids), and so is what an answer means (``Venue.read_ack``). A ghost
+is unsubscribed again by keeping it in ``active`` and planning the next flush: the venue's
+own request shape does the rest, coalesced with any other change.
 """
 
 from __future__ import annotations
@@ -36,9 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -52,22 +61,22 @@ from depthkeeper.actors.messages import (
     UnwantedData,
     VenueFailure,
 )
-from depthkeeper.supervisor.base import SupervisedActor
+from depthkeeper.supervisor.otp.base import SupervisedActor
 
 from depthkeeper.actors.routing import SubscriptionLedger
 
 if TYPE_CHECKING:
     from depthkeeper.actors.routing import Peers
-    from depthkeeper.actors.symbols import SymbolRules
-    from depthkeeper.actors.wire import Ack
-    from depthkeeper.supervisor.config import SubscriptionConfig
-    from depthkeeper.supervisor.scheduler import Scheduler
-    from depthkeeper.supervisor.spec import ChildContext
+    from depthkeeper.actors.core.symbols import SymbolRules
+    from depthkeeper.actors.venues import AckVerdict
+    from depthkeeper.actors.core.wire import Ack
+    from depthkeeper.actors.settings import SubscriptionConfig
+    from depthkeeper.actors.venues import Request, Venue
+    from depthkeeper.supervisor.otp.scheduler import Scheduler
+    from depthkeeper.supervisor.otp.spec import ChildContext
 
-#: alltick ret codes that mean "this code is not for you"
-_CODE_REJECTED = (600, 604)
-#: alltick responses to the requests that set our depth list (their seq_id is one of ours)
-_LIST_RESPONSES = (codec_alltick.SUBSCRIBE_DEPTH_ACK, codec_alltick.CANCEL_ACK)
+#: our requests on one socket kept for their answers (the oldest forgotten first)
+REQUESTS_KEPT = 256
 #: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
 #: unsubscribe are still in flight, not ghosts
 _UNSUB_GRACE_S = 1.0
@@ -78,13 +87,44 @@ LEFT_CODES_LIMIT = 4096
 
 
 @attrs.define
+class SubscriptionCounters:
+    """What the SubscriptionActor counts (cumulative; GetCounters answers a copy in a report)."""
+
+    commands: int = 0
+    codes_subscribed: int = 0
+    codes_unsubscribed: int = 0
+    invalid_codes: int = 0
+    venue_rejected: int = 0
+    unwanted_frames: int = 0
+    ghost_unsubscribes: int = 0
+    replays: int = 0
+    #: frames for a code we are leaving, still in flight (not ghosts)
+    in_flight_frames: int = 0
+    #: frames for a code this socket never subscribed (counted, never answered)
+    unknown_code_frames: int = 0
+    acks: int = 0
+
+
+@attrs.frozen
+class SubscriptionReport:
+    """The answer to GetCounters."""
+
+    counters: SubscriptionCounters
+    desired: tuple[str, ...]
+    active: tuple[str, ...]
+    rejected: dict[str, str]
+    epoch: int
+    left_codes: int
+
+
+@attrs.define
 class LeftCode:
     """A code this socket subscribed and then left: is its data still in flight, or a ghost?"""
 
     #: unsubscribe commands (article) naming it on this socket, and acks of them seen
     unsubs: int = 0
     unsub_acks: int = 0
-    #: alltick: seq_id of the last request that left it; settled once a response >= it arrives
+    #: id of the last request that left it (venues with ids); settled once an answer >= it arrives
     request: int = 0
     #: when we issued the last unsubscribe (monotonic seconds)
     left_at_s: float = 0.0
@@ -95,17 +135,18 @@ class LeftCode:
 
 
 class SubscriptionActor(SupervisedActor):
-    def __init__(self, ctx: ChildContext, *, dialect: str, cfg: SubscriptionConfig, rules: SymbolRules,
+    log_name = "subscription"
+
+    def __init__(self, ctx: ChildContext, *, venue: Venue, cfg: SubscriptionConfig, rules: SymbolRules,
                  peers: Peers, scheduler: Scheduler, desired: frozenset[str], epoch: int = 0,
-                 depth_level: int = 5, ledger: SubscriptionLedger | None = None,
+                 ledger: SubscriptionLedger | None = None,
                  rejected: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(ctx)
-        self._dialect = dialect
+        self._venue = venue
         self._cfg = cfg
         self._rules = rules
         self._peers = peers
         self._scheduler = scheduler
-        self._depth_level = depth_level
         #: monotonic seconds (a test drives the ghost grace periods with its own clock)
         self._clock = clock
         self.desired: frozenset[str] = frozenset()
@@ -119,12 +160,16 @@ class SubscriptionActor(SupervisedActor):
         self._left: OrderedDict[str, LeftCode] = OrderedDict()
         self._acks_seen = 0
         self._acked_request = 0
-        self._seq_id = 0
-        self._added_by_request: dict[int, frozenset[str]] = {}
-        self.counters = {"commands": 0, "codes_subscribed": 0, "codes_unsubscribed": 0, "invalid_codes": 0,
-                         "venue_rejected": 0, "unwanted_frames": 0, "ghost_unsubscribes": 0, "replays": 0,
-                         "in_flight_frames": 0, "unknown_code_frames": 0, "acks": 0}
-        self._log = logger.bind(actor="subscription")
+        self._request_id = 0
+        #: our requests on this socket that carry an id, for the venue's answers
+        self._requests: OrderedDict[int, Request] = OrderedDict()
+        self.counters = SubscriptionCounters()
+        #: groups of codes to ask for one group per request (``AckVerdict.retry_groups``), this socket
+        self._groups: list[frozenset[str]] = []
+        #: a LIST of our subscriptions is due once the current burst is sent (``Venue.can_list``)
+        self._list_due = False
+        #: code -> times the venue's list left it out although we had subscribed it (this socket)
+        self._unlisted: dict[str, int] = {}
         self._initial = desired
         self._ledger = ledger if ledger is not None else SubscriptionLedger()
 
@@ -136,7 +181,7 @@ class SubscriptionActor(SupervisedActor):
             # restarted on the same live socket: the ledger says what the server has
             self.active = set(self._ledger.active)
         else:
-            self.counters["replays"] += 1  # a socket we never sent on: replay everything
+            self.counters.replays += 1  # a socket we never sent on: replay everything
         self._flush()
 
     def on_receive(self, message: Any) -> Any:
@@ -161,11 +206,10 @@ class SubscriptionActor(SupervisedActor):
                 self._on_unwanted(message)
             case AckReceived(epoch=epoch, ack=ack):
                 if epoch == self.epoch:
-                    self._settle(ack)
                     self._on_ack(ack)
             case GetCounters():
-                return dict(self.counters, desired=sorted(self.desired), active=sorted(self.active),
-                            rejected=dict(self.rejected), epoch=self.epoch, left_codes=len(self._left))
+                return SubscriptionReport(attrs.evolve(self.counters), tuple(sorted(self.desired)),
+                                          tuple(sorted(self.active)), dict(self.rejected), self.epoch, len(self._left))
             case _:
                 return super().on_receive(message)
         return None
@@ -173,8 +217,8 @@ class SubscriptionActor(SupervisedActor):
     def _set_desired(self, desired: frozenset[str]) -> None:
         accepted, refused = self._rules.split(sorted(desired))
         for code, reason in refused:
-            self.counters["invalid_codes"] += 1
-            self._log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
+            self.counters.invalid_codes += 1
+            self.log.bind(event="malformed_code", symbol=code).warning("refusing to send code {}: {}", code, reason)
         self.desired = frozenset(accepted)
 
     def _on_socket(self, epoch: int) -> None:
@@ -184,9 +228,10 @@ class SubscriptionActor(SupervisedActor):
         self.active = set()
         self._commit()
         self._left.clear()
+        self._groups, self._list_due, self._unlisted = [], False, {}
         self._acks_seen = self._acked_request = 0
-        self.counters["replays"] += 1
-        self._log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
+        self.counters.replays += 1
+        self.log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
 
     def _schedule(self, delay_s: float) -> None:
@@ -205,51 +250,43 @@ class SubscriptionActor(SupervisedActor):
         if wait_s > 0:
             self._schedule(wait_s + 0.001)
             return
-        want = self.desired - self.rejected.keys()
-        if self._dialect == "alltick":
-            self._flush_alltick(want)
-        else:
-            self._flush_article(want)
+        want = self._within_limit(frozenset(self.desired - self.rejected.keys()))
+        apart = frozenset().union(*self._groups) if self._groups else frozenset()
+        requests = self._venue.plan(want - apart, frozenset(self.active), self._next_id, self.epoch)
+        if not requests:
+            requests = self._next_group(want) or self._list_request()
+        if requests and self._cfg.min_interval_s > 0:
+            if len(requests) > 1:
+                self._schedule(self._cfg.min_interval_s)  # one request per interval: the rest next time
+            requests = requests[:1]
+        for request in requests:
+            self._issue(request)
+        if requests and (self._groups or self._list_due):
+            self._schedule(max(self._cfg.min_interval_s, self._cfg.coalesce_window_s))
 
-    def _flush_article(self, want: frozenset[str]) -> None:
-        to_sub = sorted(want - self.active)
-        to_unsub = sorted(self.active - want)
-        if to_sub:
-            self._send(codec_article.encode_command("sub", to_sub), f"sub {to_sub}")
-            self.active.update(to_sub)
-            self._commit()
-            self.counters["codes_subscribed"] += len(to_sub)
-            if to_unsub and self._cfg.min_interval_s > 0:
-                self._schedule(self._cfg.min_interval_s)
-                return
-        if to_unsub:
-            self._send(codec_article.encode_command("unsub", to_unsub), f"unsub {to_unsub}")
-            self.active.difference_update(to_unsub)
-            self._commit()
-            self._mark_left(to_unsub)
-            self.counters["codes_unsubscribed"] += len(to_unsub)
+    def _next_id(self) -> int:
+        self._request_id += 1
+        return self._request_id
 
-    def _flush_alltick(self, want: frozenset[str]) -> None:
-        if want == self.active:
-            return
-        self._seq_id += 1
-        trace = f"dk-sub-{self.epoch}-{self._seq_id}"
-        if want:
-            text = codec_alltick.encode_subscribe(sorted(want), self._depth_level, self._seq_id, trace)
-            self._added_by_request[self._seq_id] = frozenset(want - self.active)
-            self._send(text, f"22002 ({len(want)} codes)")
-        else:
-            self._send(codec_alltick.encode_cancel(self._seq_id, trace), "22006 cancel depth")
-        self.counters["codes_subscribed"] += len(want - self.active)
-        self.counters["codes_unsubscribed"] += len(self.active - want)
-        self._mark_left(self.active - want, request=self._seq_id)
-        self.active = set(want)
+    def _issue(self, request: Request) -> None:
+        self._send(request.text, request.what)
+        if request.request_id:
+            self._requests[request.request_id] = request
+            while len(self._requests) > REQUESTS_KEPT:
+                self._requests.popitem(last=False)
+        self.active.update(request.added)
+        self.active.difference_update(request.removed)
+        self._list_due = self._list_due or (bool(request.added) and self._venue.can_list)
         self._commit()
+        self.counters.codes_subscribed += len(request.added)
+        self.counters.codes_unsubscribed += len(request.removed)
+        if request.removed:
+            self._mark_left(request.removed, request=request.request_id)
 
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = self._clock()
-        self.counters["commands"] += 1
-        self._log.bind(epoch=self.epoch).info("sending {}", what)
+        self.counters.commands += 1
+        self.log.bind(epoch=self.epoch).info("sending {}", what)
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
 
     def _commit(self) -> None:
@@ -257,8 +294,8 @@ class SubscriptionActor(SupervisedActor):
 
     # -- ghosts ----------------------------------------------------------------------------
 
-    def _mark_left(self, codes: set[str] | list[str], request: int = 0) -> None:
-        """We just issued the command that leaves ``codes`` (``request``: its alltick seq_id)."""
+    def _mark_left(self, codes: frozenset[str], request: int = 0) -> None:
+        """We just issued the command that leaves ``codes`` (``request``: its id, if the venue uses ids)."""
         now = self._clock()
         left = self._left
         for code in codes:
@@ -273,32 +310,28 @@ class SubscriptionActor(SupervisedActor):
 
     def _settled(self, entry: LeftCode, now: float) -> bool:
         """Has the venue certainly processed our last unsubscribe of this code?"""
-        if self._dialect == "alltick":
-            if entry.request and self._acked_request >= entry.request:
-                return True  # responses come in request order
-        elif entry.unsub_acks >= entry.unsubs:
-            return True
+        if entry.request and self._acked_request >= entry.request:
+            return True  # answers come in request order
+        if entry.unsub_acks >= entry.unsubs:
+            return True  # the venue's answers named the code each time
         waited_s = now - entry.left_at_s
         if self._acks_seen:
             return waited_s >= _UNSUB_ACK_TIMEOUT_S  # an ack went missing: do not wait forever
         return waited_s >= _UNSUB_GRACE_S + 2 * self._cfg.min_interval_s
 
-    def _settle(self, ack: Ack) -> None:
-        """An ack on this socket: which of our unsubscribes has the venue now processed."""
+    def _settle(self, verdict: AckVerdict) -> None:
+        """An answer on this socket: which of our unsubscribes has the venue now processed."""
         self._acks_seen += 1
-        self.counters["acks"] += 1
-        if self._dialect == "alltick":
-            # only answers to our 22002/22006 (heartbeats have seq_ids of their own)
-            if ack.cmd_id in _LIST_RESPONSES and ack.seq_id is not None and ack.seq_id > self._acked_request:
-                self._acked_request = ack.seq_id
-        elif ack.msg == "unsub":  # article: the ack names the codes
-            for code in (*ack.codes, *ack.rejected):
-                entry = self._left.get(code)
-                if entry is not None and entry.unsub_acks < entry.unsubs:
-                    entry.unsub_acks += 1
+        self.counters.acks += 1
+        if verdict.settled_through > self._acked_request:
+            self._acked_request = verdict.settled_through
+        for code in verdict.unsubscribed:
+            entry = self._left.get(code)
+            if entry is not None and entry.unsub_acks < entry.unsubs:
+                entry.unsub_acks += 1
 
     def _on_unwanted(self, message: UnwantedData) -> None:
-        self.counters["unwanted_frames"] += message.frames
+        self.counters.unwanted_frames += message.frames
         if message.epoch != self.epoch:
             return
         now = self._clock()
@@ -308,11 +341,11 @@ class SubscriptionActor(SupervisedActor):
                 continue  # a book being started or restarted, or our unsub not sent yet: not a ghost
             entry = self._left.get(code)
             if entry is None:
-                self.counters["unknown_code_frames"] += frames  # never subscribed here: count, never answer
+                self.counters.unknown_code_frames += frames  # never subscribed here: count, never answer
             elif entry.reaped:
                 continue  # unsubscribed again once on this socket already; counted above
             elif not self._settled(entry, now):
-                self.counters["in_flight_frames"] += frames  # sent before the venue processed our unsub
+                self.counters.in_flight_frames += frames  # sent before the venue processed our unsub
             else:
                 entry.frames += frames
                 if entry.frames >= self._cfg.ghost_threshold:
@@ -322,36 +355,28 @@ class SubscriptionActor(SupervisedActor):
             self._reap(ghosts)
 
     def _reap(self, codes: list[str]) -> None:
-        self.counters["ghost_unsubscribes"] += len(codes)
+        """Unsubscribe ghosts again: kept in ``active``, the next flush plans their unsubscribe."""
+        self.counters.ghost_unsubscribes += len(codes)
         for code in codes:
-            self._log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
+            self.log.bind(symbol=code, event="ghost").warning("data keeps arriving for unwanted {}; unsubscribing",
                                                                code)
-        if self._dialect == "alltick":
-            self.active.update(codes)  # the next 22002 (the whole wanted list) drops them
-            self._schedule(self._cfg.coalesce_window_s)
-            return
-        valid = [code for code in codes if self._rules.problem(code) is None]
-        if valid:
-            self._send(codec_article.encode_command("unsub", valid), f"unsub ghost {valid}")
-            self._mark_left(valid)
+        self.active.update(codes)
+        self._schedule(self._cfg.coalesce_window_s)
 
     def _on_ack(self, ack: Ack) -> None:
-        if ack.rejected:
-            for code in ack.rejected:
-                self._reject(code, "rejected by the venue")
-        if ack.ret == 200:
-            return
-        if ack.ret in _CODE_REJECTED:
-            for code in self._added_by_request.get(ack.seq_id or -1, frozenset()):
-                self._reject(code, f"ret {ack.ret} {ack.msg}")
-        elif ack.ret == 401:
-            self._log.bind(event="venue_refused").error("venue says the token is invalid (ret 401 {})", ack.msg)
-            self._peers.tell_connection(VenueFailure(f"ret 401 {ack.msg}"))
-        elif ack.ret == 603:
-            self._log.warning("venue says the plan's symbol limit is reached (ret 603 {}); extra codes ignored",
-                              ack.msg)
-        else:
-            self._log.warning("venue answered cmd {} with ret {} {}", ack.cmd_id, ack.ret, ack.msg)
+        verdict = self._venue.read_ack(ack, self._requests)
+        self._settle(verdict)
+        for code, why in verdict.rejected:
+            self._reject(code, why)
+        if verdict.retry_groups:
+            self._retry_apart(verdict.retry_groups)
+        if verdict.listed is not None:
+            self._reconcile(verdict.listed, verdict.settled_through)
+        if verdict.fatal is not None:
+            self.log.bind(event="venue_refused").error("venue refused us: {}", verdict.fatal)
+            self._peers.tell_connection(VenueFailure(verdict.fatal))
+        elif verdict.warning is not None:
+            self.log.warning("{}", verdict.warning)
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:
@@ -359,6 +384,65 @@ class SubscriptionActor(SupervisedActor):
         self.rejected[code] = why
         self.active.discard(code)
         self._commit()
-        self.counters["venue_rejected"] += 1
-        self._log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
+        self.counters.venue_rejected += 1
+        self.log.bind(symbol=code, event="code_rejected").warning("venue rejected {}: {}", code, why)
         self._peers.tell_tree(CodeRejected(code, why))
+
+    # -- venue limits and checks -------------------------------------------------------------
+
+    def _within_limit(self, want: frozenset[str]) -> frozenset[str]:
+        """``want`` cut to the venue's streams per socket; the codes past it are rejected, naming the limit.
+        Codes the venue already has keep their place; new ones are taken in code order."""
+        limit = self._venue.max_streams
+        if len(want) <= limit:
+            return want
+        kept = sorted(want & self.active)[:limit]
+        new = sorted(want - self.active)
+        room = max(0, limit - len(kept))
+        for code in new[room:]:
+            self._reject(code, f"over the venue's limit of {limit} streams per connection "
+                               f"(one connection holds {limit} books)")
+        return frozenset(kept) | frozenset(new[:room])
+
+    def _retry_apart(self, groups: tuple[frozenset[str], ...]) -> None:
+        """The venue refused a request as a whole: ask again, one group per request."""
+        for group in groups:
+            self.active.difference_update(group)
+            self._groups.append(group)
+        self._commit()
+        self._schedule(self._cfg.coalesce_window_s)
+
+    def _next_group(self, want: frozenset[str]) -> list[Request]:
+        while self._groups:
+            group = (self._groups.pop(0) & want) - self.active
+            if group:
+                return self._venue.plan(frozenset(self.active) | group, frozenset(self.active), self._next_id,
+                                        self.epoch)
+        return []
+
+    def _list_request(self) -> list[Request]:
+        if not self._list_due:
+            return []
+        self._list_due = False
+        request = self._venue.list_request(self._next_id)
+        return [request] if request is not None else []
+
+    def _reconcile(self, listed: frozenset[str], request_id: int) -> None:
+        """The venue's list of our codes. Valid only if nothing was asked after the list request
+        (answers come in order); then it IS ``active``, and the next flush sends the difference."""
+        if request_id != self._request_id:
+            return  # a later request changed the list since: the LIST after it will tell
+        missing, extra = self.active - listed, listed - self.active
+        if not missing and not extra:
+            self.log.bind(epoch=self.epoch).debug("the venue lists our {} codes", len(listed))
+            return
+        self.log.bind(epoch=self.epoch).warning(
+            "the venue's list differs from ours: missing {}, extra {}; reconciling", sorted(missing), sorted(extra))
+        for code in missing:
+            self._unlisted[code] = self._unlisted.get(code, 0) + 1
+        self.active = set(listed)
+        self._commit()
+        for code in [c for c in missing if self._unlisted[c] >= 2]:
+            self._reject(code, "the venue accepted the subscription but does not keep it (LIST_SUBSCRIPTIONS)")
+        self._schedule(self._cfg.coalesce_window_s)
+

@@ -41,12 +41,15 @@ def _quiet_logs() -> None:
     """The bench owns the sinks (it is a CLI): errors only, on stderr."""
     from loguru import logger
 
+    import depthkeeper.supervisor  # noqa: F401 - the library disables its logs on import; enable after it
+
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
+    logger.enable("depthkeeper")
 
 
 def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth: int) -> Any:
-    from depthkeeper.supervisor.config import config_from_mapping
+    from depthkeeper.supervisor.service.config import config_from_mapping
 
     return config_from_mapping({
         "venue": {"dialect": "article", "url": urls.url, "snapshot_url": urls.rest_url},
@@ -60,11 +63,15 @@ def _config(urls: Any, codes: list[str], archive: str, interval_s: float, depth:
 
 
 def _archive_counters(svc: Any) -> dict[str, Any]:
-    from depthkeeper.actors.messages import GetCounters
-    from depthkeeper.supervisor.messages import GetChildren
+    import attrs
 
-    child = next((c for c in svc.root.ask(GetChildren(), timeout=10) if c.id == "archive"), None)
-    return child.ref.ask(GetCounters(), timeout=10) if child is not None and child.ref is not None else {}
+    from depthkeeper.actors.messages import GetCounters
+
+    ref = svc.tree.ref("archive")
+    if ref is None:
+        return {}
+    report = ref.ask(GetCounters(), timeout=10)
+    return {**attrs.asdict(report.counters), "skipped": report.skipped}
 
 
 def _applied(svc: Any) -> int:
@@ -75,7 +82,7 @@ def measure(mode: str, symbols: int, rate: float, seconds: float, warmup_s: floa
             depth: int) -> dict[str, Any]:
     """One run in this process: returns the figures as a dict."""
     _quiet_logs()
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     codes = symbol_codes(symbols)
     with tempfile.TemporaryDirectory() as tmp, simulator_process(symbols, rate) as urls:

@@ -65,7 +65,7 @@ def make_stream(count: int, seed: int = 7) -> list[Update]:
 # -- the three structures, each behind (apply, top) --------------------------------------------
 
 def ours() -> tuple[Callable[[bool, float, float], None], Callable[[], Any]]:
-    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.core.orderbook import OrderBook
 
     book = OrderBook("BENCH", max_levels=50)
     top = book.top

@@ -1,7 +1,7 @@
 """What the reader -> book hop costs, everything else equal (a prototype to size a design change).
 
 The same bulk reader (``actors/frames.py``), the same codec and the same pure core
-(``OrderBook`` + ``ArticleSync``, bridged from REST snapshots) are driven in three topologies:
+(``OrderBook`` + ``ContiguousSync``, bridged from REST snapshots) are driven in three topologies:
 
 - ``per-symbol``: one pykka actor per symbol; one tell per (chunk, code) — today's shape;
 - ``one-shard``: one pykka actor owning every symbol's book; one tell per chunk;
@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pykka  # noqa: E402
-import websocket  # noqa: E402
+import pykka
+import websocket
 
-from common import ProcessMeter, percentile, simulator_process, symbol_codes  # noqa: E402
+from common import ProcessMeter, percentile, simulator_process, symbol_codes
 
 TOPOLOGIES = ("per-symbol", "one-shard", "inline")
 
@@ -45,12 +45,12 @@ class Applier:
     """Pure books for some codes; the only code that touches them runs in one thread."""
 
     def __init__(self, codes: list[str]) -> None:
-        from depthkeeper.actors.orderbook import OrderBook
-        from depthkeeper.actors.sync import ArticleSync, ResyncReason
+        from depthkeeper.actors.core.orderbook import OrderBook
+        from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason
 
         self.policies = {}
         for code in codes:
-            policy = ArticleSync(OrderBook(code, 50), 100_000)
+            policy = ContiguousSync(OrderBook(code, 50), 100_000)
             policy.start(ResyncReason.START)
             self.policies[code] = policy
         self.applied = 0
@@ -95,7 +95,7 @@ class ApplierActor(pykka.ThreadingActor):
 
 
 def _fetch_snapshot(rest_url: str, code: str) -> Any:
-    from depthkeeper.actors.codec_article import decode_snapshot
+    from depthkeeper.actors.venues.article import decode_snapshot
 
     with urllib.request.urlopen(f"{rest_url}?code={code}", timeout=5) as reply:
         return decode_snapshot(reply.read(), code)
@@ -103,9 +103,9 @@ def _fetch_snapshot(rest_url: str, code: str) -> Any:
 
 def measure(topology: str, url: str, rest_url: str, sim_pid: int, codes: list[str], warmup_s: float,
             seconds: float) -> dict[str, Any]:
-    from depthkeeper.actors import codec_article
-    from depthkeeper.actors.frames import FrameReader
-    from depthkeeper.actors.wire import DiffEvent
+    from depthkeeper.actors.venues import article as codec_article
+    from depthkeeper.actors.io.frames import FrameReader
+    from depthkeeper.actors.core.wire import DiffEvent
 
     inline_snapshots: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     inline = Applier(codes) if topology == "inline" else None

@@ -29,12 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import orjson  # noqa: E402
-import websocket  # noqa: E402
+import orjson
+import websocket
 
-from common import simulator_process, symbol_codes  # noqa: E402
-from depthkeeper.actors import codec_article  # noqa: E402
-from depthkeeper.actors.wire import DiffEvent  # noqa: E402
+from common import simulator_process, symbol_codes
+from depthkeeper.actors.venues import article as codec_article
+from depthkeeper.actors.core.wire import DiffEvent
 
 READ_SIZE = 1 << 18
 

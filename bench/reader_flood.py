@@ -13,7 +13,9 @@ reader thread's own work is measured (no socket, no simulator, no books downstre
 Log lines go where the CLI sends them: a loguru sink with the CLI's format and patcher, here on a
 temporary file (``--sink file``, the default), or nowhere (``--sink none``, loguru with no sinks).
 
-    python bench/reader_flood.py [--dialect article|alltick] [--kind unknown] [--frames 300000]
+    python bench/reader_flood.py [--dialect article|alltick|binance] [--kind unknown] [--frames 300000]
+
+(binance: a ``diff`` frame is a combined-stream depthUpdate of 16 levels, the recorded median.)
 
 A benchmark, not a test: the figure depends on the machine.
 """
@@ -32,8 +34,10 @@ import orjson
 import pykka
 from loguru import logger
 
-from depthkeeper.actors import codec_alltick, codec_article
-from depthkeeper.actors.reader import Reader, ReaderCounters
+from depthkeeper.actors.venues import alltick as codec_alltick
+from depthkeeper.actors.venues import article as codec_article
+from depthkeeper.actors.venues import binance as codec_binance
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.routing import Peers, RoutingTable
 
 CHUNK_FRAMES = 2048
@@ -49,13 +53,23 @@ def _frame(payload: bytes) -> bytes:
     return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
+def _binance_levels(base: float, step: float) -> list[list[str]]:
+    return [[f"{base + k * step:.8f}", f"{0.001 * (k + 1):.8f}"] for k in range(8)]
+
+
 def _unknown(dialect: str, i: int) -> bytes:
+    if dialect == "binance":
+        return orjson.dumps({"stream": "btcusdt@trade", "data": {"e": "depthkeeperUnknown", "E": i, "s": "BTCUSDT"}})
     if dialect == "alltick":
         return orjson.dumps({"cmd_id": 23456, "data": {"code": "BTCUSDT", "seq": i, "note": "not a depth push"}})
     return orjson.dumps({"type": "trade", "code": "BTCUSDT", "seq": i, "price": "64000.5", "size": "0.25"})
 
 
 def _good(dialect: str, i: int) -> bytes:
+    if dialect == "binance":
+        return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": {
+            "e": "depthUpdate", "E": 1723161255000 + i, "s": "BTCUSDT", "U": 3 * i + 1, "u": 3 * i + 3,
+            "b": _binance_levels(61837.64, -0.01), "a": _binance_levels(61837.65, 0.01)}})
     if dialect == "alltick":
         return orjson.dumps({"cmd_id": 22999, "data": {"code": "BTCUSDT", "seq": str(i), "tick_time": "1700000000000",
                                                        "bids": [{"price": "64000.5", "volume": "1"}],
@@ -109,7 +123,7 @@ class _Drop(pykka.ThreadingActor):
 
 
 def run_once(dialect: str, kind: str, frames: int) -> tuple[float, ReaderCounters]:
-    decode = codec_alltick.decode if dialect == "alltick" else codec_article.decode
+    decode = {"alltick": codec_alltick.decode, "binance": codec_binance.decode}.get(dialect, codec_article.decode)
     chunk = build_chunk(dialect, kind)
     chunks = max(1, frames // CHUNK_FRAMES)
     routes = RoutingTable()
@@ -131,17 +145,18 @@ def configure_sink(sink: str) -> str:
     logger.remove()
     if sink == "none":
         return ""
-    from depthkeeper.supervisor.logs import _FORMAT, _patch
+    from depthkeeper.supervisor.cli.logs import FORMAT, _patch
 
     path = tempfile.NamedTemporaryFile(prefix="reader-flood-", suffix=".log", delete=False).name
     logger.configure(patcher=_patch)
-    logger.add(path, level="INFO", format=_FORMAT, colorize=False)
+    logger.add(path, level="INFO", format=FORMAT, colorize=False)
+    logger.enable("depthkeeper")
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dialect", choices=("article", "alltick"), default="article")
+    parser.add_argument("--dialect", choices=("article", "alltick", "binance"), default="article")
     parser.add_argument("--kind", choices=("unknown", "bad_json", "mixed", "diff"), default="unknown")
     parser.add_argument("--frames", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -40,7 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes, wait_for_idle  # noqa: E402
+from common import SIM_LEVELS, SIM_SEED, simulator_process, symbol_codes, wait_for_idle
 
 #: "depthkeeper/own-threads" is the same tree with ``[book] threads = 0`` (a thread per BookActor,
 #: pykka's default): what the shared dispatcher buys, measured in the same run
@@ -249,29 +249,44 @@ def save(result: dict[str, Any], text: str, out_dir: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Says every default, except the ones that say nothing (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="depthkeeper bench", description=__doc__.splitlines()[0],
-                                     epilog="See bench/README.md for what each figure means.")
+                                     epilog="See bench/README.md for what each figure means.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer rates (< 60 s)")
     parser.add_argument("--json", action="store_true", help="print the machine-readable result on stdout")
     parser.add_argument("--no-save", action="store_true", help="do not write results/ (a full run saves)")
     parser.add_argument("--save", action="store_true", help="write results/ even for --quick")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"), help="where results are saved")
-    parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}")
-    parser.add_argument("--skip-books", action="store_true")
-    parser.add_argument("--skip-feed", action="store_true")
-    parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--warmup", type=float, default=None, help="seconds before each window")
-    parser.add_argument("--seconds", type=float, default=None, help="length of each measurement window")
+    parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)} "
+                                                      f"(default: all; with --quick {','.join(PEERS_QUICK)})")
+    parser.add_argument("--skip-books", action="store_true", help="skip the book structure microbenchmark")
+    parser.add_argument("--skip-feed", action="store_true", help="skip the peers on the simulated feed")
+    parser.add_argument("--skip-scale", action="store_true", help="skip the many-symbols run")
+    parser.add_argument("--warmup", type=float, default=None, metavar="S",
+                        help="seconds before each window (default: 2, with --quick 1)")
+    parser.add_argument("--seconds", type=float, default=None, metavar="S",
+                        help="length of each measurement window (default: 5, with --quick 2)")
     parser.add_argument("--render", metavar="RESULT_JSON", help="only re-render a saved result")
-    peer = parser.add_argument_group("internal: one peer's measurement")
-    peer.add_argument("--peer", choices=PEERS)
-    peer.add_argument("--url")
-    peer.add_argument("--rest-url")
-    peer.add_argument("--control-url")
-    peer.add_argument("--symbols", type=int, default=SYMBOLS)
-    peer.add_argument("--sim-pid", type=int, default=None)
-    parser.add_argument("--read-calls", type=int, default=None, help="book reads timed after each window")
+    peer = parser.add_argument_group("internal: one peer's measurement (the orchestrator passes these)")
+    peer.add_argument("--peer", choices=PEERS, help="measure this peer only, in this process")
+    peer.add_argument("--url", help="the simulator's WebSocket URL")
+    peer.add_argument("--rest-url", help="the simulator's REST snapshot URL")
+    peer.add_argument("--control-url", help="the simulator's control URL")
+    peer.add_argument("--symbols", type=int, default=SYMBOLS, metavar="N", help="symbols on the feed")
+    peer.add_argument("--sim-pid", type=int, default=None, metavar="PID",
+                      help="the simulator's process (its CPU is measured too)")
+    parser.add_argument("--read-calls", type=int, default=None, metavar="N",
+                        help="book reads timed after each window (default: 2000, with --quick 500)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                         help="before each peer run wait up to S s for the machine to be idle (shared machines)")
     parser.add_argument("--retry-busy", type=int, default=0, metavar="N",

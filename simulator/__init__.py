@@ -19,12 +19,29 @@ The same faults answer over HTTP under ``/_control/faults/...`` (``GET /_control
 
 from __future__ import annotations
 
-from .config import Dialect, SimConfig, TickTimeUnit
-from .errors import HistoryUnavailable, SimulatorError, SimulatorStopped, UnknownCode, UnknownConnection
-from .faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
-from .handle import Faults, SimHandle, Simulator
-from .proxy import TcpProxy
-from .registry import CommandRecord, ConnectionInfo
+import sys
+
+from loguru import logger
+
+from depthkeeper.simulator.config import Dialect, SimConfig, TickTimeUnit
+from depthkeeper.simulator.errors import (
+    HistoryUnavailable,
+    SimulatorError,
+    SimulatorStopped,
+    UnknownCode,
+    UnknownConnection,
+)
+from depthkeeper.simulator.faults import FUTURE_SEQ, UNKNOWN_CODE, FaultKind, MalformedKind
+from depthkeeper.simulator.handle import Faults, SimHandle, Simulator
+from depthkeeper.simulator.proxy import TcpProxy
+from depthkeeper.simulator.registry import CommandRecord, ConnectionInfo
+
+# A library is silent until its host asks (loguru's convention for libraries): the first depthkeeper
+# package imported disables "depthkeeper"; packages imported later (the embedded simulator, ...) leave
+# the host's choice alone. A host turns the logs on with ``logger.enable("depthkeeper")``.
+if not any(name.startswith("depthkeeper.") and not f"{name}.".startswith(f"{__name__}.")
+           for name in list(sys.modules)):
+    logger.disable("depthkeeper")
 
 __all__ = [
     "FUTURE_SEQ",

@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from .config import CODE_PATTERN, TickTimeUnit
-from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
-from .market import LevelText, SymbolMarket, render_side
-from .registry import ConnState
-from .snapshot_faults import apply_shape
-from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue, dumps
+from depthkeeper.simulator.config import CODE_PATTERN, TickTimeUnit
+from depthkeeper.simulator.faults import UNKNOWN_CODE, MalformedKind, RestFaults
+from depthkeeper.simulator.market import LevelText, SymbolMarket, render_side
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.snapshot_faults import apply_shape
+from depthkeeper.simulator.venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue, dumps
 
 #: Crypto depth is at most five levels.
 MAX_DEPTH_LEVEL = 5

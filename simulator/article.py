@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 
-from .config import CODE_PATTERN
-from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
-from .market import DiffTuple, SymbolMarket, format_price, format_size, render_side
-from .registry import ConnState
-from .snapshot_faults import apply_shape
-from .venue import DialectHandler, HttpReply, Reply, Venue, dumps
+from depthkeeper.simulator.config import CODE_PATTERN
+from depthkeeper.simulator.faults import UNKNOWN_CODE, MalformedKind, RestFaults
+from depthkeeper.simulator.market import DiffTuple, SymbolMarket, format_price, format_size, render_side
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.snapshot_faults import apply_shape
+from depthkeeper.simulator.venue import DialectHandler, HttpReply, Reply, Venue, dumps
 
 #: The only command of the dialect (the article calls it "subscribe order book").
 CMD_SUBSCRIBE = 22004

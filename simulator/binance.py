@@ -83,7 +83,12 @@ dialects; ``max_symbols_per_connection`` does not (the stream limit does its job
 **Faults** (control API, as for the other dialects): drop / duplicate / reorder act on whole depth
 events (a drop leaves a ``U``/``u`` gap); stall suppresses everything (the window's changes are
 lost too: a gap afterwards); close, restart (ids start over from 1), malformed (raw or wrapped per
-connection), REST delay/fail (in Binance's error shape) and stale snapshot act as elsewhere.
+connection), REST delay/fail (in Binance's error shape) and stale snapshot act as elsewhere. The
+issue-12 faults: ``reject`` refuses a SUBSCRIBE naming a rejected code with code 2 ``Invalid
+request: invalid stream`` (all-or-nothing, as for an unknown symbol); empty / short / crossed /
+future snapshots bend ``/api/v3/depth`` (snapshot_faults.py, in 1e-8 units); ``future_diff`` sends a
+depth event ``U = u = seq`` re-stating the best level; the floods send combined frames of an
+unknown event type, or depth events of invented symbols.
 """
 
 from __future__ import annotations
@@ -92,22 +97,22 @@ import asyncio
 import time
 from typing import Any
 
-from .binance_commands import Command, parse_request
-from .binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
-from .binance_rest import BinanceRest, GeneratedDepth
-from .binance_wire import (
+from depthkeeper.simulator.binance_commands import Command, parse_request
+from depthkeeper.simulator.binance_connections import CLOSE_TOO_MANY_REQUESTS, BinanceConnections, Session, url_streams
+from depthkeeper.simulator.binance_rest import BinanceRest, GeneratedDepth
+from depthkeeper.simulator.binance_wire import (
     BOOK_TICKER, DEPTH_1S, DEPTH_100MS, DEPTH_1000MS, GENERATED_KINDS, MSG_INVALID_STREAM,
-    MSG_TOO_MANY_SUBSCRIPTIONS, StreamMessage, WsCode, book_ticker, combined, error_reply, parse_stream,
-    price_text, result_reply, size_text,
+    MSG_TOO_MANY_SUBSCRIPTIONS, StreamMessage, WsCode, book_ticker, combined, depth_update, error_reply,
+    parse_stream, price_text, render_levels, result_reply, size_text,
 )
-from .binance_windows import DepthWindows, EventRenderer
-from .faults import UNKNOWN_CODE, MalformedKind, RestFaults
-from .market import DiffTuple, SymbolMarket
-from .metered import metered_connection_class
-from .registry import ConnState
-from .replay import Record, Replay
-from .send_log import FLUSH_INTERVAL_S, SendLog
-from .venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
+from depthkeeper.simulator.binance_windows import DepthWindows, EventRenderer
+from depthkeeper.simulator.faults import UNKNOWN_CODE, MalformedKind, RestFaults
+from depthkeeper.simulator.market import DiffTuple, SymbolMarket
+from depthkeeper.simulator.metered import metered_connection_class
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.replay import Record, Replay
+from depthkeeper.simulator.send_log import FLUSH_INTERVAL_S, SendLog
+from depthkeeper.simulator.venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
 
 #: Counters this dialect adds (present from the start, so readers see 0 rather than a missing key).
 COUNTERS = (
@@ -204,6 +209,8 @@ class BinanceDialect(DialectHandler):
         registry.counters["rejected_codes"] += len(unknown)
         if unknown and self.config.binance_reject_unknown_symbols:
             return WsCode.INVALID_REQUEST, MSG_INVALID_STREAM
+        if self.venue.faults.take_rejected(list(dict.fromkeys(s.code for s in parsed if s is not None))):
+            return WsCode.INVALID_REQUEST, MSG_INVALID_STREAM  # FaultKind.REJECT: the whole request fails
         new = list(dict.fromkeys(name for name in names if name not in session.streams))
         registry.counters["duplicate_subscribes"] += len(names) - len(new)
         if len(session.streams) + len(new) > self.config.binance_max_streams_per_connection:
@@ -393,3 +400,36 @@ class BinanceDialect(DialectHandler):
         if kind is MalformedKind.BAD_JSON:
             return b'{"stream":"%s","data":%s' % (stream, payload)
         return combined(stream, payload)
+
+    # -- issue 12 faults -------------------------------------------------------------------------
+
+    def _depth_bits(self) -> int:
+        bits = 0
+        for kind, bit in self.kind_bits.items():
+            if kind.startswith("depth"):
+                bits |= bit
+        return bits
+
+    def render_future(self, code: str, seq: int) -> StreamMessage:
+        """A depth event ``U = u = seq`` that re-states the best level (no real change)."""
+        symbol = self.venue.market.get(code)
+        bids: list[tuple[bytes, bytes]] = []
+        asks: list[tuple[bytes, bytes]] = []
+        if symbol.bids:
+            price = max(symbol.bids)
+            bids.append((price_text(price), size_text(symbol.bids[price])))
+        elif symbol.asks:
+            price = min(symbol.asks)
+            asks.append((price_text(price), size_text(symbol.asks[price])))
+        payload = depth_update(int(time.time() * 1000), code.encode(), seq, seq, render_levels(bids),
+                               render_levels(asks))
+        return StreamMessage.of(self._depth_bits(), self._name(code, DEPTH_100MS), payload)
+
+    def unknown_type_payload(self, index: int) -> bytes:
+        return b'{"stream":"!depthkeeperUnknown","data":{"e":"depthkeeperUnknown","E":0,"n":%d}}' % index
+
+    def code_payload(self, code: str) -> bytes:
+        payload = (b'{"e":"depthUpdate","E":%d,"s":"%s","U":1,"u":1,"b":[["1.00000000","1.00000000"]],"a":[]}'
+                   % (int(time.time() * 1000), code.encode()))
+        return combined(self._name(code, DEPTH_100MS), payload)
+

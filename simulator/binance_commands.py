@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import orjson
 
-from .binance_wire import (
+from depthkeeper.simulator.binance_wire import (
     METHODS, MSG_BAD_ID, MSG_EXPECTED_BOOLEAN, MSG_NOT_AN_OBJECT, MSG_PARAMS_NOT_STREAMS, MSG_PROPERTY_NAME,
     MSG_TOO_MANY_PARAMS, MSG_UNKNOWN_PROPERTY, WsCode, error_reply, parse_stream, unknown_method_msg,
     valid_request_id,
@@ -109,4 +109,4 @@ def parse_request(text: str) -> Parsed:
     if problem is not None:
         return error(*problem)
     assert isinstance(params, list)  # _property_error checked it
-    return ok(Command(method, request_id, value=params[1] if method == "SET_PROPERTY" else None))
+    return ok(Command(str(method), request_id, value=params[1] if method == "SET_PROPERTY" else None))

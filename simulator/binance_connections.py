@@ -26,22 +26,22 @@ from loguru import logger
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 
-from .binance_limits import ConnectionAttempts, MessageRate
-from .binance_wire import MSG_TOO_MANY_SUBSCRIPTIONS, WsCode
-from .metered import close_now
-from .registry import ConnState
-from .venue import HttpReply, Venue
+from depthkeeper.simulator.binance_limits import ConnectionAttempts, MessageRate
+from depthkeeper.simulator.binance_wire import MSG_TOO_MANY_SUBSCRIPTIONS, WsCode
+from depthkeeper.simulator.metered import close_now
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.venue import HttpReply, Venue
 
 CLOSE_TOO_MANY_REQUESTS = 1008
 CLOSE_GOING_AWAY = 1001
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Session:
     """One connection's binance state: its streams (name -> (code, bit)), framing, message rate."""
 
-    __slots__ = ("ws", "conn", "combined", "streams", "rate", "texts_accepted", "texts_handled", "close_after")
+    __slots__ = ("close_after", "combined", "conn", "rate", "streams", "texts_accepted", "texts_handled", "ws")
 
     def __init__(self, ws: Any, combined_frames: bool, rate_limit: int) -> None:
         self.ws = ws

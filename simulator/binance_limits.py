@@ -39,7 +39,7 @@ def depth_weight(limit: int) -> int:
 class MessageRate:
     """Incoming messages of one connection in the last second."""
 
-    __slots__ = ("_limit", "_times", "received", "excess")
+    __slots__ = ("_limit", "_times", "excess", "received")
 
     def __init__(self, limit_per_s: int) -> None:
         self._limit = limit_per_s
@@ -97,7 +97,7 @@ class Charge:
 
 
 class _IpWindow:
-    __slots__ = ("start_s", "used", "rejected", "banned_until_s")
+    __slots__ = ("banned_until_s", "rejected", "start_s", "used")
 
     def __init__(self, start_s: float) -> None:
         self.start_s = start_s

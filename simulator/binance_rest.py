@@ -29,10 +29,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from .binance_limits import Verdict, WeightBudget, depth_weight
-from .binance_wire import price_text, size_text, split_symbol, units_text
-from .faults import RestFaults
-from .venue import HttpReply, Venue
+from depthkeeper.simulator.binance_limits import Verdict, WeightBudget, depth_weight
+from depthkeeper.simulator.binance_wire import decimal_units, price_text, size_text, split_symbol, units_text
+from depthkeeper.simulator.faults import RestFaults
+from depthkeeper.simulator.snapshot_faults import ShapeFault, apply_shape
+from depthkeeper.simulator.venue import HttpReply, Venue
 
 DEPTH_PATH = "/api/v3/depth"
 EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
@@ -238,7 +239,21 @@ class BinanceRest:
             return _illegal("limit", "^[0-9]{1,20}$")
         limit = DEFAULT_DEPTH_LIMIT if limit_text is None else max(1, min(int(limit_text), self._max_limit))
         last_update_id, bids, asks = self._depth.snapshot(symbol, limit, faults.lag)
+        shape = self._venue.faults.shapes.take(symbol)
+        if shape is not None:
+            last_update_id, bids, asks = self._shaped(shape, symbol, last_update_id, bids, asks)
         return HttpReply(200, {"lastUpdateId": last_update_id, "bids": bids, "asks": asks})
+
+    def _shaped(self, shape: ShapeFault, symbol: str, last_update_id: int, bids: list[list[str]],
+                asks: list[list[str]]) -> tuple[int, list[list[str]], list[list[str]]]:
+        """A snapshot bent by an armed shape (snapshot_faults.py), computed in exact 1e-8 units."""
+        def units(rows: list[list[str]]) -> dict[int, int]:
+            return {decimal_units(price): decimal_units(qty) for price, qty in rows}
+
+        tick = decimal_units(self._depth.precision(symbol)[0])
+        seq, bent_bids, bent_asks = apply_shape(shape, last_update_id, units(bids), units(asks), tick)
+        return (seq, [[units_text(p), units_text(bent_bids[p])] for p in sorted(bent_bids, reverse=True)],
+                [[units_text(p), units_text(bent_asks[p])] for p in sorted(bent_asks)])
 
     def failure(self, status: int) -> HttpReply:
         """An injected failure in Binance's error shape (429/418 carry ``Retry-After``)."""

@@ -14,8 +14,8 @@ era), the stale window is discarded instead of being merged: merging would produ
 
 from __future__ import annotations
 
-from .binance_wire import depth_update, price_text, render_levels, size_text
-from .market import DiffTuple
+from depthkeeper.simulator.binance_wire import depth_update, price_text, render_levels, size_text
+from depthkeeper.simulator.market import DiffTuple
 
 #: Rendered prices/sizes are cached; the caches are cleared when they grow past this.
 _CACHE_LIMIT = 200_000
@@ -24,7 +24,7 @@ _CACHE_LIMIT = 200_000
 class Window:
     """The pending changes of one symbol: ids ``first..last`` and the last size per price."""
 
-    __slots__ = ("first", "last", "era", "bids", "asks")
+    __slots__ = ("asks", "bids", "era", "first", "last")
 
     def __init__(self, first: int, era: int) -> None:
         self.first = first

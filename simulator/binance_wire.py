@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import orjson
 
-from .wire import frame_text
+from depthkeeper.simulator.wire import frame_text
 
 #: Stream names: ``<symbol lower>@<kind>``. Only the depth and bookTicker kinds carry data here;
 #: the others are accepted (Binance has them) and listed, but the simulator sends nothing on them.

@@ -28,9 +28,9 @@ import time
 
 from loguru import logger
 
-from .registry import ConnState
+from depthkeeper.simulator.registry import ConnState
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Blackhole:

@@ -2,7 +2,7 @@
 
 The first line on stdout is one JSON object with the URLs, flushed at once, so a parent
 process (a test, a chaos script, the demo) can read the ephemeral port from a pipe instead of
-guessing it. Nothing else is printed to stdout; logs go wherever the host configured loguru.
+guessing it. Nothing else is printed to stdout; logs go to stderr (``--log-level``).
 """
 
 from __future__ import annotations
@@ -12,48 +12,86 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
-from .config import SimConfig
-from .handle import Simulator
+from loguru import logger
+
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.errors import SimulatorError
+from depthkeeper.simulator.handle import Simulator
+
+#: loguru's level names, least to most severe
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Says every default, except the ones that say nothing (None, a flag's False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        says_nothing = action.default is None or action.default is False or action.default == []
+        if says_nothing or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="depthkeeper sim", description="Run the local exchange simulator.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 = an ephemeral port (default)")
-    parser.add_argument("--dialect", default="article", choices=["article", "alltick", "binance"])
-    parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated codes")
+    parser = argparse.ArgumentParser(
+        prog="depthkeeper sim", formatter_class=HelpFormatter,
+        description="Run the local exchange simulator (WebSocket + REST snapshots + /_control faults on one "
+                    "port) until Ctrl-C or SIGTERM. The first line on stdout is JSON with its URLs.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on; 0 = an ephemeral port")
+    parser.add_argument("--dialect", default="article", choices=["article", "alltick", "binance"],
+                        help="wire protocol: the seed article's, AllTick's, or Binance spot's")
+    parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated codes the venue lists")
     parser.add_argument("--rate", type=float, default=50.0, help="diffs/s per symbol; <= 0 = as fast as possible")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--levels", type=int, default=20)
-    parser.add_argument("--token", default=None)
-    parser.add_argument("--stamp", action="store_true", help='add "ts" to every article diff')
-    parser.add_argument("--record-history", action="store_true")
-    parser.add_argument("--no-acks", action="store_true", help="article: never send acks")
-    parser.add_argument("--max-symbols-per-connection", type=int, default=0)
-    parser.add_argument("--alltick-min-interval-s", type=float, default=1.0)
-    parser.add_argument("--alltick-heartbeat-timeout-s", type=float, default=30.0)
-    parser.add_argument("--alltick-int-numbers", action="store_true", help="seq/tick_time as ints, not strings")
-    parser.add_argument("--tick-time-unit", default="ms", choices=["ms", "s"])
+    parser.add_argument("--seed", type=int, default=1, help="market seed (the same seed gives the same market)")
+    parser.add_argument("--levels", type=int, default=20, help="price levels per side of each book")
+    parser.add_argument("--token", default=None,
+                        help="require this token (alltick: ?token=; a wrong one gets 401); default: none required")
+    parser.add_argument("--stamp", action="store_true", help='add the send time "ts" to every article diff')
+    parser.add_argument("--record-history", action="store_true",
+                        help="keep every book state by seq (chaos checks; memory grows with the run)")
+    parser.add_argument("--no-acks", action="store_true", help="article: never answer sub/unsub with an ack")
+    parser.add_argument("--max-symbols-per-connection", type=int, default=0,
+                        help="refuse subscriptions beyond this many codes per connection; 0 = no limit")
+    parser.add_argument("--alltick-min-interval-s", type=float, default=1.0,
+                        help="alltick: minimum spacing of client frames (the real API's 1 request/s)")
+    parser.add_argument("--alltick-heartbeat-timeout-s", type=float, default=30.0,
+                        help="alltick: close a connection that sent no 22000 heartbeat for this long")
+    parser.add_argument("--alltick-int-numbers", action="store_true", help="alltick: seq/tick_time as ints, not strings")
+    parser.add_argument("--tick-time-unit", default="ms", choices=["ms", "s"],
+                        help="alltick: unit of tick_time")
+    parser.add_argument("--log-level", type=str.upper, default="INFO", choices=LOG_LEVELS, metavar="LEVEL",
+                        help="log level: " + ", ".join(LOG_LEVELS))
     binance = parser.add_argument_group("binance", "the binance dialect (see simulator/binance.py)")
     binance.add_argument("--binance-lenient", action="store_true",
                          help="count the message, connection and weight limits instead of enforcing them")
     binance.add_argument("--binance-interval-scale", type=float, default=1.0,
                          help="window length factor (0.1 s / 1 s); 0 = an event per pump batch")
-    binance.add_argument("--binance-max-messages-per-s", type=int, default=5, help="0 = no limit")
-    binance.add_argument("--binance-max-streams-per-connection", type=int, default=1024)
-    binance.add_argument("--binance-max-connections-per-window", type=int, default=300, help="0 = no limit")
-    binance.add_argument("--binance-connection-window-s", type=float, default=300.0)
-    binance.add_argument("--binance-ping-interval-s", type=float, default=20.0, help="0 = no server pings")
-    binance.add_argument("--binance-pong-timeout-s", type=float, default=60.0)
-    binance.add_argument("--binance-lifetime-scale", type=float, default=1.0, help="x 24 h; 0 = never cut")
+    binance.add_argument("--binance-max-messages-per-s", type=int, default=5,
+                         help="client messages per second per connection; 0 = no limit")
+    binance.add_argument("--binance-max-streams-per-connection", type=int, default=1024,
+                         help="streams one connection may subscribe")
+    binance.add_argument("--binance-max-connections-per-window", type=int, default=300,
+                         help="new connections per window per client; 0 = no limit")
+    binance.add_argument("--binance-connection-window-s", type=float, default=300.0,
+                         help="the window of --binance-max-connections-per-window")
+    binance.add_argument("--binance-ping-interval-s", type=float, default=20.0,
+                         help="seconds between server pings; 0 = no server pings")
+    binance.add_argument("--binance-pong-timeout-s", type=float, default=60.0,
+                         help="close a connection that answers no ping for this long")
+    binance.add_argument("--binance-lifetime-scale", type=float, default=1.0,
+                         help="connection lifetime, x 24 h; 0 = never cut")
     binance.add_argument("--binance-weight-limit", type=int, default=6000, help="REST weight per window; 0 = none")
-    binance.add_argument("--binance-weight-window-s", type=float, default=60.0)
-    binance.add_argument("--binance-ban-after-429s", type=int, default=3, help="0 = never 418")
-    binance.add_argument("--binance-ban-s", type=float, default=120.0)
-    binance.add_argument("--binance-max-url-bytes", type=int, default=65536)
-    binance.add_argument("--binance-snapshot-max-limit", type=int, default=5000)
+    binance.add_argument("--binance-weight-window-s", type=float, default=60.0, help="the REST weight window")
+    binance.add_argument("--binance-ban-after-429s", type=int, default=3,
+                         help="429 answers before an IP ban (418); 0 = never 418")
+    binance.add_argument("--binance-ban-s", type=float, default=120.0, help="length of an IP ban")
+    binance.add_argument("--binance-max-url-bytes", type=int, default=65536, help="longest request URL accepted")
+    binance.add_argument("--binance-snapshot-max-limit", type=int, default=5000,
+                         help="largest depth snapshot limit accepted")
     binance.add_argument("--binance-accept-unknown-symbols", action="store_true",
                          help="SUBSCRIBE to unlisted symbols is acked and silent (real Binance) instead of an error")
     binance.add_argument("--binance-send-log", default="", metavar="PATH",
@@ -61,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     binance.add_argument("--replay", action="append", default=[], metavar="PATH",
                          help="serve a recorded Binance file (repeatable); --symbols must name its symbols")
     binance.add_argument("--replay-speed", type=float, default=1.0, help="x recorded pace; <= 0 = as fast as read")
+    for action in parser._actions:  # short metavars keep the usage readable at 80 columns
+        if action.metavar is None and action.type in (int, float):
+            action.metavar = "N" if action.type is int else "S" if action.dest.endswith("_s") else "X"
     return parser
 
 
@@ -104,14 +145,25 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 on a bad argument."""
+def _default_logs(level: str) -> None:
+    """``python -m depthkeeper.simulator``: loguru's own stderr format at ``level`` (``depthkeeper sim``
+    passes the CLI's set-up instead, the one format of every depthkeeper command)."""
+    logger.remove()
+    logger.add(sys.stderr, level=level)
+    logger.enable("depthkeeper")
+
+
+def main(argv: list[str] | None = None, setup_logs: Callable[[str], object] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 on a bad argument or a port in use.
+
+    ``setup_logs(level)`` configures the log sinks (the only process-wide side effect besides signals)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2
+    (setup_logs or _default_logs)(args.log_level)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -122,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
     try:
-        with Simulator.start(config) as sim:
+        try:
+            sim = Simulator.start(config)
+        except (OSError, SimulatorError) as exc:
+            print(f"depthkeeper sim: cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 2
+        with sim:
             line = {"url": sim.url, "rest_url": sim.rest_url, "control_url": sim.control_url}
             print(json.dumps(line), flush=True)
             while not stop.wait(0.5):  # wake up regularly so signals are handled promptly

@@ -15,19 +15,19 @@ from typing import Any
 from loguru import logger
 from websockets.exceptions import InvalidState
 
-from .control_http import route
-from .errors import HistoryUnavailable, UnknownCode, UnknownConnection
-from .faults import FUTURE_SEQ, FaultKind, MalformedKind, to_malformed_kind
-from .floods import Floods, flood_code
-from .pump import Pump
-from .registry import CommandRecord, ConnectionInfo, ConnState
-from .snapshot_faults import ShapeFault, SnapshotShape
-from .venue import HttpReply, Venue
+from depthkeeper.simulator.control_http import route
+from depthkeeper.simulator.errors import HistoryUnavailable, UnknownCode, UnknownConnection
+from depthkeeper.simulator.faults import FUTURE_SEQ, FaultKind, MalformedKind, to_malformed_kind
+from depthkeeper.simulator.floods import Floods, flood_code
+from depthkeeper.simulator.pump import Pump
+from depthkeeper.simulator.registry import CommandRecord, ConnectionInfo, ConnState
+from depthkeeper.simulator.snapshot_faults import ShapeFault, SnapshotShape
+from depthkeeper.simulator.venue import HttpReply, Venue
 
 #: Close code sent to every client by a restart (RFC 6455 "service restart").
 CLOSE_SERVICE_RESTART = 1012
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def _count(value: Any, name: str, minimum: int = 1) -> int:

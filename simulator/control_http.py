@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .faults import FUTURE_SEQ
-from .venue import HttpReply
+from depthkeeper.simulator.faults import FUTURE_SEQ
+from depthkeeper.simulator.venue import HttpReply
 
 if TYPE_CHECKING:
-    from .control import Controller
+    from depthkeeper.simulator.control import Controller
 
 Params = dict[str, list[str]]
 _MISSING = object()

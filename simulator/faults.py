@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import attrs
 
-from .blackhole import Blackhole
-from .snapshot_faults import ArmedShapes
+from depthkeeper.simulator.blackhole import Blackhole
+from depthkeeper.simulator.snapshot_faults import ArmedShapes
 
 T = TypeVar("T")
 

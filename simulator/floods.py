@@ -19,16 +19,16 @@ from collections.abc import Callable, Container
 
 from loguru import logger
 
-from .faults import FLOOD_CODE_PREFIX, FaultKind
-from .pump import BACKPRESSURE_POLL_S, HIGH_WATER_BYTES
-from .registry import ConnState
-from .venue import Venue
-from .wire import frame_text
+from depthkeeper.simulator.faults import FLOOD_CODE_PREFIX, FaultKind
+from depthkeeper.simulator.pump import BACKPRESSURE_POLL_S, HIGH_WATER_BYTES
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.venue import Venue
+from depthkeeper.simulator.wire import frame_text
 
 #: Frames per write (and per turn of the event loop).
 FLOOD_CHUNK_FRAMES = 2048
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def flood_code(index: int, taken: Container[str]) -> str:

@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from .config import SimConfig
-from .errors import SimulatorStopped
-from .faults import FUTURE_SEQ, MalformedKind
-from .registry import CommandRecord, ConnectionInfo
-from .server import SimServer
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.errors import SimulatorStopped
+from depthkeeper.simulator.faults import FUTURE_SEQ, MalformedKind
+from depthkeeper.simulator.registry import CommandRecord, ConnectionInfo
+from depthkeeper.simulator.server import SimServer
 
 R = TypeVar("R")
 
@@ -32,7 +32,7 @@ STARTUP_TIMEOUT_S = 10.0
 #: How long `SimHandle.stop` waits for the thread.
 JOIN_TIMEOUT_S = 10.0
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Faults:
@@ -137,8 +137,9 @@ class Faults:
 
     def reject(self, *codes: str) -> None:
         """Refuse every later subscription of ``codes`` until lifted: article acks list them in
-        ``rejected``; alltick answers the 22002 that asks for them with ret 604 (code unauthorized).
-        Neither streams them; the other codes of the request apply. Existing subscriptions stay."""
+        ``rejected``; alltick answers the 22002 that asks for them with ret 604 (code unauthorized);
+        binance answers the SUBSCRIBE naming them with error 2 "Invalid request: invalid stream", and
+        (all or nothing) subscribes none of its streams. Existing subscriptions stay."""
         self._handle._call(lambda: self._ctl().reject(codes))
 
     def lift_reject(self, *codes: str) -> int:

@@ -22,7 +22,7 @@ import math
 import random
 from collections.abc import Iterable
 
-from .errors import HistoryUnavailable, UnknownCode
+from depthkeeper.simulator.errors import HistoryUnavailable, UnknownCode
 
 #: Probability that an event first moves the mid one tick.
 MOVE_PROBABILITY = 0.08

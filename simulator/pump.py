@@ -26,8 +26,8 @@ import random
 
 from loguru import logger
 
-from .market import DiffTuple, SymbolMarket
-from .venue import Venue
+from depthkeeper.simulator.market import DiffTuple, SymbolMarket
+from depthkeeper.simulator.venue import Venue
 
 #: Upper bound of one sleep between batches (keeps freeze/unfreeze and stalls responsive).
 MAX_SLEEP_S = 0.01
@@ -44,7 +44,7 @@ SLOW_CONSUMER_BYTES = 64 << 20
 #: Poll period while waiting for backpressure to clear.
 BACKPRESSURE_POLL_S = 0.0005
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 class Pump:

@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from .errors import UnknownConnection
-from .wire import Outbox
+from depthkeeper.simulator.errors import UnknownConnection
+from depthkeeper.simulator.wire import Outbox
 
 #: Commands kept per connection (a log, not a leak: tests only look at the recent ones).
 COMMAND_LOG_LIMIT = 10_000
@@ -206,16 +206,7 @@ class Registry:
 
     def snapshot_counters(self) -> dict[str, Any]:
         everyone = {**self._closed, **self.open}
-        result: dict[str, Any] = {
-            name: 0
-            for name in (
-                "frames_sent_total", "commands_received_total", "duplicate_subscribes", "empty_lists",
-                "rejected_codes", "unsubscribes_not_subscribed", "ignored_over_limit", "invalid_commands",
-                "connections_opened", "connections_closed", "rest_requests", "diffs_generated",
-                "pushes_sent", "pushes_suppressed_stall", "slow_consumers_closed", "pacing_violations",
-                "heartbeat_timeouts",
-            )
-        }
+        result: dict[str, Any] = dict.fromkeys(("frames_sent_total", "commands_received_total", "duplicate_subscribes", "empty_lists", "rejected_codes", "unsubscribes_not_subscribed", "ignored_over_limit", "invalid_commands", "connections_opened", "connections_closed", "rest_requests", "diffs_generated", "pushes_sent", "pushes_suppressed_stall", "slow_consumers_closed", "pacing_violations", "heartbeat_timeouts"), 0)
         result.update(self.counters)
         result["frames_sent"] = {conn_id: conn.frames_sent for conn_id, conn in sorted(everyone.items())}
         result["commands_received"] = {

@@ -34,11 +34,11 @@ from typing import Any
 import attrs
 import orjson
 
-from .binance_wire import decimal_units, parse_stream, step_text, units_text
-from .config import SimConfig
-from .errors import HistoryUnavailable, SimulatorError, UnknownCode
-from .pump import FAST_BATCH_DIFFS, MAX_SLEEP_S, Pump
-from .venue import Venue
+from depthkeeper.simulator.binance_wire import decimal_units, parse_stream, step_text, units_text
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.errors import HistoryUnavailable, SimulatorError, UnknownCode
+from depthkeeper.simulator.pump import FAST_BATCH_DIFFS, MAX_SLEEP_S, Pump
+from depthkeeper.simulator.venue import Venue
 
 #: Records sent per loop iteration at most (keeps freeze, restart and control calls responsive).
 MAX_BATCH_RECORDS = 512

@@ -32,15 +32,15 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .alltick import CLOSE_POLICY_VIOLATION, AlltickDialect
-from .article import ArticleDialect
-from .binance import BinanceDialect
-from .config import Dialect, SimConfig
-from .control import Controller
-from .pump import Pump
-from .registry import ConnState
-from .replay import Replay, ReplayPump, load_replay
-from .venue import DialectHandler, HttpReply, Venue, dumps
+from depthkeeper.simulator.alltick import CLOSE_POLICY_VIOLATION, AlltickDialect
+from depthkeeper.simulator.article import ArticleDialect
+from depthkeeper.simulator.binance import BinanceDialect
+from depthkeeper.simulator.config import Dialect, SimConfig
+from depthkeeper.simulator.control import Controller
+from depthkeeper.simulator.pump import Pump
+from depthkeeper.simulator.registry import ConnState
+from depthkeeper.simulator.replay import Replay, ReplayPump, load_replay
+from depthkeeper.simulator.venue import DialectHandler, HttpReply, Venue, dumps
 
 #: How long closing a connection may wait for the client's close frame.
 CLOSE_TIMEOUT_S = 1.0
@@ -49,7 +49,7 @@ MAX_CLIENT_FRAME_BYTES = 1 << 20
 #: How long `stop` waits for connection handlers to finish.
 SHUTDOWN_TIMEOUT_S = 5.0
 
-log = logger.bind(component="simulator")
+log = logger.bind(component="simulator").opt(capture=False)  # format kwargs are not context
 
 
 def _json_response(reply: HttpReply) -> Response:

@@ -18,12 +18,12 @@ from typing import Any
 import attrs
 import orjson
 
-from .config import SimConfig
-from .errors import FaultNotSupported
-from .faults import FaultBoard, MalformedKind, RestFaults
-from .market import DiffTuple, Market, SymbolMarket
-from .registry import ConnState, Registry
-from .wire import frame_text
+from depthkeeper.simulator.config import SimConfig
+from depthkeeper.simulator.errors import FaultNotSupported
+from depthkeeper.simulator.faults import FaultBoard, MalformedKind, RestFaults
+from depthkeeper.simulator.market import DiffTuple, Market, SymbolMarket
+from depthkeeper.simulator.registry import ConnState, Registry
+from depthkeeper.simulator.wire import frame_text
 
 
 def dumps(value: Any) -> bytes:

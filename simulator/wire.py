@@ -34,7 +34,7 @@ def frame_text(payload: bytes) -> bytes:
 class Outbox:
     """Frames waiting for the end of the current batch, for one connection."""
 
-    __slots__ = ("_buffer", "_count", "_transport", "_protocol")
+    __slots__ = ("_buffer", "_count", "_protocol", "_transport")
 
     def __init__(self, transport: asyncio.Transport, protocol: object) -> None:
         self._buffer = bytearray()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.config import AppConfig, config_from_mapping
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.config import AppConfig, config_from_mapping
+from depthkeeper.supervisor.service.facade import BookService
 
 #: the fast settings every suite starts from: short heartbeats and backoffs, a small market
 BASE_SECTIONS: dict[str, dict[str, Any]] = {

@@ -39,14 +39,17 @@ def _quiet_logs() -> dict[str, int]:
         level = message.record["level"].name
         counts[level] = counts.get(level, 0) + 1
 
+    import depthkeeper.supervisor  # noqa: F401 - the library disables its logs on import; enable after it
+
     logger.remove()
     logger.add(count, level="WARNING", format="{message}")
     logger.add(sys.stderr, level="ERROR")
+    logger.enable("depthkeeper")
     return counts
 
 
 def _config(url: str, rest_url: str, codes: list[str], book_threads: int | None = None) -> Any:
-    from depthkeeper.supervisor.config import config_from_mapping
+    from depthkeeper.supervisor.service.config import config_from_mapping
 
     return config_from_mapping({
         "book": {} if book_threads is None else {"threads": book_threads},
@@ -121,7 +124,7 @@ def run(url: str, rest_url: str, control_url: str, codes: list[str], *, warmup_s
     """Start the service, wait until every book is LIVE, measure one window, return the figures."""
     warnings = _quiet_logs()
     meter = ProcessMeter(sim_pid)
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.facade import BookService
 
     cfg = _config(url, rest_url, codes, book_threads)
     rss_base = meter.rss_bytes()

@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 import pykka
 
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.dispatch import Dispatcher
-from depthkeeper.supervisor.otp import Supervisor
-from depthkeeper.supervisor.spec import ChildContext, ChildSpec, ExitReason, Restart
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.dispatch import Dispatcher
+from depthkeeper.supervisor.otp.supervisor import Supervisor
+from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, ExitReason, Restart
 
 Match = type | Callable[[Any], bool]
 

@@ -10,13 +10,13 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
-from depthkeeper.supervisor.errors import ChaosCrash
-from depthkeeper.supervisor.liveness import LivenessMonitor
-from depthkeeper.supervisor.messages import ChildExited, ChildStarted, Crash
-from depthkeeper.supervisor.scheduler import Scheduler
-from depthkeeper.supervisor.spec import ChildContext, ExitReason
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
+from depthkeeper.supervisor.otp.errors import ChaosCrash
+from depthkeeper.supervisor.otp.liveness import LivenessMonitor
+from depthkeeper.supervisor.otp.messages import ChildExited, ChildStarted, Crash
+from depthkeeper.supervisor.otp.scheduler import Scheduler
+from depthkeeper.supervisor.otp.spec import ChildContext, ExitReason
 
 from .probes import (
     Cleaned,

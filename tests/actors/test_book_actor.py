@@ -24,14 +24,16 @@ from depthkeeper.actors.messages import (
     SnapshotReady,
     SocketLost,
 )
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.actors.promise import SocketState
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.readport import ReadPorts
 from depthkeeper.actors.routing import Peers
-from depthkeeper.actors.sync import ResyncReason
-from depthkeeper.actors.wire import DiffEvent, Snapshot
-from depthkeeper.supervisor.config import BookConfig
-from depthkeeper.supervisor.spec import ChildContext
+from depthkeeper.actors.settings import VenueConfig
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.actors.venues.article import ArticleVenue
+from depthkeeper.actors.core.wire import DiffEvent, Snapshot
+from depthkeeper.supervisor.service.config import BookConfig
+from depthkeeper.supervisor.otp.spec import ChildContext
 
 from tests.support import wait_until
 
@@ -59,7 +61,7 @@ def rig() -> Any:
     rig.scheduler = ManualScheduler()
     rig.socket = SocketState(silence_bound_s=60.0)
     rig.socket.opened(1)
-    rig.ref = BookActor.start(ChildContext(rig.sup.ref, "book:BTCUSDT", 1), "BTCUSDT", dialect="article",
+    rig.ref = BookActor.start(ChildContext(rig.sup.ref, "book:BTCUSDT", 1), "BTCUSDT", venue=ArticleVenue(VenueConfig()),
                               cfg=BookConfig(snapshot_buffer=100), peers=rig.peers, hub=rig.hub,
                               scheduler=rig.scheduler, epoch=1, ports=rig.ports, socket=rig.socket)
     yield rig

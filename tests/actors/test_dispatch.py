@@ -9,8 +9,8 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.supervisor.base import SupervisedActor
-from depthkeeper.supervisor.dispatch import Dispatcher, Mailbox
+from depthkeeper.supervisor.otp.base import SupervisedActor
+from depthkeeper.supervisor.otp.dispatch import Dispatcher, Mailbox
 
 from .probes import wait_until
 
@@ -66,7 +66,7 @@ class Echo(SupervisedActor):
 def dispatcher() -> Iterator[Dispatcher]:
     shared = Dispatcher("t", threads=2, throughput=8)
     yield shared
-    for ref in list(started):
+    for ref in started:
         if ref.is_alive():
             ref.stop(block=True, timeout=5)
     started.clear()

@@ -13,13 +13,17 @@ from typing import Any
 import orjson
 import pytest
 
-from depthkeeper.actors import codec_alltick, codec_article, subscription
+from depthkeeper.actors import subscription
+from depthkeeper.actors.settings import VenueConfig
+from depthkeeper.actors.venues import venue_class
+from depthkeeper.actors.venues import alltick as codec_alltick
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import DesiredChanged, FlushSubscriptions, GetCounters, SendFrame, SocketOpened
 from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.actors.subscription import SubscriptionActor
-from depthkeeper.actors.symbols import SymbolRules
-from depthkeeper.supervisor.config import SubscriptionConfig
-from depthkeeper.supervisor.spec import ChildContext
+from depthkeeper.actors.core.symbols import SymbolRules
+from depthkeeper.supervisor.service.config import SubscriptionConfig
+from depthkeeper.supervisor.otp.spec import ChildContext
 
 from tests.support import wait_until
 
@@ -46,7 +50,7 @@ class Rig:
         self.peers.connection = self.conn.ref
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.ref = SubscriptionActor.start(
-            ChildContext(RecorderHandle().ref, "subscription", 1), dialect=dialect,
+            ChildContext(RecorderHandle().ref, "subscription", 1), venue=venue_class(dialect)(VenueConfig()),
             cfg=SubscriptionConfig(min_interval_s=min_interval_s, coalesce_window_s=0.02, ghost_threshold=3),
             rules=SymbolRules(), peers=self.peers, scheduler=self.scheduler, desired=frozenset({"BTCUSDT"}),
             **kwargs)
@@ -68,7 +72,7 @@ class Rig:
     def frames(self, payloads: list[bytes], *, unwanted: int) -> None:
         """Send venue frames; wait until the actor has seen ``unwanted`` frames without a book in all."""
         self.wire.send(payloads)
-        wait_until(lambda: self.counters()["unwanted_frames"] >= unwanted, 10, f"{unwanted} unwanted frames")
+        wait_until(lambda: self.counters().counters.unwanted_frames >= unwanted, 10, f"{unwanted} unwanted frames")
 
     def flush(self) -> None:
         """Fire the actor's pending flush timer (once it has handled what it was told)."""
@@ -135,7 +139,7 @@ def test_frames_of_our_own_pending_unsubscribe_are_not_ghosts(rigs: Callable[...
     rig.frames(diffs("XRPUSDT", 5, first=8), unwanted=12)  # sent, not yet processed by the venue
     rig.frames([ack("unsub", "XRPUSDT")], unwanted=12)
     assert rig.sent() == ["sub ['BTCUSDT']", "sub ['XRPUSDT']", "unsub ['XRPUSDT']"]
-    assert rig.counters()["ghost_unsubscribes"] == 0
+    assert rig.counters().counters.ghost_unsubscribes == 0
 
 
 def test_a_late_unsubscribe_waits_for_its_ack_then_a_real_ghost_is_reaped_once(rigs: Callable[..., Rig]) -> None:
@@ -168,18 +172,18 @@ def test_a_late_unsubscribe_waits_for_its_ack_then_a_real_ghost_is_reaped_once(r
     rig.flush()  # 22002 [BTC], seq_id 3
     clock.now_s += 5.0  # the pacer (heartbeats queued ahead) and the venue take their time
     xrp_pushes(5)
-    assert rig.counters()["ghost_unsubscribes"] == 0 and len(rig.sent()) == 3
+    assert rig.counters().counters.ghost_unsubscribes == 0 and len(rig.sent()) == 3
     rig.wire.send([response(3)])
-    wait_until(lambda: rig.counters()["acks"] == 3, 5, "the ack of our unsubscribe")
-    assert rig.counters()["in_flight_frames"] == 5
+    wait_until(lambda: rig.counters().counters.acks == 3, 5, "the ack of our unsubscribe")
+    assert rig.counters().counters.in_flight_frames == 5
     xrp_pushes(3)  # after the ack: the venue did not drop it
-    assert rig.counters()["ghost_unsubscribes"] == 1
+    assert rig.counters().counters.ghost_unsubscribes == 1
     clock.now_s += 1.0
     rig.flush()  # the reap is one 22002 with the wanted list
     xrp_pushes(10)  # still coming: never unsubscribed twice on this socket
     clock.now_s += 30.0
     xrp_pushes(10)
-    assert rig.counters()["ghost_unsubscribes"] == 1
+    assert rig.counters().counters.ghost_unsubscribes == 1
     assert rig.sent() == ["22002 (1 codes)", "22002 (2 codes)", "22002 (1 codes)", "22002 (1 codes)"]
 
 
@@ -193,8 +197,8 @@ def test_a_flood_of_codes_we_never_subscribed_is_counted_never_unsubscribed(rigs
     rig.frames(flood, unwanted=len(flood))
     assert rig.sent() == ["sub ['BTCUSDT']"]  # not one unsubscribe per made-up code
     counters = rig.counters()
-    assert counters["ghost_unsubscribes"] == 0
-    assert counters["unknown_code_frames"] == len(flood) and counters["left_codes"] == 0  # no per-code state
+    assert counters.counters.ghost_unsubscribes == 0
+    assert counters.counters.unknown_code_frames == len(flood) and counters.left_codes == 0  # no per-code state
 
 
 def test_ghost_state_is_bounded_and_cleared_per_socket(rigs: Callable[..., Rig]) -> None:
@@ -205,7 +209,7 @@ def test_ghost_state_is_bounded_and_cleared_per_socket(rigs: Callable[..., Rig])
     rig.flush()
     rig.ref.tell(DesiredChanged(frozenset({"BTCUSDT"})))
     rig.flush()
-    wait_until(lambda: rig.counters()["codes_unsubscribed"] == len(many), 5, "all left")
-    assert rig.counters()["left_codes"] == subscription.LEFT_CODES_LIMIT
+    wait_until(lambda: rig.counters().counters.codes_unsubscribed == len(many), 5, "all left")
+    assert rig.counters().left_codes == subscription.LEFT_CODES_LIMIT
     rig.ref.tell(SocketOpened(2))
-    assert rig.counters()["left_codes"] == 0
+    assert rig.counters().left_codes == 0

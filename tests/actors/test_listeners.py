@@ -10,7 +10,7 @@ import pykka
 
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from tests.support import wait_until
 
 
@@ -69,7 +69,7 @@ def test_actor_listener_and_code_filter() -> None:
 
 
 def test_sampling_listener_gets_views_at_most_once_per_interval_and_statuses_at_once() -> None:
-    from depthkeeper.actors.orderbook import OrderBook
+    from depthkeeper.actors.core.orderbook import OrderBook
     from depthkeeper.actors.readport import BookReadPort, ReadPorts
 
     ports = ReadPorts()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pykka
 
-from depthkeeper.actors.reader import Reader, ReaderCounters
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.routing import Peers, RoutingTable
-from depthkeeper.actors.wire import DiffEvent
+from depthkeeper.actors.core.wire import DiffEvent
 
 
 class Blocked(pykka.ThreadingActor):

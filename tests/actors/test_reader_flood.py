@@ -16,7 +16,7 @@ import orjson
 import pytest
 from loguru import logger
 
-from depthkeeper.actors import codec_article
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import DiffBatch
 from depthkeeper.actors.routing import RoutingTable
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.readport import BookReadPort, ReadPorts
 
 
@@ -85,14 +87,15 @@ def test_consistent_reads_between_messages_and_retries_a_read_the_writer_broke()
 
 def test_stats_come_through_the_port_while_the_books_queue_is_stuck() -> None:
     """book_stats() must not wait behind a book's inbox: it reads between two of its messages."""
+    import types
+
     from depthkeeper.actors.routing import RoutingTable
-    from depthkeeper.supervisor.service import BookService
+    from depthkeeper.supervisor.service.reads import Reads
 
-    class Owner:
-        def stats(self) -> str:
-            return "fresh"
-
-    port = BookReadPort("X", OrderBook("X"), Owner())
+    book = OrderBook("X")
+    port = BookReadPort("X", book)
+    port.sync.applied = 7
+    book.last_seq = 9
     ports = ReadPorts()
     ports.register(port)
 
@@ -102,6 +105,9 @@ def test_stats_come_through_the_port_while_the_books_queue_is_stuck() -> None:
 
     routes = RoutingTable()
     routes.set("X", Stuck())  # type: ignore[arg-type]
-    svc = BookService.__new__(BookService)  # only the read path, no tree
-    svc.ports, svc.routes, svc.ask_timeout_s = ports, routes, 1.0
-    assert svc.book_stats() == {"X": "fresh"}
+    runtime = types.SimpleNamespace(ports=ports, routes=routes)
+    stats = Reads(runtime, 1.0, lambda: None).book_stats()  # type: ignore[arg-type]
+    assert list(stats) == ["X"] and stats["X"].applied == 7 and stats["X"].seq == 9
+    port.gen = 1  # mid-message forever: the read gives up and asks, which must answer in time
+    with pytest.raises(AssertionError, match="asked"):
+        Reads(runtime, 1.0, lambda: None).book_stats()  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import attrs
 import pykka
 import pytest
 
-from depthkeeper.supervisor.messages import (
+from depthkeeper.supervisor.otp.messages import (
     ChildExited,
     ChildInfo,
     Crash,
@@ -26,8 +26,8 @@ from depthkeeper.supervisor.messages import (
     SupervisorStats,
     TerminateChild,
 )
-from depthkeeper.supervisor.otp import Supervisor
-from depthkeeper.supervisor.spec import ChildContext, ChildSpec, ExitReason, Restart, Strategy, SupervisorFlags
+from depthkeeper.supervisor.otp.supervisor import Supervisor
+from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, ExitReason, Restart, Strategy, SupervisorFlags
 
 from .probes import (
     Cleaned,
@@ -383,9 +383,9 @@ def zombie_by_event_swap(ref: pykka.ActorRef[Any], thread: threading.Thread) -> 
     ref.tell(MakeZombie())
 
 
-_LOOP_CODE = pykka.ThreadingActor._actor_loop_running.__code__  # noqa: SLF001
+_LOOP_CODE = pykka.ThreadingActor._actor_loop_running.__code__
 _GET_LINE = next(_LOOP_CODE.co_firstlineno + i for i, line in enumerate(
-    inspect.getsourcelines(pykka.ThreadingActor._actor_loop_running)[0]) if "actor_inbox.get()" in line)  # noqa: SLF001
+    inspect.getsourcelines(pykka.ThreadingActor._actor_loop_running)[0]) if "actor_inbox.get()" in line)
 
 
 def zombie_by_async_exception(ref: pykka.ActorRef[Any], thread: threading.Thread) -> None:

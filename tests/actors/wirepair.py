@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from depthkeeper.actors.reader import Reader, ReaderCounters
+from depthkeeper.actors.io.reader import Reader, ReaderCounters
 from depthkeeper.actors.routing import Peers, RoutingTable
 
 

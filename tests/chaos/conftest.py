@@ -8,9 +8,9 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.config import AppConfig
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.service.config import AppConfig
+from depthkeeper.supervisor.service.facade import BookService
 from tests.support import build_config, levels, wait_until
 
 CODES = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]

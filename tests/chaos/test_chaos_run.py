@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,12 @@ import attrs
 import pytest
 
 from depthkeeper.actors.messages import BookUpdated, BookView
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.chaos_check import EraTimeline, ReplayOracle, ViewChecker
-from depthkeeper.supervisor.chaos_recovery import percentile
-from depthkeeper.supervisor.chaos_schedule import build_schedule, load_chaos_config
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.chaos.faults import VenueFault
+from depthkeeper.chaos.recovery import percentile
+from depthkeeper.chaos.schedule import GLOBAL_KINDS, LIFT_REJECT, build_schedule, load_chaos_config
+from depthkeeper.supervisor.service.errors import ConfigError
 
 from .conftest import chaos_config, wait_until
 
@@ -90,9 +92,16 @@ def test_the_schedule_is_a_function_of_the_seed_and_meets_the_rates() -> None:
     kills = sum(k.startswith(("kill:", "zombie:")) for k in kinds)
     faults = sum(k.startswith("fault:") for k in kinds)
     assert kills >= 200 and faults >= 50
-    globals_ = [a.at_s for a in first if a.what in ("kill:connection", "fault:close", "fault:restart", "fault:stall")]
-    assert all(b - a >= settings.global_spacing_s for a, b in zip(globals_, globals_[1:], strict=False))
+    globals_ = [a for a in first if a.what in GLOBAL_KINDS]
+    assert all(b.at_s - a.at_s >= settings.global_spacing_s for a, b in zip(globals_, globals_[1:], strict=False))
     assert "kill:archive" not in kinds  # no archive configured: never aimed at
+    # every fault kind is dealt at least once, and every reject is lifted before the next global event
+    assert {f"fault:{f.value}" for f in VenueFault} <= set(kinds)
+    lane = [a.what for a in first if a.what in GLOBAL_KINDS or a.what == LIFT_REJECT]
+    for i, what in enumerate(lane):
+        if what == "fault:reject":
+            assert lane[i + 1] == LIFT_REJECT
+    assert lane.count("fault:reject") == lane.count(LIFT_REJECT) >= 1
 
 
 def test_chaos_settings_are_validated(tmp_path: Path) -> None:
@@ -102,8 +111,18 @@ def test_chaos_settings_are_validated(tmp_path: Path) -> None:
         load_chaos_config(bad)
     with pytest.raises(ConfigError, match="duration"):
         load_chaos_config(CHAOS_TOML, duration_s=0)
+    for key, value, match in (("blackhole_min_s", "9.0", "blackhole_min_s must not exceed"),
+                              ("blackhole", "-1", "must be a number >= 0"),
+                              ("flood_codes_max", "1.5", "must be int")):
+        (tmp_path / "x.toml").write_text(override(CHAOS_TOML.read_text(), {key: value}))
+        with pytest.raises(ConfigError, match=match):
+            load_chaos_config(tmp_path / "x.toml")
     cfg, settings = load_chaos_config(CHAOS_TOML, seed=3, duration_s=5)
     assert settings.seed == 3 and settings.duration_s == 5.0 and cfg.supervisor.max_restarts >= 100
+    # the conf exercises a blackhole longer than the silence bound, a slow handshake below the connect timeout
+    bound_s = cfg.heartbeat.interval_s * cfg.heartbeat.silent_intervals
+    assert settings.limits.blackhole_max_s > bound_s + 1.0
+    assert bound_s < settings.limits.slow_handshake_max_s < cfg.venue.connect_timeout_s
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -112,19 +131,52 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([0.3], 0.99) == 0.3
 
 
-def test_a_bounded_chaos_run_passes_every_invariant() -> None:
+def override(text: str, values: dict[str, str]) -> str:
+    """``text`` (a TOML file) with each ``key = ...`` line of ``values`` replaced (keys are unique in chaos.toml)."""
+    for key, value in values.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)
+        assert n == 1, key
+    return text
+
+
+#: a bounded run that still deals every fault kind: tighter global spacing, shorter holds
+BOUNDED = {"global_spacing_s": "0.8", "global_jitter_s": "0.3", "stall_max_s": "1.0", "blackhole_max_s": "1.5",
+           "slow_handshake_max_s": "1.0", "reject_hold_min_s": "1.3", "reject_hold_max_s": "1.5",
+           "local_faults_per_s": "1.5"}
+BOUNDED_SEED, BOUNDED_S = 11, 16
+
+
+def test_the_bounded_run_deals_every_fault_kind(tmp_path: Path) -> None:
+    """The bounded run below exercises every fault kind: its schedule (a function of the seed) deals each."""
+    conf = tmp_path / "bounded.toml"
+    conf.write_text(override(CHAOS_TOML.read_text(), BOUNDED))
+    _, settings = load_chaos_config(conf, seed=BOUNDED_SEED, duration_s=BOUNDED_S)
+    kinds = {a.what for a in build_schedule(settings, random.Random(BOUNDED_SEED))}
+    assert {f"fault:{f.value}" for f in VenueFault} | {LIFT_REJECT, "kill:connection"} <= kinds
+
+
+def test_a_bounded_chaos_run_passes_every_invariant(tmp_path: Path) -> None:
     """``depthkeeper chaos`` end to end, in its own process (a clean thread/actor baseline):
-    kills, zombies, venue faults and churn for 12 s, then every invariant."""
-    proc = subprocess.run([sys.executable, "-m", "depthkeeper.supervisor.cli", "chaos", "--config", str(CHAOS_TOML),
-                           "--duration", "12", "--seed", "11", "--json"], capture_output=True, text=True,
-                          timeout=100, cwd=ROOT)
+    kills, zombies, every venue fault kind and churn for 16 s, then every invariant, the
+    freshness invariant included (listener and polled views)."""
+    conf = tmp_path / "bounded.toml"
+    conf.write_text(override(CHAOS_TOML.read_text(), BOUNDED))
+    proc = subprocess.run([sys.executable, "-m", "depthkeeper.supervisor.cli", "chaos", "--config", str(conf),
+                           "--duration", str(BOUNDED_S), "--seed", str(BOUNDED_SEED), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     report = json.loads(proc.stdout)
     assert report["violations"] == [] and report["passed"] and proc.returncode == 0, proc.stderr[-3000:]
     assert report["books_exact"] == report["books_total"] >= 5
     assert report["ghosts"] == [] and report["missing"] == [] and report["server_connections"] == 1
     assert report["duplicate_subscribes"] == 0 and report["empty_lists"] == 0
     assert report["leaked_threads"] == [] and report["leaked_actors"] == [] and report["escalations"] == 0
-    assert report["actor_kills"] >= 30 and report["venue_faults"] >= 8 and report["views_checked"] > 500
+    assert report["actor_kills"] >= 30 and report["venue_faults"] >= 20 and report["views_checked"] > 500
+    injected = {k.removesuffix("_noop") for k in report["faults"]}
+    assert {f.value for f in VenueFault} | {"lift_reject"} <= injected
+    fresh = report["freshness"]
+    assert fresh["stale"] == 0 and fresh["rejected_live"] == 0 and fresh["bound_s"] == 1.25
+    assert fresh["polled"] > 1000 and fresh["compared"] > 1000
     recovery = {fig["kind"]: fig for fig in report["recovery"]}
     assert recovery["book"]["count"] >= 20 and recovery["book"]["unrecovered"] == 0
+    assert recovery["reject"]["count"] >= 1 and recovery["resubscribe"]["count"] >= 1
     assert sum(n for kind, n in report["kills"].items() if kind.startswith("zombie:")) >= 1

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pykka
 import pytest
 
-from depthkeeper.supervisor.liveness import fence_zombie
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.chaos.monkey import ChaosMonkey
+from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
+from depthkeeper.supervisor.otp.liveness import fence_zombie
 
-from .conftest import converge_exact, wait_until
+from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -18,9 +22,9 @@ def test_a_subscription_restart_sends_no_duplicate_subscribe(service) -> None:
     """A restarted SubscriptionActor used to replay the whole desired set on the live socket (fixed in a62b4a4)."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    old = svc.peers.subscription
+    old = svc.chaos.ref("subscription")
     svc.chaos.kill("subscription")
-    wait_until(lambda: svc.peers.subscription not in (None, old), 5, "a new SubscriptionActor")
+    wait_until(lambda: svc.chaos.ref("subscription") not in (None, old), 5, "a new SubscriptionActor")
     svc.subscribe(["XRPUSDT"])  # a real change after the restart: proves the new actor has flushed
     assert svc.wait_live(["XRPUSDT"], timeout=10)
     converge_exact(svc)
@@ -34,14 +38,14 @@ def test_a_zombie_connection_leaves_no_socket_behind(service) -> None:
     """A zombie runs no cleanup of its own: its socket and reader used to stay open (fixed in a62b4a4)."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    old, epoch = svc.peers.connection, svc.epochs.current
-    assert svc.chaos.zombie("connection").delivered
-    wait_until(lambda: svc.peers.connection not in (None, old), 5, "a new ConnectionActor")
-    wait_until(lambda: svc.epochs.current > epoch, 5, "the new ConnectionActor's socket")
+    old, epoch = svc.chaos.ref("connection"), svc.chaos.epoch
+    assert ChaosMonkey(svc).zombie("connection").delivered
+    wait_until(lambda: svc.chaos.ref("connection") not in (None, old), 5, "a new ConnectionActor")
+    wait_until(lambda: svc.chaos.epoch > epoch, 5, "the new ConnectionActor's socket")
     assert svc.wait_live(timeout=10)
     wait_until(lambda: len(svc.simulator.connections()) == 1, 3, "the zombie's socket to close")
     wait_until(lambda: [t.name for t in threading.enumerate() if t.name.startswith("depthkeeper-reader-")]
-               == [f"depthkeeper-reader-{svc.epochs.current}"], 3, "one reader thread")
+               == [f"depthkeeper-reader-{svc.chaos.epoch}"], 3, "one reader thread")
     converge_exact(svc)
 
 
@@ -50,11 +54,63 @@ def test_a_zombie_book_unsubscribed_before_the_sweep_is_still_fenced(service) ->
     """Chaos seed 101: a zombie BookActor whose code was unsubscribed before the liveness sweep."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    ref = svc.routes.get("SOLUSDT")
-    assert svc.chaos.zombie("book:SOLUSDT").delivered
+    ref = svc.chaos.ref("book:SOLUSDT")
+    assert ChaosMonkey(svc).zombie("book:SOLUSDT").delivered
     svc.unsubscribe(["SOLUSDT"])  # within the monitor's 0.5 s interval: it stops watching the book
     try:
         wait_until(lambda: list(svc.simulator.subscriptions().values()) == [svc.subscriptions()], 5, "the unsub")
         wait_until(lambda: not ref.is_alive() and ref not in pykka.ActorRegistry.get_all(), 3, "the zombie fenced")
     finally:
         fence_zombie(ref)  # hygiene only (after the verdict): a leaked zombie would stall every later teardown
+
+
+@pytest.mark.parametrize("weapon", ["crash", "zombie"])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_restarted_book_still_refuses_a_short_snapshot(service, weapon: str) -> None:
+    """Chaos seed 1 (issue 12): a short snapshot armed for a book, then that book killed before its
+    fetch: the new BookActor started with no memory of the depth it held, so it made the 1-level
+    snapshot LIVE (a wrong book). The levels held now survive the restart."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    held = svc.book("BTCUSDT")
+    assert min(len(held.bids), len(held.asks)) >= 3  # deep enough that one level is short
+    checker = ViewChecker(svc.simulator, ReplayOracle(CHAOS_BASE["simulator"]["seed"], CHAOS_BASE["simulator"]["levels"]),
+                          EraTimeline(svc.simulator.era, time.monotonic()))
+    checker.start()
+    svc.add_listener(checker, codes=["BTCUSDT"])
+    old = svc.tree.ref("book:BTCUSDT")
+    svc.simulator.faults.short_snapshot(1, count=1, code="BTCUSDT")
+    if weapon == "crash":
+        svc.chaos.kill("book:BTCUSDT")
+    else:
+        assert ChaosMonkey(svc).zombie("book:BTCUSDT").delivered
+    wait_until(lambda: svc.tree.ref("book:BTCUSDT") not in (None, old), 5, "a new BookActor")
+    wait_until(lambda: svc.simulator.counters()["faults"]["short_snapshot"] == 1, 5, "the short snapshot served")
+    assert svc.wait_live(["BTCUSDT"], timeout=10)
+    wait_until(lambda: checker.checked >= 20, 5, "LIVE views of the new book")
+    assert checker.drain(5.0)
+    checker.stop()
+    assert checker.violations == 0, checker.texts  # never LIVE with the short book's levels
+
+
+def test_data_for_codes_without_a_book_does_not_keep_a_silent_stream_live(service) -> None:
+    """Chaos seed 2 (issue 12): a stall of every subscribed stream while the venue kept sending a
+    few well-formed diffs for a code nobody subscribed (malformed ``unknown_code``). Those frames
+    marked the socket fed, so the watchdog and the LIVE promise saw no silence: every book stayed
+    LIVE, frozen, 1.3 s behind the venue. Only data routed to a book may feed the socket."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    sim = svc.simulator
+    bound_s = svc.cfg.heartbeat.interval_s * svc.cfg.heartbeat.silent_intervals
+    sim.faults.stall(3.0)
+    started = time.monotonic()
+    left_live = threading.Event()
+    while time.monotonic() - started < 2.5 and not left_live.is_set():
+        sim.faults.malformed("unknown_code", 1)  # a trickle: far more often than the silence bound
+        if all(svc.book(code).status is not BookStatus.LIVE for code in CODES):
+            left_live.set()
+        left_live.wait(0.05)
+    assert left_live.is_set(), "the books stayed LIVE through a stall of every subscribed stream"
+    assert time.monotonic() - started < bound_s + 0.5
+    sim.faults.stall(0)
+    assert svc.wait_live(timeout=10)

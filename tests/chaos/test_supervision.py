@@ -8,8 +8,8 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.supervisor.messages import Escalated
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.otp.messages import Escalated
+from depthkeeper.supervisor.service.facade import BookService
 
 from .conftest import chaos_config, converge_exact, our_actors, wait_until
 
@@ -27,12 +27,12 @@ def kill_connection_until(svc: BookService, done: threading.Event, limit: int = 
     """Kill each new ConnectionActor as soon as it is up (faster than the restart intensity)."""
     kills = 0
     while not done.is_set() and kills < limit:
-        ref = wait_until(lambda: done.is_set() or svc.peers.connection, 5, "a connection actor")
+        ref = wait_until(lambda: done.is_set() or svc.chaos.ref("connection"), 5, "a connection actor")
         if done.is_set():
             break
         svc.chaos.kill("connection")
         kills += 1
-        wait_until(lambda: done.is_set() or svc.peers.connection not in (None, ref), 5, "the next incarnation")
+        wait_until(lambda: done.is_set() or svc.chaos.ref("connection") not in (None, ref), 5, "the next incarnation")
     return kills
 
 
@@ -51,8 +51,8 @@ def test_killing_faster_than_intensity_escalates_exactly_once_and_leaves_no_stor
         kills = kill_connection_until(svc, escalated)
         assert escalated.wait(5)
         assert kills == 3  # 2 restarts are allowed within the period; the 3rd exit is one too many
-        assert svc.root is not None
-        wait_until(lambda: not svc.root.is_alive(), 5, "the root to die")
+        assert svc.chaos.root_alive() or svc.escalation is not None
+        wait_until(lambda: not svc.chaos.root_alive(), 5, "the root to die")
         # the root stopped every child before escalating: nothing of ours is left to restart
         wait_until(lambda: our_actors(baseline_actors) == [], 5, "our actors gone")
         assert "connection" in escalations[0].reason and escalations[0].restarts == 2
@@ -70,14 +70,14 @@ def test_a_book_crash_loop_escalates_once_to_the_root_which_rebuilds_the_books(s
     svc = service(low_intensity(2), parent=host_calls.append)
     assert svc.wait_live(timeout=10)
     for _ in range(3):  # the 3rd crash within the period exceeds the books supervisor's intensity
-        old = wait_until(lambda: svc.routes.get("BTCUSDT"), 5, "a BTC book")
+        old = wait_until(lambda: svc.chaos.ref("book:BTCUSDT"), 5, "a BTC book")
         svc.chaos.kill("book:BTCUSDT")
-        wait_until(lambda: svc.routes.get("BTCUSDT") is not old, 5, "the BTC book replaced")
+        wait_until(lambda: svc.chaos.ref("book:BTCUSDT") is not old, 5, "the BTC book replaced")
     wait_until(lambda: svc.stats().supervisor.restarts.get("books", 0) == 1, 5, "the root to restart the books")
     assert svc.wait_live(timeout=10)
     stats = svc.stats()
     assert stats.supervisor.escalations == 1 and stats.supervisor.restarts.get("books") == 1
-    assert host_calls == [] and svc.escalation is None and svc.root is not None and svc.root.is_alive()
+    assert host_calls == [] and svc.escalation is None and svc.chaos.root_alive()
     converge_exact(svc)
 
 
@@ -135,14 +135,14 @@ def test_host_broadcasts_and_our_crashes_never_harm_either_side() -> None:
     parent, workers, svc = start_host(chaos_config())
     try:
         assert svc.wait_live(timeout=10)
-        before = {code: svc.routes.get(code) for code in svc.subscriptions()}
+        before = {code: svc.chaos.ref(f"book:{code}") for code in svc.subscriptions()}
         pykka.ActorRegistry.broadcast("host hello")
         pykka.ActorRegistry.broadcast({"host": "message"})
         for worker in workers:
             wait_until(lambda w=worker: len(w.ask("seen", timeout=ASK_S)) == 2, 5, "the host's broadcasts")
         stats = svc.stats()  # asked after the broadcasts: every one of our actors got past them
         assert stats.supervisor.restarts == {} and stats.supervisor.escalations == 0
-        assert {code: svc.routes.get(code) for code in svc.subscriptions()} == before
+        assert {code: svc.chaos.ref(f"book:{code}") for code in svc.subscriptions()} == before
         assert all(ref.is_alive() for ref in before.values())
         for target in ("connection", "subscription", "snapshot", "book:ETHUSDT"):
             svc.chaos.kill(target)

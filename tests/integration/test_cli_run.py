@@ -55,12 +55,14 @@ def test_bad_config_fails_at_load_naming_the_key(tmp_path: Path) -> None:
 
 def test_run_exits_promptly_and_nonzero_when_the_tree_gives_up(tmp_path: Path) -> None:
     """Defect 15: an archive that can never open its file crashes on every start; once the restart
-    intensity is exceeded the tree gives up, and ``run`` says so in one line and exits 3."""
+    intensity is exceeded the tree gives up, and ``run`` says so in one line and exits 3. (The path is
+    a directory: its parent exists, so the start-up preflight lets it through to the actor.)"""
     cfg = tmp_path / "gives-up.toml"
+    (tmp_path / "a-directory").mkdir()
     cfg.write_text(
         "[simulator]\nenabled = true\n[symbols]\ninitial = [\"BTCUSDT\"]\n"
         "[supervisor]\nmax_restarts = 2\nperiod_s = 30.0\nrestart_backoff_min_s = 0.01\nrestart_backoff_max_s = 0.02\n"
-        f"[archive]\npath = \"{tmp_path / 'no-such-dir' / 'x.sqlite'}\"\n")
+        f"[archive]\npath = \"{tmp_path / 'a-directory'}\"\n")
     proc = run("run", "--config", str(cfg), "--no-table", "--duration", "60")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from depthkeeper.actors.calibration import Calibration
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.wire import DepthPush, DiffEvent, Snapshot
+from depthkeeper.actors.core.calibration import Calibration
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.wire import DepthPush, DiffEvent, RangeDiff, Snapshot
 
 
 def live_book() -> OrderBook:
@@ -67,4 +67,21 @@ def test_alltick_top_n_compared_only_at_the_same_seq() -> None:
     assert cal.finish() == 1 and book.bids[9.0] == 5.0
     cal.begin()
     cal.receive(DepthPush("X", 99, 0.0, (), ()))
+    assert cal.finish() is None and cal.skipped == 1
+
+
+def test_binance_events_roll_a_snapshot_forward_through_their_ranges() -> None:
+    """Update-id ranges: the event straddling the snapshot's id + 1 applies whole, then U = u + 1."""
+    book = live_book()
+    cal = Calibration(book)
+    cal.begin()
+    cal.record([RangeDiff("X", 90, 96, ((9.0, 7.0),), ()),           # u <= snapshot: skipped
+                RangeDiff("X", 97, 99, ((9.5, 1.0),), ((12.0, 0.0),)),  # straddles 98 + 1
+                RangeDiff("X", 100, 100, ((9.0, 1.0),), ((12.0, 1.0),))])
+    cal.receive(Snapshot("X", 98, ((10.0, 1.0), (9.0, 2.0)), ((11.0, 1.0), (12.0, 5.0))))
+    assert cal.finish() == 1 and book.bids == {10.0: 1.0, 9.5: 1.0, 9.0: 1.0}  # 9.5 was missing here
+    cal.begin()
+    cal.record([RangeDiff("X", 99, 99, (), ()), RangeDiff("X", 101, 101, (), ())])  # a hole at 100
+    book.last_seq = 101
+    cal.receive(Snapshot("X", 98, ((10.0, 1.0),), ((11.0, 1.0),)))
     assert cal.finish() is None and cal.skipped == 1

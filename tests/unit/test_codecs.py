@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from depthkeeper.actors import codec_alltick as at
-from depthkeeper.actors import codec_article as ar
-from depthkeeper.actors.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
+from depthkeeper.actors.venues import alltick as at
+from depthkeeper.actors.venues import article as ar
+from depthkeeper.actors.core.wire import Ack, DecodeError, DepthPush, DiffEvent, HeartbeatAck, Ignored, MalformedKind
 
 
 def frame(**fields: object) -> bytes:

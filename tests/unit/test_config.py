@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from depthkeeper.supervisor.config import AppConfig, load_config
-from depthkeeper.supervisor.errors import ConfigError
+from depthkeeper.supervisor.service.config import AppConfig, load_config
+from depthkeeper.supervisor.service.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def test_defaults_by_dialect(tmp_path: Path) -> None:
         (SIM + "[book]\nmax_level = 5\n", r"\[book\] max_level: unknown key"),
         (SIM + "[book]\nthreads = -1\n", r"\[book\] threads: out of range"),
         (SIM + "[books]\n", r"\[books\]: unknown section"),
-        (SIM + "[venue]\ndialect = 'binance'\n", r"\[venue\] dialect: must be one of article, alltick"),
+        (SIM + "[venue]\ndialect = 'kraken'\n", r"\[venue\] dialect: must be one of article, alltick, binance"),
         (SIM + "[symbols]\ninitial = ['BTC-USDT']\n", r"\[symbols\] initial: 'BTC-USDT' does not match"),
         (SIM + "[symbols]\ninitial = 'BTCUSDT'\n", r"\[symbols\] initial: must be a list of strings"),
         (SIM + "[symbols]\ninitial = ['BTCUSDT']\nallowed = ['ETHUSDT']\n", r"initial: 'BTCUSDT' is not in"),
@@ -78,3 +78,26 @@ def test_missing_file_and_int_for_float(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", environ={})
     cfg = load_config(write(tmp_path, SIM + "[heartbeat]\ninterval_s = 2\n"), {})
     assert cfg.heartbeat.interval_s == 2.0 and isinstance(cfg.heartbeat.interval_s, float)
+
+
+def test_chaos_section_is_carried_for_the_chaos_tooling(tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "conf" / "chaos.toml", environ={})
+    assert cfg.chaos["book_kills_per_s"] == 3.5 and cfg.chaos["limits"]["gap_max"] == 5
+    assert load_config(ROOT / "conf" / "demo.toml", environ={}).chaos == {}
+    with pytest.raises(ConfigError, match=r"x\.toml: \[chaos\]: must be a table"):
+        load_config(write(tmp_path, "chaos = 3\n" + SIM), {})
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "x.toml"
+    path.write_text(SIM + '[archive]\npath = "../data/books.sqlite"\n[log]\nfile = "logs/x.log"\n')
+    cfg = load_config(path, {})
+    assert cfg.archive.path == str(tmp_path / "data" / "books.sqlite")
+    assert cfg.log.file == str(tmp_path / "sub" / "logs" / "x.log")
+    cfg = load_config(path, {}, base_dir=tmp_path / "elsewhere")
+    assert cfg.archive.path == str(tmp_path / "data" / "books.sqlite")  # resolved: .. of elsewhere
+    assert cfg.log.file == str(tmp_path / "elsewhere" / "logs" / "x.log")
+    path.write_text(SIM + f'[archive]\npath = "{tmp_path}/abs.sqlite"\n')
+    assert load_config(path, {}).archive.path == f"{tmp_path}/abs.sqlite" and load_config(path, {}).log.file == ""

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from depthkeeper.actors.archive import open_archive
-from depthkeeper.supervisor.cli import main
-from depthkeeper.supervisor.export import ExportError, export, export_command, parse_time
+from depthkeeper.archive.export import ExportError, NoRows, export, export_command, parse_time
+from depthkeeper.archive.schema import open_archive
+from depthkeeper.supervisor.cli.main import main
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 
@@ -81,7 +81,13 @@ def test_window_is_half_open_and_per_symbol(archive: Path) -> None:
     assert run(archive, "BTCUSDT", T0 + 1, None, "jsonl")[0] == 2
     assert run(archive, "BTCUSDT", None, T0 + 1, "jsonl")[0] == 1
     assert run(archive, "ETHUSDT", None, None, "jsonl")[0] == 1
-    assert run(archive, "XRPUSDT", None, None, "csv") == (0, "ts,symbol,seq,updated_at\n")
+    out = io.StringIO()
+    with pytest.raises(NoRows, match="no rows of XRPUSDT; the archive has: BTCUSDT, ETHUSDT"):
+        export(str(archive), "XRPUSDT", None, None, "csv", out)
+    assert out.getvalue() == ""  # nothing written: no header-only file to mistake for data
+    with pytest.raises(NoRows, match=r"no rows of BTCUSDT in the window; its rows span 2024-05-01T00:00:00Z \.\. "
+                                     r"2024-05-01T00:00:02Z"):
+        run(archive, "BTCUSDT", T0 + 10, None, "csv")
 
 
 def test_jsonl_keeps_levels_as_arrays(archive: Path) -> None:
@@ -126,6 +132,9 @@ def test_command_exit_statuses(archive: Path, tmp_path: Path) -> None:
     err = io.StringIO()
     assert export_command(_args(archive, start="2024-05-02", end="2024-05-01"), io.StringIO(), err) == 2
     assert "empty window" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert export_command(_args(archive, symbol="SOLUSDT"), out, err) == 1
+    assert out.getvalue() == "" and "the archive has: BTCUSDT, ETHUSDT" in err.getvalue()
 
 
 def test_cli_export_end_to_end(archive: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,3 +159,31 @@ def test_export_reads_while_the_archive_is_open_for_writing(archive: Path) -> No
         assert run(archive, "BTCUSDT", None, None, "jsonl")[0] == 4
     finally:
         writer.close()
+
+
+def files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_export_leaves_no_file_behind(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: exporting a closed archive used to leave -wal/-shm files in the current directory."""
+    monkeypatch.chdir(tmp_path)
+    assert files_in(tmp_path) == {"books.sqlite"}  # the writer closed cleanly: no side files
+    before = archive.read_bytes()
+    assert main(["export", "--archive", "books.sqlite", "--symbol", "BTCUSDT", "--format", "jsonl"]) == 0
+    assert main(["export", "--archive", "books.sqlite", "--symbol", "NOPE"]) == 1
+    assert files_in(tmp_path) == {"books.sqlite"} and archive.read_bytes() == before
+
+
+def test_export_while_a_writer_is_open_uses_its_files_and_adds_none(archive: Path, tmp_path: Path) -> None:
+    writer = open_archive(str(archive))
+    try:
+        writer.execute("INSERT INTO snapshots(ts, symbol, seq, updated_at, bids, asks) "
+                       "VALUES (?, 'BTCUSDT', 13, 0, '[]', '[]')", (T0 + 3,))  # committed into the -wal only
+        with_writer = files_in(tmp_path)
+        assert "books.sqlite-wal" in with_writer
+        assert run(archive, "BTCUSDT", None, None, "jsonl")[0] == 4  # the reader sees the WAL's commit
+        assert files_in(tmp_path) == with_writer
+    finally:
+        writer.close()
+    assert files_in(tmp_path) == {"books.sqlite"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from depthkeeper.actors.frames import ConnectionClosed, FrameError, FrameReader
+from depthkeeper.actors.io.frames import ConnectionClosed, FrameError, FrameReader
 
 
 def frame(payload: bytes, opcode: int = 1, fin: bool = True, mask: bytes | None = None) -> bytes:

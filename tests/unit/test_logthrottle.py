@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors.logthrottle import OTHER_KIND, LogThrottle, ThrottledLog, ThrottleSummary
+from depthkeeper.actors.core.logthrottle import OTHER_KIND, LogThrottle, ThrottledLog, ThrottleSummary
 
 
 def test_first_burst_logged_then_counted_per_kind() -> None:

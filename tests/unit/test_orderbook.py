@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 
 
 def test_set_and_delete_levels() -> None:
@@ -91,3 +93,18 @@ def test_clear_and_repr() -> None:
 def test_invalid_max_levels() -> None:
     with pytest.raises(ValueError, match="max_levels"):
         OrderBook("X", max_levels=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(st.tuples(
+    st.lists(st.tuples(st.integers(1, 30), st.sampled_from([0.0, 1.0, 2.0])), max_size=6),
+    st.lists(st.tuples(st.integers(31, 60), st.sampled_from([0.0, 1.0, 2.0])), max_size=6)), max_size=30),
+    max_levels=st.integers(1, 8))
+def test_apply_event_keeps_the_best_prices_without_scanning(events: list, max_levels: int) -> None:
+    """The best (bid, ask) returned per event equals a full scan, through removals of the best and trims."""
+    book = OrderBook("X", max_levels=max_levels)
+    top: tuple[float | None, float | None] = (None, None)
+    for bids, asks in events:
+        top = book.apply_event(tuple((float(p), s) for p, s in dict(bids).items()),
+                               tuple((float(p), s) for p, s in dict(asks).items()), top)
+        assert top == (max(book.bids) if book.bids else None, min(book.asks) if book.asks else None)

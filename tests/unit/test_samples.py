@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from depthkeeper.actors.samples import Ring
+from depthkeeper.actors.core.samples import Ring
 
 
 def test_keeps_the_newest_values_in_order_across_growth_and_wraparound() -> None:

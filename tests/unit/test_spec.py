@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.spec import (
+from depthkeeper.supervisor.otp.spec import (
     ChildSpec,
     ExitReason,
     Jitter,

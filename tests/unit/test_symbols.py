@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depthkeeper.actors.symbols import SymbolRules
+from depthkeeper.actors.core.symbols import SymbolRules
 
 
 def test_pattern_rejects_malformed_code_with_reason() -> None:

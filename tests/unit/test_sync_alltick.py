@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.sync import AlltickSync, ResyncReason, SyncAction, make_policy
-from depthkeeper.actors.wire import DepthPush, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.settings import BookConfig, VenueConfig
+from depthkeeper.actors.core.sync import ResyncReason, SyncAction
+from depthkeeper.actors.venues import VENUES, venue_class
+from depthkeeper.actors.venues.alltick import AlltickSync
+from depthkeeper.actors.core.wire import DepthPush, Snapshot
 
 import pytest
 
@@ -20,6 +23,7 @@ def test_newer_push_replaces_book() -> None:
     assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 5
     policy.on_push(push(9, bid=20.0, ask=21.0))
     assert policy.book.bids == {20.0: 1.0, 19.0: 2.0} and policy.book.asks == {21.0: 1.0}
+    assert policy.book.event_time == 1.0  # the push's tick_time: views carry it as event_time
 
 
 def test_stale_and_duplicate_pushes_dropped_and_counted() -> None:
@@ -88,8 +92,9 @@ def test_crossed_push_resyncs() -> None:
 
 
 def test_make_policy() -> None:
-    assert isinstance(make_policy("alltick", OrderBook("X"), 1), AlltickSync)
+    assert isinstance(venue_class("alltick")(VenueConfig()).make_policy(OrderBook("X"), BookConfig()), AlltickSync)
+    assert set(VENUES) >= {"article", "alltick"}
     with pytest.raises(ValueError):
-        make_policy("binance", OrderBook("X"), 1)
+        venue_class("nosuchvenue")
     with pytest.raises(TypeError):
         AlltickSync(OrderBook("X")).on_diffs([])

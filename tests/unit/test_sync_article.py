@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthkeeper.actors.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.sync import ArticleSync, ResyncReason, SyncAction
-from depthkeeper.actors.wire import DiffEvent, Snapshot
+from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
+from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason, SyncAction
+from depthkeeper.actors.core.wire import DiffEvent, Snapshot
 
 
 def diff(seq: int, price: float = 100.0, size: float = 1.0, bid: bool = True) -> DiffEvent:
@@ -24,9 +24,9 @@ def snap(seq: int, bids: tuple = BOOK[0], asks: tuple = BOOK[1]) -> Snapshot:
     return Snapshot("X", seq, bids, asks)
 
 
-def live_policy(seq: int = 10, limit: int = 100) -> ArticleSync:
+def live_policy(seq: int = 10, limit: int = 100) -> ContiguousSync:
     """LIVE at ``seq``: a snapshot at seq bridged by the diff that reaches it."""
-    policy = ArticleSync(OrderBook("X"), limit)
+    policy = ContiguousSync(OrderBook("X"), limit)
     assert policy.start(ResyncReason.START) is SyncAction.FETCH_SNAPSHOT
     policy.on_diffs([diff(seq, 99.0)])
     policy.on_snapshot(snap(seq), policy.request_token)
@@ -35,7 +35,7 @@ def live_policy(seq: int = 10, limit: int = 100) -> ArticleSync:
 
 
 def test_start_is_syncing_and_requests_snapshot() -> None:
-    policy = ArticleSync(OrderBook("X"), 10)
+    policy = ContiguousSync(OrderBook("X"), 10)
     assert policy.start(ResyncReason.START) is SyncAction.FETCH_SNAPSHOT
     assert policy.book.status is BookStatus.SYNCING and policy.awaiting_snapshot
     assert policy.on_diffs([diff(1)]) is SyncAction.NONE
@@ -76,7 +76,7 @@ def test_backwards_seq_means_venue_restart() -> None:
 
 
 def test_snapshot_bridges_buffer_dropping_older_diffs() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(8, 90.0), diff(9, 91.0), diff(10, 92.0), diff(11, 93.0)])
     policy.on_snapshot(snap(9, ((50.0, 1.0),), ((200.0, 1.0),)), policy.request_token)
@@ -85,7 +85,7 @@ def test_snapshot_bridges_buffer_dropping_older_diffs() -> None:
 
 
 def test_snapshot_at_the_last_buffered_seq_is_live_at_once() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(8), diff(9)])
     assert policy.on_snapshot(snap(9), policy.request_token) is SyncAction.NONE
@@ -94,7 +94,7 @@ def test_snapshot_at_the_last_buffered_seq_is_live_at_once() -> None:
 
 def test_snapshot_ahead_of_the_stream_is_held_until_the_stream_reaches_it() -> None:
     """Never LIVE on a snapshot the stream has not reached: diffs up to it are dropped while held."""
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(5)])
     assert policy.on_snapshot(snap(20), policy.request_token) is SyncAction.AWAIT_BRIDGE
@@ -111,7 +111,7 @@ def test_snapshot_ahead_of_the_stream_is_held_until_the_stream_reaches_it() -> N
 def test_snapshot_far_ahead_is_refetched_at_the_deadline_never_live() -> None:
     """Defect 5: a snapshot whose seq the stream never reaches must not make a LIVE book that
     drops every later diff; at the actor's deadline it is refetched (the actor backs off)."""
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(5)])
     token = policy.request_token
@@ -126,7 +126,7 @@ def test_snapshot_far_ahead_is_refetched_at_the_deadline_never_live() -> None:
 
 
 def test_a_quiet_stream_accepts_the_snapshot_at_the_deadline() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     token = policy.request_token
     assert policy.on_snapshot(snap(40), token) is SyncAction.AWAIT_BRIDGE
@@ -137,7 +137,7 @@ def test_a_quiet_stream_accepts_the_snapshot_at_the_deadline() -> None:
 
 
 def test_the_stream_skipping_a_held_snapshot_retries() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(5)])
     policy.on_snapshot(snap(10), policy.request_token)
@@ -146,7 +146,7 @@ def test_the_stream_skipping_a_held_snapshot_retries() -> None:
 
 
 def test_snapshot_older_than_buffer_is_retried_keeping_buffer() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(15), diff(16)])
     token = policy.request_token
@@ -168,7 +168,7 @@ def test_far_future_diff_at_the_buffer_head_is_skipped_by_a_bridging_snapshot() 
 
 
 def test_snapshots_that_never_bridge_make_the_buffer_suspect_and_rebuilt() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(2**53)])
     for attempt in range(3):
@@ -182,7 +182,7 @@ def test_snapshots_that_never_bridge_make_the_buffer_suspect_and_rebuilt() -> No
 
 
 def test_gap_inside_buffer_restarts_resync() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(11), diff(13)])
     assert policy.on_snapshot(snap(10), policy.request_token) is SyncAction.FETCH_SNAPSHOT
@@ -190,7 +190,7 @@ def test_gap_inside_buffer_restarts_resync() -> None:
 
 
 def test_reply_to_old_request_is_ignored() -> None:
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     old = policy.request_token
     policy.start(ResyncReason.RECONNECT)
@@ -215,7 +215,7 @@ def test_snapshot_while_live_is_ignored() -> None:
 
 
 def test_overflow_restarts_resync_never_silently() -> None:
-    policy = ArticleSync(OrderBook("X"), 3)
+    policy = ContiguousSync(OrderBook("X"), 3)
     policy.start(ResyncReason.START)
     token = policy.request_token
     assert policy.on_diffs([diff(1), diff(2), diff(3)]) is SyncAction.NONE
@@ -238,7 +238,7 @@ def test_crossed_book_resyncs() -> None:
 def test_unusable_snapshot_is_retried_never_live(bids: tuple, asks: tuple, reason: ResyncReason,
                                                  counter: str) -> None:
     """Defects 7 and 8: empty or crossed snapshots never make a LIVE book; the actor backs off."""
-    policy = ArticleSync(OrderBook("X"), 10)
+    policy = ContiguousSync(OrderBook("X"), 10)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(3)])
     token = policy.request_token
@@ -250,7 +250,7 @@ def test_unusable_snapshot_is_retried_never_live(bids: tuple, asks: tuple, reaso
 
 def test_short_snapshot_against_the_depth_the_book_held_is_retried() -> None:
     """Defect 7: a well-formed snapshot with far fewer levels than the book held when LIVE."""
-    policy = ArticleSync(OrderBook("X"), 100)
+    policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)
     policy.on_diffs([diff(1)])
     deep = snap(1, tuple((100.0 - i, 1.0) for i in range(20)), tuple((101.0 + i, 1.0) for i in range(20)))
@@ -300,7 +300,7 @@ def test_any_fault_sequence_converges_to_truth(seed: int, faults: list[str]) -> 
     """Drops, duplicates and reorders, with snapshots served at random versions, end exact."""
     rng = random.Random(seed)
     venue = Venue(rng)
-    policy = ArticleSync(OrderBook("X", max_levels=100), 50)
+    policy = ContiguousSync(OrderBook("X", max_levels=100), 50)
     action = policy.start(ResyncReason.START)
     pending: int | None = policy.request_token
     for fault in faults + ["none"] * 30:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.config import config_from_mapping
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.config import config_from_mapping
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import levels, wait_until
 
@@ -135,7 +135,7 @@ def test_unknown_code_is_rejected_without_a_retry_loop(venue, service) -> None:
     svc = service(sim)
     assert svc.wait_live(timeout=10)
     svc.subscribe(["ZZZUSDT"])
-    wait_until(lambda: "ZZZUSDT" in (svc.stats().subscription.get("rejected") or {}), 6, "ZZZUSDT rejected")
+    wait_until(lambda: "ZZZUSDT" in (svc.stats().subscription.rejected or {}), 6, "ZZZUSDT rejected")
     svc.subscribe(["SOLUSDT"])  # a later change must not carry the rejected code again
     wait_until(lambda: "SOLUSDT" in next(iter(sim.subscriptions().values())), 6, "SOLUSDT subscribed")
     with_zzz = [r for r in requests(sim) if "ZZZUSDT" in r.codes]
@@ -159,7 +159,7 @@ def test_bad_token_stops_with_a_clear_error_and_no_reconnect_storm(venue, servic
     wait_until(lambda: svc.stats().connection.failed, 5, "the connection to give up")
     conn = svc.stats().connection
     assert "401" in conn.failed and "wrong-token" not in conn.failed
-    assert not svc._ask(svc.peers.connection, __import__("depthkeeper.actors.messages", fromlist=["GetCounters"]).GetCounters())["reconnect_scheduled"]
+    assert not svc.chaos.ref("connection").ask(__import__("depthkeeper.actors.messages", fromlist=["GetCounters"]).GetCounters(), timeout=2).reconnect_scheduled
     assert sim.counters()["handshakes_rejected_token"] == 1
     assert not svc.health().ok and any("401" in p for p in svc.health().problems)
 
@@ -193,5 +193,5 @@ def test_unsubscribe_right_after_subscribe_sends_no_second_request(venue, servic
     wait_until(lambda: list(sim.subscriptions().values()) == [svc.subscriptions()], 6, "ADAUSDT subscribed")
     after = requests(sim)[before:]
     assert [set(r.codes) for r in after] == [{"BTCUSDT", "ETHUSDT"}, {"BTCUSDT", "ETHUSDT", "ADAUSDT"}]
-    assert svc.stats().subscription["ghost_unsubscribes"] == 0
+    assert svc.stats().subscription.counters.ghost_unsubscribes == 0
     assert svc.stats().connection.unwanted > 0  # SOL's trailing pushes did arrive without a book

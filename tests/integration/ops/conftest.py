@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.config import AppConfig
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.config import AppConfig
+from depthkeeper.supervisor.service.facade import BookService
 from tests.support import build_config, service_factory
 
 CODES = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]

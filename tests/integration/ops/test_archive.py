@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.supervisor.messages import Crash, GetChildren
-from depthkeeper.supervisor.metrics import MetricsServer
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.service.metrics import MetricsServer
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import wait_until
 
@@ -24,7 +24,7 @@ DEPTH = 5
 
 
 def archive_child(svc: Any) -> Any:
-    children = svc.root.ask(GetChildren(), timeout=2)
+    children = svc.chaos.children()
     return next(c for c in children if c.id == "archive")
 
 

@@ -16,19 +16,13 @@ from typing import Any
 import pykka
 import pytest
 
-from depthkeeper.actors.archive import (
-    INSERT_CHUNK,
-    ArchiveActor,
-    ArchiveError,
-    ArchiveTick,
-    last_rows,
-    open_archive,
-)
+from depthkeeper.archive.actor import ArchiveActor, ArchiveReport, ArchiveTick
+from depthkeeper.archive.schema import INSERT_CHUNK, ArchiveError, last_rows, open_archive
 from depthkeeper.actors.listeners import ListenerHub
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView, GetCounters
-from depthkeeper.actors.orderbook import BookStatus
-from depthkeeper.supervisor.messages import Crash
-from depthkeeper.supervisor.scheduler import Scheduler
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.otp.scheduler import Scheduler
 
 from tests.support import wait_until
 
@@ -59,8 +53,8 @@ def start(path: Path, env: Env, interval_s: float = HOUR_S, depth: int = 5) -> p
 Env = tuple[ListenerHub, Scheduler]
 
 
-def counters(ref: pykka.ActorRef[Any]) -> dict[str, Any]:
-    result: dict[str, Any] = ref.ask(GetCounters(), timeout=5)  # type: ignore[assignment]
+def counters(ref: pykka.ActorRef[Any]) -> ArchiveReport:
+    result: ArchiveReport = ref.ask(GetCounters(), timeout=5)  # type: ignore[assignment]
     return result
 
 
@@ -81,11 +75,11 @@ def test_tick_writes_newest_live_view_per_symbol_cut_to_depth(tmp_path: Path, en
     assert read_db(path, "SELECT symbol, kind, old_status, new_status, seq, reason FROM events") == [
         ("ETHUSDT", "gap", "LIVE", "RESYNCING", 6, "gap")]
     c = counters(ref)
-    assert c["skipped"] == 2 and c["not_live"] == 1 and c["batches"] == 1
+    assert c.skipped == 2 and c.counters.not_live == 1 and c.counters.batches == 1
     assert read_db(path, "PRAGMA journal_mode")[0][0] == "wal"
     ref.tell(BookUpdated(view("BTCUSDT", 3)))  # unchanged since the last row: not written again
     ref.ask(ArchiveTick())
-    assert count(path) == 1 and counters(ref)["unchanged"] == 1
+    assert count(path) == 1 and counters(ref).counters.unchanged == 1
     ref.stop()
 
 
@@ -172,14 +166,14 @@ def test_every_published_view_is_accounted_for(tmp_path: Path, env: Env) -> None
     def drained() -> dict[str, Any] | None:
         c = counters(ref)
         hub_conflated = next(iter(hub.stats().values()))["conflated"]
-        return c if c["views"] + hub_conflated == published else None
+        return c if c.views + hub_conflated == published else None
 
     wait_until(drained, 10, "every publication delivered or conflated")
     ref.ask(ArchiveTick())
     c = counters(ref)
-    assert c["pending"] == 0
-    assert c["rows_written"] + c["skipped"] + c["not_live"] + c["unchanged"] == published
-    assert c["rows_written"] == count(path) >= 2
+    assert c.pending == 0
+    assert c.counters.rows_written + c.skipped + c.counters.not_live + c.counters.unchanged == published
+    assert c.counters.rows_written == count(path) >= 2
     ref.stop()
 
 
@@ -188,7 +182,7 @@ def test_missed_intervals_are_counted_not_queued(tmp_path: Path, env: Env) -> No
     path = tmp_path / "a.sqlite"
     ref = start(path, env, interval_s=1e-5)
     ref.tell(BookUpdated(view("BTCUSDT", 1)))
-    wait_until(lambda: counters(ref)["missed_intervals"] > 0, 5, "missed intervals")
+    wait_until(lambda: counters(ref).counters.missed_intervals > 0, 5, "missed intervals")
     wait_until(lambda: count(path) == 1, 5, "the row written")
     started = time.monotonic()
     ref.ask(GetCounters(), timeout=2)
@@ -215,5 +209,5 @@ def test_a_batch_larger_than_one_insert_statement_is_written_whole(tmp_path: Pat
     ref.ask(ArchiveTick())
     assert [s for (s,) in read_db(path, "SELECT symbol FROM snapshots ORDER BY id")] == codes
     assert [s for (s,) in read_db(path, "SELECT symbol FROM events ORDER BY id")] == codes
-    assert counters(ref)["batches"] == 1
+    assert counters(ref).counters.batches == 1
     ref.stop()

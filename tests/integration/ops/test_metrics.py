@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from depthkeeper.supervisor.metrics import STATUS_VALUES, MetricsServer
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.metrics import STATUS_VALUES, MetricsServer
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import wait_until
 
@@ -93,9 +93,9 @@ def test_scrape_matches_stats_after_faults(service: Callable[..., BookService]) 
     assert value(families, "depthkeeper_dropped_frames", "depthkeeper_dropped_frames_total",
                  reason="inbox_full") == conn.overflow_skipped
     assert value(families, "depthkeeper_rejected_codes", "depthkeeper_rejected_codes_total", reason="venue") \
-        == stats.subscription.get("venue_rejected", 0)
+        == stats.subscription.counters.venue_rejected
     assert value(families, "depthkeeper_rejected_codes", "depthkeeper_rejected_codes_total", reason="malformed") \
-        == stats.subscription.get("invalid_codes", 0) + getattr(svc, "rejected_codes", 0)
+        == stats.subscription.counters.invalid_codes + getattr(svc, "rejected_codes", 0)
     assert value(families, "depthkeeper_connection_up") == 1.0
     assert value(families, "depthkeeper_connection_epoch") == conn.epoch
 
@@ -124,7 +124,9 @@ def test_names_follow_conventions_and_status_is_documented(service: Callable[...
         families = scrape(server.url)
     finally:
         server.stop()
-    assert families and all(name.startswith("depthkeeper_") for name in families)
+    # ours are depthkeeper_*; the process collector's keep the standard process_* names dashboards know
+    assert families and all(name.startswith(("depthkeeper_", "process_")) for name in families)
+    assert "process_cpu_seconds" in families and "depthkeeper_build_info" in families
     for family in families.values():
         names = {s.name for s in family.samples}
         if family.type == "counter":

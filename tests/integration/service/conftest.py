@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.facade import BookService
 from tests.support import build_config
 
 

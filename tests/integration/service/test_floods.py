@@ -9,7 +9,7 @@ import pytest
 from loguru import logger
 
 from depthkeeper.simulator.faults import UNKNOWN_CODE
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.facade import BookService
 
 from tests.support import converge_exact, wait_until
 
@@ -47,11 +47,11 @@ def test_frames_for_a_code_we_never_subscribed_are_counted_never_unsubscribed(se
     svc = service()
     assert svc.wait_live(timeout=10)
     svc.simulator.faults.malformed("unknown_code", count=200)
-    wait_until(lambda: svc.stats().subscription["unwanted_frames"] >= 200, 10, "the frames reach the subscription")
+    wait_until(lambda: svc.stats().subscription.counters.unwanted_frames >= 200, 10, "the frames reach the subscription")
     svc.subscribe(["SOLUSDT"])  # a later command: anything the flood provoked was sent before it
     assert svc.wait_live(["SOLUSDT"], timeout=10)
     assert not [r for r in svc.simulator.command_log() if UNKNOWN_CODE in r.codes]
-    assert svc.stats().subscription["ghost_unsubscribes"] == 0
+    assert svc.stats().subscription.counters.ghost_unsubscribes == 0
 
 
 def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service: Callable[..., BookService]) -> None:
@@ -59,13 +59,13 @@ def test_subscribe_unsubscribe_churn_leaves_no_cancelled_timers_behind(service: 
     free it then, not when it would have been due. Counted in heap entries, not RSS."""
     svc = service(calibration={"interval_s": 1800.0}, book={"stale_after_s": 600.0})
     assert svc.wait_live(timeout=10)
-    scheduler = svc.scheduler
+    scheduler = svc.chaos.scheduler
     before = len(scheduler._heap)  # entries held, live or cancelled (what the memory holds)
     for _ in range(40):
         svc.subscribe(["SOLUSDT"])
-        wait_until(lambda: svc.routes.get("SOLUSDT") is not None, 5, "SOLUSDT's book")
+        wait_until(lambda: svc.chaos.ref("book:SOLUSDT") is not None, 5, "SOLUSDT's book")
         svc.unsubscribe(["SOLUSDT"])
-        wait_until(lambda: svc.routes.get("SOLUSDT") is None, 5, "SOLUSDT's book gone")
+        wait_until(lambda: svc.chaos.ref("book:SOLUSDT") is None, 5, "SOLUSDT's book gone")
     wait_until(lambda: scheduler.pending <= before + 2, 5, "the churned books' timers cancelled")
     # 40 cycles x (calibration + stale check + first-diff deadline) would be 80-120 entries
     assert len(scheduler._heap) <= max(2 * before, 64) + 2

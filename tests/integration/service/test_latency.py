@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from depthkeeper.simulator import SimConfig, Simulator
-from depthkeeper.supervisor.service import BookService
+from depthkeeper.supervisor.service.facade import BookService
 from tests.support import build_config, wait_until
 
 pytestmark = pytest.mark.integration

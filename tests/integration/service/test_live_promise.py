@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from depthkeeper.actors.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.simulator import SimConfig, Simulator, TcpProxy
-from depthkeeper.supervisor.service import BookService, BookUnavailable
+from depthkeeper.supervisor.service.facade import BookService, BookUnavailable
 
 from tests.support import build_config, converge_exact, equals_truth, levels, wait_until
 
@@ -150,7 +150,7 @@ def test_a_short_blackhole_within_the_bound_costs_nothing(proxied) -> None:
     assert svc.wait_live(timeout=10)
     before = svc.stats()
     proxy.pause()
-    wait_until(lambda: svc.socket.silent_for(time.monotonic()) >= 0.6, 3, "0.6 s of silence (bound 2 s)")
+    wait_until(lambda: svc.chaos.silent_s() >= 0.6, 3, "0.6 s of silence (bound 2 s)")
     assert svc.wait_live(timeout=0.1)  # still within the bound: the promise holds
     proxy.resume()
     converge_exact(svc, sim=sim, timeout=5)
@@ -290,7 +290,7 @@ def test_an_unreachable_venue_requests_no_snapshot_and_says_why(service) -> None
     svc = service(simulator={"enabled": False},
                   venue={"url": "ws://127.0.0.1:9/quote-b-ws-api", "snapshot_url": "http://127.0.0.1:9/depth"})
     wait_until(lambda: svc.stats().connection.connect_failures >= 2, 10, "two failed connects")
-    assert svc.stats().snapshot.get("requests", 0) == 0
+    assert svc.stats().snapshot.counters.requests == 0
     view = svc.book("BTCUSDT")
     assert view.status is not BookStatus.LIVE
     assert any("connect failed" in p for p in svc.health().problems)

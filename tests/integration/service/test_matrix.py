@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depthkeeper.actors import codec_article
+from depthkeeper.actors.venues import article as codec_article
 from depthkeeper.actors.messages import SendFrame
 
 from tests.support import converge_exact, server_sets, wait_until
@@ -16,9 +16,9 @@ def test_connection_killed_new_epoch_books_resync_subscriptions_replayed(service
     """Connection restarted -> new epoch; every book resyncs; the desired set is replayed."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    epoch, old = svc.stats().connection.epoch, svc.peers.connection
+    epoch, old = svc.stats().connection.epoch, svc.chaos.ref("connection")
     svc.chaos.kill("connection")
-    wait_until(lambda: svc.peers.connection is not None and svc.peers.connection is not old
+    wait_until(lambda: svc.chaos.ref("connection") is not None and svc.chaos.ref("connection") is not old
                and svc.stats().connection.epoch > epoch, 5, "a new connection on a new epoch")
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "subscriptions replayed on the new socket")
     assert svc.stats().supervisor.restarts["connection"] == 1
@@ -30,9 +30,9 @@ def test_subscription_killed_reconciles_without_duplicates(service) -> None:
     """Subscription restarted -> rebuilt from the tree's desired set; nothing sent twice."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    old = svc.peers.subscription
+    old = svc.chaos.ref("subscription")
     svc.chaos.kill("subscription")
-    wait_until(lambda: svc.peers.subscription not in (None, old), 5, "a new subscription actor")
+    wait_until(lambda: svc.chaos.ref("subscription") not in (None, old), 5, "a new subscription actor")
     svc.subscribe(["SOLUSDT"])
     assert svc.wait_live(["SOLUSDT"], timeout=10)
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "server set == desired set")
@@ -55,9 +55,9 @@ def test_book_killed_routes_to_the_new_ref_and_others_untouched(service) -> None
     """A book restarted -> routing points at the new ref; the other book never resyncs."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    old = svc.routes.get("BTCUSDT")
+    old = svc.chaos.ref("book:BTCUSDT")
     svc.chaos.kill("book:BTCUSDT")
-    wait_until(lambda: svc.routes.get("BTCUSDT") not in (None, old), 5, "a new BTC book")
+    wait_until(lambda: svc.chaos.ref("book:BTCUSDT") not in (None, old), 5, "a new BTC book")
     assert svc.wait_live(["BTCUSDT"], timeout=10)
     assert svc.stats().books["ETHUSDT"].resyncs == 0
     converge_exact(svc)
@@ -74,11 +74,11 @@ def test_ghost_subscription_is_reaped(service) -> None:
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "our unsubscribe processed")
     epoch = svc.stats().connection.epoch
     ghost = codec_article.encode_command("sub", ["XRPUSDT"])  # the server "forgets" our unsub
-    svc.peers.connection.tell(SendFrame(epoch, ghost, "test ghost"))
-    wait_until(lambda: svc.stats().subscription["ghost_unsubscribes"] >= 1, 5, "the ghost to be reaped")
+    svc.chaos.ref("connection").tell(SendFrame(epoch, ghost, "test ghost"))
+    wait_until(lambda: svc.stats().subscription.counters.ghost_unsubscribes >= 1, 5, "the ghost to be reaped")
     wait_until(lambda: server_sets(svc) == [svc.subscriptions()], 5, "server set == desired set")
     assert "XRPUSDT" not in svc.subscriptions()
-    assert svc.stats().subscription["ghost_unsubscribes"] == 1
+    assert svc.stats().subscription.counters.ghost_unsubscribes == 1
 
 
 def test_malformed_frames_are_counted_and_the_stream_continues(service) -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from depthkeeper.supervisor.service import BookUnavailable
+from depthkeeper.supervisor.service.facade import BookUnavailable
 
 from tests.support import converge_exact, equals_truth, server_sets, wait_until
 
@@ -44,11 +44,11 @@ def test_unsubscribe_shrinks_server_set_and_frees_the_book(service) -> None:
     """ETCUSDT unsubscribed: the server stops sending it; its actor and storage are gone."""
     svc = service(symbols={"initial": ["BTCUSDT", "ETCUSDT"]})
     assert svc.wait_live(timeout=10)
-    ref = svc.routes.get("ETCUSDT")
+    ref = svc.chaos.ref("book:ETCUSDT")
     svc.unsubscribe(["ETCUSDT"])
     wait_until(lambda: server_sets(svc) == [frozenset({"BTCUSDT"})], 5, "server set to shrink")
     wait_until(lambda: not ref.is_alive(), 5, "the ETC book actor to stop")
-    assert "ETCUSDT" not in svc.subscriptions() and svc.routes.get("ETCUSDT") is None
+    assert "ETCUSDT" not in svc.subscriptions() and svc.chaos.ref("book:ETCUSDT") is None
     with pytest.raises(BookUnavailable):
         svc.book("ETCUSDT")
 
@@ -57,7 +57,7 @@ def test_duplicate_and_empty_subscriptions_never_sent(service) -> None:
     """Subscribing what we have, or nothing, sends nothing."""
     svc = service()
     assert svc.wait_live(timeout=10)
-    sent = svc.stats().subscription["commands"]
+    sent = svc.stats().subscription.counters.commands
     svc.subscribe(["BTCUSDT"])
     svc.subscribe(["ETHUSDT", "BTCUSDT"])
     svc.subscribe([])
@@ -66,7 +66,7 @@ def test_duplicate_and_empty_subscriptions_never_sent(service) -> None:
     assert svc.wait_live(["SOLUSDT"], timeout=10)
     counters = svc.simulator.counters()
     assert counters["duplicate_subscribes"] == 0 and counters["empty_lists"] == 0
-    assert svc.stats().subscription["commands"] == sent + 1
+    assert svc.stats().subscription.counters.commands == sent + 1
 
 
 def test_malformed_code_rejected_before_sending(service) -> None:

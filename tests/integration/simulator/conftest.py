@@ -56,7 +56,7 @@ def pause_until(deadline_monotonic_s: float) -> None:
 class Received:
     """One frame as the test client saw it."""
 
-    __slots__ = ("at_s", "text", "json")
+    __slots__ = ("at_s", "json", "text")
 
     def __init__(self, at_s: float, text: str) -> None:
         self.at_s = at_s

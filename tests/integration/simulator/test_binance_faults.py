@@ -133,3 +133,51 @@ def test_rest_delay_fail_and_stale_snapshot(binance_sim: SimHandle) -> None:
     assert [Decimal(q) for _, q in stale["asks"]] == [Decimal(q) for _, q in then["asks"]]
     assert get(depth)[2]["lastUpdateId"] == seq
     assert binance_sim.counters()["faults"]["stale_snapshot"] == 1
+
+
+# -- the issue-12 faults in the binance dialect ------------------------------------------------------------
+
+
+def test_reject_refuses_the_whole_subscribe_with_invalid_stream(binance_sim: SimHandle, connect: Callable) -> None:
+    client = connect(f"{binance_sim.url}/stream")
+    binance_sim.faults.reject("SOLUSDT")
+    reply = client.request("SUBSCRIBE", ["btcusdt@depth@100ms", "solusdt@depth@100ms"], request_id=4)
+    assert reply == {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 4}
+    assert client.request("LIST_SUBSCRIPTIONS", request_id=5)["result"] == [], "all or nothing"
+    assert client.request("SUBSCRIBE", ["btcusdt@depth@100ms"], request_id=6) == {"result": None, "id": 6}
+    assert binance_sim.counters()["faults"]["reject"] == 1
+
+
+@pytest.mark.parametrize(("arm", "check"), [
+    (lambda f: f.empty_snapshot(code="SOLUSDT"), lambda s, t: s["bids"] == [] == s["asks"]),
+    (lambda f: f.short_snapshot(2, code="SOLUSDT"), lambda s, t: len(s["bids"]) == 2 == len(s["asks"])),
+    (lambda f: f.crossed_snapshot(code="SOLUSDT"),
+     lambda s, t: Decimal(s["bids"][0][0]) > Decimal(s["asks"][0][0]) and len(s["asks"]) == len(t["asks"])),
+    (lambda f: f.future_snapshot(lead=500, code="SOLUSDT"),
+     lambda s, t: s["lastUpdateId"] == t["seq"] + 500 and len(s["bids"]) == len(t["bids"])),
+])
+def test_snapshot_shapes_bend_the_depth_answer_once(binance_sim: SimHandle, arm: Callable, check: Callable) -> None:
+    depth = f"{binance_sim.rest_url}/api/v3/depth?symbol=SOLUSDT&limit=1000"
+    binance_sim.freeze()
+    truth = binance_sim.truth("SOLUSDT")
+    arm(binance_sim.faults)
+    status, _, bent = get(depth)
+    assert status == 200 and check(bent, truth)
+    assert all(len(p.partition(".")[2]) == 8 for p, _ in bent["bids"] + bent["asks"]), "8-decimal strings"
+    assert get(depth)[2]["lastUpdateId"] == truth["seq"], "only the next answer is bent"
+
+
+def test_future_diff_sends_one_event_u_equals_seq(binance_sim: SimHandle, connect: Callable) -> None:
+    client = watching(binance_sim, connect, "/stream?streams=btcusdt@depth@100ms")
+    assert binance_sim.faults.future_diff("BTCUSDT", seq=10**12) == 1
+    client.wait_for(lambda c: any(e["U"] == 10**12 for e in c.events()))
+    future = next(e for e in client.events() if e["U"] == 10**12)
+    assert future["u"] == 10**12 and len(future["b"]) + len(future["a"]) == 1
+
+
+def test_floods_send_unknown_events_and_invented_symbols(binance_sim: SimHandle, connect: Callable) -> None:
+    client = watching(binance_sim, connect, "/stream?streams=ethusdt@depth@100ms", warmup=1)
+    binance_sim.faults.unknown_type_flood(20)
+    binance_sim.faults.distinct_code_flood(20)
+    client.wait_for(lambda c: sum(1 for p in c.payloads() if isinstance(p, dict) and p.get("e") == "depthkeeperUnknown")
+                    == 20 and len({e["s"] for e in c.events()} - {"ETHUSDT"}) == 20)

@@ -7,7 +7,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import websocket

@@ -121,10 +121,15 @@ def test_close_stops_listening(article_sim: SimHandle, connect: Callable) -> Non
     proxy.close()  # idempotent
 
 
-def test_a_target_that_refuses_closes_the_client(start_sim: Callable) -> None:
-    sim = start_sim()
-    port = sim.port
-    sim.stop()
+def test_a_target_that_refuses_closes_the_client() -> None:
+    # A bound socket that never listens holds its port and refuses every connection (a stopped
+    # server's port could be taken by another test meanwhile).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        refusing(closed.getsockname()[1])
+
+
+def refusing(port: int) -> None:
     with TcpProxy("127.0.0.1", port) as proxy, socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         sock.settimeout(5)
         try:

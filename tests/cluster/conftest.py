@@ -1,0 +1,21 @@
+"""Cluster suites: each test gets its own redis-server on a free loopback port (never 6379).
+
+A test that needs Redis is skipped, with the reason, only when redis-server is not installed
+(.ci/run installs it, so CI runs them all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from depthkeeper.cluster.localredis import LocalRedis, redis_server_path
+
+
+@pytest.fixture
+def redis_server() -> Iterator[LocalRedis]:
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed: apt-get install -y redis-server (.ci/run does)")
+    with LocalRedis() as server:
+        yield server

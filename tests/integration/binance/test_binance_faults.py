@@ -1,0 +1,78 @@
+"""The issue-12 faults on the binance dialect, seen through the whole tree: the LIVE promise holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.simulator import SimHandle
+from depthkeeper.supervisor.service.facade import BookService
+
+from tests.support import converge_exact, levels, wait_until
+
+from .conftest import Service, Venue
+
+pytestmark = pytest.mark.integration
+
+
+def live_views_exact(svc: BookService, sim: SimHandle, code: str, seconds: float) -> list[str]:
+    """Poll ``code`` for ``seconds``; every LIVE view must be the venue's book at its seq (else listed)."""
+    lies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        view = svc.book(code)
+        if view.status is BookStatus.LIVE:
+            truth = sim.book_at(code, view.seq)
+            if (view.bids, view.asks) != (levels(truth["bids"][:len(view.bids)]), levels(truth["asks"][:len(view.asks)])):
+                lies.append(f"seq {view.seq}")
+        time.sleep(0.005)  # polling a condition against a deadline
+    return lies
+
+
+def test_a_far_future_event_costs_one_resync_then_live_and_exact(venue: Venue, service: Service) -> None:
+    sim = venue()
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    rest_before = sim.counters()["rest_requests"]
+    assert sim.faults.future_diff("BTCUSDT") == 1
+    wait_until(lambda: svc.stats().books["BTCUSDT"].gaps >= 1, 5, "the far-future event to break the chain")
+    wait_until(lambda: svc.book("BTCUSDT").status is BookStatus.LIVE, 10, "BTCUSDT LIVE again")
+    assert sim.counters()["rest_requests"] - rest_before <= 5
+    converge_exact(svc, sim=sim)
+
+
+@pytest.mark.parametrize(("arm", "counter"), [
+    (lambda f: f.empty_snapshot(count=1, code="BTCUSDT"), "bad_snapshots"),
+    (lambda f: f.short_snapshot(2, count=1, code="BTCUSDT"), "bad_snapshots"),
+    (lambda f: f.crossed_snapshot(count=1, code="BTCUSDT"), "crossed"),
+    (lambda f: f.future_snapshot(lead=1000, count=2, code="BTCUSDT"), "ahead_snapshots"),
+])
+def test_bad_snapshots_never_make_a_live_book(venue: Venue, service: Service, arm: Callable[..., None],
+                                              counter: str) -> None:
+    sim = venue(record_history=True)
+    svc = service(sim, symbols={"initial": ["BTCUSDT"]})
+    assert svc.wait_live(timeout=10)
+    arm(sim.faults)
+    sim.faults.drop(1, code="BTCUSDT")  # a gap: the next snapshot is the bad one
+    assert live_views_exact(svc, sim, "BTCUSDT", 1.5) == []
+    wait_until(lambda: getattr(svc.stats().books["BTCUSDT"], counter) >= 1, 5, f"{counter} counted")
+    converge_exact(svc, sim=sim)
+
+
+def test_floods_of_unknown_events_and_invented_symbols_are_counted_never_answered(venue: Venue,
+                                                                                  service: Service) -> None:
+    sim = venue()
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    sim.faults.unknown_type_flood(500)
+    sim.faults.distinct_code_flood(500)
+    wait_until(lambda: svc.stats().connection.malformed >= 500, 10, "the unknown events counted")
+    wait_until(lambda: svc.stats().subscription.counters.unknown_code_frames >= 500, 10, "invented symbols counted")
+    unsubscribes = [r for r in (orjson.loads(c.raw) for c in sim.command_log()) if r.get("method") == "UNSUBSCRIBE"]
+    assert unsubscribes == [], "a code we never subscribed is never answered"
+    assert svc.wait_live(timeout=5) and svc.stats().connection.reconnects == 0
+    converge_exact(svc, sim=sim)
