@@ -12,6 +12,8 @@ connection per round of events, and backpressure (``pause_writing``) instead of 
 It paces itself (``--warm-rate`` events/s per symbol) until every symbol is subscribed and has been
 snapshotted, plus a second: a client that subscribes symbol by symbol must be able to sync before the
 flood, or "max" measures its start-up, not its ceiling (``max_since`` in ``/_control/state``).
+``--rate`` replaces the flood by a paced rate (events/s in all): the sustained-rate probe for clients
+that read a flood into an unbounded queue instead of letting TCP push back (peers_bench.py's sweep).
 
 What it speaks (one port, the simulator's binance dialect cut to what the peers use at start):
 ``GET /api/v3/exchangeInfo`` (same symbol entries as the simulator), ``/api/v3/depth`` (the book at the
@@ -65,9 +67,13 @@ MAX_GRACE_S = 1.0
 class Feeder:
     """The shared state: symbols, connections, counters, the producer."""
 
-    def __init__(self, cycles: list[SymbolCycle], send_log: str | None, warm_rate: float = 50.0) -> None:
+    def __init__(self, cycles: list[SymbolCycle], send_log: str | None, warm_rate: float = 50.0,
+                 rate: float = 0.0) -> None:
         self.cycles = cycles
         self.warm_rate = warm_rate
+        #: events/s in all after the warm-up (0 = as fast as the readers drain)
+        self.rate = rate
+        self._next_round_s: float | None = None
         self.snapshotted: set[str] = set()
         self._all_synced_at: float | None = None
         #: wall time the flood began (None: still paced)
@@ -99,8 +105,25 @@ class Feeder:
                 self._round(watching, 1)
                 await asyncio.sleep(1.0 / self.warm_rate)
                 continue
+            if self.rate > 0:
+                await self._paced(watching)
+                continue
             self._round(watching, 0)
             await asyncio.sleep(0)
+
+    async def _paced(self, watching: list[Conn]) -> None:
+        """After the warm-up with ``--rate``: rounds spaced so the watched symbols get ``rate`` events/s
+        in all (a sustained-rate probe for clients that read a flood into an unbounded queue)."""
+        symbols = len(set().union(*(c.subs for c in watching)))
+        interval_s = symbols / self.rate
+        now_s = time.monotonic()
+        if self._next_round_s is None or now_s - self._next_round_s > 0.5:  # start, or a hiccup: no burst
+            self._next_round_s = now_s
+        due = 1 + int((now_s - self._next_round_s) / interval_s) if now_s >= self._next_round_s else 0
+        if due:
+            self._round(watching, due)
+            self._next_round_s += due * interval_s
+        await asyncio.sleep(max(0.0, min(0.01, self._next_round_s - time.monotonic())))
 
     def _ready_for_max(self, watching: list[Conn]) -> bool:
         """Every symbol subscribed and snapshotted at least once, then ``MAX_GRACE_S``: a client must be
@@ -364,7 +387,7 @@ class Conn(asyncio.Protocol):
 async def serve(args: argparse.Namespace) -> None:
     codes = [f"SYM{i:04d}USDT" for i in range(args.symbols)]
     cycles = build_market(codes, seed=args.seed, levels=args.levels, steps=args.steps, events=args.events)
-    feeder = Feeder(cycles, args.send_log or None, args.warm_rate)
+    feeder = Feeder(cycles, args.send_log or None, args.warm_rate, args.rate)
     if args.max_now:
         feeder.max_since = time.time()
     loop = asyncio.get_running_loop()
@@ -416,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-log", default="", help="append simulator send-log records here")
     parser.add_argument("--warm-rate", type=float, default=50.0,
                         help="events/s per symbol until every symbol is subscribed and snapshotted (then max)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="events/s in all after the warm-up (0 = max: as fast as the readers drain)")
     parser.add_argument("--max-now", action="store_true", help="no paced warm-up (ceiling measurements)")
     parser.add_argument("--sink", default="", help="act as a discarding reader of this ws://127.0.0.1:P")
     parser.add_argument("--seconds", type=float, default=5.0)

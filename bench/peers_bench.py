@@ -13,7 +13,10 @@ harness (bench/peers/<peer>_peer.py) with that peer's interpreter, and reads its
   batch, ``binance_interval_scale 0``: many small events, a synthetic stress pattern);
 - ``1000x20k``: the simulator, 1000 symbols, 20k/s in all (peers whose catalog entry allows it);
 - ``max``: the replay feeder (feeder.py), 50 symbols, as fast as the peer reads: the simulator is
-  not the bottleneck there (both ceilings are measured first and printed beside the table);
+  not the bottleneck there (both ceilings are measured first and printed beside the table). A peer
+  that reads a flood into an unbounded queue (catalog ``sweep_max``: nautilus_trader) collapses there;
+  it is then probed with the feeder paced at descending rates (``max@16k`` ... events/s), and the first
+  rate it keeps up with is its sustained maximum;
 - ``faults``: the simulator with real 100 ms windows, 10 symbols at 50 changes/s each: exact at
   baseline, after one dropped event (a gap), after a venue restart (see binance_harness.py).
 
@@ -70,7 +73,8 @@ def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool,
     codes = symbol_codes(symbols)
     if kind == "feeder":
         cmd = [sys.executable, str(BENCH_DIR / "feeder.py"), "--symbols", str(symbols), "--seed", str(SIM_SEED),
-               "--levels", str(SIM_LEVELS), "--send-log", send_log, *(["--max-now"] if max_now else [])]
+               "--levels", str(SIM_LEVELS), "--send-log", send_log, *(["--max-now"] if max_now else []),
+               *(["--rate", repr(total_rate)] if total_rate > 0 else [])]
     else:
         per_symbol = total_rate / symbols if total_rate > 0 else 0.0
         cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "binance", "--stamp", "--seed",
@@ -288,6 +292,30 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
             "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
 
 
+def keeps_up(r: dict[str, Any]) -> bool:
+    """Applied >= 95% of offered and the backlog did not grow by more than a second's worth of it."""
+    if "error" in r or not r.get("offered_per_s"):
+        return False
+    return (r["applied_per_s"] >= 0.95 * r["offered_per_s"]
+            and r["lag_end"] - r["lag_start"] <= r["offered_per_s"] * 1.0)
+
+
+def sweep_max(spec: PeerSpec, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The feeder paced at ``spec.sweep_max`` events/s, descending, until the peer keeps up."""
+    rows = []
+    for rate in spec.sweep_max:
+        label = f"max@{rate // 1000}k"
+        _progress(f"{spec.name}: {label} (50 symbols, feeder paced at {rate:,} events/s)")
+        r = run_harness(spec, label, 50, rate, "feeder", args)
+        derive(r)
+        r["keeps_up"] = keeps_up(r)
+        _progress(f"  {peers_report.one_line(r)}; keeps up: {r['keeps_up']}")
+        rows.append(r)
+        if r["keeps_up"]:
+            break
+    return rows
+
+
 def peer_symbols(spec: PeerSpec, symbols: int) -> int | None:
     """The symbol count a peer runs at: its cap for small feeds, None when the feed is beyond it."""
     if symbols <= 50:
@@ -317,6 +345,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             derive(r)
             _progress(f"  {peers_report.one_line(r)}")
             result["runs"].append(r)
+        if spec.sweep_max and not args.skip_perf and any(run[0] == "max" for run in feeds):
+            result["runs"] += sweep_max(spec, args)
         if not args.skip_faults:
             _progress(f"{name}: faults (gap, restart)")
             r = run_harness(spec, "faults", FAULT_SYMBOLS, FAULT_SYMBOLS * FAULT_RATE_PER_SYMBOL, "sim", args,

@@ -52,6 +52,9 @@ class PeerSpec:
     note: str = ""
     #: run with the repository's own interpreter (depthkeeper's row), no cached venv
     in_repo_env: bool = False
+    #: it reads a flood into an unbounded queue (no TCP backpressure): "max" is then probed with the
+    #: feeder paced at these events/s (descending); the first it keeps up with is its sustained max
+    sweep_max: tuple[int, ...] = ()
 
     @property
     def python_minor(self) -> str:
@@ -100,6 +103,7 @@ PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
                "BinanceLiveDataClientFactory; from nautilus_trader.live.node import TradingNode"),
         harness="nautilus_peer",
         needs_lenient=True,
+        sweep_max=(16_000, 8_000, 4_000, 2_000),
         note="Python adapter (JSON); unpaced SUBSCRIBE burst; no live gap check",
     ),
     PeerSpec(

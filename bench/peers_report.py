@@ -89,6 +89,8 @@ def _perf_rows(result: dict[str, Any]) -> list[str]:
             notes.append(f"peak RSS {r['peak_rss_bytes'] / 1e6:,.0f} MB")
         if (r.get("end_check") or {}).get("error"):
             notes.append(f"exact check failed: {r['end_check']['error'][:60]}")
+        if "keeps_up" in r:
+            notes.append("paced probe: " + ("keeps up" if r["keeps_up"] else "falls behind"))
         if r.get("remeasured_at"):
             notes.append(f"re-measured {r['remeasured_at']}")
         if r.get("latency_unmatched"):
