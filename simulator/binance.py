@@ -74,6 +74,7 @@ binance_max_url_bytes               65536     longest handshake URL (8192 ~ real
 binance_snapshot_max_limit          5000      cap of ``/api/v3/depth``'s limit
 binance_reject_unknown_symbols      true      false = SUBSCRIBE to unlisted symbols is acked and silent (real)
 replay_paths, replay_speed          (), 1.0   serve recordings instead of the generated market (replay.py)
+binance_send_log                    ""        benchmarks: a record per generated depth event sent (send_log.py)
 =================================== ========= ===============================================================
 
 ``send_acks`` and ``stamp`` (an ``"x"`` send-time field in every depth event) apply as in the other
@@ -125,6 +126,7 @@ from depthkeeper.simulator.market import DiffTuple, SymbolMarket
 from depthkeeper.simulator.metered import metered_connection_class
 from depthkeeper.simulator.registry import ConnState
 from depthkeeper.simulator.replay import Record, Replay
+from depthkeeper.simulator.send_log import FLUSH_INTERVAL_S, SendLog
 from depthkeeper.simulator.venue import CloseRequest, DialectHandler, HttpReply, Reply, Venue
 
 #: Counters this dialect adds (present from the start, so readers see 0 rather than a missing key).
@@ -150,6 +152,7 @@ class BinanceDialect(DialectHandler):
         self.connections = BinanceConnections(venue)
         self._fast, self._slow = DepthWindows(), DepthWindows()
         self._renderer = EventRenderer(config.symbols, config.stamp)
+        self._send_log = SendLog(config.binance_send_log, config.symbols) if config.binance_send_log else None
         self._tops: dict[str, tuple[int, int, int, int, int]] = {}
         self._names: dict[tuple[str, str], bytes] = {}
         for name in COUNTERS:
@@ -319,6 +322,8 @@ class BinanceDialect(DialectHandler):
             if window.era != era or not subscribers:
                 continue
             payload = self._renderer.render(code, window, event_ms, now_s)
+            if self._send_log is not None:
+                self._send_log.add(code, era, window.last, now_s)
             for kind in kinds:
                 bit = GENERATED_KINDS[kind]
                 if any(mask & bit for mask in subscribers.values()):
@@ -342,10 +347,21 @@ class BinanceDialect(DialectHandler):
         self.venue.registry.counters["pushes_sent"] += sent
 
     async def run(self) -> None:
-        """The window clock of the generated market: flush 100 ms and 1 s windows on time."""
+        """The window clock of the generated market (and the send log's writer, when one is kept)."""
+        try:
+            if self._replay is None and self.config.binance_interval_scale > 0:
+                await self._window_clock()
+            elif self._send_log is not None:
+                while True:
+                    await asyncio.sleep(FLUSH_INTERVAL_S)
+                    self._send_log.flush()
+        finally:
+            if self._send_log is not None:
+                self._send_log.close()
+
+    async def _window_clock(self) -> None:
+        """Flush 100 ms and 1 s windows on time."""
         scale = self.config.binance_interval_scale
-        if self._replay is not None or scale == 0:
-            return
         fast_s, slow_s = 0.1 * scale, 1.0 * scale
         venue = self.venue
         next_fast_s, next_slow_s = venue.now_s() + fast_s, venue.now_s() + slow_s
@@ -359,6 +375,8 @@ class BinanceDialect(DialectHandler):
                 self._flush(self._slow, (DEPTH_1S, DEPTH_1000MS))
                 next_slow_s = max(next_slow_s + slow_s, now_s)
             venue.flush()
+            if self._send_log is not None:
+                self._send_log.tick()
 
     # -- REST -----------------------------------------------------------------------------------
 

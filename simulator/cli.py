@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="largest depth snapshot limit accepted")
     binance.add_argument("--binance-accept-unknown-symbols", action="store_true",
                          help="SUBSCRIBE to unlisted symbols is acked and silent (real Binance) instead of an error")
+    binance.add_argument("--binance-send-log", default="", metavar="PATH",
+                         help="append (symbol index, era, u, send time) per depth event (simulator/send_log.py)")
     binance.add_argument("--replay", action="append", default=[], metavar="PATH",
                          help="serve a recorded Binance file (repeatable); --symbols must name its symbols")
     binance.add_argument("--replay-speed", type=float, default=1.0, help="x recorded pace; <= 0 = as fast as read")
@@ -138,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         binance_max_url_bytes=args.binance_max_url_bytes,
         binance_snapshot_max_limit=args.binance_snapshot_max_limit,
         binance_reject_unknown_symbols=not args.binance_accept_unknown_symbols,
+        binance_send_log=args.binance_send_log,
         replay_paths=tuple(args.replay),
         replay_speed=args.replay_speed,
     )

@@ -122,6 +122,8 @@ class SimConfig:
     binance_max_url_bytes: int = 65536
     binance_snapshot_max_limit: int = 5000
     binance_reject_unknown_symbols: bool = True
+    #: benchmark join: append (symbol index, era, u, send time) per rendered depth event to this file
+    binance_send_log: str = ""
     #: recorded Binance files to serve instead of the generated market (simulator/replay.py)
     replay_paths: tuple[str, ...] = attrs.field(default=(), converter=_to_paths)
     replay_speed: float = 1.0
@@ -189,6 +191,8 @@ class SimConfig:
             if _finite_float(name, getattr(self, name)) <= 0:
                 raise ValueError(f"SimConfig.{name}: must be > 0, got {getattr(self, name)!r}")
         _finite_float("replay_speed", self.replay_speed)
+        if not isinstance(self.binance_send_log, str):
+            raise ValueError(f"SimConfig.binance_send_log: must be a str ('' = off), got {self.binance_send_log!r}")
         if any(not isinstance(path, str) or not path for path in self.replay_paths):
             raise ValueError(f"SimConfig.replay_paths: must be non-empty str paths, got {self.replay_paths!r}")
         if self.replay_paths and self.dialect is not Dialect.BINANCE:

@@ -1,0 +1,437 @@
+"""The Binance peers, one run: every peer in its own venv and process against a fresh feed.
+
+    python bench/peers_setup.py                 # once: the peers' virtualenvs (cached)
+    python bench/peers_bench.py [--quick]       # the run; saves results/<date>-peers-<machine>[-quick].{json,md}
+    python bench/peers_bench.py --render results/<file>.json
+
+For each peer (peers_catalog.py) and each feed it starts a fresh source process, runs the peer's
+harness (bench/peers/<peer>_peer.py) with that peer's interpreter, and reads its JSON:
+
+- ``10k``: the simulator (binance dialect, stamped), 50 symbols, 10k level changes/s in all (unicorn:
+  40 symbols, see its note). Framing (``--framing``): Binance's real ``@depth@100ms`` windows by
+  default (an event per symbol per 100 ms carrying all its changes), or ``batch`` (an event per pump
+  batch, ``binance_interval_scale 0``: many small events, a synthetic stress pattern);
+- ``1000x20k``: the simulator, 1000 symbols, 20k/s in all (peers whose catalog entry allows it);
+- ``max``: the replay feeder (feeder.py), 50 symbols, as fast as the peer reads: the simulator is
+  not the bottleneck there (both ceilings are measured first and printed beside the table). A peer
+  that reads a flood into an unbounded queue (catalog ``sweep_max``: nautilus_trader) collapses there;
+  it is then probed with the feeder paced at descending rates (``max@16k`` ... events/s), and the first
+  rate it keeps up with is its sustained maximum;
+- ``faults``: the simulator with real 100 ms windows, 10 symbols at 50 changes/s each: exact at
+  baseline, after one dropped event (a gap), after a venue restart (see binance_harness.py).
+
+Latency is joined on (symbol, u): the harness writes (symbol, u, apply time) of every event applied
+in the window, the source writes (symbol, u, send time) of every event it sent (send log), and the
+difference is the latency. Where the peer lets the raw event through, the ``"x"`` stamp gives the same
+figure in-process (``stamp p50``), a cross-check. Lenient mode (limits counted, not enforced) is used
+for peers that send unpaced SUBSCRIBEs and for 1000 symbols (1000 snapshots at ``limit=1000`` cost
+50,000 REST weight, 8x Binance's per-minute budget, for any client); the table says where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+import peers_report  # noqa: E402
+from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes, wait_for_idle  # noqa: E402
+from peers_catalog import PEERS, PeerSpec  # noqa: E402
+from peers_setup import ready  # noqa: E402
+
+#: (label, symbols, total level changes per second (0 = max), source)
+RUNS = (("10k", 50, 10_000, "sim"), ("1000x20k", 1000, 20_000, "sim"), ("max", 50, 0, "feeder"))
+FAULT_SYMBOLS, FAULT_RATE_PER_SYMBOL = 10, 50.0
+SOURCE_START_TIMEOUT_S = 30.0
+#: a harness may take this long beyond warm-up + window (start, 1000 snapshots, exact check, stop)
+HARNESS_SLACK_S = 150.0
+#: a harness above this RSS is stopped (nautilus reads a flood into an unbounded queue)
+MAX_PEER_RSS_BYTES = 4_000_000_000
+
+
+@contextlib.contextmanager
+def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool, send_log: str,
+                   windows: bool = False, stderr_path: str | None = None,
+                   max_now: bool = False) -> Iterator[dict[str, Any]]:
+    """The simulator (binance, stamped) or the replay feeder in its own process; yields its URLs + pid."""
+    codes = symbol_codes(symbols)
+    if kind == "feeder":
+        cmd = [sys.executable, str(BENCH_DIR / "feeder.py"), "--symbols", str(symbols), "--seed", str(SIM_SEED),
+               "--levels", str(SIM_LEVELS), "--send-log", send_log, *(["--max-now"] if max_now else []),
+               *(["--rate", repr(total_rate)] if total_rate > 0 else [])]
+    else:
+        per_symbol = total_rate / symbols if total_rate > 0 else 0.0
+        cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "binance", "--stamp", "--seed",
+               str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol), "--symbols", ",".join(codes),
+               "--binance-interval-scale", "1" if windows else "0", "--binance-send-log", send_log]
+        cmd += ["--binance-lenient"] if lenient else []
+    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        assert proc.stdout is not None
+        readable, _, _ = select.select([proc.stdout], [], [], SOURCE_START_TIMEOUT_S)
+        line = proc.stdout.readline() if readable else ""
+        if not line:
+            raise RuntimeError(f"{kind} did not start within {SOURCE_START_TIMEOUT_S:.0f}s (exit {proc.poll()})")
+        yield {**json.loads(line), "pid": proc.pid, "kind": kind}
+    finally:
+        stop_process(proc)
+        if err is not subprocess.DEVNULL:
+            err.close()
+
+
+def _progress(msg: str) -> None:
+    print(f"[peers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def join_latency(records_path: Path, send_log_path: Path) -> dict[str, Any]:
+    """Latency per applied event: apply time (harness) - send time (source), joined on (symbol, u)."""
+    import struct
+
+    from depthkeeper.simulator.send_log import read_send_log
+
+    if not records_path.exists() or not send_log_path.exists():
+        return {"latency_samples": 0}
+    applied = list(struct.Struct("<IQd").iter_unpack(records_path.read_bytes()))
+    wanted = {(symbol, u) for symbol, u, _t in applied}
+    sent: dict[tuple[int, int], tuple[int, float]] = {}
+    for symbol, era, u, sent_s in read_send_log(send_log_path):
+        key = (symbol, u)
+        if key in wanted and (key not in sent or era > sent[key][0]):
+            sent[key] = (era, sent_s)
+    latencies = sorted(t - sent[(s, u)][1] for s, u, t in applied if (s, u) in sent)
+    pick = (lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None)
+    return {"latency_samples": len(latencies), "latency_unmatched": len(applied) - len(latencies),
+            "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99), "latency_max_s": latencies[-1] if latencies else None}
+
+
+def lenient_reasons(spec: PeerSpec, symbols: int) -> list[str]:
+    reasons = []
+    if spec.needs_lenient:
+        reasons.append("unpaced SUBSCRIBEs")
+    if symbols >= 1000:
+        reasons.append("REST weight of 1000 snapshots")
+    return reasons
+
+
+def run_harness(spec: PeerSpec, label: str, symbols: int, total_rate: float, kind: str,
+                args: argparse.Namespace, scenario: str = "perf") -> dict[str, Any]:
+    """A fresh source, the peer's harness against it, its JSON (+ the latency join) back."""
+    busy_before = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else None
+    reasons = lenient_reasons(spec, symbols) if kind == "sim" else ["replay feeder enforces no limits"]
+    # 1000 snapshots leave a backlog to drain; the feeder floods only ~1 s after the last snapshot
+    warmup = args.warmup + (3.0 if symbols >= 1000 else 0.0) + (1.0 if kind == "feeder" else 0.0)
+    out: dict[str, Any] = {"peer": spec.name, "run": label, "symbols": symbols, "offered_target_per_s": total_rate,
+                           "source": kind, "lenient": reasons}
+    with tempfile.TemporaryDirectory(prefix="peers-bench-") as tmp:
+        send_log, records = Path(tmp) / "sent.bin", Path(tmp) / "records.bin"
+        try:
+            with source_process(kind, symbols, total_rate, lenient=bool(reasons) and kind == "sim",
+                                send_log=str(send_log), windows=scenario == "faults" or args.framing == "100ms",
+                                stderr_path=str(Path(tmp) / "source.err")) as src:
+                cmd = [str(spec.venv_python), str(BENCH_DIR / "peers" / f"{spec.harness}.py"),
+                       "--ws-url", src["url"], "--rest-url", src["rest_url"], "--control-url", src["control_url"],
+                       "--symbols", str(symbols), "--scenario", scenario, "--warmup", str(warmup),
+                       "--seconds", str(args.seconds), "--records", str(records), "--sim-pid", str(src["pid"]),
+                       "--recover", str(args.recover), "--ready-timeout", str(args.ready_timeout),
+                       *spec.harness_args]
+                budget = warmup + args.seconds + args.ready_timeout + 3 * args.recover + HARNESS_SLACK_S
+                stdout, stderr, peak, killed = run_watched(cmd, budget, Path(tmp) / "harness.err")
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+            return {**out, "error": f"{type(exc).__name__}: {exc}"}
+        out["peak_rss_bytes"] = peak
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        if killed or not lines:
+            tail = "\n".join(stderr.strip().splitlines()[-12:])
+            return {**out, "error": killed or f"no JSON: {tail}"}
+        harness_result = json.loads(lines[-1])
+        out.update({**harness_result, "peer": spec.name, "harness_peer": harness_result.get("peer")})
+        out["stderr_tail"] = stderr.strip().splitlines()[-5:]
+        if scenario == "perf":
+            out.update(join_latency(records, send_log))
+    out["loadavg_1m"] = os.getloadavg()[0]
+    out["machine_busy_before_percent"] = busy_before
+    return out
+
+
+def run_watched(cmd: list[str], budget_s: float, stderr_path: Path) -> tuple[str, str, int, str]:
+    """Run a harness; kill it (by its pid) past ``budget_s`` or ``MAX_PEER_RSS_BYTES``.
+
+    Returns (stdout, stderr, peak RSS, why it was killed or ""). A client that reads a flood into an
+    unbounded queue grows without limit; on a shared 24 GB machine the run must stay bounded.
+    """
+    import psutil
+
+    with open(stderr_path, "w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        chunks: list[str] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read() if proc.stdout else ""),
+                                  daemon=True)
+        reader.start()
+        deadline, peak, killed = time.monotonic() + budget_s, 0, ""
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.Error:
+                pass
+            if peak > MAX_PEER_RSS_BYTES:
+                killed = f"killed: RSS {peak / 1e9:.1f} GB > {MAX_PEER_RSS_BYTES / 1e9:.0f} GB (unbounded buffering)"
+            elif time.monotonic() > deadline:
+                killed = f"killed: no result within {budget_s:.0f}s"
+            if killed:
+                stop_process(proc)
+                break
+            time.sleep(0.25)
+        reader.join(10)
+        err.seek(0)
+        return "".join(chunks), err.read(), peak, killed
+
+
+def derive(result: dict[str, Any]) -> None:
+    """CPU per applied level change / per event, and RSS per symbol, where the run produced them."""
+    if "error" in result or result.get("scenario") != "perf":
+        return
+    cpu = result.get("cpu_percent", 0.0) / 100.0
+    if result.get("applied_per_s"):
+        result["cpu_us_per_diff"] = cpu * 1e6 / result["applied_per_s"]
+    if result.get("events_per_s"):
+        result["cpu_us_per_event"] = cpu * 1e6 / result["events_per_s"]
+        result["diffs_per_event"] = result["applied_per_s"] / result["events_per_s"]
+
+
+def marginal_rss(results: list[dict[str, Any]]) -> None:
+    """RSS per symbol between a peer's 50-symbol and 1000-symbol runs: the fixed cost cancels out."""
+    by_peer: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        by_peer.setdefault(r["peer"], {})[r["run"]] = r
+    for runs in by_peer.values():
+        small, big = runs.get("10k"), runs.get("1000x20k")
+        if small and big and "rss_bytes" in small and "rss_bytes" in big and big["symbols"] > small["symbols"]:
+            big["rss_marginal_per_symbol_bytes"] = (big["rss_bytes"] - small["rss_bytes"]) / (
+                big["symbols"] - small["symbols"])
+
+
+def measure_ceilings(seconds: float, attempts: int = 2) -> dict[str, Any]:
+    """Level changes/s and events/s each source pushes to a reader that only discards (50 symbols).
+
+    The best of ``attempts``: on a shared machine the reader is starved now and then, and a ceiling
+    is by definition the best the source can do.
+    """
+    out: dict[str, Any] = {}
+    for kind in ("sim", "feeder"):
+        for attempt in range(attempts):
+            with tempfile.TemporaryDirectory(prefix="peers-ceiling-") as tmp:
+                try:
+                    with source_process(kind, 50, 0, lenient=True, send_log=str(Path(tmp) / "sent.bin"),
+                                        max_now=True) as src:
+                        measured = _ceiling(src, seconds)
+                except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                    measured = {"error": f"{type(exc).__name__}: {exc}"}
+            best = out.get(kind)
+            if best is None or "error" in best or measured.get("events_per_s", 0) > best.get("events_per_s", 0):
+                out[kind] = {**measured, "attempts": attempt + 1}
+    return out
+
+
+def _ceiling(src: dict[str, Any], seconds: float) -> dict[str, Any]:
+    import psutil
+
+    from common import control_get
+
+    sink = subprocess.Popen([sys.executable, str(BENCH_DIR / "feeder.py"), "--sink", src["url"], "--symbols", "50",
+                             "--seconds", str(seconds + 1.0)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        proc = psutil.Process(src["pid"])
+        seqs0, frames0 = control_get(src["control_url"], "state")["seqs"], _frames(src)
+        cpu0, t0 = proc.cpu_times(), time.perf_counter()
+        time.sleep(seconds)
+        seqs1, frames1 = control_get(src["control_url"], "state")["seqs"], _frames(src)
+        cpu1, elapsed = proc.cpu_times(), time.perf_counter() - t0
+        sink_out = json.loads(sink.communicate(timeout=seconds + 30)[0].strip().splitlines()[-1])
+    finally:
+        stop_process(sink)
+    busy = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed * 100
+    return {"diffs_per_s": (sum(seqs1.values()) - sum(seqs0.values())) / elapsed,
+            "events_per_s": (frames1 - frames0) / elapsed, "source_cpu_percent": busy,
+            "sink_mb_per_s": sink_out["bytes"] / sink_out["seconds"] / 1e6}
+
+
+def _frames(src: dict[str, Any]) -> int:
+    from common import control_get
+
+    return int(control_get(src["control_url"], "counters").get("frames_sent_total", 0))
+
+
+def meta(args: argparse.Namespace) -> dict[str, Any]:
+    from run import _git_commit, machine_kind
+
+    return {"date": dt.date.today().isoformat(), "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine_kind(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "commit": _git_commit(), "quick": args.quick,
+            "warmup_s": args.warmup, "seconds": args.seconds, "recover_s": args.recover, "seed": SIM_SEED,
+            "sim_levels": SIM_LEVELS, "framing": args.framing, "wait_idle_s": args.wait_idle, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
+
+
+def keeps_up(r: dict[str, Any]) -> bool:
+    """Applied >= 95% of offered and the backlog did not grow by more than a second's worth of it."""
+    if "error" in r or not r.get("offered_per_s"):
+        return False
+    return (r["applied_per_s"] >= 0.95 * r["offered_per_s"]
+            and r["lag_end"] - r["lag_start"] <= r["offered_per_s"] * 1.0)
+
+
+def sweep_max(spec: PeerSpec, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The feeder paced at ``spec.sweep_max`` events/s, descending, until the peer keeps up."""
+    rows = []
+    for rate in spec.sweep_max:
+        label = f"max@{rate // 1000}k"
+        _progress(f"{spec.name}: {label} (50 symbols, feeder paced at {rate:,} events/s)")
+        r = run_harness(spec, label, 50, rate, "feeder", args)
+        derive(r)
+        r["keeps_up"] = keeps_up(r)
+        _progress(f"  {peers_report.one_line(r)}; keeps up: {r['keeps_up']}")
+        rows.append(r)
+        if r["keeps_up"]:
+            break
+    return rows
+
+
+def peer_symbols(spec: PeerSpec, symbols: int) -> int | None:
+    """The symbol count a peer runs at: its cap for small feeds, None when the feed is beyond it."""
+    if symbols <= 50:
+        return min(symbols, spec.max_symbols)
+    return symbols if symbols <= spec.max_symbols else None
+
+
+def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    names = args.peers.split(",") if args.peers else list(PEERS)
+    result: dict[str, Any] = {"meta": meta(args), "ceilings": {}, "runs": [], "faults": []}
+    started = time.perf_counter()
+    if not args.skip_ceiling:
+        _progress("feed ceilings (simulator and replay feeder to a discarding reader)")
+        result["ceilings"] = measure_ceilings(2.0 if args.quick else 4.0)
+    for name in names:
+        spec = PEERS[name]
+        if not ready(spec):
+            result["runs"].append({"peer": name, "run": "setup", "error": "venv missing: python bench/peers_setup.py"})
+            continue
+        feeds = [run for run in RUNS if not args.feeds or run[0] in args.feeds.split(",")]
+        for label, symbols, rate, kind in ([] if args.skip_perf else feeds):
+            count = peer_symbols(spec, symbols)
+            if count is None:
+                continue
+            _progress(f"{name}: {label} ({count} symbols, {kind})")
+            r = run_harness(spec, label, count, rate, kind, args)
+            derive(r)
+            _progress(f"  {peers_report.one_line(r)}")
+            result["runs"].append(r)
+        if spec.sweep_max and not args.skip_perf and any(run[0] == "max" for run in feeds):
+            result["runs"] += sweep_max(spec, args)
+        if not args.skip_faults:
+            _progress(f"{name}: faults (gap, restart)")
+            r = run_harness(spec, "faults", FAULT_SYMBOLS, FAULT_SYMBOLS * FAULT_RATE_PER_SYMBOL, "sim", args,
+                            scenario="faults")
+            _progress(f"  {peers_report.fault_line(r)}")
+            result["faults"].append(r)
+    marginal_rss(result["runs"])
+    result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
+    result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def merge(saved: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with the rows of ``fresh`` replacing the same (peer, run): re-measure a few rows of a
+    full run (after a disturbed window or a harness fix) without running everything again."""
+    stamp = fresh["meta"]["started_at"]
+    for key in ("runs", "faults"):
+        fresh_keys = {(r["peer"], r["run"]) for r in fresh[key]}
+        kept = [r for r in saved.get(key, []) if (r["peer"], r["run"]) not in fresh_keys]
+        saved[key] = kept + [{**r, "remeasured_at": stamp} for r in fresh[key]]
+        order = list(PEERS)
+        saved[key].sort(key=lambda r: (order.index(r["peer"]) if r["peer"] in order else 99,
+                                       [label for label, *_ in RUNS].index(r["run"]) if r["run"] in
+                                       [label for label, *_ in RUNS] else 9))
+    if fresh.get("ceilings"):
+        saved["ceilings"] = fresh["ceilings"]
+    saved["meta"].setdefault("updates", []).append({"at": stamp, "commit": fresh["meta"]["commit"]})
+    marginal_rss(saved["runs"])
+    return saved
+
+
+def save(result: dict[str, Any], text: str, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_ = result["meta"]
+    stem = f"{meta_['date']}-peers-{meta_['machine']}{'-quick' if meta_['quick'] else ''}"
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path.write_text(f"# Binance peers, {meta_['date']}, {meta_['machine']}\n\nProduced by "
+                       f"`python bench/peers_bench.py{' --quick' if meta_['quick'] else ''}` (commit {meta_['commit']}, "
+                       f"{meta_['platform']}).\n\n```\n{text}\n```\n")
+    return json_path, md_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="peers_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter windows and recovery times")
+    parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}")
+    parser.add_argument("--feeds", default=None, help=f"comma-separated subset of {','.join(r[0] for r in RUNS)}")
+    parser.add_argument("--skip-perf", action="store_true")
+    parser.add_argument("--skip-faults", action="store_true")
+    parser.add_argument("--skip-ceiling", action="store_true")
+    parser.add_argument("--warmup", type=float, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--recover", type=float, default=None, help="faults: seconds to recover from each fault")
+    parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                        help="before each run wait up to S s for the machine to be mostly idle (shared machines)")
+    parser.add_argument("--framing", choices=("100ms", "batch"), default="100ms",
+                        help="simulator feeds: Binance's real 100 ms windows (an event per symbol per 100 ms), or "
+                             "an event per pump batch (binance_interval_scale 0: many small events)")
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--out", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--json", action="store_true", help="print the result JSON instead of the table")
+    parser.add_argument("--render", metavar="RESULT_JSON", help="only re-render a saved result")
+    parser.add_argument("--update", metavar="RESULT_JSON",
+                        help="re-measure the selected peers/feeds and merge them into this saved result")
+    args = parser.parse_args(argv)
+    if args.render:
+        print(peers_report.render(json.loads(Path(args.render).read_text())))
+        return 0
+    if args.peers and not set(args.peers.split(",")) <= set(PEERS):
+        parser.error(f"--peers: choose from {','.join(PEERS)}")
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 5.0)
+    args.recover = args.recover if args.recover is not None else (6.0 if args.quick else 10.0)
+    result = orchestrate(args)
+    if args.update:
+        result = merge(json.loads(Path(args.update).read_text()), result)
+    text = peers_report.render(result)
+    if not args.no_save:
+        paths = save(result, text, Path(args.out))
+        _progress(f"saved {paths[0]} and {paths[1]}")
+    print(json.dumps(result, indent=2) if args.json else text)
+    return 1 if any("error" in r for r in result["runs"] + result["faults"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
