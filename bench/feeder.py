@@ -48,11 +48,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from feeder_market import SymbolCycle, build_market, render_snapshot  # noqa: E402
+from feeder_market import SymbolCycle, build_market, render_snapshot
 
-from depthkeeper.simulator.binance_rest import symbol_info  # noqa: E402
-from depthkeeper.simulator.send_log import RECORD  # noqa: E402
-from depthkeeper.simulator.wire import frame_text  # noqa: E402
+from depthkeeper.simulator.binance_rest import symbol_info
+from depthkeeper.simulator.send_log import RECORD
+from depthkeeper.simulator.wire import frame_text
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: bytes one production round may queue per connection before yielding to the loop
@@ -84,7 +84,7 @@ class Feeder:
         self.frozen = False
         self.counters = dict.fromkeys(("rest_requests", "connections_opened", "connections_closed",
                                        "commands_received_total", "frames_sent_total"), 0)
-        self._log = open(send_log, "ab") if send_log else None  # noqa: SIM115 - kept for the feeder's life
+        self._log = open(send_log, "ab") if send_log else None
         self._log_buffer = bytearray()
         self.wake = asyncio.Event()
 

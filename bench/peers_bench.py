@@ -50,10 +50,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-import peers_report  # noqa: E402
-from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes, wait_for_idle  # noqa: E402
-from peers_catalog import PEERS, PeerSpec  # noqa: E402
-from peers_setup import ready  # noqa: E402
+import peers_report
+from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes, wait_for_idle
+from peers_catalog import PEERS, PeerSpec
+from peers_setup import ready
 
 #: (label, symbols, total level changes per second (0 = max), source)
 RUNS = (("10k", 50, 10_000, "sim"), ("1000x20k", 1000, 20_000, "sim"), ("max", 50, 0, "feeder"))
@@ -81,7 +81,7 @@ def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool,
                str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol), "--symbols", ",".join(codes),
                "--binance-interval-scale", "1" if windows else "0", "--binance-send-log", send_log]
         cmd += ["--binance-lenient"] if lenient else []
-    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
+    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         assert proc.stdout is not None
@@ -253,7 +253,6 @@ def measure_ceilings(seconds: float, attempts: int = 2) -> dict[str, Any]:
 
 def _ceiling(src: dict[str, Any], seconds: float) -> dict[str, Any]:
     import psutil
-
     from common import control_get
 
     sink = subprocess.Popen([sys.executable, str(BENCH_DIR / "feeder.py"), "--sink", src["url"], "--symbols", "50",

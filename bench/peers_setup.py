@@ -30,7 +30,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from peers_catalog import CACHE_DIR, MARKER, PEERS, PeerSpec  # noqa: E402
+from peers_catalog import CACHE_DIR, MARKER, PEERS, PeerSpec
 
 #: pip may take this long for one peer (nautilus is ~1 GB of wheels)
 INSTALL_TIMEOUT_S = 900.0

@@ -95,7 +95,7 @@ class CcxtAdapter(harness.PeerAdapter):
                     raise
                 # ccxt cancels the future a watch awaits when it replaces it: not our task being cancelled
                 self.other_errors["CancelledError"] = self.other_errors.get("CancelledError", 0) + 1
-            except Exception as exc:  # noqa: BLE001 - what a user's loop does: count, wait a moment, watch again
+            except Exception as exc:
                 name = type(exc).__name__
                 self.other_errors[name] = self.other_errors.get(name, 0) + 1
                 await asyncio.sleep(0.1)
@@ -112,7 +112,7 @@ class CcxtAdapter(harness.PeerAdapter):
             asyncio.set_event_loop(self.loop)
             try:
                 self.loop.run_until_complete(self._main(codes))
-            except BaseException as exc:  # noqa: BLE001 - shows up as "not ready" in the driver
+            except BaseException as exc:
                 print(f"ccxt loop ended: {exc!r}", file=sys.stderr)
                 raise
 

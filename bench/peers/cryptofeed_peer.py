@@ -99,7 +99,7 @@ class CryptofeedAdapter(harness.PeerAdapter):
                     self.loop.run_until_complete(self.fh.run_async(install_signal_handlers=False))
                 else:
                     self.fh.run(start_loop=True, install_signal_handlers=False)
-            except BaseException as exc:  # noqa: BLE001 - reported to the driver
+            except BaseException as exc:
                 failure.append(exc)
                 ready.set()
 

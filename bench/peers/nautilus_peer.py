@@ -38,7 +38,6 @@ class NautilusAdapter(harness.PeerAdapter):
     def __init__(self, args: Any, recorder: harness.Recorder) -> None:
         for key in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
             os.environ.pop(key, None)
-        import nautilus_trader
 
         self.version = harness.dist_version("nautilus_trader")
         self.args = args
@@ -50,7 +49,10 @@ class NautilusAdapter(harness.PeerAdapter):
 
     def _build(self, codes: list[str]) -> Any:
         from nautilus_trader.adapters.binance import (
-            BINANCE, BinanceAccountType, BinanceDataClientConfig, BinanceLiveDataClientFactory,
+            BINANCE,
+            BinanceAccountType,
+            BinanceDataClientConfig,
+            BinanceLiveDataClientFactory,
         )
         from nautilus_trader.common.actor import Actor
         from nautilus_trader.config import ActorConfig, InstrumentProviderConfig, LoggingConfig, TradingNodeConfig
@@ -103,7 +105,7 @@ class NautilusAdapter(harness.PeerAdapter):
             asyncio.set_event_loop(self.loop)
             try:
                 self.loop.run_until_complete(self.node.run_async())
-            except BaseException as exc:  # noqa: BLE001 - shows up as "not ready" in the driver
+            except BaseException as exc:
                 print(f"nautilus node ended: {exc!r}", file=sys.stderr)
 
         self.thread = threading.Thread(target=run, name="nautilus", daemon=True)

@@ -79,7 +79,7 @@ class PythonBinanceAdapter(harness.PeerAdapter):
                             break
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - what a user's loop does: count, start over
+            except Exception as exc:
                 name = type(exc).__name__
                 self.errors[name] = self.errors.get(name, 0) + 1
                 await asyncio.sleep(0.1)
@@ -100,7 +100,7 @@ class PythonBinanceAdapter(harness.PeerAdapter):
             asyncio.set_event_loop(self.loop)
             try:
                 self.loop.run_until_complete(self._main(codes))
-            except BaseException as exc:  # noqa: BLE001 - shows up as "not ready" in the driver
+            except BaseException as exc:
                 print(f"python-binance loop ended: {exc!r}", file=sys.stderr)
 
         self.thread = threading.Thread(target=run, name="python-binance", daemon=True)
