@@ -228,7 +228,7 @@ def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp:
     hop = sorted(s[0] for s in samples)
     bus_hop = sorted(s[1] for s in samples)
     inside = sorted(s[0] - s[1] for s in samples)
-    ms = lambda v: round(v * 1000, 3)  # noqa: E731
+    ms = lambda v: round(v * 1000, 3)
     return {"offered_diffs_per_s": rate, "symbols": symbols, "entries": len(samples),
             "entries_per_s": round(len(samples) / seconds),
             "book_change_to_consumer_ms": {"p50": ms(percentile(hop, 0.5)), "p99": ms(percentile(hop, 0.99)),
