@@ -184,17 +184,42 @@ def ratio(metric: Metric, a: float, b: float) -> float | None:
     return num / den if den > 0 else None
 
 
+def adjusted_means(groups: dict[str, list[tuple[float, float]]]) -> dict[str, float] | None:
+    """Each side's mean of y adjusted to the same contention x (``other %``), by a common slope.
+
+    On a shared machine the other engineers' load lands on some runs and not others, and a
+    side that happened to get the busier windows looks slower. Fitting ``y = a_side + b * x``
+    with one slope ``b`` for both sides (analysis of covariance) and comparing ``a_side + b *
+    mean(x)`` removes the part of the difference that the load explains. A diagnostic, not a
+    replacement for quiet runs: None with fewer than 2 runs a side or no spread in the load.
+    """
+    if any(len(pairs) < 2 for pairs in groups.values()):
+        return None
+    x_mean = {side: statistics.fmean(x for x, _ in pairs) for side, pairs in groups.items()}
+    y_mean = {side: statistics.fmean(y for _, y in pairs) for side, pairs in groups.items()}
+    sxx = sum((x - x_mean[side]) ** 2 for side, pairs in groups.items() for x, _ in pairs)
+    if sxx <= 0:
+        return None
+    sxy = sum((x - x_mean[side]) * (y - y_mean[side]) for side, pairs in groups.items() for x, y in pairs)
+    slope = sxy / sxx
+    x_all = statistics.fmean(x for pairs in groups.values() for x, _ in pairs)
+    return {side: y_mean[side] - slope * (x_mean[side] - x_all) for side in groups}
+
+
 def summarize(scenario: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
-    """One row per metric: both medians, the ratio, every run's value (in run order)."""
-    a_runs, b_runs = _ok(scenario["runs"]["A"]), _ok(scenario["runs"]["B"])
+    """One row per metric: both medians, the ratio, the load-adjusted ratio, every run's value."""
+    ok = {side: _ok(scenario["runs"][side]) for side in ("A", "B")}
     rows = []
     for metric in METRICS:
-        a_vals, b_vals = [metric.value(r) for r in a_runs], [metric.value(r) for r in b_runs]
+        a_vals, b_vals = [metric.value(r) for r in ok["A"]], [metric.value(r) for r in ok["B"]]
         a_med = statistics.median(a_vals) if a_vals else None
         b_med = statistics.median(b_vals) if b_vals else None
         rat = ratio(metric, a_med, b_med) if a_med is not None and b_med is not None else None
+        adjusted = adjusted_means({side: [(r["other_cpu_percent"], metric.value(r)) for r in runs]
+                                   for side, runs in ok.items()})
         rows.append({"scenario": scenario["label"], "metric": metric.name, "format": metric.unit_format,
                      "a_median": a_med, "b_median": b_med, "ratio": rat,
+                     "adjusted_ratio": ratio(metric, adjusted["A"], adjusted["B"]) if adjusted else None,
                      "flag": rat is None or rat < threshold, "a_values": a_vals, "b_values": b_vals})
     return rows
 
@@ -215,16 +240,18 @@ def render(result: dict[str, Any]) -> str:
          f"elapsed {meta['elapsed_s']} s"),
         "",
         f"ratio >= 1 means B is not worse (applied/s B/A; latency, CPU and RSS A/B); '<<' marks a ratio < {threshold}",
+        ("adj. = the same ratio of the sides' means adjusted to the same load from other processes (one slope "
+         "fitted over both sides' runs: see adjusted_means); it tells a slower side from an unluckier one"),
         "",
-        "| scenario | metric | A median | B median | ratio | | A runs | B runs |",
-        "|---|---|--:|--:|--:|---|---|---|",
+        "| scenario | metric | A median | B median | ratio | | adj. | A runs | B runs |",
+        "|---|---|--:|--:|--:|---|--:|---|---|",
     ]
-    for row in result["rows"]:
+    for row in (row for s in result["scenarios"] for row in summarize(s, threshold)):
         fmt = row["format"]
-        lines.append(f"| {row['scenario']} | {row['metric']} | {_cell(fmt, row['a_median'])} | "
-                     f"{_cell(fmt, row['b_median'])} | {_cell('{:.3f}', row['ratio'])} | "
-                     f"{'<<' if row['flag'] else ''} | {', '.join(fmt.format(v) for v in row['a_values'])} | "
-                     f"{', '.join(fmt.format(v) for v in row['b_values'])} |")
+        cells = [row["scenario"], row["metric"], _cell(fmt, row["a_median"]), _cell(fmt, row["b_median"]),
+                 _cell("{:.3f}", row["ratio"]), "<<" if row["flag"] else "", _cell("{:.3f}", row["adjusted_ratio"]),
+                 ", ".join(fmt.format(v) for v in row["a_values"]), ", ".join(fmt.format(v) for v in row["b_values"])]
+        lines.append(f"| {' | '.join(cells)} |")
     lines += ["", ("Per run (in run order): other % = CPU used by anything but the peer and its simulator "
                    f"(marked * above {OTHER_CPU_LIMIT:.0f} %), gaps/resyncs/warnings inside the window:"), ""]
     for scenario in result["scenarios"]:
@@ -241,10 +268,17 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    return (f"# depthkeeper: checkout B against checkout A ({meta['started_at']})\n\n"
+            f"`{meta['command']}`\n\n{render(result)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--a", required=True, type=Path, help="checkout root of the baseline")
-    parser.add_argument("--b", required=True, type=Path, help="checkout root of the candidate")
+    parser.add_argument("--a", type=Path, help="checkout root of the baseline")
+    parser.add_argument("--b", type=Path, help="checkout root of the candidate")
+    parser.add_argument("--render", metavar="RESULT_JSON", type=Path, help="only re-print a saved comparison")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side per scenario (default 3)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     parser.add_argument("--peer", default="depthkeeper", help="run.py peer to compare (default depthkeeper)")
@@ -270,6 +304,15 @@ def _simulator_source() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        print(render(saved))
+        if args.out:
+            args.out.write_text(markdown(saved))
+        return 0
+    if args.a is None or args.b is None:
+        print("--a and --b are required (or --render RESULT_JSON)", file=sys.stderr)
+        return 2
     keys = args.scenarios.split(",")
     sides = {"A": Checkout("A", args.a.resolve()), "B": Checkout("B", args.b.resolve())}
     problems = [p for p in (s.problem() for s in sides.values()) if p]
@@ -300,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"# depthkeeper: checkout B against checkout A ({meta['started_at']})\n\n"
-                            f"`{meta['command']}`\n\n{text}\n")
+        args.out.write_text(markdown(result))
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
         _progress(f"saved {args.out} and {args.out.with_suffix('.json')}")
     if any("error" in r for s in scenarios for side in s["runs"].values() for r in side):
