@@ -255,15 +255,20 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"A = {meta['a']}",
         f"B = {meta['b']}",
-        (f"peer {meta['peer']}; {meta['rounds']} rounds per scenario in the order {' '.join(order(meta['rounds']))}; "
-         f"window {meta['seconds']} s after {meta['warmup_s']} s warm-up (+{SCALE_EXTRA_WARMUP_S} s for 1000 symbols)"),
+        (f"peer {meta['peer']}; "
+         + (f"runs pooled from {len(meta['pooled_from'])} comparisons: {'; '.join(meta['pooled_from'])}; "
+            if meta.get("pooled_from") else
+            f"{meta['rounds']} rounds per scenario in the order {' '.join(order(meta['rounds']))}; ")
+         + f"window {meta['seconds']} s after {meta['warmup_s']} s warm-up "
+         f"(+{SCALE_EXTRA_WARMUP_S} s for 1000 symbols)"),
         f"simulator: {meta['simulator']}",
         (f"load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}; {meta['cpu_count']} CPUs; "
          f"elapsed {meta['elapsed_s']} s"),
         "",
         f"ratio >= 1 means B is not worse (applied/s B/A; latency, CPU and RSS A/B); '<<' marks a ratio < {threshold}",
         ("adj. = the same ratio of the sides' means adjusted to the same load from other processes (one slope "
-         "fitted over both sides' runs: see adjusted_means); it tells a slower side from an unluckier one"),
+         "fitted over both sides' runs: see adjusted_means); it tells a slower side from an unluckier one, "
+         "but being made of means one outlier can swing it (latency)"),
         (f"quiet = the ratio of the medians over the runs with other % <= {OTHER_CPU_LIMIT:.0f} only "
          "(how many of A's and of B's runs were that quiet)"),
         "",
@@ -294,6 +299,31 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pool(results: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Several saved comparisons of the same two checkouts as one: each scenario's runs pooled
+    (renumbered in the order given), so repeated sessions on a noisy machine add up."""
+    if len(results) == 1:
+        return results[0]
+    meta = dict(results[0]["meta"])
+    for side in ("a", "b"):  # the same trees; their HEADs may differ (e.g. commits of this script)
+        meta[side] = " | ".join(dict.fromkeys(r["meta"][side] for r in results))
+    meta.update(pooled_from=[f"{name} ({r['meta']['started_at']}, {r['meta']['rounds']} rounds)"
+                             for name, r in zip(names, results, strict=True)],
+                started_at=min(r["meta"]["started_at"] for r in results),
+                loadavg_end=results[-1]["meta"]["loadavg_end"],
+                elapsed_s=round(sum(r["meta"]["elapsed_s"] for r in results), 1))
+    scenarios: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for scenario in result["scenarios"]:
+            merged = scenarios.setdefault(scenario["key"], {"key": scenario["key"], "label": scenario["label"],
+                                                            "runs": {"A": [], "B": []}})
+            offset = sum(len(runs) for runs in merged["runs"].values())
+            for side in ("A", "B"):
+                merged["runs"][side] += [{**r, "order": offset + r["order"]} for r in scenario["runs"][side]]
+    ordered = [scenarios[key] for key in SCENARIOS if key in scenarios]
+    return {"meta": meta, "scenarios": ordered}
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     return (f"# depthkeeper: checkout B against checkout A ({meta['started_at']})\n\n"
@@ -304,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", type=Path, help="checkout root of the baseline")
     parser.add_argument("--b", type=Path, help="checkout root of the candidate")
-    parser.add_argument("--render", metavar="RESULT_JSON", type=Path, help="only re-print a saved comparison")
+    parser.add_argument("--render", metavar="RESULT_JSON", type=Path, nargs="+",
+                        help="only re-print saved comparisons (several: their runs pooled per scenario)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side per scenario (default 3)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"subset of {','.join(SCENARIOS)}")
     parser.add_argument("--peer", default="depthkeeper", help="run.py peer to compare (default depthkeeper)")
@@ -334,13 +365,15 @@ def _simulator_source() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render:
-        saved = json.loads(args.render.read_text())
+        saved = pool([json.loads(path.read_text()) for path in args.render], [path.name for path in args.render])
+        if len(args.render) > 1:
+            saved["meta"]["command"] = " ".join([Path(sys.executable).name, *sys.argv])
         print(render(saved))
         if args.out:
             args.out.write_text(markdown(saved))
         return 0
     if args.a is None or args.b is None:
-        print("--a and --b are required (or --render RESULT_JSON)", file=sys.stderr)
+        print("--a and --b are required (or --render RESULT_JSON...)", file=sys.stderr)
         return 2
     keys = args.scenarios.split(",")
     sides = {"A": Checkout("A", args.a.resolve()), "B": Checkout("B", args.b.resolve())}
