@@ -40,14 +40,17 @@ class SimUrls:
 
 
 @contextmanager
-def simulator_process(symbols: int, total_rate: float, *, stderr_path: str | None = None) -> Iterator[SimUrls]:
+def simulator_process(symbols: int, total_rate: float, *, stderr_path: str | None = None,
+                      python: str | None = None) -> Iterator[SimUrls]:
     """A stamped article simulator in its own process (its CPU never counts against a peer).
 
     ``total_rate <= 0`` means "as fast as the subscriber reads" (the simulator's backpressure).
+    ``python`` is the interpreter that runs it (default: this one), so ``compare.py`` can start
+    another checkout's simulator.
     """
     codes = symbol_codes(symbols)
     per_symbol = total_rate / symbols if total_rate > 0 else 0.0
-    cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "article", "--stamp",
+    cmd = [python or sys.executable, "-m", "depthkeeper.simulator", "--dialect", "article", "--stamp",
            "--seed", str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol),
            "--symbols", ",".join(codes)]
     err = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
