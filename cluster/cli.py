@@ -40,7 +40,7 @@ def add_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
     watch.add_argument("--interval", type=float, default=REFRESH_S, metavar="SECONDS", help="seconds between refreshes")
     watch.add_argument("--json", action="store_true", help="print one JSON object per refresh")
     watch.add_argument("--plain", action="store_true",
-                       help="print a plain table per refresh instead of the live view (also when stdout is no terminal)")
+                       help="a plain table per refresh instead of the live view (also when stdout is no terminal)")
     watch.add_argument("codes", nargs="+", metavar="CODE")
 
 

@@ -2,8 +2,8 @@
 
 Never the machine's own Redis: the server runs in its own temporary directory with persistence
 off (``--save "" --appendonly no``), so a restart comes back empty — exactly the "Redis restarted
-and lost everything" case the cluster must survive. ``kill()`` is SIGKILL (no goodbye to clients). :class:`LocalRedisCluster`: a few of them as one Redis
-Cluster.
+and lost everything" case the cluster must survive. ``kill()`` is SIGKILL (no goodbye to clients).
+:class:`LocalRedisCluster`: a few of them as one Redis Cluster.
 """
 
 from __future__ import annotations

@@ -332,7 +332,7 @@ def _check_cluster(cluster: ClusterConfig, source: str) -> None:
         raise ConfigError(f"{source}: [cluster] redis_url: must start with redis://, rediss:// or unix://, "
                           f"got {cluster.redis_url!r}")
     db = cluster.redis_url.partition("?")[0].rstrip("/").rpartition("/")[2]
-    if cluster.redis_cluster and (cluster.redis_url.startswith("unix://") or db.isdigit() and db != "0"):
+    if cluster.redis_cluster and (cluster.redis_url.startswith("unix://") or (db.isdigit() and db != "0")):
         raise ConfigError(f"{source}: [cluster] redis_url: a Redis Cluster has database 0 only, over TCP "
                           f"(redis_cluster = true), got {cluster.redis_url!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cluster.name):

@@ -4,8 +4,9 @@ The view never talks to a ``BookService`` directly: it asks a :class:`BookSource
 :class:`SourceSnapshot` once per frame. :class:`ServiceSource` is the source for a local
 ``BookService`` (through its public API only); ``depthkeeper.cluster.watch.RemoteSource`` fills
 the same snapshot from remote books (``depthkeeper watch``), and the same screen then shows books
-held by other processes, its link being the cluster's Redis instead of a venue socket. Everything here is plain data (frozen attrs), so the view-model and the
-rendering are tested with hand-made snapshots, no service, no terminal.
+held by other processes, its link being the cluster's Redis instead of a venue socket. Everything
+here is plain data (frozen attrs), so the view-model and the rendering are tested with hand-made
+snapshots, no service, no terminal.
 """
 
 from __future__ import annotations
