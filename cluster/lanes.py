@@ -104,20 +104,24 @@ class Lanes:
             ready = self._selector.select(max(0, block_ms) / 1000)
         except OSError as exc:
             raise BusUnavailable(f"select: {exc}") from exc
+        lost: Exception | None = None
         for key, _ in ready:
             bucket = key.data
             lane = self._lanes[bucket]
             try:
                 reply = lane.conn.read_response()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self._drop(bucket)
-                raise BusUnavailable(str(exc)) from exc
+                self._drop(bucket)  # every lane of a server that went away is readable now: drop them all
+                lost = exc
+                continue
             except Exception:
                 self._drop(bucket)  # an error reply (e.g. MOVED while the cluster reshards): ask again anew
                 raise
             asked_at.update(dict.fromkeys(lane.sent or (), lane.sent_at))
             lane.sent = None
             out.update(parse_xread(reply))
+        if lost is not None and not asked_at:
+            raise BusUnavailable(str(lost)) from lost
         return out, asked_at
 
     def _open(self, bucket: int, key: str) -> _Lane:

@@ -1,13 +1,16 @@
 """``RedisBus``: the Bus and ControlPlane ports on Redis >= 7 (streams, keys, Lua scripts).
 
 Every write that must be atomic is one Lua script (scripts/*.lua): the fenced publish, the
-fenced heartbeat, the consumer's bootstrap read, the desired-set/assignment change, lease
+fenced heartbeat, the consumer's bootstrap and status reads, the desired-set/assignment change, lease
 renewal and release, the epoch counter and the token bucket. Scripts are called by SHA and
 loaded on NOSCRIPT (a restarted Redis has none); connection errors become
 :class:`BusUnavailable` so every loop above can treat "Redis is gone" as one case.
 
 Calls that touch many symbols are pipelined, and a publish packs all symbols of one bucket into
-one script call (their keys share a hash tag, so the same call works on Redis Cluster).
+one script call (their keys share a hash tag, so the same call works on Redis Cluster). No call
+ever names keys of two hash slots: per-bucket scripts, ``{name:ctl}`` for the control plane, and a
+consumer's reads per bucket (lanes.py). ``redis_cluster=True`` uses redis-py's cluster client, which
+routes each call to the node holding its slot (tests/cluster/test_redis_cluster.py, three nodes).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``RemoteBooks``: the cluster's books in any process, with the same ``book()`` contract as BookService.
 
 A consumer never addresses a shard. Per symbol it bootstraps from the latest snapshot (one atomic
-script: status + snapshot id + every entry since), then follows the symbol's stream with one
-blocking ``XREAD`` over all followed symbols. Each symbol is a :class:`Follower` (follower.py): a
+script: status + snapshot id + every entry since), then follows the symbol's stream: one blocking
+``XREAD`` per bucket in flight, all waited on at once (``Bus.read``; never two buckets in one command,
+which Redis Cluster refuses). Each symbol is a :class:`Follower` (follower.py): a
 gap, an epoch change without a snapshot, an id/seq/epoch regression or trimmed history re-bootstraps
 that symbol only. A poll of the status hashes (every ``poll_interval_s``) carries the publishers'
 heartbeats and detects what the stream alone cannot show (Redis lost its data; entries trimmed

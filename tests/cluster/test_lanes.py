@@ -14,6 +14,7 @@ import redis
 
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.cluster import lanes
+from depthkeeper.cluster.bus import BusUnavailable
 from depthkeeper.cluster.keys import bucket
 from depthkeeper.cluster.lanes import parse_xread
 from depthkeeper.cluster.localredis import LocalRedis
@@ -122,3 +123,21 @@ def test_xread_replies_of_both_protocols_parse_alike() -> None:
     resp2 = [["k", [["1-0", ["t", "D", "sq", "2"]]]]]
     assert parse_xread(resp3) == parse_xread(resp2) == {"k": [("1-0", {"t": "D", "sq": "2"})]}
     assert parse_xread(None) == {}
+
+
+def test_a_redis_gone_drops_every_lane_in_one_read(bus: RedisBus, redis_server: LocalRedis) -> None:
+    """Every lane's socket turns readable (EOF) when the server dies: one read notices them all, so a
+    consumer of many buckets is back after one retry, not one retry per bucket."""
+    cursors = dict.fromkeys(CODES, "0-0")
+    bus.read(cursors, 50, 10)
+    assert len(bus.lanes) == len({bucket(c) for c in CODES})
+    redis_server.kill()
+    with pytest.raises(BusUnavailable):
+        bus.read(cursors, 5000, 10)
+    assert len(bus.lanes) == 0
+    redis_server.start()
+    feeder = Feeder(bus, CODES[:1])
+    feeder.step(CODES[0])
+    feeder.heartbeat()
+    feeder.stop()
+    wait_until(lambda: bus.read(cursors, 100, 10).entries.get(CODES[0]), 10, "reads again once it is back")
