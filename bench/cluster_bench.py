@@ -18,7 +18,7 @@ Sections:
    many diffs) and entries per second.
 4. ``e2e``: the simulator at 10k diffs/s, one shard process, a RemoteBooks consumer here: per applied
    entry, consumer applied - shard book changed (the whole hop: the shard's listener, the publish, Redis,
-   XREAD, apply) and consumer applied - published.
+   the consumer's per-bucket XREADs (cluster/lanes.py), apply) and consumer applied - published.
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ def live_view(books: Any, args: argparse.Namespace, stop: threading.Event, out: 
     from depthkeeper.cluster.watch import RemoteSource
 
     level = getattr(args, "log_level", None) or "WARNING"
+    if logger.level(level).no < logger.level("WARNING").no:
+        level = "WARNING"  # the pane is for warnings, as in `run` (more verbose records would flood it)
     ui = TerminalUI(RemoteSource(books, args.codes, url=args.redis, name=args.name), stop, console=Console(file=out))
     logger.remove(console_sink)
     pane = logger.add(ui.events.sink, level=level, format="{message}")

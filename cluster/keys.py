@@ -53,12 +53,20 @@ class Keys:
         self.connect_bucket = f"{ctl}:rl:connect"
         self._ctl = ctl
         self._sym: dict[str, tuple[str, str, str]] = {}
+        self._bucket: dict[str, int] = {}
 
     def lease(self, slot: int) -> str:
         return f"{self._ctl}:lease:{slot}"
 
     def shard(self, shard_id: str) -> str:
         return f"{self._ctl}:shard:{shard_id}"
+
+    def bucket(self, code: str) -> int:
+        """:func:`bucket` of ``code``, cached (a consumer groups every followed code by it on every read)."""
+        number = self._bucket.get(code)
+        if number is None:
+            number = self._bucket[code] = bucket(code)
+        return number
 
     def tag(self, code: str) -> str:
         return "{" + f"{self.name}:b{bucket(code):02d}" + "}"

@@ -210,10 +210,11 @@ class RedisBus:
         in flight at once on their own connections (lanes.py). Call from one thread."""
         groups: dict[int, dict[str, str]] = {}
         by_key: dict[str, str] = {}
+        keys = self.keys
         for code, cursor in cursors.items():
-            key = self.keys.log(code)
+            key = keys.log(code)
             by_key[key] = code
-            groups.setdefault(bucket(code), {})[key] = cursor or "0-0"
+            groups.setdefault(keys.bucket(code), {})[key] = cursor or "0-0"
         try:
             entries, asked_at = self.lanes.read(groups, block_ms, count)
         except (MovedError, AskError, TryAgainError) as exc:  # a Redis Cluster moving a slot (lanes.py)
