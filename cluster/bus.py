@@ -73,7 +73,8 @@ class Bus(Protocol):
     def bootstrap(self, code: str, max_entries: int) -> Bootstrap: ...
 
     def statuses(self, codes: Sequence[str]) -> tuple[int, dict[str, dict[str, str]]]:
-        """(engine clock in ms, each code's status; ``{}`` when the code has none)."""
+        """(engine clock in ms, each code's status; ``{}`` when the code has none). ``now - hb`` must be a
+        heartbeat's true age: on an engine of several nodes each ``hb`` is put on the clock ``now`` came from."""
 
     def read(self, cursors: Mapping[str, str], block_ms: int, count: int) -> Read:
         """Entries after each code's cursor; waits up to ``block_ms`` when there are none. Never one

@@ -54,6 +54,25 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, Cluste
 CAP_INTERVALS = 3
 
 
+def merge_statuses(groups: Sequence[Sequence[str]],
+                   replies: Sequence[Sequence[Any]]) -> tuple[int, dict[str, dict[str, str]]]:
+    """statuses.lua's answers, one per bucket (``[now_ms, values of code 1, ...]``), as (the first bucket's
+    clock, code -> status): every ``hb`` shifted by its node's clock offset from that first clock."""
+    out: dict[str, dict[str, str]] = {}
+    reference: int | None = None
+    for group, (now_ms, *rows) in zip(groups, replies, strict=True):
+        reference = int(now_ms) if reference is None else reference
+        shift = reference - int(now_ms)
+        for code, values in zip(group, rows, strict=True):
+            status = {k: v for k, v in zip(STATUS_FIELDS, values, strict=True) if v is not None}
+            if shift and "hb" in status:
+                status["hb"] = str(int(status["hb"]) + shift)
+            out[code] = status
+    if reference is None:
+        raise ValueError("no bucket answered")
+    return reference, out
+
+
 def _load(name: str) -> str:
     return importlib.resources.files("depthkeeper.cluster").joinpath(f"scripts/{name}.lua").read_text()
 
@@ -188,18 +207,7 @@ class RedisBus:
         if not groups:
             return self._clock(), {}
         calls = [("statuses", [self.keys.status(c) for c in group], STATUS_FIELDS) for group in groups.values()]
-        out: dict[str, dict[str, str]] = {}
-        reference: int | None = None
-        for group, (now_ms, *rows) in zip(groups.values(), self._scripts(calls), strict=True):
-            reference = int(now_ms) if reference is None else reference
-            shift = reference - int(now_ms)
-            for code, values in zip(group, rows, strict=True):
-                status = {k: v for k, v in zip(STATUS_FIELDS, values, strict=True) if v is not None}
-                if shift and "hb" in status:
-                    status["hb"] = str(int(status["hb"]) + shift)
-                out[code] = status
-        assert reference is not None
-        return reference, out
+        return merge_statuses(list(groups.values()), self._scripts(calls))
 
     def _clock(self) -> int:
         seconds, micros = self._do(self.r.time)

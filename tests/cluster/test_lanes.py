@@ -18,7 +18,7 @@ from depthkeeper.cluster.bus import BusUnavailable
 from depthkeeper.cluster.keys import bucket
 from depthkeeper.cluster.lanes import parse_xread
 from depthkeeper.cluster.localredis import LocalRedis
-from depthkeeper.cluster.redis_bus import RedisBus
+from depthkeeper.cluster.redis_bus import STATUS_FIELDS, RedisBus, merge_statuses
 from depthkeeper.cluster.remote import RemoteBooks
 from tests.cluster.support import Feeder
 from tests.support import wait_until
@@ -141,3 +141,18 @@ def test_a_redis_gone_drops_every_lane_in_one_read(bus: RedisBus, redis_server: 
     feeder.heartbeat()
     feeder.stop()
     wait_until(lambda: bus.read(cursors, 100, 10).entries.get(CODES[0]), 10, "reads again once it is back")
+
+
+def test_heartbeat_ages_never_mix_two_nodes_clocks() -> None:
+    """Bucket 1's node runs 5 s ahead of bucket 0's: its heartbeat stamps are put on bucket 0's clock."""
+    fields = len(STATUS_FIELDS)
+
+    def row(**values: str) -> list[str | None]:
+        return [values.get(f) for f in STATUS_FIELDS]
+
+    now, statuses = merge_statuses([["AUSDT"], ["BUSDT", "CUSDT"]],
+                                   [[100_000, row(hb="99000", st="LIVE")],
+                                    [105_000, row(hb="104500", st="LIVE"), [None] * fields]])
+    assert now == 100_000
+    assert {code: now - int(s["hb"]) for code, s in statuses.items() if "hb" in s} == {"AUSDT": 1000, "BUSDT": 500}
+    assert statuses["CUSDT"] == {}
