@@ -81,16 +81,23 @@ class RedisBus:
     """One cluster (``name``) on the Redis at ``url``. Thread-safe (connection pools).
 
     ``redis_cluster``: ``url`` is a node of a Redis Cluster (the others are discovered from it); every
-    command then goes to the node holding its keys' slot. The client is made on first use, so a bus
+    command then goes to the node holding its keys' slot. ``read_per_bucket=False`` (one Redis only): a
+    consumer reads every followed stream with one ``XREAD``, as before Redis Cluster support: the same
+    data, fewer replies (~20 % less consumer CPU at 10k diffs/s, see bench/results), but a command
+    Redis Cluster would refuse. The client is made on first use, so a bus
     can be created while Redis is down (its calls raise :class:`BusUnavailable` until it is back).
     """
 
     def __init__(self, url: str, name: str = "depthkeeper", *, socket_timeout_s: float = 5.0,
-                 snapshot_every: int = 1000, redis_cluster: bool = False) -> None:
+                 snapshot_every: int = 1000, redis_cluster: bool = False, read_per_bucket: bool = True) -> None:
+        if redis_cluster and not read_per_bucket:
+            raise ValueError("read_per_bucket=False reads streams of several hash slots in one XREAD: "
+                             "Redis Cluster refuses that")
         self.url = url
         self.keys = Keys(name)
         self.cap = CAP_INTERVALS * snapshot_every + 100
         self.redis_cluster = redis_cluster
+        self.read_per_bucket = read_per_bucket
         self._options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout_s,
                                          "socket_connect_timeout": min(1.0, socket_timeout_s)}
         self._client: Any = None
@@ -219,10 +226,11 @@ class RedisBus:
         groups: dict[int, dict[str, str]] = {}
         by_key: dict[str, str] = {}
         keys = self.keys
+        per_bucket = self.read_per_bucket
         for code, cursor in cursors.items():
             key = keys.log(code)
             by_key[key] = code
-            groups.setdefault(keys.bucket(code), {})[key] = cursor or "0-0"
+            groups.setdefault(keys.bucket(code) if per_bucket else 0, {})[key] = cursor or "0-0"
         try:
             entries, asked_at = self.lanes.read(groups, block_ms, count)
         except (MovedError, AskError, TryAgainError) as exc:  # a Redis Cluster moving a slot (lanes.py)

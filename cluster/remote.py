@@ -50,12 +50,12 @@ class RemoteBooks:
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", name: str = "depthkeeper", *,
                  poll_interval_s: float = 0.25, block_ms: int = 100, read_count: int = 1000,
                  pattern: str = DEFAULT_PATTERN, record_latency: bool = False, redis_cluster: bool = False,
-                 bus: Bus | None = None) -> None:
+                 read_per_bucket: bool = True, bus: Bus | None = None) -> None:
         if bus is None:
             from depthkeeper.cluster.redis_bus import RedisBus
 
             bus = RedisBus(redis_url, name, socket_timeout_s=max(5.0, 2 * block_ms / 1000),
-                           redis_cluster=redis_cluster)
+                           redis_cluster=redis_cluster, read_per_bucket=read_per_bucket)
         self.bus: Any = bus
         self.name = name
         self.poll_interval_s = poll_interval_s

@@ -69,7 +69,9 @@ def streams_of(words: list[str]) -> list[str]:
     return rest[:len(rest) // 2]
 
 
-def test_no_xread_ever_names_two_buckets(bus: RedisBus, redis_server: LocalRedis) -> None:
+@pytest.mark.parametrize("per_bucket", [True, False])
+def test_no_xread_ever_names_two_buckets(bus: RedisBus, redis_server: LocalRedis, per_bucket: bool) -> None:
+    """... unless asked for one XREAD over every stream (``read_per_bucket=False``, one Redis only)."""
     assert len({bucket(c) for c in CODES}) >= 20  # the symbols really are spread out
     feeder = Feeder(bus, CODES, snapshot_every=20)
     for code in CODES:
@@ -77,7 +79,7 @@ def test_no_xread_ever_names_two_buckets(bus: RedisBus, redis_server: LocalRedis
     feeder.heartbeat()
     monitor = Monitor(redis_server.url)
     try:
-        with RemoteBooks(redis_server.url, name="ln") as books:
+        with RemoteBooks(redis_server.url, name="ln", read_per_bucket=per_bucket) as books:
             for code in CODES:
                 books.book(code)
             feeder.run(views_per_s=400)
@@ -92,9 +94,17 @@ def test_no_xread_ever_names_two_buckets(bus: RedisBus, redis_server: LocalRedis
     read_buckets: set[int] = set()
     for words in monitor.xreads:
         buckets = {key.split("}")[0] for key in streams_of(words)}
-        assert len(buckets) == 1, f"one XREAD over several buckets: {' '.join(words)}"
+        if per_bucket:
+            assert len(buckets) == 1, f"one XREAD over several buckets: {' '.join(words)}"
+        else:
+            assert len(buckets) >= 15, "read_per_bucket=False: every followed stream in one XREAD"
         read_buckets.update(bucket(key.split(":")[-2]) for key in streams_of(words))
     assert read_buckets == {bucket(c) for c in CODES}
+
+
+def test_one_xread_over_all_buckets_is_refused_for_a_redis_cluster() -> None:
+    with pytest.raises(ValueError, match="Redis Cluster refuses"):
+        RedisBus("redis://127.0.0.1:1/0", redis_cluster=True, read_per_bucket=False)
 
 
 def test_a_code_followed_in_a_bucket_already_waiting_is_read_at_once(bus: RedisBus, redis_server: LocalRedis,
