@@ -133,6 +133,14 @@ class LocalRedisCluster:
                 client.close()
         return self
 
+    def flush(self) -> None:
+        """Empty every node (scripts stay loaded)."""
+        import redis
+
+        for node in self.nodes:
+            with redis.Redis(host="127.0.0.1", port=node.port) as client:
+                client.flushall()
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
