@@ -18,7 +18,7 @@ Sections:
    many diffs) and entries per second.
 4. ``e2e``: the simulator at 10k diffs/s, one shard process, a RemoteBooks consumer here: per applied
    entry, consumer applied - shard book changed (the whole hop: the shard's listener, the publish, Redis,
-   XREAD, apply) and consumer applied - published.
+   the consumer's per-bucket XREADs (cluster/lanes.py), apply) and consumer applied - published.
 """
 
 from __future__ import annotations
@@ -206,12 +206,13 @@ def bench_shard(redis: LocalRedis, symbols: int, rate: float, seconds: float, tm
             "diffs_per_entry": round((vs1 - vs0) / max(1, sq1 - sq0), 2), "cpu_percent": cpu}
 
 
-def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp: Path,
+              read_per_bucket: bool = True) -> dict[str, Any]:
     codes = symbol_codes(symbols)
     with simulator_process(symbols, rate) as sim:
         proc = start_shard(shard_config(tmp / "e2e.toml", sim, redis.url, codes, symbols), tmp / "e2e.log")
         try:
-            with RemoteBooks(redis.url, name="bench", record_latency=True) as books:
+            with RemoteBooks(redis.url, name="bench", record_latency=True, read_per_bucket=read_per_bucket) as books:
                 books.subscribe(codes)
                 if not books.wait_live(codes, timeout=60):
                     raise RuntimeError(f"books did not go LIVE; see {tmp / 'e2e.log'}")
@@ -229,7 +230,7 @@ def bench_e2e(redis: LocalRedis, symbols: int, rate: float, seconds: float, tmp:
     bus_hop = sorted(s[1] for s in samples)
     inside = sorted(s[0] - s[1] for s in samples)
     ms = lambda v: round(v * 1000, 3)
-    return {"offered_diffs_per_s": rate, "symbols": symbols, "entries": len(samples),
+    return {"offered_diffs_per_s": rate, "symbols": symbols, "read_per_bucket": read_per_bucket, "entries": len(samples),
             "entries_per_s": round(len(samples) / seconds),
             "book_change_to_consumer_ms": {"p50": ms(percentile(hop, 0.5)), "p99": ms(percentile(hop, 0.99)),
                                            "max": ms(hop[-1] if hop else 0.0)},
@@ -249,6 +250,8 @@ def main() -> int:
     parser.add_argument("--shard-symbols", type=int, default=50)
     parser.add_argument("--e2e-rate", type=float, default=10_000.0)
     parser.add_argument("--e2e-symbols", type=int, default=50)
+    parser.add_argument("--one-xread", action="store_true",
+                        help="e2e: the consumer reads every stream in one XREAD (read_per_bucket=False; one Redis only)")
     parser.add_argument("--save", default="", help="also write the JSON result to this file")
     parser.add_argument("--wait-idle", type=float, default=0.0, help="wait up to S s for an idle machine first")
     args = parser.parse_args()
@@ -267,7 +270,8 @@ def main() -> int:
         if "shard" in sections:
             result["shard"] = bench_shard(redis, args.shard_symbols, args.shard_rate, seconds, Path(tmp))
         if "e2e" in sections:
-            result["e2e"] = bench_e2e(redis, args.e2e_symbols, args.e2e_rate, seconds, Path(tmp))
+            result["e2e"] = bench_e2e(redis, args.e2e_symbols, args.e2e_rate, seconds, Path(tmp),
+                                      read_per_bucket=not args.one_xread)
     if args.save:
         Path(args.save).write_text(json.dumps(result, indent=2) + "\n")
     if args.json:

@@ -49,6 +49,18 @@ class Bootstrap:
     now_ms: int
 
 
+@attrs.frozen
+class Read:
+    """What one :meth:`Bus.read` returned: the new entries per code (codes without any are absent), and
+    for every code whose read was *answered* (with entries or without), when that read was asked
+    (``time.monotonic()``). A code's answer is conclusive about its stream as of that moment: entries
+    that existed then and are not in the answer (up to ``count``) are gone. Reads run concurrently per
+    bucket, so a code may be answered for a request asked before the caller's last status poll."""
+
+    entries: dict[str, list[StreamEntry]]
+    asked_at: dict[str, float]
+
+
 class Bus(Protocol):
     def publish(self, epoch: int, owner: str, slot: int,
                 batches: Mapping[str, Sequence[Entry]]) -> dict[str, str]:
@@ -61,10 +73,13 @@ class Bus(Protocol):
     def bootstrap(self, code: str, max_entries: int) -> Bootstrap: ...
 
     def statuses(self, codes: Sequence[str]) -> tuple[int, dict[str, dict[str, str]]]:
-        """(engine clock in ms, each code's status; ``{}`` when the code has none)."""
+        """(engine clock in ms, each code's status; ``{}`` when the code has none). ``now - hb`` must be a
+        heartbeat's true age: on an engine of several nodes each ``hb`` is put on the clock ``now`` came from."""
 
-    def read(self, cursors: Mapping[str, str], block_ms: int, count: int) -> dict[str, list[StreamEntry]]:
-        """Entries after each code's cursor; blocks up to ``block_ms`` when there are none."""
+    def read(self, cursors: Mapping[str, str], block_ms: int, count: int) -> Read:
+        """Entries after each code's cursor; waits up to ``block_ms`` when there are none. Never one
+        command over two buckets (Redis Cluster refuses keys of two hash slots in one command).
+        Called by one thread (a consumer's reader)."""
 
     def close(self) -> None: ...
 

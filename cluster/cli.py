@@ -1,8 +1,9 @@
 """``depthkeeper shard`` and ``depthkeeper watch`` (supervisor/cli.py delegates here).
 
 ``shard`` prints one JSON line first (``{"shard": id, "pid": ...}``, flushed) so a parent process
-can tell which shard it started; logs go to stderr. ``watch`` draws a plain live table of remote
-books (``--json``: one JSON object per refresh instead, for scripts and tests).
+can tell which shard it started; logs go to stderr. ``watch`` shows remote books in the live view of
+``run`` on a terminal (cluster/watch.py), a plain table per refresh otherwise (or with ``--plain``),
+``--json`` one JSON object per refresh (scripts, tests). Both honour the global ``--log-level``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,32 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 REFRESH_S = 0.5
 
 
-def add_parsers(sub: Any) -> None:
-    shard = sub.add_parser("shard", help="run one cluster shard (leases slots, publishes books to Redis)")
-    shard.add_argument("--config", required=True, help="TOML deployment file with a [cluster] section")
-    shard.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+def add_parsers(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add ``shard`` and ``watch`` with the main CLI's ``command(name, help)`` factory (its help format and
+    its ``--log-level``, also accepted after the command)."""
+    shard = command("shard", "run one cluster shard (leases slots, publishes books to Redis)")
+    shard.add_argument("--config", required=True, metavar="FILE", help="TOML deployment file with a [cluster] section")
+    shard.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                       help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
     shard.add_argument("--id", default=None, help="shard id (default: host-pid-random)")
-    watch = sub.add_parser("watch", help="live table of the cluster's books (from Redis)")
-    watch.add_argument("--redis", required=True, help="redis://host:port/db of the cluster")
+    watch = command("watch", "live table of the cluster's books (from Redis)")
+    watch.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db of the cluster")
     watch.add_argument("--name", default="depthkeeper", help="the cluster's name ([cluster] name)")
+    watch.add_argument("--redis-cluster", action="store_true",
+                       help="the URL is a node of a Redis Cluster ([cluster] redis_cluster)")
     watch.add_argument("--subscribe", action="store_true", help="also add the codes to the cluster's desired set")
-    watch.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    watch.add_argument("--interval", type=float, default=REFRESH_S, help="seconds between refreshes")
+    watch.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                       help="stop after this many seconds (default: until q, Ctrl-C or SIGTERM)")
+    watch.add_argument("--interval", type=float, default=REFRESH_S, metavar="SECONDS", help="seconds between refreshes")
     watch.add_argument("--json", action="store_true", help="print one JSON object per refresh")
+    watch.add_argument("--plain", action="store_true",
+                       help="a plain table per refresh instead of the live view (also when stdout is no terminal)")
     watch.add_argument("codes", nargs="+", metavar="CODE")
 
 
@@ -53,7 +63,11 @@ def shard_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except ConfigError as exc:
         print(f"depthkeeper: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.log.level, cfg.log.file)
+    try:
+        setup_logging(getattr(args, "log_level", None) or cfg.log.level, cfg.log.file)
+    except (OSError, ValueError) as exc:
+        print(f"depthkeeper: {cfg.source}: [log] file: cannot write {cfg.log.file}: {exc}", file=sys.stderr)
+        return 2
     from depthkeeper.cluster.shard import Shard
 
     if cfg.metrics.port or cfg.archive.path:
@@ -71,58 +85,47 @@ def shard_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def render(views: dict[str, Any], stats: dict[str, Any], elapsed_s: float) -> str:
-    books = stats.get("books", {})
-    head = (f"depthkeeper watch  up {elapsed_s:6.1f}s  redis {'ok' if stats.get('connected') else 'DOWN'}  "
-            f"rebootstraps {stats.get('counters', {}).get('rebootstraps', 0)}")
-    cols = (f"{'symbol':<10} {'status':<9} {'seq':>9} {'best bid':>12} {'best ask':>12} {'levels':>7} "
-            f"{'age s':>7} {'epoch':>5} {'reboot':>6}  reason")
-    lines = [head, "", cols, "-" * len(cols)]
-    for code, view in views.items():
-        if view is None:
-            lines.append(f"{code:<10} {'-':<9}")
-            continue
-        info = books.get(code, {})
-        age = f"{view.age_s:7.1f}" if view.age_s != float("inf") else f"{'-':>7}"
-        bid = view.best_bid if view.best_bid is not None else "-"
-        ask = view.best_ask if view.best_ask is not None else "-"
-        lines.append(f"{code:<10} {view.status.name:<9} {view.seq:>9} {bid:>12} {ask:>12} "
-                     f"{view.complete_levels[0]}/{view.complete_levels[1]:<5} {age} {info.get('ep', 0):>5} "
-                     f"{info.get('rebootstraps', 0):>6}  {getattr(view, 'reason', '') or ''}")
-    return "\n".join(lines)
-
-
 def watch_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    from depthkeeper.cluster.compat import BookUnavailable, setup_logging
+    from depthkeeper.cluster.compat import setup_logging
     from depthkeeper.cluster.remote import RemoteBooks
+    from depthkeeper.cluster.watch import print_loop
 
-    setup_logging("WARNING")
+    live = not args.json and not args.plain and out.isatty()
+    console_sink = setup_logging(getattr(args, "log_level", None) or "WARNING")
     stop = _stop_on_signals()
-    started = time.monotonic()
-    with RemoteBooks(args.redis, name=args.name) as books:
+    with RemoteBooks(args.redis, name=args.name, record_latency=live, redis_cluster=args.redis_cluster) as books:
         if args.subscribe:
             books.subscribe(args.codes)
-        while True:
-            views: dict[str, Any] = {}
-            for code in args.codes:
-                try:
-                    views[code] = books.book(code, depth=1)
-                except BookUnavailable:
-                    views[code] = None
-            stats = books.stats()
-            elapsed = time.monotonic() - started
-            if args.json:
-                row = {"t": round(elapsed, 3), "counters": stats["counters"],
-                       "books": {code: None if v is None else
-                                 {"status": v.status.name, "seq": v.seq, "bid": v.best_bid, "ask": v.best_ask,
-                                  "rebootstraps": stats["books"].get(code, {}).get("rebootstraps", 0)}
-                                 for code, v in views.items()}}
-                out.write(json.dumps(row) + "\n")
-            else:
-                out.write("\x1b[H\x1b[2J" + render(views, stats, elapsed) + "\n")
-            out.flush()
-            if args.duration is not None and elapsed >= args.duration:
-                break
-            if stop.wait(args.interval):
-                break
+        if live:
+            live_view(books, args, stop, out, console_sink)
+        else:
+            print_loop(books, args.codes, stop, out, as_json=args.json, interval_s=args.interval,
+                       duration_s=args.duration, clear=not args.json and out.isatty())
     return 0
+
+
+def live_view(books: Any, args: argparse.Namespace, stop: threading.Event, out: TextIO, console_sink: int) -> None:
+    """The live view of ``run`` over remote books until q, Ctrl-C, SIGTERM or ``--duration``; warnings go to its
+    events pane meanwhile (the stderr sink is put back afterwards)."""
+    from loguru import logger
+    from rich.console import Console
+
+    from depthkeeper.cluster.compat import TerminalUI, add_console_sink
+    from depthkeeper.cluster.watch import RemoteSource
+
+    level = getattr(args, "log_level", None) or "WARNING"
+    if logger.level(level).no < logger.level("WARNING").no:
+        level = "WARNING"  # the pane is for warnings, as in `run` (more verbose records would flood it)
+    ui = TerminalUI(RemoteSource(books, args.codes, url=args.redis, name=args.name), stop, console=Console(file=out))
+    logger.remove(console_sink)
+    pane = logger.add(ui.events.sink, level=level, format="{message}")
+    started = time.monotonic()
+    try:
+        with ui:
+            while not ui.wait(args.interval):
+                if args.duration is not None and time.monotonic() - started >= args.duration:
+                    break
+                ui.draw()
+    finally:
+        logger.remove(pane)
+        add_console_sink(level)

@@ -3,7 +3,8 @@
 The cluster is built on BookService's *public* API only (start, subscribe, unsubscribe, book,
 add_listener, stop, ...) and on the event/view types it hands out. Statuses are handled by
 *name*, so statuses added to BookStatus later (DISCONNECTED, REJECTED, ...) flow through without
-a change here, and a ``reason`` is carried when BookView has that field.
+a change here, and a ``reason`` is carried when BookView has that field. ``depthkeeper watch``
+draws remote books with the live view of ``depthkeeper run`` (its BookSource types, TerminalUI).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 import attrs
 
 from depthkeeper.actors.messages import BookStatus, BookStatusChanged, BookUpdated, BookView
-from depthkeeper.supervisor.cli.logs import setup_logging
+from depthkeeper.supervisor.cli.logs import add_console_sink, setup_logging
+from depthkeeper.supervisor.cli.tui import BookSample, LinkSample, SourceSnapshot, StatusEvent, TerminalUI
 from depthkeeper.supervisor.service import BookService, BookUnavailable, SubscribeResult
 from depthkeeper.supervisor.service.config import AppConfig, load_config
 from depthkeeper.supervisor.service.errors import ConfigError
 
 __all__ = [
     "AppConfig",
+    "BookSample",
     "BookService",
     "BookStatus",
     "BookStatusChanged",
@@ -27,7 +30,12 @@ __all__ = [
     "BookUpdated",
     "BookView",
     "ConfigError",
+    "LinkSample",
+    "SourceSnapshot",
+    "StatusEvent",
     "SubscribeResult",
+    "TerminalUI",
+    "add_console_sink",
     "load_config",
     "make_view",
     "reason_of",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from depthkeeper.cluster.bus import parse_id
-from depthkeeper.cluster.entries import DELTA, LIVE, REMOVED, SNAPSHOT, decode_levels
+from depthkeeper.cluster.entries import DELTA, LIVE, REMOVED, SNAPSHOT, STATUS, decode_levels
 
 #: consumer-side status names (mapped to the BookStatus enum by name by the consumer)
 SYNCING, RESYNCING, STALE = "SYNCING", "RESYNCING", "STALE"
@@ -31,12 +31,19 @@ SYNCING, RESYNCING, STALE = "SYNCING", "RESYNCING", "STALE"
 class Follower:
     """One symbol, as rebuilt from its stream. ``changed`` is set on every applied change."""
 
-    __slots__ = ("anchored", "asks", "bids", "code", "cursor", "ep", "healed", "rebootstraps", "sq", "state", "tp",
-                 "tu", "vs", "why")
+    __slots__ = ("anchored", "asks", "bids", "code", "cursor", "diffs", "ep", "gaps", "healed", "rebootstraps",
+                 "seen_ep", "sq", "state", "takeovers", "tp", "tu", "vs", "why")
 
     def __init__(self, code: str) -> None:
         self.code = code
+        #: counters kept across re-bootstraps (the live view's columns): re-bootstraps, bus-seq gaps among
+        #: them, new owner epochs seen (a takeover, or the first owner after a removal), and venue diffs
+        #: covered by the entries applied on an unbroken chain (a rate is their difference over time)
         self.rebootstraps = 0
+        self.gaps = 0
+        self.takeovers = 0
+        self.diffs = 0
+        self.seen_ep = 0
         #: set when the last apply() crossed a gap on a snapshot (a re-bootstrap from the stream itself)
         self.healed: str | None = None
         self.reset()
@@ -61,6 +68,7 @@ class Follower:
             self.cursor = cursor
             return
         self.ep, self.sq = int(status.get("ep", 0)), int(status.get("sq", 0))
+        self._saw_epoch(self.ep)
         self.state = status.get("st") or None
         self.why = status.get("why", "")
         self.vs = int(status.get("vs", 0) or 0)
@@ -88,12 +96,22 @@ class Follower:
             return f"gap: bus seq {self.sq} -> {sq}"
         else:
             return f"epoch {self.ep} -> {ep} without a snapshot"
-        self._take(kind, fields)
+        self._take(kind, fields, continued=self.anchored and ep == self.ep and self.healed is None)
         self.ep, self.sq, self.cursor, self.anchored = ep, sq, entry_id, True
+        self._saw_epoch(ep)
         return None
 
-    def _take(self, kind: str, fields: dict[str, str]) -> None:
-        self.vs = int(fields["vs"])
+    def _saw_epoch(self, ep: int) -> None:
+        if ep > self.seen_ep:
+            if self.seen_ep:
+                self.takeovers += 1
+            self.seen_ep = ep
+
+    def _take(self, kind: str, fields: dict[str, str], continued: bool) -> None:
+        vs = int(fields["vs"])
+        if continued and kind != STATUS and self.bids is not None and vs > self.vs:
+            self.diffs += vs - self.vs
+        self.vs = vs
         self.tp = int(fields.get("tp", 0))
         tu = float(fields.get("tu", 0.0))
         if kind == SNAPSHOT:

@@ -3,8 +3,8 @@
 Every symbol's three keys share a hash tag made of a *stable bucket* (crc32 of the code mod
 ``BUCKETS``), never the symbol's shard or slot: the publish script touches all three in one
 call, so on Redis Cluster they must live in one hash slot, and their names never change when a
-symbol moves to another shard. Consumers can read a whole bucket's streams in one ``XREAD``
-there too. The control keys (desired set, assignment, leases, epochs, rate bucket) share the
+symbol moves to another shard. Consumers read a whole bucket's streams in one ``XREAD`` (and
+never two buckets in one: lanes.py). The control keys (desired set, assignment, leases, epochs, rate bucket) share the
 tag ``{name:ctl}`` so the scripts that touch several of them are Cluster-safe.
 
     {name:b17}:BTCUSDT:log       stream: S (snapshot) / D (delta) / X (status) entries
@@ -53,12 +53,20 @@ class Keys:
         self.connect_bucket = f"{ctl}:rl:connect"
         self._ctl = ctl
         self._sym: dict[str, tuple[str, str, str]] = {}
+        self._bucket: dict[str, int] = {}
 
     def lease(self, slot: int) -> str:
         return f"{self._ctl}:lease:{slot}"
 
     def shard(self, shard_id: str) -> str:
         return f"{self._ctl}:shard:{shard_id}"
+
+    def bucket(self, code: str) -> int:
+        """:func:`bucket` of ``code``, cached (a consumer groups every followed code by it on every read)."""
+        number = self._bucket.get(code)
+        if number is None:
+            number = self._bucket[code] = bucket(code)
+        return number
 
     def tag(self, code: str) -> str:
         return "{" + f"{self.name}:b{bucket(code):02d}" + "}"

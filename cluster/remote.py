@@ -1,8 +1,9 @@
 """``RemoteBooks``: the cluster's books in any process, with the same ``book()`` contract as BookService.
 
 A consumer never addresses a shard. Per symbol it bootstraps from the latest snapshot (one atomic
-script: status + snapshot id + every entry since), then follows the symbol's stream with one
-blocking ``XREAD`` over all followed symbols. Each symbol is a :class:`Follower` (follower.py): a
+script: status + snapshot id + every entry since), then follows the symbol's stream: one blocking
+``XREAD`` per bucket in flight, all waited on at once (``Bus.read``; never two buckets in one command,
+which Redis Cluster refuses). Each symbol is a :class:`Follower` (follower.py): a
 gap, an epoch change without a snapshot, an id/seq/epoch regression or trimmed history re-bootstraps
 that symbol only. A poll of the status hashes (every ``poll_interval_s``) carries the publishers'
 heartbeats and detects what the stream alone cannot show (Redis lost its data; entries trimmed
@@ -23,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 
-from depthkeeper.cluster.bus import Bus, BusUnavailable, StreamEntry
+from depthkeeper.cluster.bus import Bus, BusUnavailable, Read
 from depthkeeper.cluster.compat import (
     BookUnavailable,
     BookView,
@@ -48,11 +49,13 @@ class RemoteBooks:
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", name: str = "depthkeeper", *,
                  poll_interval_s: float = 0.25, block_ms: int = 100, read_count: int = 1000,
-                 pattern: str = DEFAULT_PATTERN, record_latency: bool = False, bus: Bus | None = None) -> None:
+                 pattern: str = DEFAULT_PATTERN, record_latency: bool = False, redis_cluster: bool = False,
+                 read_per_bucket: bool = True, bus: Bus | None = None) -> None:
         if bus is None:
             from depthkeeper.cluster.redis_bus import RedisBus
 
-            bus = RedisBus(redis_url, name, socket_timeout_s=max(5.0, 2 * block_ms / 1000))
+            bus = RedisBus(redis_url, name, socket_timeout_s=max(5.0, 2 * block_ms / 1000),
+                           redis_cluster=redis_cluster, read_per_bucket=read_per_bucket)
         self.bus: Any = bus
         self.name = name
         self.poll_interval_s = poll_interval_s
@@ -63,8 +66,9 @@ class RemoteBooks:
         self._followers: dict[str, Follower] = {}
         #: per code: (heartbeat age in s at the poll, monotonic time of the poll)
         self._hb: dict[str, tuple[float, float]] = {}
-        #: status hashes read at the last poll, to check after the next complete read
-        self._pending_behind: dict[str, dict[str, str]] = {}
+        #: per code, a status hash read at a poll and when that poll started: the first read of the code's
+        #: stream asked after it must reach it (else the entries in between are gone)
+        self._pending_behind: dict[str, tuple[dict[str, str], float]] = {}
         self._reboot: dict[str, str] = {}
         self._reported: dict[str, tuple[str, str]] = {}
         #: codes this consumer asked the cluster for (asked again if Redis loses its data)
@@ -79,8 +83,13 @@ class RemoteBooks:
         self._closed = threading.Event()
         self._next_poll = 0.0
         self._connected = False
+        #: the last "Redis unavailable" reason (kept after it is back: the live view shows it)
+        self.last_error = ""
+        #: the shards' lease TTL (their meta hash): how long a shard counts as live after its last beat
+        self.lease_ttl_ms = int(DEFAULT_HB_TIMEOUT_S * 1000)
         try:  # the baseline that tells a later "Redis lost its data" apart
             self._boot = self.bus.boot_token()
+            self._connected = True
         except BusUnavailable:
             self._log.warning("Redis unavailable at start; books stay SYNCING until it answers")
         self._thread = threading.Thread(target=self._run, name="depthkeeper-remote-books", daemon=True)
@@ -122,6 +131,10 @@ class RemoteBooks:
         """The cluster's desired set."""
         return frozenset(self._call(self.bus.desired))
 
+    def live_shards(self) -> list[str]:
+        """Ids of the shards that beat within their lease TTL (the cluster's publishers right now)."""
+        return list(self._call(self.bus.live_shards, self.lease_ttl_ms))
+
     def followed(self) -> frozenset[str]:
         """Codes this consumer follows."""
         with self._lock:
@@ -162,7 +175,8 @@ class RemoteBooks:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             followers = {code: {"ep": f.ep, "sq": f.sq, "vs": f.vs, "state": f.state, "owner_state": f.why,
-                                "rebootstraps": f.rebootstraps} for code, f in self._followers.items()}
+                                "rebootstraps": f.rebootstraps, "gaps": f.gaps, "takeovers": f.takeovers,
+                                "diffs": f.diffs} for code, f in self._followers.items()}
         return {"connected": self._connected, "counters": dict(self.counters),
                 "rebootstrap_reasons": dict(self.rebootstrap_reasons), "books": followers,
                 "listeners": self.fanout.stats()}
@@ -293,6 +307,7 @@ class RemoteBooks:
             except BusUnavailable as exc:
                 if self._connected:
                     self._log.warning("Redis unavailable: {}", exc)
+                self.last_error = " ".join(str(exc).split()) or "Redis unavailable"
                 self._connected = False
                 self.counters["bus_errors"] += 1
                 self._closed.wait(0.1)
@@ -317,11 +332,11 @@ class RemoteBooks:
         self.counters["reads"] += 1
         self._apply(cursors, answer)
 
-    def _apply(self, cursors: dict[str, str], answer: dict[str, list[StreamEntry]]) -> None:
+    def _apply(self, cursors: dict[str, str], answer: Read) -> None:
         now_s = time.time()
         changed = []
         with self._lock:
-            for code, entries in answer.items():
+            for code, entries in answer.entries.items():
                 f = self._followers.get(code)
                 if f is None or f.cursor != cursors[code] or code in self._reboot:
                     continue  # unfollowed or re-bootstrapped meanwhile: read again from its cursor
@@ -338,9 +353,9 @@ class RemoteBooks:
                         self.latencies.append((now_s - f.tu, now_s - f.tp / 1e6))
                 self.counters["entries"] += len(entries)
                 changed.append(code)
-            for code, status in list(self._pending_behind.items()):
-                if len(answer.get(code, ())) >= self.read_count:
-                    continue  # more to read: not conclusive yet
+            for code, (status, polled_at) in list(self._pending_behind.items()):
+                if answer.asked_at.get(code, -1.0) < polled_at or len(answer.entries.get(code, ())) >= self.read_count:
+                    continue  # not read since that poll, or more to read: not conclusive yet
                 del self._pending_behind[code]
                 f = self._followers.get(code)
                 if f is not None and code not in self._reboot:
@@ -358,6 +373,8 @@ class RemoteBooks:
 
     def _count_rebootstrap(self, code: str, f: Follower, reason: str) -> None:
         f.rebootstraps += 1
+        if reason.startswith("gap"):
+            f.gaps += 1
         self.counters["rebootstraps"] += 1
         self.rebootstrap_reasons[reason.split(":")[0].split(" (")[0]] += 1
         self._log.bind(symbol=code).info("re-bootstrap {}: {}", code, reason)
@@ -366,6 +383,7 @@ class RemoteBooks:
         boot = self.bus.boot_token()
         if boot != self._boot:
             if self._boot is not None:
+                self.counters["redis_resets"] += 1
                 self._log.warning("Redis lost its data (boot token {} -> {}); asking for {} codes again", self._boot,
                                   boot, len(self._wanted))
             if self._wanted:  # idempotent: codes still desired are not added twice
@@ -374,10 +392,13 @@ class RemoteBooks:
         meta = self.bus.meta()
         if "hb_timeout_ms" in meta:
             self.hb_timeout_s = int(meta["hb_timeout_ms"]) / 1000.0
+        if "lease_ttl_ms" in meta:
+            self.lease_ttl_ms = int(meta["lease_ttl_ms"])
         with self._lock:
             codes = list(self._followers)
         if not codes:
             return
+        polled_at = time.monotonic()
         now_ms, statuses = self.bus.statuses(codes)
         mono = time.monotonic()
         self.counters["polls"] += 1
@@ -394,6 +415,6 @@ class RemoteBooks:
                 reason = f.regressed(status)
                 if reason is not None:
                     self._rebootstrap(code, f, reason)
-                else:
-                    self._pending_behind[code] = status
+                else:  # the oldest pending check stays until a read resolves it (a quiet stream is read rarely)
+                    self._pending_behind.setdefault(code, (status, polled_at))
             self._report(codes)

@@ -65,7 +65,7 @@ class Shard:
             from depthkeeper.cluster.redis_bus import RedisBus
 
             bus = RedisBus(self.cc.redis_url, self.cc.name, socket_timeout_s=max(0.5, self.cc.lease_ttl_s / 3),
-                           snapshot_every=self.cc.snapshot_every)
+                           snapshot_every=self.cc.snapshot_every, redis_cluster=self.cc.redis_cluster)
         self.bus = bus
         self.ttl_ms = int(self.cc.lease_ttl_s * 1000)
         self.tick_s = min(1.0, max(0.05, self.cc.lease_ttl_s / 6))

@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     command("bench", "benchmark against the peers (from a source checkout)", add_help=False)
     from depthkeeper.cluster.cli import add_parsers
 
-    add_parsers(sub)  # shard, watch (the cluster, issue 17)
+    add_parsers(command)  # shard, watch (the cluster, issue 17)
     return parser
 
 

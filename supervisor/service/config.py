@@ -108,6 +108,8 @@ class ClusterConfig:
     """``depthkeeper shard`` only (issue 17); ``run`` and BookService ignore it and need no Redis."""
 
     redis_url: str = _opt("redis://127.0.0.1:6379/0")
+    #: redis_url is a node of a Redis Cluster (the client discovers the others and routes by slot)
+    redis_cluster: bool = _opt(False)
     #: key prefix: several clusters can share one Redis
     name: str = _opt("depthkeeper")
     #: a dead shard's slots move to survivors within this (renewals every third of it)
@@ -329,6 +331,10 @@ def _check_cluster(cluster: ClusterConfig, source: str) -> None:
     if not cluster.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"{source}: [cluster] redis_url: must start with redis://, rediss:// or unix://, "
                           f"got {cluster.redis_url!r}")
+    db = cluster.redis_url.partition("?")[0].rstrip("/").rpartition("/")[2]
+    if cluster.redis_cluster and (cluster.redis_url.startswith("unix://") or (db.isdigit() and db != "0")):
+        raise ConfigError(f"{source}: [cluster] redis_url: a Redis Cluster has database 0 only, over TCP "
+                          f"(redis_cluster = true), got {cluster.redis_url!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cluster.name):
         raise ConfigError(f"{source}: [cluster] name: 1-64 letters, digits, '_', '.' or '-' (it is part of every "
                           f"key and hash tag), got {cluster.name!r}")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from depthkeeper.cluster.localredis import LocalRedis, redis_server_path
+from depthkeeper.cluster.localredis import LocalRedis, LocalRedisCluster, redis_server_path
 
 
 @pytest.fixture
@@ -19,3 +19,19 @@ def redis_server() -> Iterator[LocalRedis]:
         pytest.skip("redis-server is not installed: apt-get install -y redis-server (.ci/run does)")
     with LocalRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_nodes() -> Iterator[LocalRedisCluster]:
+    if redis_server_path() is None:
+        pytest.skip("redis-server is not installed: apt-get install -y redis-server (.ci/run does)")
+    with LocalRedisCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_nodes: LocalRedisCluster) -> LocalRedisCluster:
+    """A 3-node Redis Cluster (three redis-servers on free loopback ports, slots split evenly), empty:
+    started once per module (forming one takes ~2 s), emptied for each test."""
+    redis_cluster_nodes.flush()
+    return redis_cluster_nodes

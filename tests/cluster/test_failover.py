@@ -120,7 +120,6 @@ def test_kill_9_moves_a_shards_symbols_to_survivors(cluster: Cluster) -> None:
     assert cluster.all_live()  # nobody else was disturbed
     wait_until(cluster.single_subscriptions, 10, "one venue subscription per symbol")
     cluster.assert_exact()
-    print("DEBUG", [c.checked for c in cluster.checkers], [c.stats()["counters"] for c in cluster.consumers], [cluster.bus.shard_info(s.id) for s in cluster.shards])
 
 
 def test_a_paused_shard_is_fenced_and_closes_its_sockets(cluster: Cluster) -> None:
@@ -135,7 +134,6 @@ def test_a_paused_shard_is_fenced_and_closes_its_sockets(cluster: Cluster) -> No
     wait_until(cluster.single_subscriptions, 10, "the zombie's sockets closed (one subscription per symbol)")
     wait_until(cluster.all_live, 15, "every book LIVE after the zombie woke up")
     cluster.assert_exact()
-    print("DEBUG", [c.checked for c in cluster.checkers], [c.stats()["counters"] for c in cluster.consumers], [cluster.bus.shard_info(s.id) for s in cluster.shards])
 
 
 def test_redis_restarted_empty_shards_republish_consumers_rebootstrap(cluster: Cluster) -> None:

@@ -116,3 +116,19 @@ def test_shard_cli_refuses_bad_configs(tmp_path: Path) -> None:
     sim_cfg.write_text("[simulator]\nenabled = true\n")
     out = run_cli("shard", "--config", str(sim_cfg))
     assert out.returncode == 2 and "[simulator] enabled" in out.stderr
+
+
+def test_the_global_log_level_overrides_the_files(sim: Any, redis_server: LocalRedis, tmp_path: Path) -> None:
+    """[log] level = "INFO" in the file; ``--log-level WARNING`` (before or after the command) wins."""
+    runs = {}
+    for name, args in {"file": [], "before": ["--log-level", "WARNING"], "after": []}.items():
+        config = write_shard_config(tmp_path / f"{name}.toml", sim=sim, redis_url=redis_server.url, name=f"log{name}",
+                                    codes=CODES[:1], slot_size=1)
+        tail = ["--log-level", "warning"] if name == "after" else []
+        runs[name] = subprocess.Popen([sys.executable, "-m", "depthkeeper.supervisor.cli", *args, "shard", "--config",
+                                       str(config), "--duration", "2", *tail], cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+    logs = {name: proc.communicate(timeout=60)[1] for name, proc in runs.items()}
+    assert all(proc.returncode == 0 for proc in runs.values()), logs
+    assert " INFO " in logs["file"], logs["file"][-2000:]
+    assert " INFO " not in logs["before"] and " INFO " not in logs["after"], (logs["before"], logs["after"])

@@ -16,7 +16,7 @@ from depthkeeper.supervisor.service.config import resolve_config_path
 from depthkeeper.supervisor.service.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("run", "chaos", "export")
+COMMANDS = ("run", "chaos", "export", "shard", "watch")
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -90,6 +90,8 @@ def test_log_level_before_or_after_the_command() -> None:
     assert parser.parse_args(["--log-level", "debug", "run", "--config", "x"]).log_level == "DEBUG"
     assert parser.parse_args(["run", "--config", "x", "--log-level", "warning"]).log_level == "WARNING"
     assert parser.parse_args(["run", "--config", "x"]).log_level is None  # the file's [log] level
+    assert parser.parse_args(["shard", "--config", "x", "--log-level", "debug"]).log_level == "DEBUG"
+    assert parser.parse_args(["--log-level", "error", "watch", "--redis", "u", "A"]).log_level == "ERROR"
 
 
 def test_shipped_configs_are_found_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

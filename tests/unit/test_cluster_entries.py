@@ -168,7 +168,7 @@ def test_fair_share_plan() -> None:
 
 
 def test_the_watch_table_shows_status_seq_and_reason() -> None:
-    from depthkeeper.cluster.cli import render
+    from depthkeeper.cluster.watch import render_plain as render
 
     live = view(42, {100.0: 1.0}, {101.0: 2.0})
     text = render({"BTCUSDT": live, "ETHUSDT": None}, {"connected": True, "counters": {"rebootstraps": 2},
@@ -176,3 +176,20 @@ def test_the_watch_table_shows_status_seq_and_reason() -> None:
     row = next(line for line in text.splitlines() if line.startswith("BTCUSDT"))
     assert "LIVE" in row and " 42 " in row and "100.0" in row and "101.0" in row
     assert "rebootstraps 2" in text and any(line.startswith("ETHUSDT") for line in text.splitlines())
+
+
+def test_follower_counts_what_the_live_view_shows() -> None:
+    """diffs: venue seqs covered by entries applied on an unbroken chain (a rate); takeovers: new owner
+    epochs after the first; both survive a re-bootstrap (reset)."""
+    f = Follower("X")
+    f.apply("1-1", entry_fields("X", 3, 1, st="RESYNCING", why="claim"))
+    f.apply("1-2", entry_fields("S", 3, 2, b="1.0:1.0", a="2.0:1.0"))  # vs 20: the first book, nothing covered
+    f.apply("1-3", entry_fields("D", 3, 3, b="1.0:2.0"))  # vs 30
+    f.apply("1-4", entry_fields("D", 3, 4, a="2.0:3.0"))  # vs 40
+    assert (f.diffs, f.takeovers) == (20, 0)
+    f.apply("1-5", entry_fields("X", 4, 1, st="RESYNCING", why="taken over"))  # a new owner
+    f.apply("1-6", entry_fields("S", 4, 2, b="1.0:1.0", a="2.0:1.0"))
+    assert (f.diffs, f.takeovers) == (20, 1)  # a new epoch's snapshot covers nothing: its chain starts there
+    f.reset()
+    f.anchor({"ep": "5", "sq": "7", "st": "LIVE", "id": "1-9"}, "1-9")
+    assert (f.diffs, f.takeovers) == (20, 2)

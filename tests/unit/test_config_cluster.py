@@ -16,6 +16,9 @@ def test_defaults_match_the_interface() -> None:
     cluster = config_from_mapping(BASE).cluster
     assert cluster == ClusterConfig()
     assert (cluster.redis_url, cluster.name, cluster.lease_ttl_s) == ("redis://127.0.0.1:6379/0", "depthkeeper", 3.0)
+    assert cluster.redis_cluster is False
+    on = config_from_mapping({**BASE, "cluster": {"redis_cluster": True, "redis_url": "redis://10.0.0.1:7000"}})
+    assert on.cluster.redis_cluster is True
 
 
 def test_values_are_read() -> None:
@@ -32,6 +35,8 @@ def test_values_are_read() -> None:
     ({"slot_size": "10"}, "[cluster] slot_size: must be int"),
     ({"redis_url": "http://x"}, "[cluster] redis_url: must start with redis://"),
     ({"name": "a{b}"}, "[cluster] name:"),
+    ({"redis_cluster": True, "redis_url": "redis://127.0.0.1:7000/2"}, "a Redis Cluster has database 0 only"),
+    ({"redis_cluster": "yes"}, "[cluster] redis_cluster: must be bool"),
 ])
 def test_bad_values_name_the_key(table: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as err:

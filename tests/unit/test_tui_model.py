@@ -150,3 +150,16 @@ def test_the_log_sink_puts_warnings_in_the_pane_except_what_it_already_has(pane:
     logger.bind(actor="tree").error("books   restarted\n twice")
     assert [(e.level, e.text) for e in pane.lines()] == [
         ("WARNING", "BTCUSDT: snapshot fetch failed (HTTP 503); retry 2"), ("ERROR", "tree: books restarted twice")]
+
+
+def test_a_link_other_than_the_venue_socket_is_named_in_the_pane() -> None:
+    """A cluster's watch: the link is Redis, its trouble and recovery are said with that name."""
+    redis_up = attrs.evolve(UP, name="redis", detail="3 shards", counters=(("rebootstraps", 0),))
+    model = ViewModel()
+    model.update(snap(book("BTCUSDT"), link=redis_up), NOW)
+    down = attrs.evolve(redis_up, connected=False, down_reason="Error 111 connecting to 127.0.0.1:6379")
+    model.update(snap(book("BTCUSDT"), link=down, taken_at=101.0), NOW + 1)
+    frame = model.update(snap(book("BTCUSDT"), link=redis_up, taken_at=102.0), NOW + 2)
+    assert [(e.level, e.text) for e in frame.events] == [
+        ("WARNING", "redis lost: Error 111 connecting to 127.0.0.1:6379"), ("INFO", "redis up: 3 shards")]
+    assert (frame.link_name, frame.link_detail, frame.counters) == ("redis", "3 shards", (("rebootstraps", 0),))

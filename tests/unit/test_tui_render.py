@@ -204,3 +204,19 @@ def test_the_terminal_ui_pages_on_keys_quits_on_q_and_closes_its_source() -> Non
         ui.on_key(Key.QUIT)
         assert ui.wait(5.0) and stop.is_set()
     assert source.closed
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_a_cluster_link_has_its_own_name_detail_and_counters(width: int, height: int) -> None:
+    link = attrs.evolve(UP, name="redis", detail="3 shards  epochs 4-7",
+                        counters=(("rebootstraps", 2), ("takeovers", 1), ("redis resets", 0), ("bus errors", 5)))
+    model = ViewModel()
+    model.update(snapshot(market(3), taken_at=99.0, link=link))
+    frame = model.update(attrs.evolve(snapshot(market(3), link=link), latency_label="e2e"))
+    first, state, counters, figures = draw(frame, width, height)[:4]
+    assert state.startswith("redis UP  3 shards  epochs 4-7  last error: none")
+    assert counters.startswith("rebootstraps 2  takeovers 1  redis resets 0  bus errors 5")
+    assert figures.startswith("diffs/s 0  e2e p50 64us p99 1.6ms  3 books: 3 LIVE")
+    down = attrs.evolve(link, connected=False, down_reason="Error 111 connecting to 127.0.0.1:6379")
+    state = draw(model.update(snapshot(market(3), taken_at=101.0, link=down)), width, height)[1]
+    assert state.startswith("redis DOWN: Error 111 connecting")

@@ -134,6 +134,14 @@ class Frame:
     #: non-LIVE first, then by code
     rows: tuple[Row, ...]
     events: tuple[EventLine, ...]
+    #: what the link is ("connection": the venue's socket; "redis": a cluster's bus)
+    link_name: str = "connection"
+    #: said after UP instead of "epoch N" when set
+    link_detail: str = ""
+    #: the counters line as (label, value) pairs instead of the venue socket's four, when set
+    counters: tuple[tuple[str, int], ...] = ()
+    #: what ``latency`` measures
+    latency_label: str = "apply"
 
 
 def price_decimals(prices: Iterable[float]) -> int:
@@ -220,7 +228,8 @@ class ViewModel:
             heartbeat_timeouts=link.heartbeat_timeouts, malformed=link.malformed,
             rate_total=f"{sum(rates.values()):.0f}",
             latency=f"p50 {format_latency(snap.apply_p50_s)} p99 {format_latency(snap.apply_p99_s)}",
-            counts=counts, rows=rows, events=self.events.lines())
+            counts=counts, rows=rows, events=self.events.lines(), link_name=link.name, link_detail=link.detail,
+            counters=link.counters, latency_label=snap.latency_label)
 
     def _row(self, book: BookSample, rate: float) -> Row:
         learned = price_decimals(book.prices + tuple(p for p in (book.best_bid, book.best_ask) if p is not None))
@@ -276,13 +285,14 @@ class ViewModel:
             trouble("ERROR", f"venue refused us: {link.failed}")
         lost = before.connected and not link.connected
         if lost:
-            trouble("WARNING", f"connection lost: {link.down_reason or 'socket closed'}")
+            trouble("WARNING", f"{link.name} lost: {link.down_reason or 'socket closed'}")
         elif link.heartbeat_timeouts > before.heartbeat_timeouts:
-            trouble("WARNING", "connection lost: heartbeat timeout")
+            trouble("WARNING", f"{link.name} lost: heartbeat timeout")
         elif link.epoch > before.epoch and before.connected:
-            trouble("WARNING", "connection lost and replaced")
+            trouble("WARNING", f"{link.name} lost and replaced")
         said = lost and link.down_reason.startswith("connect")  # "connection lost: connect failed: ..."
         if link.connect_failures > before.connect_failures and not said:
             trouble("WARNING", link.down_reason if link.down_reason.startswith("connect") else "connect failed")
         if link.connected and (not before.connected or link.epoch != before.epoch):
-            self.events.add("INFO", f"connected, epoch {link.epoch}", now)
+            up = f"connected, epoch {link.epoch}" if link.name == "connection" else f"{link.name} up"
+            self.events.add("INFO", up + (f": {link.detail}" if link.detail else ""), now)

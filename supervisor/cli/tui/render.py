@@ -151,16 +151,21 @@ def two_sided(left: str, right: str, width: int, style: str = "") -> Text:
 def header(frame: Frame, width: int) -> list[Text]:
     narrow = width < NARROW_BELOW
     first = two_sided(f"depthkeeper  {frame.venue} ({frame.dialect})", f"up {frame.uptime}", width, "bold")
+    name = frame.link_name
     if frame.connected:
-        state = line(f"connection UP  epoch {frame.epoch}  last error: {frame.last_error or 'none'}", width)
-        state.stylize("green", 11, 13)
+        detail = frame.link_detail or f"epoch {frame.epoch}"
+        state = line(f"{name} UP  {detail}  last error: {frame.last_error or 'none'}", width)
+        state.stylize("green", len(name) + 1, len(name) + 3)
     else:
-        state = line(f"connection DOWN: {frame.down_reason or 'not connected'}", width, "bold red")
-    failed = "connect fails" if narrow else "failed connects"
-    timeouts = "hb timeouts" if narrow else "heartbeat timeouts"
-    counters = line(f"reconnects {frame.reconnects}  {failed} {frame.connect_failures}  "
-                    f"{timeouts} {frame.heartbeat_timeouts}  malformed {frame.malformed}", width)
-    figures = line(f"diffs/s {frame.rate_total}  apply {frame.latency}  {frame.counts}", width)
+        state = line(f"{name} DOWN: {frame.down_reason or 'not connected'}", width, "bold red")
+    if frame.counters:
+        counters = line("  ".join(f"{label} {value}" for label, value in frame.counters), width)
+    else:
+        failed = "connect fails" if narrow else "failed connects"
+        timeouts = "hb timeouts" if narrow else "heartbeat timeouts"
+        counters = line(f"reconnects {frame.reconnects}  {failed} {frame.connect_failures}  "
+                        f"{timeouts} {frame.heartbeat_timeouts}  malformed {frame.malformed}", width)
+    figures = line(f"diffs/s {frame.rate_total}  {frame.latency_label} {frame.latency}  {frame.counts}", width)
     return [first, state, counters, figures]
 
 

@@ -1,11 +1,12 @@
 """What the live terminal view needs to know, and where it gets it from.
 
 The view never talks to a ``BookService`` directly: it asks a :class:`BookSource` for a
-:class:`SourceSnapshot` once per frame. Today the only source is :class:`ServiceSource`
-(a local ``BookService``, through its public API only); a Redis-backed reader of remote
-books can provide the same snapshot, and the same screen then shows books held by other
-processes. Everything here is plain data (frozen attrs), so the view-model and the
-rendering are tested with hand-made snapshots, no service, no terminal.
+:class:`SourceSnapshot` once per frame. :class:`ServiceSource` is the source for a local
+``BookService`` (through its public API only); ``depthkeeper.cluster.watch.RemoteSource`` fills
+the same snapshot from remote books (``depthkeeper watch``), and the same screen then shows books
+held by other processes, its link being the cluster's Redis instead of a venue socket. Everything
+here is plain data (frozen attrs), so the view-model and the rendering are tested with hand-made
+snapshots, no service, no terminal.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class LinkSample:
     connect_failures: int
     heartbeat_timeouts: int
     malformed: int
+    #: what the link is, as the header and the events pane call it: "connection" (the venue's socket),
+    #: "redis" (a cluster's bus: the books come from other processes)
+    name: str = "connection"
+    #: said after UP instead of "epoch N" when set (a cluster: "3 shards, publisher epochs 4-7")
+    detail: str = ""
+    #: the counters line as (label, value) pairs, instead of the venue socket's four, when set
+    counters: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen
@@ -104,6 +112,8 @@ class SourceSnapshot:
     apply_p99_s: float = 0.0
     #: status changes since the previous snapshot, oldest first
     events: tuple[StatusEvent, ...] = ()
+    #: what the two latency figures measure (a cluster: "e2e", the shard's book -> this process' book)
+    latency_label: str = "apply"
 
 
 class BookSource(Protocol):
