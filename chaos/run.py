@@ -48,10 +48,15 @@ from depthkeeper.chaos.recovery import (
 )
 from depthkeeper.chaos.report import ChaosReport, Ending
 from depthkeeper.chaos.schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
-from depthkeeper.simulator import SimConfig, Simulator
+from depthkeeper.simulator import Simulator
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.facade import BookService
 
+#: dialects whose views carry the venue's own seq (article: per-symbol seq; binance: update id ``u``,
+#: which the simulator's market counts one per level change, so ``sim.book_at(code, u)`` is the truth)
+CHECKED_DIALECTS = ("article", "binance")
+#: how long a ping burst's 1008 close may take (the pongs come back within milliseconds)
+PING_BURST_CLOSE_S = 1.0
 #: how many diffs past the fault point a code fault's book must get to (GAP: its size + 1)
 _STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2, VenueFault.FUTURE_DIFF: 1,
                  **dict.fromkeys(SNAPSHOT_FAULTS, 2)}
@@ -61,8 +66,9 @@ class ChaosRun(Ending):
     """One run. ``run()`` returns a :class:`ChaosReport`; it never raises for a failed invariant."""
 
     def __init__(self, cfg: AppConfig, settings: ChaosSettings) -> None:
-        if cfg.venue.dialect != "article":
-            raise ValueError("chaos runs use the article dialect (per-symbol seq: views can be checked by seq)")
+        if cfg.venue.dialect not in CHECKED_DIALECTS:
+            raise ValueError(f"chaos runs check views by seq against the venue's book at that seq: dialect "
+                             f"{cfg.venue.dialect!r} is not one of {', '.join(CHECKED_DIALECTS)}")
         if cfg.book.max_levels < 2 * cfg.simulator.levels + 2:
             raise ValueError("[book] max_levels must exceed the simulator's book so views show every level")
         self.cfg = cfg
@@ -79,9 +85,9 @@ class ChaosRun(Ending):
         baseline_actors = set(pykka.ActorRegistry.get_all())
         sim_cfg = self.cfg.simulator
         symbols = tuple(dict.fromkeys((*sim_cfg.symbols, *self.cfg.symbols.initial, *s.churn_codes)))
-        self.sim = Simulator.start(SimConfig(host="127.0.0.1", port=0, dialect="article", symbols=symbols,
-                                             rate_per_symbol=sim_cfg.rate_per_symbol, seed=s.seed,
-                                             levels=sim_cfg.levels, record_history=True))
+        # the venue's dialect, whatever [simulator] says (a run cannot check a venue the service does not speak)
+        sim_cfg = attrs.evolve(sim_cfg, dialect=self.cfg.venue.dialect)
+        self.sim = Simulator.start(sim_cfg.sim_config(symbols=symbols, port=0, seed=s.seed, record_history=True))
         cfg = attrs.evolve(self.cfg, venue=attrs.evolve(self.cfg.venue, url=self.sim.url,
                                                          snapshot_url=self.sim.rest_url),
                            simulator=attrs.evolve(sim_cfg, enabled=False))
@@ -113,6 +119,8 @@ class ChaosRun(Ending):
         self._rejected: dict[str, int] = {}
         #: blackholes longer than the heartbeat silence bound
         self.long_blackholes = 0
+        #: message-rate closes (1008) the venue made right after a ping burst (any other is a violation)
+        self.provoked_rate_closes = 0
         self.poller = Poller(svc, self.checker.offer, s.poll_interval_s)
         try:
             svc.add_listener(self.checker)
@@ -259,7 +267,12 @@ class ChaosRun(Ending):
             return
         if fault is VenueFault.RESTART:
             self.timeline.begin(self.timeline.current + 1, time.monotonic())
+        closes_before = self._rate_closes() if fault is VenueFault.PING_BURST else 0
         result = self.monkey.fault(fault, code)
+        if fault is VenueFault.PING_BURST and not result.noop and not self._provoked(closes_before):
+            result = attrs.evolve(result, noop=True)  # answered without going over: nothing closed
+            self.monkey.faults["ping_burst"] -= 1
+            self.monkey.faults["ping_burst_noop"] += 1
         if result.noop:
             return  # it reached nobody: nothing to recover from
         if fault is VenueFault.BLACKHOLE and result.amount > self.bound_s - self.settings.freshness_margin_s:
@@ -276,7 +289,7 @@ class ChaosRun(Ending):
             self.tracker.on_new_era(epoch, seqs)
             track(Pending("restart", result.at_s, steady, {c: seqs[c] for c in steady}, min_epoch=epoch + 1,
                           label=label, source=source))
-        elif fault in (VenueFault.CLOSE, VenueFault.SLOW_HANDSHAKE, VenueFault.REJECT):
+        elif fault in (VenueFault.CLOSE, VenueFault.SLOW_HANDSHAKE, VenueFault.REJECT, VenueFault.PING_BURST):
             self._closed(fault, result, epoch, steady, before, label, source)
         elif fault in (VenueFault.STALL, VenueFault.BLACKHOLE):  # measured from its end
             track(Pending(fault.value, result.at_s, steady, seqs_at_s=end_s, label=label, source=source))
@@ -284,6 +297,18 @@ class ChaosRun(Ending):
             reach = int(result.amount) + 1 if fault is VenueFault.DROP else _STREAM_REACH[fault]
             track(Pending(fault.value, result.at_s, (result.code,), {result.code: before.get(result.code, 0) + reach},
                           label=label, source=source))
+
+    def _rate_closes(self) -> int:
+        """How often the venue has closed a socket for going over its message rate (binance: 1008)."""
+        return int(self.sim.counters().get("binance_message_rate_closes", 0))
+
+    def _provoked(self, before: int) -> bool:
+        """Wait (briefly) for the close a ping burst provokes; count it as provoked."""
+        deadline = time.monotonic() + PING_BURST_CLOSE_S
+        while (closes := self._rate_closes()) <= before and time.monotonic() < deadline:
+            self._wait.wait(0.005)
+        self.provoked_rate_closes += closes - before
+        return closes > before
 
     def _closed(self, fault: VenueFault, result: FaultResult, epoch: int, steady: tuple[str, ...],
                 before: dict[str, int], label: str, source: int) -> None:

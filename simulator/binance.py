@@ -204,6 +204,8 @@ class BinanceDialect(DialectHandler):
         if method == "SET_PROPERTY":
             session.combined = bool(command.value)
             return Reply(payloads=(result_reply(None, request_id),))
+        if not command.streams:
+            self.venue.registry.counters["empty_lists"] += 1  # legal, and a waste of the 5 messages/s
         problem = self._subscribe(session, command.streams) if method == "SUBSCRIBE" else None
         if problem is not None:
             self.venue.registry.counters["invalid_commands"] += 1

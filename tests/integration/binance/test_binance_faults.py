@@ -13,7 +13,7 @@ from depthkeeper.simulator import SimHandle
 from depthkeeper.supervisor.service.facade import BookService
 from tests.support import converge_exact, levels, wait_until
 
-from .conftest import Service, Venue
+from .conftest import SYMBOLS, Service, Venue
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +75,40 @@ def test_floods_of_unknown_events_and_invented_symbols_are_counted_never_answere
     assert unsubscribes == [], "a code we never subscribed is never answered"
     assert svc.wait_live(timeout=5) and svc.stats().connection.reconnects == 0
     converge_exact(svc, sim=sim)
+
+
+def test_codes_held_back_while_a_refusal_is_split_are_never_live_before_their_stream(venue: Venue,
+                                                                                      service: Service) -> None:
+    """Chaos (binance, seed 1): after a reject and a close, the re-SUBSCRIBE of every code is refused
+    whole and asked again in halves, 0.3 s apart. The books of codes not yet re-subscribed fetched a
+    snapshot, got no event (nothing streamed them) and were taken LIVE at the bridge deadline as a
+    "quiet market": frozen views for up to a second, and the refused code itself LIVE until the split
+    isolated it. A silent stream is quiet only once the venue has confirmed its subscription."""
+    sim = venue()
+    codes = sorted(SYMBOLS)  # ADA BTC DOGE ETH SOL XRP: the refused SOL is found last but one
+    svc = service(sim, symbols={"initial": codes})
+    assert svc.wait_live(timeout=10)
+    sim.faults.reject("SOLUSDT")
+    assert sim.faults.close() == 1
+    samples: list[tuple[float, dict[str, int]]] = []
+    problems: list[str] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        samples.append((now, dict(sim.state()["seqs"])))
+        past = [seqs for at, seqs in samples if at <= now - 1.0]  # the venue a second ago
+        views = {code: svc.book(code) for code in codes}
+        for code, view in views.items():
+            if view.status is not BookStatus.LIVE:
+                continue
+            if code == "SOLUSDT":
+                problems.append(f"SOLUSDT LIVE at seq {view.seq} while the venue refuses it")
+            elif past and view.seq < past[-1][code]:
+                problems.append(f"{code} LIVE at seq {view.seq}, the venue was at {past[-1][code]} a second before")
+        if views["SOLUSDT"].status is BookStatus.REJECTED and all(
+                v.status is BookStatus.LIVE for c, v in views.items() if c != "SOLUSDT"):
+            break
+        time.sleep(0.01)  # polling the views against a deadline
+    assert problems == []
+    assert svc.book("SOLUSDT").status is BookStatus.REJECTED
+    assert svc.wait_live([c for c in codes if c != "SOLUSDT"], timeout=5)
