@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from depthkeeper.actors.core.calibration import Calibration
@@ -44,6 +45,7 @@ from depthkeeper.actors.messages import (
     BridgeDeadline,
     Calibrate,
     CheckStale,
+    CheckRejected,
     CodeRejected,
     DiffBatch,
     FetchDeadline,
@@ -92,7 +94,8 @@ class BookActor(SupervisedActor):
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
                  ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None,
                  socket: SocketState | None = None, rejected: str | None = None,
-                 rng: random.Random | None = None, ledger: SubscriptionLedger | None = None) -> None:
+                 rng: random.Random | None = None, ledger: SubscriptionLedger | None = None,
+                 rejected_now: Callable[[], str | None] | None = None) -> None:
         super().__init__(ctx, dispatcher=dispatcher)
         self.code = code
         self._cfg = cfg
@@ -110,6 +113,8 @@ class BookActor(SupervisedActor):
         self._fetched_subscribed = True
         #: the venue's refusal, while it stands
         self._rejected = rejected
+        #: the tree's record of the refusal, read on CheckRejected (None: nothing to check against)
+        self._rejected_now = rejected_now
         self._calibration_interval_s = calibration_interval_s
         #: optional prometheus Histogram (frame read -> applied), observed once per batch
         self._histogram = latency_histogram
@@ -180,6 +185,8 @@ class BookActor(SupervisedActor):
             case CodeRejected(reason=reason):
                 if self._rejected is None:
                     self._reject(reason)
+            case CheckRejected():
+                self._check_rejected()
             case SnapshotLost():
                 due = self.policy.awaiting_snapshot and not self._fetch_deferred
                 if due and not self._timers.pending(RetrySnapshot):
@@ -305,6 +312,15 @@ class BookActor(SupervisedActor):
         self._suspend()
         if self._rejected is None:
             self._set_status(BookStatus.DISCONNECTED, "disconnected", f"socket down: {reason}")
+
+    def _check_rejected(self) -> None:
+        """Catch up with a refusal (or its lift) that the tree told our predecessor while we started."""
+        now = self._rejected_now() if self._rejected_now is not None else self._rejected
+        if now is not None and self._rejected is None:
+            self._reject(now)
+        elif now is None and self._rejected is not None:
+            self._rejected = None  # the code was subscribed again meanwhile: sync it
+            self._resync(self._epoch, ResyncReason.RESUBSCRIBED)
 
     def _reject(self, reason: str) -> None:
         self._rejected = reason

@@ -334,7 +334,7 @@ class ChaosRun(Ending):
         if self.tracker.cancel_source(source):
             self.tracker.unrecovered["reject"] += 1
             self.violations.append(f"{code} never showed REJECTED while the venue refused it "
-                                   f"({at_s - self.events[source - 1].start_s:.2f}s)")
+                                   f"({at_s - self.events[source - 1].start_s:.2f}s; it shows {self._shown(code)})")
         self.tracker.cancel_status(code, BookStatus.REJECTED)
         del self._rejected[code]
         seqs = self._seqs()
@@ -342,6 +342,14 @@ class ChaosRun(Ending):
         lifted = self._note("lift:reject", at_s, code=code)
         self.tracker.add(Pending("resubscribe", at_s, (code,), {code: seqs.get(code, 0)}, label=f"resubscribe {code}",
                                  source=lifted))
+
+    def _shown(self, code: str) -> str:
+        """What a reader sees of ``code`` now (for a violation's text)."""
+        try:
+            view = self.svc.book(code, timeout_s=0.5)
+        except Exception as exc:  # noqa: BLE001 - restarting, unsubscribed: that is what it shows
+            return f"no view ({type(exc).__name__})"
+        return f"{view.status.value} seq {view.seq}: {view.reason}"
 
     def _churn(self) -> None:
         """Unsubscribe one churn code, or subscribe one back (the core set stays)."""
