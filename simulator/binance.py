@@ -87,7 +87,10 @@ issue-12 faults: ``reject`` refuses a SUBSCRIBE naming a rejected code with code
 request: invalid stream`` (all-or-nothing, as for an unknown symbol); empty / short / crossed /
 future snapshots bend ``/api/v3/depth`` (snapshot_faults.py, in 1e-8 units); ``future_diff`` sends a
 depth event ``U = u = seq`` re-stating the best level; the floods send combined frames of an
-unknown event type, or depth events of invented symbols.
+unknown event type, or depth events of invented symbols. ``ping_burst`` (issue 14) sends pings at
+once: the client's pongs count toward the 5 messages/s, so a burst of 6 or more makes the venue
+close with 1008 "Too many requests" through the rule above, as the real venue closes a client
+that went over.
 """
 
 from __future__ import annotations

@@ -202,7 +202,8 @@ class SyncPolicy:
         """A new request (new token) for the snapshot we still wait for (e.g. its fetcher died)."""
         return self._fetch() if self.awaiting_snapshot else SyncAction.NONE
 
-    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True, subscribed_now: bool = True) -> SyncAction:
+    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True,
+                        subscribed_now: bool = True) -> SyncAction:
         """The actor's deadline for a held snapshot (``AWAIT_BRIDGE``) has passed. ``subscribed_*``:
         whether the venue had confirmed the code's subscription on this socket when the snapshot
         was requested, and now (a stream that sent nothing is quiet only once it has begun)."""
@@ -391,7 +392,8 @@ class ContiguousSync(SyncPolicy):
             self.counters.bridged += 1
         return SyncAction.NONE
 
-    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True, subscribed_now: bool = True) -> SyncAction:
+    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True,
+                        subscribed_now: bool = True) -> SyncAction:
         snap = self.candidate
         if snap is None or token != self.request_token:
             return SyncAction.NONE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 import orjson
@@ -112,3 +113,23 @@ def test_codes_held_back_while_a_refusal_is_split_are_never_live_before_their_st
     assert problems == []
     assert svc.book("SOLUSDT").status is BookStatus.REJECTED
     assert svc.wait_live([c for c in codes if c != "SOLUSDT"], timeout=5)
+
+
+def test_a_ping_burst_makes_the_venue_close_with_1008_and_the_books_come_back(venue: Venue, service: Service) -> None:
+    """Binance counts pongs toward its 5 client messages per second: a burst of pings, each answered,
+    goes over, and the venue closes the socket with 1008 "Too many requests" (its own rule). The
+    books leave LIVE, resync on a new socket, and end exact."""
+    sim = venue()
+    svc = service(sim)
+    assert svc.wait_live(timeout=10)
+    epoch = svc.stats().connection.epoch
+    assert sim.faults.ping_burst(8) == 8
+    wait_until(lambda: sim.counters()["binance_message_rate_closes"] == 1, 5, "the venue's 1008 close")
+    wait_until(lambda: svc.stats().connection.epoch > epoch, 5, "a new socket")
+    assert svc.wait_live(timeout=10)
+    request = urllib.request.Request(f"{sim.control_url}/faults/ping_burst?count=6", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as reply:  # the same fault over the control API
+        assert orjson.loads(reply.read()) == {"ok": True, "sent": 6}
+    wait_until(lambda: sim.counters()["binance_message_rate_closes"] == 2, 5, "the second 1008 close")
+    assert sim.counters()["faults"]["ping_burst"] == 14
+    converge_exact(svc, sim=sim)
