@@ -331,6 +331,8 @@ class ChaosRun(Ending):
         code, source = next(iter(self._rejected.items()))
         at_s = time.monotonic()
         self.rejects.close(code, at_s)
+        if self._shown(code).startswith(BookStatus.REJECTED.value):
+            self.tracker.complete_status(code, BookStatus.REJECTED, time.monotonic())  # since the last poll
         if self.tracker.cancel_source(source):
             self.tracker.unrecovered["reject"] += 1
             self.violations.append(f"{code} never showed REJECTED while the venue refused it "
