@@ -133,3 +133,21 @@ def test_a_ping_burst_makes_the_venue_close_with_1008_and_the_books_come_back(ve
     wait_until(lambda: sim.counters()["binance_message_rate_closes"] == 2, 5, "the second 1008 close")
     assert sim.counters()["faults"]["ping_burst"] == 14
     converge_exact(svc, sim=sim)
+
+
+def test_a_socket_with_no_stream_yet_is_not_dead_while_the_venue_answers(venue: Venue, service: Service) -> None:
+    """Chaos (binance, seed 1 after the quiet-market fix): a reject and a close; the new socket's
+    SUBSCRIBE was refused whole, and its first half (holding the refused code) too, so no stream
+    stood on the socket while the split went on. The watchdog (0.75 s of silence) took the socket
+    for dead and reconnected, and the split started over: the refused code was never isolated.
+    Answers to our requests prove the socket alive; only business data keeps a book LIVE."""
+    sim = venue()
+    codes = sorted(SYMBOLS)  # ADA BTC DOGE | ETH SOL XRP: BTC is in the first half
+    svc = service(sim, symbols={"initial": codes}, subscription={"min_interval_s": 0.5})
+    assert svc.wait_live(timeout=10)
+    timeouts = svc.stats().connection.heartbeat_timeouts
+    sim.faults.reject("BTCUSDT")
+    assert sim.faults.close() == 1
+    wait_until(lambda: svc.book("BTCUSDT").status is BookStatus.REJECTED, 10, "BTCUSDT rejected")
+    assert svc.stats().connection.heartbeat_timeouts == timeouts
+    assert svc.wait_live([c for c in codes if c != "BTCUSDT"], timeout=10)
