@@ -10,8 +10,9 @@ send (paced), watch for silence, reconnect.
   presumed dead even if pings still succeed. (An answer proves the socket alive while no
   stream may stand on it, e.g. a refused SUBSCRIBE being split; a LIVE book's promise is
   still judged on business data alone, see promise.py.) Then: close, reconnect, and the new
-  epoch makes every book resync and the SubscriptionActor replay the desired set. Heartbeat ticks that queued up while a slow
-  handshake blocked this actor are coalesced and never count as silence.
+  epoch makes every book resync and the SubscriptionActor replay the desired set. Heartbeat
+  ticks that queued up while a slow handshake blocked this actor are coalesced and never count
+  as silence.
 - The socket's state is shared (promise.SocketState): the moment it closes, goes silent or
   this actor stops, every book reads as not LIVE, and the tree is told ``SocketLost``.
 - Reconnects use capped exponential backoff with full jitter, never below the venue's
