@@ -203,6 +203,12 @@ class RecoveryTracker:
             self.cancelled += len(mine)
         return bool(mine)
 
+    def waiting(self, source: int, status: BookStatus) -> bool:
+        """True while a recovery to ``status`` caused by event ``source`` is pending (not measured,
+        not timed out)."""
+        with self._lock:
+            return any(p.source == source and p.status is status for p in self._pending)
+
     def complete_status(self, code: str, status: BookStatus, ended_s: float) -> None:
         """``code`` was seen showing ``status`` at ``ended_s`` by the runner itself (between two of
         our polls): the recoveries waiting for exactly that are measured now."""

@@ -23,6 +23,7 @@ The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_s
 
 from __future__ import annotations
 
+import bisect
 import random
 import tempfile
 import threading
@@ -55,6 +56,8 @@ from depthkeeper.supervisor.service.facade import BookService
 #: dialects whose views carry the venue's own seq (article: per-symbol seq; binance: update id ``u``,
 #: which the simulator's market counts one per level change, so ``sim.book_at(code, u)`` is the truth)
 CHECKED_DIALECTS = ("article", "binance")
+#: how often a lift waiting for its book to show REJECTED looks again
+LIFT_RECHECK_S = 0.1
 #: how long a ping burst's 1008 close may take (the pongs come back within milliseconds)
 PING_BURST_CLOSE_S = 1.0
 #: how many diffs past the fault point a code fault's book must get to (GAP: its size + 1)
@@ -148,13 +151,21 @@ class ChaosRun(Ending):
     # -- the schedule ------------------------------------------------------------------
 
     def _play(self, schedule: list[Action], started: float) -> None:
-        for action in schedule:
+        queue = list(schedule)
+        i = 0
+        while i < len(queue):
+            action = queue[i]
+            i += 1
             delay = started + action.at_s - time.monotonic()
             if delay > 0:
                 self._wait.wait(delay)
             if self.svc.escalation is not None:
                 self.violations.append(f"the tree escalated during the run: {self.svc.escalation.reason}")
                 return
+            if action.what == LIFT_REJECT and self._lift_later():
+                later = Action(time.monotonic() - started + LIFT_RECHECK_S, LIFT_REJECT)
+                bisect.insort(queue, later, lo=i, key=lambda a: a.at_s)
+                continue
             self._do(action)
         left = started + self.settings.duration_s - time.monotonic()
         if left > 0:
@@ -323,6 +334,19 @@ class ChaosRun(Ending):
             self.rejects.open(code, result.at_s + self.bound_s)
             self.tracker.add(Pending("reject", result.at_s, (code,), label=f"reject {code}", source=source,
                                      status=BookStatus.REJECTED))
+
+    def _lift_later(self) -> bool:
+        """True while the oldest reject's book has not shown REJECTED yet, within the recovery
+        timeout: its lift waits. A venue that refuses whole requests (binance) finds the refused code
+        by splitting them, which kills and reconnects during the hold can start over; the invariant
+        is REJECTED within the recovery timeout (then the tracker counts it unrecovered), not
+        within an arbitrary hold."""
+        if not self._rejected:
+            return False
+        code, source = next(iter(self._rejected.items()))
+        if self._shown(code).startswith(BookStatus.REJECTED.value):
+            self.tracker.complete_status(code, BookStatus.REJECTED, time.monotonic())
+        return self.tracker.waiting(source, BookStatus.REJECTED)
 
     def _lift_reject(self) -> None:
         """The venue accepts the oldest rejected code again; subscribe it again: LIVE and exact from then on."""
