@@ -15,7 +15,11 @@ before this actor has heard of it.
 Snapshot timing (policies that bridge a stream, e.g. article): after a (re)start the snapshot
 is requested as soon as the first diff of the epoch is buffered, so the snapshot is fetched
 *after* the stream it must bridge has begun. A quiet or frozen market sends no diff, so a short deadline
-(``FIRST_DIFF_WAIT_S``) fetches anyway. Every fetch after a failed attempt (a snapshot that
+(``FIRST_DIFF_WAIT_S``) fetches anyway; such a snapshot, held for a stream that sent nothing, is
+taken LIVE only if the venue had confirmed the code's subscription on this socket before it was
+fetched (the ``SubscriptionLedger``): a silence before that is a stream that has not begun (a
+SUBSCRIBE still in flight, or held back while Binance's all-or-nothing refusal is split), not a
+quiet market. Every fetch after a failed attempt (a snapshot that
 was empty, short, crossed, stale, ahead of the stream, or a buffer overflow) waits a per-book
 backoff (capped, full jitter), whatever the failure, so one book cannot spend the REST budget
 the others share; the backoff resets when the book is LIVE again.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from depthkeeper.actors.core.calibration import Calibration
@@ -39,6 +44,7 @@ from depthkeeper.actors.messages import (
     BookStatusChanged,
     BridgeDeadline,
     Calibrate,
+    CheckRejected,
     CheckStale,
     CodeRejected,
     DiffBatch,
@@ -62,7 +68,7 @@ from depthkeeper.supervisor.otp.spec import Backoff
 if TYPE_CHECKING:
     from depthkeeper.actors.listeners import ListenerHub
     from depthkeeper.actors.readport import ReadPorts
-    from depthkeeper.actors.routing import Peers
+    from depthkeeper.actors.routing import Peers, SubscriptionLedger
     from depthkeeper.actors.settings import BookConfig
     from depthkeeper.actors.venues import Venue
     from depthkeeper.supervisor.otp.dispatch import Dispatcher
@@ -88,7 +94,8 @@ class BookActor(SupervisedActor):
                  epoch: int, calibration_interval_s: float = 0.0, latency_histogram: Any = None,
                  ports: ReadPorts | None = None, dispatcher: Dispatcher | None = None,
                  socket: SocketState | None = None, rejected: str | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, ledger: SubscriptionLedger | None = None,
+                 rejected_now: Callable[[], str | None] | None = None) -> None:
         super().__init__(ctx, dispatcher=dispatcher)
         self.code = code
         self._cfg = cfg
@@ -100,8 +107,14 @@ class BookActor(SupervisedActor):
         #: the newest epoch whose socket we were told is gone (its late data is ignored)
         self._lost_epoch = 0
         self._socket = socket
+        #: what the venue has confirmed of our subscriptions (None: take every code as confirmed)
+        self._ledger = ledger
+        #: the venue had confirmed our subscription when the snapshot in flight was requested
+        self._fetched_subscribed = True
         #: the venue's refusal, while it stands
         self._rejected = rejected
+        #: the tree's record of the refusal, read on CheckRejected (None: nothing to check against)
+        self._rejected_now = rejected_now
         self._calibration_interval_s = calibration_interval_s
         #: optional prometheus Histogram (frame read -> applied), observed once per batch
         self._histogram = latency_histogram
@@ -172,6 +185,8 @@ class BookActor(SupervisedActor):
             case CodeRejected(reason=reason):
                 if self._rejected is None:
                     self._reject(reason)
+            case CheckRejected():
+                self._check_rejected()
             case SnapshotLost():
                 due = self.policy.awaiting_snapshot and not self._fetch_deferred
                 if due and not self._timers.pending(RetrySnapshot):
@@ -184,7 +199,8 @@ class BookActor(SupervisedActor):
             case BridgeDeadline(token=token):
                 self._timers.fired(BridgeDeadline)
                 before = self.book.status
-                self._after(self.policy.bridge_deadline(token), before)
+                self._after(self.policy.bridge_deadline(token, subscribed_at_fetch=self._fetched_subscribed,
+                                                        subscribed_now=self._subscribed()), before)
             case Calibrate():
                 self._on_calibrate()
             case CheckStale():
@@ -297,6 +313,15 @@ class BookActor(SupervisedActor):
         if self._rejected is None:
             self._set_status(BookStatus.DISCONNECTED, "disconnected", f"socket down: {reason}")
 
+    def _check_rejected(self) -> None:
+        """Catch up with a refusal (or its lift) that the tree told our predecessor while we started."""
+        now = self._rejected_now() if self._rejected_now is not None else self._rejected
+        if now is not None and self._rejected is None:
+            self._reject(now)
+        elif now is None and self._rejected is not None:
+            self._rejected = None  # the code was subscribed again meanwhile: sync it
+            self._resync(self._epoch, ResyncReason.RESUBSCRIBED)
+
     def _reject(self, reason: str) -> None:
         self._rejected = reason
         self._suspend()
@@ -309,6 +334,11 @@ class BookActor(SupervisedActor):
         self._calibration.cancel()
         self._fetch_deferred = False
         self._timers.cancel(RetrySnapshot, FetchDeadline, BridgeDeadline)
+
+    def _subscribed(self) -> bool:
+        """Has the venue confirmed this code's subscription on the socket we sync on? Until then a
+        stream that sent nothing may simply not have begun (a quiet market proves nothing)."""
+        return self._ledger is None or self._ledger.holds(self._epoch, self.code)
 
     def _can_fetch(self) -> bool:
         socket = self._socket
@@ -370,6 +400,7 @@ class BookActor(SupervisedActor):
             return
         self._fetch_deferred = False
         self._timers.cancel(FetchDeadline)
+        self._fetched_subscribed = self._subscribed()
         self._peers.tell_snapshot(RequestSnapshot(self.code, self.policy.request_token, self.actor_ref))
 
     def _set_status(self, status: BookStatus, reason: str, detail: str) -> None:

@@ -4,12 +4,15 @@ Each socket incarnation gets a new epoch (from the tree's EpochCounter) and its 
 reader thread (see reader.py). The actor itself only does the rare things: connect,
 send (paced), watch for silence, reconnect.
 
-- Silence is judged on *business* messages, by the clock: once no business message has
-  been read for ``silent_intervals`` x ``interval_s`` (measured from the moment the socket
-  opened, while anything is subscribed) the socket is presumed dead even if pings still
-  succeed: close, reconnect, and the new epoch makes every book resync and the
-  SubscriptionActor replay the desired set. Heartbeat ticks that queued up while a slow
-  handshake blocked this actor are coalesced and never count as silence.
+- Silence is judged on *business* messages (and the venue's answers to our requests), by the
+  clock: once nothing of either has been read for ``silent_intervals`` x ``interval_s``
+  (measured from the moment the socket opened, while anything is subscribed) the socket is
+  presumed dead even if pings still succeed. (An answer proves the socket alive while no
+  stream may stand on it, e.g. a refused SUBSCRIBE being split; a LIVE book's promise is
+  still judged on business data alone, see promise.py.) Then: close, reconnect, and the new
+  epoch makes every book resync and the SubscriptionActor replay the desired set. Heartbeat
+  ticks that queued up while a slow handshake blocked this actor are coalesced and never count
+  as silence.
 - The socket's state is shared (promise.SocketState): the moment it closes, goes silent or
   this actor stops, every book reads as not LIVE, and the tree is told ``SocketLost``.
 - Reconnects use capped exponential backoff with full jitter, never below the venue's
@@ -292,7 +295,7 @@ class ConnectionActor(SupervisedActor):
             self._seen_business = counters.business
             self._backoff.reset()  # this socket delivered data: it is healthy
         bound_s = self.socket.silence_bound_s
-        silent_s = self.socket.silent_for(now) if len(self._routes) else 0.0
+        silent_s = self.socket.idle_for(now) if len(self._routes) else 0.0
         frame = self._venue.heartbeat(self._hb_seq + 1, self.epoch)
         if frame is not None:
             silent_s = max(silent_s, self._send_heartbeat(frame, now))

@@ -67,6 +67,13 @@ class CodeRejected:
 
 
 @attrs.frozen
+class CheckRejected:
+    """BooksSupervisor -> a BookActor it just (re)started and routed: compare your refusal with the
+    tree's now. The factory read it before the route pointed here, so a CodeRejected (or a lift)
+    the tree sent in between went to the predecessor and was lost."""
+
+
+@attrs.frozen
 class RetryRejected:
     """Tree -> SubscriptionActor: an explicit subscribe of rejected codes: ask the venue again."""
 

@@ -104,14 +104,47 @@ class SubscriptionLedger:
     Written only by the (current) SubscriptionActor, right after it tells the frame to the
     connection within the same handler, so a chaos kill (a message) can never fall between
     the two. A restarted SubscriptionActor on the same epoch reconciles against this instead
-    of replaying the whole desired set (which the venue would see as duplicate subscribes).
+    of replaying the whole desired set (which the venue would see as duplicate subscribes), and
+    numbers its requests on from ``last_id`` (answers to the dead incarnation's requests must
+    never be read as answers to the new one's).
+
+    BookActors read it too (:meth:`holds`): a book whose stream has sent nothing may be taken
+    LIVE from a snapshot alone (a quiet market) only once the venue has confirmed its
+    subscription on this socket; before that, silence proves nothing (the stream has not begun).
+    The state is one tuple, replaced whole, so a reader on another thread never sees a mix.
     """
 
-    __slots__ = ("active", "epoch")
+    __slots__ = ("_state",)
 
     def __init__(self) -> None:
-        self.epoch = 0
-        self.active: frozenset[str] = frozenset()
+        #: (epoch, active codes, code -> id of the request whose answer is awaited, last request id)
+        self._state: tuple[int, frozenset[str], Mapping[str, int], int] = (0, frozenset(), MappingProxyType({}), 0)
 
-    def record(self, epoch: int, active: set[str] | frozenset[str]) -> None:
-        self.epoch, self.active = epoch, frozenset(active)
+    @property
+    def epoch(self) -> int:
+        return self._state[0]
+
+    @property
+    def active(self) -> frozenset[str]:
+        """Codes sent on ``epoch`` (subscribed, answered or not)."""
+        return self._state[1]
+
+    @property
+    def pending(self) -> Mapping[str, int]:
+        """Active codes whose subscribe the venue has not answered yet (code -> request id)."""
+        return self._state[2]
+
+    @property
+    def last_id(self) -> int:
+        """The last request id used on ``epoch`` (0: the venue's requests carry none)."""
+        return self._state[3]
+
+    def record(self, epoch: int, active: set[str] | frozenset[str], pending: Mapping[str, int] | None = None,
+               last_id: int = 0) -> None:
+        self._state = (epoch, frozenset(active), MappingProxyType(dict(pending or {})), last_id)
+
+    def holds(self, epoch: int, code: str) -> bool:
+        """True when ``code`` is subscribed on socket ``epoch`` and the venue has answered that
+        subscribe (a venue whose answers carry no request id: as soon as it was sent)."""
+        state = self._state
+        return state[0] == epoch and code in state[1] and code not in state[2]

@@ -158,6 +158,8 @@ class SubscriptionActor(SupervisedActor):
         self._acks_seen = 0
         self._acked_request = 0
         self._request_id = 0
+        #: active codes whose subscribe (a request with an id) the venue has not answered yet
+        self._pending: dict[str, int] = {}
         #: our requests on this socket that carry an id, for the venue's answers
         self._requests: OrderedDict[int, Request] = OrderedDict()
         self.counters = SubscriptionCounters()
@@ -175,8 +177,13 @@ class SubscriptionActor(SupervisedActor):
         if not self.epoch:
             return  # no socket yet: SocketOpened will trigger the first send
         if self._ledger.epoch == self.epoch:
-            # restarted on the same live socket: the ledger says what the server has
+            # restarted on the same live socket: the ledger says what the server has, which of it
+            # the venue has not answered yet, and where request ids go on (never reused on a socket)
             self.active = set(self._ledger.active)
+            self._pending = dict(self._ledger.pending)
+            self._request_id = self._ledger.last_id
+            # answers to the dead incarnation's requests may be lost with it: ask the venue what it has
+            self._list_due = self._venue.can_list
         else:
             self.counters.replays += 1  # a socket we never sent on: replay everything
         self._flush()
@@ -191,6 +198,7 @@ class SubscriptionActor(SupervisedActor):
             case SocketLost(epoch=epoch):
                 if epoch == self.epoch:
                     self.active.clear()
+                    self._pending.clear()
                     self._commit()
             case RetryRejected(codes=codes):
                 for code in codes:
@@ -223,6 +231,7 @@ class SubscriptionActor(SupervisedActor):
             return
         self.epoch = epoch
         self.active = set()
+        self._pending.clear()
         self._commit()
         self._left.clear()
         self._groups, self._list_due, self._unlisted = [], False, {}
@@ -273,6 +282,10 @@ class SubscriptionActor(SupervisedActor):
                 self._requests.popitem(last=False)
         self.active.update(request.added)
         self.active.difference_update(request.removed)
+        for code in request.removed:
+            self._pending.pop(code, None)
+        if request.request_id:
+            self._pending.update(dict.fromkeys(request.added, request.request_id))
         self._list_due = self._list_due or (bool(request.added) and self._venue.can_list)
         self._commit()
         self.counters.codes_subscribed += len(request.added)
@@ -287,7 +300,8 @@ class SubscriptionActor(SupervisedActor):
         self._peers.tell_connection(SendFrame(self.epoch, text, what))
 
     def _commit(self) -> None:
-        self._ledger.record(self.epoch, self.active)
+        pending = {code: rid for code, rid in self._pending.items() if code in self.active}
+        self._ledger.record(self.epoch, self.active, pending, self._request_id)
 
     # -- ghosts ----------------------------------------------------------------------------
 
@@ -322,6 +336,7 @@ class SubscriptionActor(SupervisedActor):
         self.counters.acks += 1
         if verdict.settled_through > self._acked_request:
             self._acked_request = verdict.settled_through
+            self._pending = {code: rid for code, rid in self._pending.items() if rid > self._acked_request}
         for code in verdict.unsubscribed:
             entry = self._left.get(code)
             if entry is not None and entry.unsub_acks < entry.unsubs:
@@ -374,6 +389,7 @@ class SubscriptionActor(SupervisedActor):
             self._peers.tell_connection(VenueFailure(verdict.fatal))
         elif verdict.warning is not None:
             self.log.warning("{}", verdict.warning)
+        self._commit()  # once the whole answer is read: books see a subscribe confirmed only if it stood
 
     def _reject(self, code: str, why: str) -> None:
         if code in self.rejected:

@@ -73,6 +73,8 @@ def render_report(report: ChaosReport) -> str:
         ("LIVE views checked", f"{report.views_checked}  (bad: {report.view_violations}, "
                                f"oracle cross-checks: {report.oracle_samples})"),
         *([_fresh(report.freshness)] if report.freshness else []),
+        *([("1008 closes (5 msg/s)", f"{report.rate_closes['total']} (provoked by ping bursts: "
+                                     f"{report.rate_closes['provoked']})")] if report.rate_closes else []),
         ("leaked threads/actors", f"{len(report.leaked_threads)} / {len(report.leaked_actors)}"),
         ("restarts", _counts(report.restarts)),
         ("escalations", str(report.escalations)),

@@ -38,6 +38,14 @@ SNAPSHOT_FAULTS = (VenueFault.FUTURE_SNAPSHOT, VenueFault.EMPTY_SNAPSHOT, VenueF
                    VenueFault.CROSSED_SNAPSHOT)
 #: faults aimed at one code
 CODE_FAULTS = (*STREAM_FAULTS, VenueFault.FUTURE_DIFF, *SNAPSHOT_FAULTS, VenueFault.REJECT)
+#: faults that bite only on some dialects (elsewhere they are harmless, so a run would wait for a
+#: recovery from nothing): a ping burst provokes binance's 1008 close (its pongs count toward 5/s)
+DIALECT_FAULTS: dict[VenueFault, tuple[str, ...]] = {VenueFault.PING_BURST: ("binance",)}
+
+
+def faults_for(dialect: str) -> tuple[VenueFault, ...]:
+    """Every fault kind that bites on ``dialect``."""
+    return tuple(f for f in VenueFault if dialect in DIALECT_FAULTS.get(f, (dialect,)))
 _MALFORMED_KINDS = ("bad_json", "missing_field", "wrong_type", "unknown_code")
 
 
@@ -71,13 +79,16 @@ class FaultLimits:
     #: how long a reject stands before it is lifted and the code subscribed again
     reject_hold_min_s: float = 1.5
     reject_hold_max_s: float = 3.0
+    #: pings of one burst (binance: more than 5 pongs within a second -> the venue closes with 1008)
+    ping_burst_min: int = 6
+    ping_burst_max: int = 12
 
 
 #: (min, max) pairs of FaultLimits that must be ordered
 LIMIT_RANGES = (("stall_min_s", "stall_max_s"), ("slow_handshake_min_s", "slow_handshake_max_s"),
                 ("blackhole_min_s", "blackhole_max_s"), ("future_snapshot_min_lead", "future_snapshot_max_lead"),
                 ("flood_frames_min", "flood_frames_max"), ("flood_codes_min", "flood_codes_max"),
-                ("reject_hold_min_s", "reject_hold_max_s"))
+                ("reject_hold_min_s", "reject_hold_max_s"), ("ping_burst_min", "ping_burst_max"))
 
 
 
@@ -189,6 +200,9 @@ class VenueFaults:
                 amount = faults.unknown_type_flood(rng.randint(lim.flood_frames_min, lim.flood_frames_max))
             case VenueFault.DISTINCT_CODE_FLOOD:
                 amount = faults.distinct_code_flood(rng.randint(lim.flood_codes_min, lim.flood_codes_max))
+            case VenueFault.PING_BURST:  # binance: the pongs go over 5 messages/s, the venue closes (1008)
+                amount = faults.ping_burst(rng.randint(lim.ping_burst_min, lim.ping_burst_max))
+                noop = not amount  # no connection (a reconnect in progress): nothing to provoke
             case _:
                 amount = self._snapshot_fault(fault, code)
         return FaultResult(fault, time.monotonic(), code, amount, closed=closed, noop=noop)

@@ -203,6 +203,22 @@ class RecoveryTracker:
             self.cancelled += len(mine)
         return bool(mine)
 
+    def waiting(self, source: int, status: BookStatus) -> bool:
+        """True while a recovery to ``status`` caused by event ``source`` is pending (not measured,
+        not timed out)."""
+        with self._lock:
+            return any(p.source == source and p.status is status for p in self._pending)
+
+    def complete_status(self, code: str, status: BookStatus, ended_s: float) -> None:
+        """``code`` was seen showing ``status`` at ``ended_s`` by the runner itself (between two of
+        our polls): the recoveries waiting for exactly that are measured now."""
+        with self._lock:
+            done = [p for p in self._pending
+                    if p.status is status and p.codes == (code,) and p.peer is None and p.old_ref is None]
+            self._pending = [p for p in self._pending if p not in done]
+            for p in done:
+                self.records.append(Recovered(p.kind, p.started_s, ended_s, p.codes, p.label, p.source))
+
     def cancel_status(self, code: str, status: BookStatus) -> None:
         """Stop waiting for ``code`` to show ``status`` (a reject was lifted: REJECTED is over)."""
         with self._lock:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: how many of the slowest recoveries the report names
 SLOWEST = 8
+#: the venue's command log names an unsubscribe so (article's "action", binance's "method")
+UNSUBSCRIBE_ACTIONS = frozenset({"unsub", "UNSUBSCRIBE"})
 
 @attrs.frozen
 class ChaosReport:
@@ -64,6 +66,9 @@ class ChaosReport:
     #: stale ones, views polled, LIVE views of a refused code, venue samples taken, blackholes
     #: longer than the silence bound (the watchdog had to fire)
     freshness: dict[str, float] = attrs.Factory(dict)
+    #: binance: the venue's closes for going over 5 client messages/s (1008), all of them and those a
+    #: ping burst provoked (any other one is a violation: the client broke the venue's rule itself)
+    rate_closes: dict[str, int] = attrs.Factory(dict)
 
     @property
     def passed(self) -> bool:
@@ -92,6 +97,7 @@ class Ending:
     zombies: Any
     bound_s: float
     long_blackholes: int
+    provoked_rate_closes: int
     archive_final: Any
     archive_lost: int
     archive_skipped: int
@@ -149,8 +155,12 @@ class Ending:
         for name in ("duplicate_subscribes", "empty_lists"):
             if counters.get(name, 0):
                 self.violations.append(f"the venue counted {counters[name]} {name}")
+        unprovoked = counters.get("binance_message_rate_closes", 0) - self.provoked_rate_closes
+        if unprovoked > 0:
+            self.violations.append(f"the venue closed the socket {unprovoked} times (1008) because the client itself "
+                                   f"went over its message rate")
         ours = {*self.cfg.symbols.initial, *self.settings.churn_codes}
-        foreign = sorted({c for r in sim.command_log() if r.action == "unsub" for c in r.codes} - ours)
+        foreign = sorted({c for r in sim.command_log() if r.action in UNSUBSCRIBE_ACTIONS for c in r.codes} - ours)
         if foreign:
             self.violations.append(f"unsubscribed {len(foreign)} codes never subscribed (e.g. {foreign[:3]})")
         oracle = ReplayOracle(self.settings.seed, self.cfg.simulator.levels)
@@ -167,6 +177,9 @@ class Ending:
             self.violations.append(f"restart intensity exceeded: {svc.escalation}")
         return {"desired": len(desired), "exact": len(exact), "ghosts": ghosts, "missing": missing,
                 "connections": len(server), "counters": counters,
+                "rate_closes": ({"total": counters["binance_message_rate_closes"],
+                                 "provoked": self.provoked_rate_closes}
+                                if "binance_message_rate_closes" in counters else {}),
                 "restarts": dict(stats.supervisor.restarts_by_kind), "escalations": stats.supervisor.escalations}
 
     def _leaks(self, threads: set[threading.Thread], actors: set[Any]) -> tuple[list[str], list[str]]:
@@ -220,7 +233,7 @@ class Ending:
             recovery=tuple(tracker.figures(self._isolated)), violations=tuple(self.violations),
             slowest=tuple(f"{r.kind} {r.label} {r.seconds:.3f}s ({'isolated' if self._isolated(r) else 'overlapped'})"
                           for r in sorted(tracker.records, key=lambda r: -r.seconds)[:SLOWEST]),
-            archive=self.archive_final, freshness=self._freshness())
+            archive=self.archive_final, freshness=self._freshness(), rate_closes=final["rate_closes"])
 
     def _freshness(self) -> dict[str, float]:
         checker = self.checker

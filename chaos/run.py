@@ -23,6 +23,7 @@ The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_s
 
 from __future__ import annotations
 
+import bisect
 import random
 import tempfile
 import threading
@@ -48,10 +49,17 @@ from depthkeeper.chaos.recovery import (
 )
 from depthkeeper.chaos.report import ChaosReport, Ending
 from depthkeeper.chaos.schedule import LIFT_REJECT, Action, ChaosSettings, build_schedule
-from depthkeeper.simulator import SimConfig, Simulator
+from depthkeeper.simulator import Simulator
 from depthkeeper.supervisor.service.config import AppConfig
 from depthkeeper.supervisor.service.facade import BookService
 
+#: dialects whose views carry the venue's own seq (article: per-symbol seq; binance: update id ``u``,
+#: which the simulator's market counts one per level change, so ``sim.book_at(code, u)`` is the truth)
+CHECKED_DIALECTS = ("article", "binance")
+#: how often a lift waiting for its book to show REJECTED looks again
+LIFT_RECHECK_S = 0.1
+#: how long a ping burst's 1008 close may take (the pongs come back within milliseconds)
+PING_BURST_CLOSE_S = 1.0
 #: how many diffs past the fault point a code fault's book must get to (GAP: its size + 1)
 _STREAM_REACH = {VenueFault.DUPLICATE: 1, VenueFault.REORDER: 2, VenueFault.FUTURE_DIFF: 1,
                  **dict.fromkeys(SNAPSHOT_FAULTS, 2)}
@@ -61,8 +69,9 @@ class ChaosRun(Ending):
     """One run. ``run()`` returns a :class:`ChaosReport`; it never raises for a failed invariant."""
 
     def __init__(self, cfg: AppConfig, settings: ChaosSettings) -> None:
-        if cfg.venue.dialect != "article":
-            raise ValueError("chaos runs use the article dialect (per-symbol seq: views can be checked by seq)")
+        if cfg.venue.dialect not in CHECKED_DIALECTS:
+            raise ValueError(f"chaos runs check views by seq against the venue's book at that seq: dialect "
+                             f"{cfg.venue.dialect!r} is not one of {', '.join(CHECKED_DIALECTS)}")
         if cfg.book.max_levels < 2 * cfg.simulator.levels + 2:
             raise ValueError("[book] max_levels must exceed the simulator's book so views show every level")
         self.cfg = cfg
@@ -79,9 +88,9 @@ class ChaosRun(Ending):
         baseline_actors = set(pykka.ActorRegistry.get_all())
         sim_cfg = self.cfg.simulator
         symbols = tuple(dict.fromkeys((*sim_cfg.symbols, *self.cfg.symbols.initial, *s.churn_codes)))
-        self.sim = Simulator.start(SimConfig(host="127.0.0.1", port=0, dialect="article", symbols=symbols,
-                                             rate_per_symbol=sim_cfg.rate_per_symbol, seed=s.seed,
-                                             levels=sim_cfg.levels, record_history=True))
+        # the venue's dialect, whatever [simulator] says (a run cannot check a venue the service does not speak)
+        sim_cfg = attrs.evolve(sim_cfg, dialect=self.cfg.venue.dialect)
+        self.sim = Simulator.start(sim_cfg.sim_config(symbols=symbols, port=0, seed=s.seed, record_history=True))
         cfg = attrs.evolve(self.cfg, venue=attrs.evolve(self.cfg.venue, url=self.sim.url,
                                                          snapshot_url=self.sim.rest_url),
                            simulator=attrs.evolve(sim_cfg, enabled=False))
@@ -113,6 +122,8 @@ class ChaosRun(Ending):
         self._rejected: dict[str, int] = {}
         #: blackholes longer than the heartbeat silence bound
         self.long_blackholes = 0
+        #: message-rate closes (1008) the venue made right after a ping burst (any other is a violation)
+        self.provoked_rate_closes = 0
         self.poller = Poller(svc, self.checker.offer, s.poll_interval_s)
         try:
             svc.add_listener(self.checker)
@@ -140,13 +151,21 @@ class ChaosRun(Ending):
     # -- the schedule ------------------------------------------------------------------
 
     def _play(self, schedule: list[Action], started: float) -> None:
-        for action in schedule:
+        queue = list(schedule)
+        i = 0
+        while i < len(queue):
+            action = queue[i]
+            i += 1
             delay = started + action.at_s - time.monotonic()
             if delay > 0:
                 self._wait.wait(delay)
             if self.svc.escalation is not None:
                 self.violations.append(f"the tree escalated during the run: {self.svc.escalation.reason}")
                 return
+            if action.what == LIFT_REJECT and self._lift_later():
+                later = Action(time.monotonic() - started + LIFT_RECHECK_S, LIFT_REJECT)
+                bisect.insort(queue, later, lo=i, key=lambda a: a.at_s)
+                continue
             self._do(action)
         left = started + self.settings.duration_s - time.monotonic()
         if left > 0:
@@ -259,7 +278,12 @@ class ChaosRun(Ending):
             return
         if fault is VenueFault.RESTART:
             self.timeline.begin(self.timeline.current + 1, time.monotonic())
+        closes_before = self._rate_closes() if fault is VenueFault.PING_BURST else 0
         result = self.monkey.fault(fault, code)
+        if fault is VenueFault.PING_BURST and not result.noop and not self._provoked(closes_before):
+            result = attrs.evolve(result, noop=True)  # answered without going over: nothing closed
+            self.monkey.faults["ping_burst"] -= 1
+            self.monkey.faults["ping_burst_noop"] += 1
         if result.noop:
             return  # it reached nobody: nothing to recover from
         if fault is VenueFault.BLACKHOLE and result.amount > self.bound_s - self.settings.freshness_margin_s:
@@ -276,7 +300,7 @@ class ChaosRun(Ending):
             self.tracker.on_new_era(epoch, seqs)
             track(Pending("restart", result.at_s, steady, {c: seqs[c] for c in steady}, min_epoch=epoch + 1,
                           label=label, source=source))
-        elif fault in (VenueFault.CLOSE, VenueFault.SLOW_HANDSHAKE, VenueFault.REJECT):
+        elif fault in (VenueFault.CLOSE, VenueFault.SLOW_HANDSHAKE, VenueFault.REJECT, VenueFault.PING_BURST):
             self._closed(fault, result, epoch, steady, before, label, source)
         elif fault in (VenueFault.STALL, VenueFault.BLACKHOLE):  # measured from its end
             track(Pending(fault.value, result.at_s, steady, seqs_at_s=end_s, label=label, source=source))
@@ -284,6 +308,18 @@ class ChaosRun(Ending):
             reach = int(result.amount) + 1 if fault is VenueFault.DROP else _STREAM_REACH[fault]
             track(Pending(fault.value, result.at_s, (result.code,), {result.code: before.get(result.code, 0) + reach},
                           label=label, source=source))
+
+    def _rate_closes(self) -> int:
+        """How often the venue has closed a socket for going over its message rate (binance: 1008)."""
+        return int(self.sim.counters().get("binance_message_rate_closes", 0))
+
+    def _provoked(self, before: int) -> bool:
+        """Wait (briefly) for the close a ping burst provokes; count it as provoked."""
+        deadline = time.monotonic() + PING_BURST_CLOSE_S
+        while (closes := self._rate_closes()) <= before and time.monotonic() < deadline:
+            self._wait.wait(0.005)
+        self.provoked_rate_closes += closes - before
+        return closes > before
 
     def _closed(self, fault: VenueFault, result: FaultResult, epoch: int, steady: tuple[str, ...],
                 before: dict[str, int], label: str, source: int) -> None:
@@ -299,6 +335,19 @@ class ChaosRun(Ending):
             self.tracker.add(Pending("reject", result.at_s, (code,), label=f"reject {code}", source=source,
                                      status=BookStatus.REJECTED))
 
+    def _lift_later(self) -> bool:
+        """True while the oldest reject's book has not shown REJECTED yet, within the recovery
+        timeout: its lift waits. A venue that refuses whole requests (binance) finds the refused code
+        by splitting them, which kills and reconnects during the hold can start over; the invariant
+        is REJECTED within the recovery timeout (then the tracker counts it unrecovered), not
+        within an arbitrary hold."""
+        if not self._rejected:
+            return False
+        code, source = next(iter(self._rejected.items()))
+        if self._shown(code).startswith(BookStatus.REJECTED.value):
+            self.tracker.complete_status(code, BookStatus.REJECTED, time.monotonic())
+        return self.tracker.waiting(source, BookStatus.REJECTED)
+
     def _lift_reject(self) -> None:
         """The venue accepts the oldest rejected code again; subscribe it again: LIVE and exact from then on."""
         if not self._rejected:
@@ -306,10 +355,12 @@ class ChaosRun(Ending):
         code, source = next(iter(self._rejected.items()))
         at_s = time.monotonic()
         self.rejects.close(code, at_s)
+        if self._shown(code).startswith(BookStatus.REJECTED.value):
+            self.tracker.complete_status(code, BookStatus.REJECTED, time.monotonic())  # since the last poll
         if self.tracker.cancel_source(source):
             self.tracker.unrecovered["reject"] += 1
             self.violations.append(f"{code} never showed REJECTED while the venue refused it "
-                                   f"({at_s - self.events[source - 1].start_s:.2f}s)")
+                                   f"({at_s - self.events[source - 1].start_s:.2f}s; it shows {self._shown(code)})")
         self.tracker.cancel_status(code, BookStatus.REJECTED)
         del self._rejected[code]
         seqs = self._seqs()
@@ -317,6 +368,14 @@ class ChaosRun(Ending):
         lifted = self._note("lift:reject", at_s, code=code)
         self.tracker.add(Pending("resubscribe", at_s, (code,), {code: seqs.get(code, 0)}, label=f"resubscribe {code}",
                                  source=lifted))
+
+    def _shown(self, code: str) -> str:
+        """What a reader sees of ``code`` now (for a violation's text)."""
+        try:
+            view = self.svc.book(code, timeout_s=0.5)
+        except Exception as exc:  # noqa: BLE001 - restarting, unsubscribed: that is what it shows
+            return f"no view ({type(exc).__name__})"
+        return f"{view.status.value} seq {view.seq}: {view.reason}"
 
     def _churn(self) -> None:
         """Unsubscribe one churn code, or subscribe one back (the core set stays)."""

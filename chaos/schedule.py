@@ -4,7 +4,8 @@ The schedule is drawn up front from the seed, so a failing run can be replayed e
 from ``--seed``. Two lanes, because they answer different questions:
 
 - the **global** lane (connection kill, abrupt close, venue restart, stall, slow handshake,
-  blackhole, reject) disrupts every book at once; its events are spaced by
+  blackhole, reject, and on binance a ping burst that makes the venue close with 1008)
+  disrupts every book at once; its events are spaced by
   ``global_spacing_s`` (plus jitter, plus the longest stall / blackhole, plus a reject's
   hold) so the recovery of each one can be measured rather than smeared together. A reject
   (the venue refuses one code's subscription, and the socket is closed so the re-subscribe
@@ -29,16 +30,17 @@ from typing import Any
 
 import attrs
 
-from depthkeeper.chaos.faults import LIMIT_RANGES, FaultLimits, VenueFault
+from depthkeeper.chaos.faults import LIMIT_RANGES, FaultLimits, VenueFault, faults_for
 from depthkeeper.supervisor.service.config import AppConfig, config_from_mapping
 from depthkeeper.supervisor.service.errors import ConfigError
 
 #: the global lane's kinds (``global_weights`` keys): "connection" is a connection kill, the rest venue faults
 GLOBAL_FAULTS = (VenueFault.CLOSE, VenueFault.RESTART, VenueFault.STALL, VenueFault.SLOW_HANDSHAKE,
-                 VenueFault.BLACKHOLE, VenueFault.REJECT)
+                 VenueFault.BLACKHOLE, VenueFault.REJECT, VenueFault.PING_BURST)
 GLOBAL_NAMES = ("connection", *(f.value for f in GLOBAL_FAULTS))
 GLOBAL_KINDS = ("kill:connection", *(f"fault:{f.value}" for f in GLOBAL_FAULTS))
 LOCAL_FAULTS = tuple(f.value for f in VenueFault if f not in GLOBAL_FAULTS)
+FAULT_NAMES = frozenset(f.value for f in VenueFault)
 #: what follows a reject after its hold
 LIFT_REJECT = "lift:reject"
 #: singleton targets of the local lane ("archive" only when the deployment has one)
@@ -69,8 +71,10 @@ class ChaosSettings:
     churn_codes: tuple[str, ...] = ()
     global_spacing_s: float = 2.0
     global_jitter_s: float = 0.6
+    #: ping_burst only where it bites (binance: the 1008 close); a file that leaves it out has none
     global_weights: dict[str, float] = _weights({"connection": 2, "close": 1, "restart": 1, "stall": 1,
-                                                 "slow_handshake": 1, "blackhole": 2, "reject": 1})
+                                                 "slow_handshake": 1, "blackhole": 2, "reject": 1,
+                                                 "ping_burst": 0})
     local_fault_weights: dict[str, float] = _weights({
         "drop": 3, "duplicate": 1, "reorder": 2, "malformed": 1, "rest_delay": 1, "rest_fail": 1, "stale_snapshot": 1,
         "future_diff": 1, "future_snapshot": 1, "empty_snapshot": 1, "short_snapshot": 1, "crossed_snapshot": 1,
@@ -238,6 +242,13 @@ def load_chaos_config(path: str | os.PathLike[str], *, seed: int | None = None, 
         raise ConfigError(f"{source}: [chaos]: must be a table")
     cfg = config_from_mapping(data, environ, source)
     settings = settings_from_mapping(table, source)
+    usable = {f.value for f in faults_for(cfg.venue.dialect)}
+    for where, weights in (("global_weights", settings.global_weights),
+                           ("local_fault_weights", settings.local_fault_weights)):
+        for kind, weight in weights.items():
+            if weight > 0 and kind in FAULT_NAMES and kind not in usable:
+                raise ConfigError(f"{source}: [chaos.{where}] {kind}: does not bite on dialect "
+                                  f"{cfg.venue.dialect!r} (set its weight to 0)")
     if seed is not None:
         settings = attrs.evolve(settings, seed=seed)
     if duration_s is not None:

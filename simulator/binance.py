@@ -88,7 +88,10 @@ issue-12 faults: ``reject`` refuses a SUBSCRIBE naming a rejected code with code
 request: invalid stream`` (all-or-nothing, as for an unknown symbol); empty / short / crossed /
 future snapshots bend ``/api/v3/depth`` (snapshot_faults.py, in 1e-8 units); ``future_diff`` sends a
 depth event ``U = u = seq`` re-stating the best level; the floods send combined frames of an
-unknown event type, or depth events of invented symbols.
+unknown event type, or depth events of invented symbols. ``ping_burst`` (issue 14) sends pings at
+once: the client's pongs count toward the 5 messages/s, so a burst of 6 or more makes the venue
+close with 1008 "Too many requests" through the rule above, as the real venue closes a client
+that went over.
 """
 
 from __future__ import annotations
@@ -207,6 +210,8 @@ class BinanceDialect(DialectHandler):
         if method == "SET_PROPERTY":
             session.combined = bool(command.value)
             return Reply(payloads=(result_reply(None, request_id),))
+        if not command.streams:
+            self.venue.registry.counters["empty_lists"] += 1  # legal, and a waste of the 5 messages/s
         problem = self._subscribe(session, command.streams) if method == "SUBSCRIBE" else None
         if problem is not None:
             self.venue.registry.counters["invalid_commands"] += 1

@@ -257,6 +257,22 @@ class Controller:
         return self._floods.start(targets, FaultKind.DISTINCT_CODE_FLOOD, _count(count, "count"),
                                   lambda index: dialect.code_payload(flood_code(index, symbols)))
 
+    def ping_burst(self, count: int, conn_id: int | None = None) -> int:
+        """Send ``count`` pings at once to every open connection (or one); return the pings sent.
+
+        A client answers every ping with a pong (RFC 6455). Binance counts pongs toward its 5
+        incoming messages per second, so a burst above that makes the venue close the socket with
+        1008 "Too many requests" through its own rule (binance_connections.py), as the real venue
+        closes a client that went over. Blackholed connections get nothing (nothing gets through)."""
+        _count(count, "count")
+        registry = self._venue.registry
+        targets = list(registry.open.values()) if conn_id is None else [registry.get(conn_id)]
+        blackhole = self._venue.faults.blackhole
+        sent = sum(count for conn in targets if conn.conn_id not in blackhole and _send_pings(conn, count))
+        self._venue.faults.counts[FaultKind.PING_BURST.value] += sent
+        log.info("fault ping_burst pings={n}", n=sent)
+        return sent
+
     def stop_floods(self) -> None:
         self._floods.cancel()
 
@@ -301,3 +317,19 @@ def _close_with_frame(conn: ConnState, code: int, reason: str) -> None:
             ws.transport.write(data)
     ws.transport.close()
 
+
+
+def _send_pings(conn: ConnState, count: int) -> bool:
+    """Write ``count`` ping frames (unique payloads) now; False if the connection is closing."""
+    ws = conn.ws
+    if ws is None:
+        return False
+    try:
+        for i in range(count):
+            ws.protocol.send_ping(b"depthkeeper-burst-%d-%d" % (conn.conn_id, i))
+    except InvalidState:  # closing: nothing to provoke
+        return False
+    for data in ws.protocol.data_to_send():
+        if data:
+            ws.transport.write(data)
+    return True

@@ -118,6 +118,10 @@ _POST: dict[str, Callable[[Controller, Params], Any]] = {
     "/_control/faults/distinct_code_flood": lambda c, p: _ok(
         frames=c.distinct_code_flood(_arg(p, "count", int), _arg(p, "conn_id", int, None))
     ),
+    # issue 14: a binance client's pongs go over 5 messages/s -> the venue closes with 1008
+    "/_control/faults/ping_burst": lambda c, p: _ok(
+        sent=c.ping_burst(_arg(p, "count", int), _arg(p, "conn_id", int, None))
+    ),
 }
 
 

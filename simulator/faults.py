@@ -59,6 +59,9 @@ class FaultKind(str, enum.Enum):
     REJECT = "reject"
     UNKNOWN_TYPE_FLOOD = "unknown_type_flood"
     DISTINCT_CODE_FLOOD = "distinct_code_flood"
+    # Issue 14: pings at once; a binance client's pongs count toward its 5 messages/s, so the venue
+    # closes with 1008 "Too many requests" (its own rule, provoked from the venue's side).
+    PING_BURST = "ping_burst"
 
 
 class MalformedKind(str, enum.Enum):

@@ -159,6 +159,12 @@ class Faults:
         one), as fast as it reads. Returns the frames planned, counted as written."""
         return self._handle._call(lambda: self._ctl().distinct_code_flood(count, conn_id))
 
+    def ping_burst(self, count: int, conn_id: int | None = None) -> int:
+        """Send ``count`` WebSocket pings at once to every open connection (or one); return the
+        pings sent. Binance counts the client's pongs toward its 5 messages/s: a burst of 6 or more
+        makes the venue close with 1008 "Too many requests" (issue 14: the rule, provoked)."""
+        return self._handle._call(lambda: self._ctl().ping_burst(count, conn_id))
+
 
 class SimHandle:
     """A running simulator. Use `Simulator.start`; stop with `stop` or a ``with`` block."""

@@ -32,9 +32,9 @@ class SocketState:
 
     ``epoch`` and ``down_reason`` are written by the ConnectionActor (and by the tree when the
     ConnectionActor dies); ``last_data_at`` by the reader thread, once per chunk of business
-    data."""
+    data, and ``last_answer_at`` when the venue answers one of our requests."""
 
-    __slots__ = ("down_reason", "epoch", "last_data_at", "opened_at", "silence_bound_s")
+    __slots__ = ("down_reason", "epoch", "last_answer_at", "last_data_at", "opened_at", "silence_bound_s")
 
     def __init__(self, silence_bound_s: float) -> None:
         #: the epoch of the open socket; 0 while none is open
@@ -43,6 +43,8 @@ class SocketState:
         self.opened_at = 0.0
         #: monotonic time business data was last read from the open socket
         self.last_data_at = 0.0
+        #: monotonic time the venue last answered a request of ours on the open socket
+        self.last_answer_at = 0.0
         self.down_reason = "not connected yet"
         self.silence_bound_s = silence_bound_s
 
@@ -50,6 +52,7 @@ class SocketState:
         now = time.monotonic()
         self.opened_at = now
         self.last_data_at = now  # silence is measured from the open, never from before it
+        self.last_answer_at = now
         self.epoch = epoch
 
     def closed(self, epoch: int, reason: str) -> bool:
@@ -66,8 +69,21 @@ class SocketState:
         if epoch == self.epoch:
             self.last_data_at = now
 
+    def answered(self, epoch: int, now: float) -> None:
+        """Reader thread of socket ``epoch``: the venue just answered a request of ours."""
+        if epoch == self.epoch:
+            self.last_answer_at = now
+
     def silent_for(self, now: float) -> float:
+        """How long no business data came: what a LIVE book's promise is judged on."""
         return now - self.last_data_at
+
+    def idle_for(self, now: float) -> float:
+        """How long the venue sent nothing of what we asked for, data or answers: what the watchdog
+        judges the socket on. A venue still answering our requests is alive even while nothing
+        streams (e.g. Binance refusing a whole SUBSCRIBE, answered again and again while it is
+        split to find the bad code: no stream may stand on the socket for a while)."""
+        return now - max(self.last_data_at, self.last_answer_at)
 
     def problem(self, epoch: int, now: float) -> str | None:
         """Why socket ``epoch`` cannot feed a LIVE book now, or None if it can."""

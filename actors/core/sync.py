@@ -25,7 +25,8 @@ contiguous ids (article: one level per diff, ``seq`` +1 per symbol; ranges: ``fi
          |  the snapshot is ahead of everything buffered: HOLD it; diffs up to its seq are
          |     dropped, snapshot+1 bridges -> LIVE; a diff past snapshot+1 -> RETRY; nothing
          |     bridged by the actor's deadline -> RETRY (a quiet stream, nothing buffered and
-         |     nothing arrived: accepted, the next diff validates it)
+         |     nothing arrived: accepted, the next diff validates it -- if the venue had
+         |     confirmed the subscription before the fetch; not yet confirmed: held on)
          v
        LIVE --seq == last+1--> apply
          |--exact repeat of the last diff--> drop (counted)
@@ -201,8 +202,11 @@ class SyncPolicy:
         """A new request (new token) for the snapshot we still wait for (e.g. its fetcher died)."""
         return self._fetch() if self.awaiting_snapshot else SyncAction.NONE
 
-    def bridge_deadline(self, token: int) -> SyncAction:
-        """The actor's deadline for a held snapshot (``AWAIT_BRIDGE``) has passed."""
+    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True,
+                        subscribed_now: bool = True) -> SyncAction:
+        """The actor's deadline for a held snapshot (``AWAIT_BRIDGE``) has passed. ``subscribed_*``:
+        whether the venue had confirmed the code's subscription on this socket when the snapshot
+        was requested, and now (a stream that sent nothing is quiet only once it has begun)."""
         return SyncAction.NONE
 
     def _on_start(self) -> None:
@@ -388,13 +392,26 @@ class ContiguousSync(SyncPolicy):
             self.counters.bridged += 1
         return SyncAction.NONE
 
-    def bridge_deadline(self, token: int) -> SyncAction:
+    def bridge_deadline(self, token: int, *, subscribed_at_fetch: bool = True,
+                        subscribed_now: bool = True) -> SyncAction:
         snap = self.candidate
         if snap is None or token != self.request_token:
             return SyncAction.NONE
-        self.candidate = None
         if not self._seen_since_candidate:
-            return self._go_live(snap, [])  # a quiet stream: nothing to bridge; the next diff validates
+            if not subscribed_now:
+                # The stream has not begun (the venue has not confirmed the subscription yet):
+                # keep the snapshot for the first diff to bridge or refute, and look again later.
+                self._note(ResyncReason.AHEAD_SNAPSHOT,
+                           f"waiting for the venue to confirm the subscription (snapshot seq {snap.seq} held)")
+                return SyncAction.AWAIT_BRIDGE
+            self.candidate = None
+            if subscribed_at_fetch:
+                return self._go_live(snap, [])  # a quiet stream: nothing to bridge; the next diff validates
+            # confirmed only since the fetch: changes between the snapshot and the stream's start
+            # were never streamed, so silence does not vouch for this snapshot; fetch one now
+            return self._retry(ResyncReason.AHEAD_SNAPSHOT,
+                               f"snapshot seq {snap.seq} predates the confirmed subscription; fetching again")
+        self.candidate = None
         self.counters.ahead_snapshots += 1
         return self._retry(ResyncReason.AHEAD_SNAPSHOT,
                            f"snapshot seq {snap.seq} is ahead of the stream, which did not reach it")

@@ -174,6 +174,8 @@ class Reader:
                     same.append(event)
             elif type(event) is Ack:
                 counters.acks += 1
+                if self._socket is not None:
+                    self._socket.answered(self.epoch, now)
                 self._peers.tell_subscription(AckReceived(self.epoch, event))
             else:
                 counters.ignored += 1  # a decoder returns nothing else; never fail the stream on it

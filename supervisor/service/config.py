@@ -80,6 +80,21 @@ class SimulatorConfig:
     seed: int = _opt(1, lo=0)
     port: int = _opt(0, lo=0, hi=65535)
     levels: int = _opt(20, lo=1, hi=1000)
+    #: binance only: the length of its 100 ms / 1 s event windows times this (0 = one event per
+    #: market batch); below 1 events flow faster than the real venue's, for quick chaos recoveries
+    binance_interval_scale: float = _opt(1.0, lo=0, hi=100)
+
+    def sim_config(self, *, symbols: tuple[str, ...], port: int | None = None, seed: int | None = None,
+                   record_history: bool = False) -> Any:
+        """The simulator's own ``SimConfig`` for this section (imported here: the service needs the
+        simulator package only when one is embedded)."""
+        from depthkeeper.simulator import SimConfig
+
+        extra = {"binance_interval_scale": self.binance_interval_scale} if self.dialect == "binance" else {}
+        return SimConfig(host="127.0.0.1", port=self.port if port is None else port, dialect=self.dialect,
+                         symbols=symbols, rate_per_symbol=self.rate_per_symbol,
+                         seed=self.seed if seed is None else seed, levels=self.levels,
+                         record_history=record_history, **extra)
 
 
 @attrs.frozen

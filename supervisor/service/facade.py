@@ -112,12 +112,10 @@ class BookService:
         self._preflight()
         url, rest_url = cfg.venue.url, cfg.venue.snapshot_url
         if cfg.simulator.enabled:
-            from depthkeeper.simulator import SimConfig, Simulator
+            from depthkeeper.simulator import Simulator
 
             symbols = tuple(dict.fromkeys((*cfg.simulator.symbols, *cfg.symbols.initial)))
-            self.simulator = Simulator.start(SimConfig(
-                host="127.0.0.1", port=cfg.simulator.port, dialect=cfg.simulator.dialect, symbols=symbols,
-                rate_per_symbol=cfg.simulator.rate_per_symbol, seed=cfg.simulator.seed, levels=cfg.simulator.levels))
+            self.simulator = Simulator.start(cfg.simulator.sim_config(symbols=symbols))
             url, rest_url = self.simulator.url, self.simulator.rest_url
         self.url, self.rest_url = url, rest_url
         sup = cfg.supervisor

@@ -106,6 +106,7 @@ class Runtime:
                                    calibration_interval_s=cfg.calibration.interval_s,
                                    latency_histogram=self.latency_histogram, ports=self.ports,
                                    dispatcher=self.dispatcher, socket=self.socket,
-                                   rejected=self.state.rejected.get(code))
+                                   rejected=self.state.rejected.get(code), ledger=self.ledger,
+                                   rejected_now=lambda: self.state.rejected.get(code))
 
         return ChildSpec(BOOK_PREFIX + code, factory, restart=Restart.PERMANENT, kind="book")

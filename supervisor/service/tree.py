@@ -31,6 +31,7 @@ import pykka
 from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.actors.messages import (
+    CheckRejected,
     CodeRejected,
     DesiredChanged,
     Resync,
@@ -85,6 +86,10 @@ class BooksSupervisor(Supervisor):
     def child_started(self, child_id: str, ref: pykka.ActorRef[Any], generation: int, restarted: bool) -> None:
         if child_id.startswith(BOOK_PREFIX):
             self._routes.set(child_id[len(BOOK_PREFIX):], ref)
+            # The factory read the tree's refusals before the route pointed here: a CodeRejected or a
+            # lift the tree sent in between reached the predecessor. Now that the route is set, any
+            # later one comes here; this makes the book look at what it may have missed.
+            tell(ref, CheckRejected())
 
     def on_receive(self, message: Any) -> Any:
         match message:

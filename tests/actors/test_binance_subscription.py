@@ -24,7 +24,7 @@ from depthkeeper.actors.messages import (
     SendFrame,
     SocketOpened,
 )
-from depthkeeper.actors.routing import Peers
+from depthkeeper.actors.routing import Peers, SubscriptionLedger
 from depthkeeper.actors.settings import SubscriptionConfig, VenueConfig
 from depthkeeper.actors.subscription import SubscriptionActor
 from depthkeeper.actors.venues.binance import BinanceVenue, decode
@@ -50,12 +50,18 @@ class Rig:
         self.scheduler = ManualScheduler()
         peers = Peers()
         peers.connection, peers.tree = self.conn.ref, self.tree.ref
-        self.ref = SubscriptionActor.start(
-            ChildContext(RecorderHandle().ref, "subscription", 1), venue=BinanceVenue(VenueConfig(dialect="binance")),
-            cfg=SubscriptionConfig(min_interval_s=0.3, coalesce_window_s=0.02), rules=SymbolRules(), peers=peers,
-            scheduler=self.scheduler, desired=desired, clock=self.clock)
-        peers.subscription = self.ref
+        self.peers, self.desired, self.ledger = peers, desired, SubscriptionLedger()
+        self.ref = self.start()
         self.ref.tell(SocketOpened(1))
+
+    def start(self, epoch: int = 0) -> Any:
+        """A SubscriptionActor (a restarted one on socket ``epoch`` when given) sharing the ledger."""
+        ref = SubscriptionActor.start(
+            ChildContext(RecorderHandle().ref, "subscription", 1), venue=BinanceVenue(VenueConfig(dialect="binance")),
+            cfg=SubscriptionConfig(min_interval_s=0.3, coalesce_window_s=0.02), rules=SymbolRules(), peers=self.peers,
+            scheduler=self.scheduler, desired=self.desired, clock=self.clock, epoch=epoch, ledger=self.ledger)
+        self.peers.subscription = ref
+        return ref
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request sent so far, decoded (a barrier on the actor first)."""
@@ -164,3 +170,40 @@ def test_a_list_answer_overtaken_by_a_later_request_changes_nothing(rig: Any) ->
     assert r.requests()[-1]["method"] == "SUBSCRIBE"
     r.answer(b'{"result":["btcusdt@depth@100ms"],"id":%d}' % listing["id"])  # ETHUSDT was asked after it
     assert set(r.counters().active) == {"BTCUSDT", "ETHUSDT"}
+
+
+def test_the_ledger_confirms_a_subscribe_only_once_the_venue_has_answered_it(rig: Any) -> None:
+    """Books read the ledger: a stream that sent nothing is a quiet market only once the venue has
+    accepted its SUBSCRIBE (before, or after a refusal, nothing streams it yet)."""
+    r = rig("AAAUSDT", "BADUSDT")
+    first = r.requests()[0]
+    assert r.ledger.active == {"AAAUSDT", "BADUSDT"} and not r.ledger.holds(1, "AAAUSDT")
+    r.refuse(first)
+    r.counters()
+    assert r.ledger.active == set() and not r.ledger.holds(1, "AAAUSDT")
+    r.flush()
+    single = r.requests()[-1]
+    assert single["params"] == ["aaausdt@depth@100ms"] and not r.ledger.holds(1, "AAAUSDT")
+    r.accept(single)
+    r.counters()
+    assert r.ledger.holds(1, "AAAUSDT") and not r.ledger.holds(1, "BADUSDT") and not r.ledger.holds(2, "AAAUSDT")
+
+
+def test_a_restarted_actor_numbers_its_requests_on_and_asks_the_venue_what_it_has(rig: Any) -> None:
+    """Request ids restarted at 1 with every SubscriptionActor restart on the same socket, so the answer
+    to the dead incarnation's request N could be read as the answer to the new one's request N; and
+    answers lost with the dead incarnation left the new one believing in codes the venue refused."""
+    r = rig("AAAUSDT", "BBBUSDT")
+    first = r.requests()[0]
+    r.ref.stop()  # killed with its SUBSCRIBE unanswered
+    r.scheduler.close()  # its timers died with it
+    r.ref = r.start(epoch=1)
+    r.refuse(first)  # the dead incarnation's request: the new one cannot know which codes it named
+    r.flush()
+    listing = r.requests()[-1]
+    assert listing["method"] == "LIST_SUBSCRIPTIONS" and listing["id"] > first["id"]
+    r.answer(b'{"result":[],"id":%d}' % listing["id"])
+    r.flush()
+    again = r.requests()[-1]
+    assert again["method"] == "SUBSCRIBE" and again["id"] > listing["id"]
+    assert sorted(again["params"]) == ["aaausdt@depth@100ms", "bbbusdt@depth@100ms"]

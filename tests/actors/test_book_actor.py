@@ -29,7 +29,7 @@ from depthkeeper.actors.messages import (
     SocketLost,
 )
 from depthkeeper.actors.readport import ReadPorts
-from depthkeeper.actors.routing import Peers
+from depthkeeper.actors.routing import Peers, SubscriptionLedger
 from depthkeeper.actors.settings import VenueConfig
 from depthkeeper.actors.venues.article import ArticleVenue
 from depthkeeper.supervisor.otp.spec import ChildContext
@@ -85,6 +85,42 @@ def fire_deadline(rig: Any) -> RequestSnapshot:
     rig.ref.ask(GetView(), timeout=2)  # init has run and the timer is registered
     assert rig.scheduler.fire(FetchDeadline) == 1
     return rig.snap.wait_for(RequestSnapshot)
+
+
+def test_a_silent_stream_is_quiet_only_once_the_venue_confirmed_the_subscription() -> None:
+    """Chaos (binance, seed 1): the book of a code whose SUBSCRIBE the venue had not answered yet
+    (held back while a refused request was split) went LIVE from its snapshot alone at the bridge
+    deadline. The ledger tells the book what the venue has confirmed on the socket."""
+    sup, snap = RecorderHandle(), RecorderHandle()
+    peers = Peers()
+    peers.snapshot = snap.ref
+    scheduler, socket, ledger = ManualScheduler(), SocketState(silence_bound_s=60.0), SubscriptionLedger()
+    socket.opened(1)
+    ledger.record(1, {"BTCUSDT"}, {"BTCUSDT": 7}, 7)  # sent on socket 1, not answered yet
+    ref = BookActor.start(ChildContext(sup.ref, "book:BTCUSDT", 1), "BTCUSDT", venue=ArticleVenue(VenueConfig()),
+                          cfg=BookConfig(snapshot_buffer=100), peers=peers, hub=ListenerHub(), scheduler=scheduler,
+                          epoch=1, socket=socket, ledger=ledger)
+    try:
+        ref.ask(GetView(), timeout=2)
+        assert scheduler.fire(FetchDeadline) == 1
+        first = snap.wait_for(RequestSnapshot)
+        ref.tell(SnapshotReady("BTCUSDT", first.token, Snapshot("BTCUSDT", 7, ((100.0, 1.0),), ((101.0, 1.0),))))
+        ref.ask(GetView(), timeout=2)
+        assert scheduler.fire(BridgeDeadline) == 1
+        view = ref.ask(GetView(), timeout=2)
+        assert view.status is BookStatus.SYNCING and "confirm" in view.reason
+        ledger.record(1, {"BTCUSDT"}, {}, 7)  # the venue answered: from now on silence is a quiet market
+        assert scheduler.fire(BridgeDeadline) == 1  # held since before that: fetched again
+        assert ref.ask(GetView(), timeout=2).status is BookStatus.SYNCING
+        assert scheduler.fire(RetrySnapshot) == 1  # after the backoff, at once (it was due)
+        second = snap.wait_for(lambda m: isinstance(m, RequestSnapshot) and m.token > first.token)
+        ref.tell(SnapshotReady("BTCUSDT", second.token, Snapshot("BTCUSDT", 9, ((100.0, 2.0),), ((101.0, 1.0),))))
+        ref.ask(GetView(), timeout=2)
+        assert scheduler.fire(BridgeDeadline) == 1
+        view = ref.ask(GetView(), timeout=2)
+        assert view.status is BookStatus.LIVE and view.seq == 9
+    finally:
+        ref.stop()
 
 
 def test_first_diff_triggers_the_snapshot_request_then_bridges_to_live(rig: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
-from depthkeeper.chaos.faults import VenueFault
+from depthkeeper.chaos.faults import faults_for
 from depthkeeper.chaos.recovery import percentile
 from depthkeeper.chaos.schedule import GLOBAL_KINDS, LIFT_REJECT, build_schedule, load_chaos_config
 from depthkeeper.supervisor.service.errors import ConfigError
@@ -96,7 +96,8 @@ def test_the_schedule_is_a_function_of_the_seed_and_meets_the_rates() -> None:
     assert all(b.at_s - a.at_s >= settings.global_spacing_s for a, b in zip(globals_, globals_[1:], strict=False))
     assert "kill:archive" not in kinds  # no archive configured: never aimed at
     # every fault kind is dealt at least once, and every reject is lifted before the next global event
-    assert {f"fault:{f.value}" for f in VenueFault} <= set(kinds)
+    assert {f"fault:{f.value}" for f in faults_for("article")} <= set(kinds)
+    assert "fault:ping_burst" not in kinds  # binance's 1008 only: harmless on the article venue
     lane = [a.what for a in first if a.what in GLOBAL_KINDS or a.what == LIFT_REJECT]
     for i, what in enumerate(lane):
         if what == "fault:reject":
@@ -152,7 +153,7 @@ def test_the_bounded_run_deals_every_fault_kind(tmp_path: Path) -> None:
     conf.write_text(override(CHAOS_TOML.read_text(), BOUNDED))
     _, settings = load_chaos_config(conf, seed=BOUNDED_SEED, duration_s=BOUNDED_S)
     kinds = {a.what for a in build_schedule(settings, random.Random(BOUNDED_SEED))}
-    assert {f"fault:{f.value}" for f in VenueFault} | {LIFT_REJECT, "kill:connection"} <= kinds
+    assert {f"fault:{f.value}" for f in faults_for("article")} | {LIFT_REJECT, "kill:connection"} <= kinds
 
 
 def test_a_bounded_chaos_run_passes_every_invariant(tmp_path: Path) -> None:
@@ -172,7 +173,7 @@ def test_a_bounded_chaos_run_passes_every_invariant(tmp_path: Path) -> None:
     assert report["leaked_threads"] == [] and report["leaked_actors"] == [] and report["escalations"] == 0
     assert report["actor_kills"] >= 30 and report["venue_faults"] >= 20 and report["views_checked"] > 500
     injected = {k.removesuffix("_noop") for k in report["faults"]}
-    assert {f.value for f in VenueFault} | {"lift_reject"} <= injected
+    assert {f.value for f in faults_for("article")} | {"lift_reject"} <= injected
     fresh = report["freshness"]
     assert fresh["stale"] == 0 and fresh["rejected_live"] == 0 and fresh["bound_s"] == 1.25
     assert fresh["polled"] > 1000 and fresh["compared"] > 1000
@@ -180,3 +181,56 @@ def test_a_bounded_chaos_run_passes_every_invariant(tmp_path: Path) -> None:
     assert recovery["book"]["count"] >= 20 and recovery["book"]["unrecovered"] == 0
     assert recovery["reject"]["count"] >= 1 and recovery["resubscribe"]["count"] >= 1
     assert sum(n for kind, n in report["kills"].items() if kind.startswith("zombie:")) >= 1
+
+
+CHAOS_BINANCE_TOML = ROOT / "conf" / "chaos-binance.toml"
+#: the binance bounded run: as above, with the reject held long enough for binance to find the refused
+#: code (a refused SUBSCRIBE is split in halves, one request per 0.3 s)
+BOUNDED_BINANCE = {**BOUNDED, "reject_hold_min_s": "2.8", "reject_hold_max_s": "3.0"}
+BOUNDED_BINANCE_SEED, BOUNDED_BINANCE_S = 11, 15
+
+
+def test_the_binance_chaos_conf_is_a_binance_deployment_and_validated(tmp_path: Path) -> None:
+    cfg, settings = load_chaos_config(CHAOS_BINANCE_TOML)
+    assert cfg.venue.dialect == cfg.simulator.dialect == "binance" and cfg.simulator.binance_interval_scale < 1
+    assert settings.global_weights["ping_burst"] > 0 and settings.limits.ping_burst_min > 5  # over 5 messages/s
+    bound_s = cfg.heartbeat.interval_s * cfg.heartbeat.silent_intervals
+    assert settings.limits.blackhole_max_s > bound_s + 1.0
+    assert bound_s < settings.limits.slow_handshake_max_s < cfg.venue.connect_timeout_s
+    # a fault that cannot bite on the article venue is refused there, naming it
+    (tmp_path / "x.toml").write_text(CHAOS_TOML.read_text().replace("reject = 1 ", "reject = 1\nping_burst = 1 "))
+    with pytest.raises(ConfigError, match="ping_burst: does not bite on dialect 'article'"):
+        load_chaos_config(tmp_path / "x.toml")
+
+
+def test_the_bounded_binance_run_deals_every_fault_kind(tmp_path: Path) -> None:
+    conf = tmp_path / "bounded-binance.toml"
+    conf.write_text(override(CHAOS_BINANCE_TOML.read_text(), BOUNDED_BINANCE))
+    _, settings = load_chaos_config(conf, seed=BOUNDED_BINANCE_SEED, duration_s=BOUNDED_BINANCE_S)
+    kinds = {a.what for a in build_schedule(settings, random.Random(BOUNDED_BINANCE_SEED))}
+    assert {f"fault:{f.value}" for f in faults_for("binance")} | {LIFT_REJECT, "kill:connection"} <= kinds
+
+
+def test_a_bounded_binance_chaos_run_passes_every_invariant(tmp_path: Path) -> None:
+    """The same end to end on Binance spot's dialect (issue 14): views checked by update id against the
+    venue's book at that id, every fault kind, a ping burst that makes the venue close with 1008
+    (and no 1008 the client caused itself), the venue's real limits."""
+    conf = tmp_path / "bounded-binance.toml"
+    conf.write_text(override(CHAOS_BINANCE_TOML.read_text(), BOUNDED_BINANCE))
+    proc = subprocess.run([sys.executable, "-m", "depthkeeper.supervisor.cli", "chaos", "--config", str(conf),
+                           "--duration", str(BOUNDED_BINANCE_S), "--seed", str(BOUNDED_BINANCE_SEED), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    report = json.loads(proc.stdout)
+    assert report["violations"] == [], proc.stderr[-3000:]
+    assert report["passed"] and proc.returncode == 0
+    assert report["books_exact"] == report["books_total"] >= 5 and report["server_connections"] == 1
+    assert report["duplicate_subscribes"] == 0 and report["empty_lists"] == 0 and report["escalations"] == 0
+    assert report["actor_kills"] >= 30 and report["venue_faults"] >= 20 and report["views_checked"] > 500
+    injected = {k.removesuffix("_noop") for k in report["faults"]}
+    assert {f.value for f in faults_for("binance")} | {"lift_reject"} <= injected
+    assert report["rate_closes"]["total"] == report["rate_closes"]["provoked"] >= 1  # the 1008 closes
+    fresh = report["freshness"]
+    assert fresh["stale"] == 0 and fresh["rejected_live"] == 0 and fresh["polled"] > 1000
+    recovery = {fig["kind"]: fig for fig in report["recovery"]}
+    assert recovery["ping_burst"]["count"] >= 1 and recovery["ping_burst"]["unrecovered"] == 0
+    assert recovery["reject"]["count"] >= 1 and recovery["resubscribe"]["count"] >= 1

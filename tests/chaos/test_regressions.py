@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pykka
 import pytest
 
+from depthkeeper.actors.book import BookActor
 from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.sync import ResyncReason
+from depthkeeper.actors.listeners import ListenerHub
+from depthkeeper.actors.messages import CodeRejected, GetView, Resync
+from depthkeeper.actors.routing import Peers, RoutingTable
+from depthkeeper.actors.settings import BookConfig, VenueConfig
+from depthkeeper.actors.venues.article import ArticleVenue
 from depthkeeper.chaos.check import EraTimeline, ReplayOracle, ViewChecker
 from depthkeeper.chaos.monkey import ChaosMonkey
 from depthkeeper.supervisor.otp.liveness import fence_zombie
+from depthkeeper.supervisor.otp.messages import Crash
+from depthkeeper.supervisor.otp.spec import ChildContext, ChildSpec, SupervisorFlags
+from depthkeeper.supervisor.otp.tell import tell
+from depthkeeper.supervisor.service.tree import BooksSupervisor, TreeState
+from tests.actors.fakes import ManualScheduler, RecorderHandle
 
 from .conftest import CHAOS_BASE, CODES, converge_exact, wait_until
 
@@ -114,3 +127,49 @@ def test_data_for_codes_without_a_book_does_not_keep_a_silent_stream_live(servic
     assert time.monotonic() - started < bound_s + 0.5
     sim.faults.stall(0)
     assert svc.wait_live(timeout=10)
+
+
+REFUSAL = "error 2: Invalid request: invalid stream"
+
+
+@pytest.mark.parametrize("lifted", [False, True], ids=["refused", "lifted"])
+def test_a_refusal_or_its_lift_told_while_the_book_restarts_is_not_lost(lifted: bool) -> None:
+    """Chaos (binance, seed 5): "BTCUSDT never showed REJECTED while the venue refused it". A book's
+    factory reads the tree's refusals, then the BooksSupervisor points the route at the new book; a
+    CodeRejected the tree sent in between went to the dead predecessor, so the new book never knew
+    (and a lift sent in between left a book REJECTED for good). The interleaving is forced here:
+    the factory, after its read, does exactly what TreeSupervisor._rejected / _retry_rejected do."""
+    routes, state, peers = RoutingTable(), TreeState(desired=frozenset({"BTCUSDT"})), Peers()
+    if lifted:
+        state.rejected["BTCUSDT"] = REFUSAL
+    snap, hub, scheduler = RecorderHandle(), ListenerHub(), ManualScheduler()
+    peers.snapshot = snap.ref
+    started: list[Any] = []
+
+    def factory(ctx: ChildContext) -> Any:
+        rejected = state.rejected.get("BTCUSDT")  # the runtime's factory reads this first
+        if started:  # the restart: the tree acts now, and its route still names the predecessor
+            if lifted:
+                state.rejected.pop("BTCUSDT")
+                tell(routes.get("BTCUSDT"), Resync(1, ResyncReason.RESUBSCRIBED))
+            else:
+                state.rejected["BTCUSDT"] = REFUSAL
+                tell(routes.get("BTCUSDT"), CodeRejected("BTCUSDT", REFUSAL))
+        started.append(BookActor.start(ctx, "BTCUSDT", venue=ArticleVenue(VenueConfig()), cfg=BookConfig(),
+                                       peers=peers, hub=hub, scheduler=scheduler, epoch=1, rejected=rejected,
+                                       rejected_now=lambda: state.rejected.get("BTCUSDT")))
+        return started[-1]
+
+    books = BooksSupervisor.start(None, SupervisorFlags(max_restarts=10, backoff_max_s=0.0),
+                                  [ChildSpec("book:BTCUSDT", factory)], routes=routes, name="books")
+    try:
+        wait_until(lambda: routes.get("BTCUSDT") is not None, 5, "the first book")
+        first = started[0]
+        assert (first.ask(GetView(), timeout=2).status is BookStatus.REJECTED) is lifted
+        first.tell(Crash("test", injected=True))
+        wait_until(lambda: len(started) == 2 and routes.get("BTCUSDT") is started[1], 5, "the restarted book")
+        want = BookStatus.SYNCING if lifted else BookStatus.REJECTED
+        wait_until(lambda: started[1].ask(GetView(), timeout=2).status is want, 3, f"the new book {want.name}")
+    finally:
+        books.stop()
+        hub.close()

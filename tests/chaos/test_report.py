@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
+
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.chaos.cli import render_report
-from depthkeeper.chaos.recovery import RecoveryFigures
+from depthkeeper.chaos.recovery import Pending, RecoveryFigures, RecoveryTracker
 from depthkeeper.chaos.report import ChaosReport
 
 
@@ -52,3 +55,24 @@ def test_labelled_lines_line_up() -> None:
     assert labelled[0].startswith("books exact") and labelled[-1].startswith("archive rows")
     starts = {len(line) - len(line.split("  ", 1)[1].lstrip()) for line in labelled}
     assert len(starts) == 1, labelled
+
+
+def test_the_1008_line_shows_only_on_binance_and_lines_up() -> None:
+    plain = render_report(report())
+    assert "1008" not in plain
+    lines = render_report(attrs.evolve(report(), rate_closes={"total": 3, "provoked": 3})).splitlines()
+    line = next(line for line in lines if line.startswith("1008 closes"))
+    assert line.endswith("3 (provoked by ping bursts: 3)")
+    books = next(line for line in lines if line.startswith("books exact"))
+    assert len(line) - len(line.split("  ", 1)[1].lstrip()) == len(books) - len(books.split("  ", 1)[1].lstrip())
+
+
+def test_a_lift_waits_only_for_the_rejected_status_of_its_own_event() -> None:
+    """The runner holds a lift until the book showed REJECTED (binance finds the code by splitting)."""
+    tracker = RecoveryTracker(svc=None, sim=None, timeout_s=10.0)
+    tracker.add(Pending("close", 1.0, ("ETHUSDT",), source=4))
+    tracker.add(Pending("reject", 1.0, ("BTCUSDT",), source=4, status=BookStatus.REJECTED))
+    assert tracker.waiting(4, BookStatus.REJECTED) and not tracker.waiting(5, BookStatus.REJECTED)
+    tracker.complete_status("BTCUSDT", BookStatus.REJECTED, 3.5)
+    assert not tracker.waiting(4, BookStatus.REJECTED) and tracker.waiting(4, BookStatus.LIVE)
+    assert [(r.kind, r.seconds) for r in tracker.records] == [("reject", 2.5)]

@@ -136,6 +136,37 @@ def test_a_quiet_stream_accepts_the_snapshot_at_the_deadline() -> None:
     assert policy.on_diffs([diff(41)]) is SyncAction.NONE and policy.book.last_seq == 41
 
 
+def test_silence_is_a_quiet_stream_only_once_the_venue_confirmed_the_subscription() -> None:
+    """Chaos (binance, seed 1): a held snapshot of a code whose subscription the venue had not
+    confirmed (held back while a refused SUBSCRIBE was split) went LIVE at the deadline."""
+    policy = ContiguousSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    token = policy.request_token
+    assert policy.on_snapshot(snap(40), token) is SyncAction.AWAIT_BRIDGE
+    # not confirmed: held on (no snapshot spent), and looked at again
+    assert policy.bridge_deadline(token, subscribed_at_fetch=False, subscribed_now=False) is SyncAction.AWAIT_BRIDGE
+    assert policy.book.status is BookStatus.SYNCING and policy.candidate is not None
+    assert "confirm" in policy.detail and policy.request_token == token
+    # confirmed since the fetch: the snapshot may predate the stream's start -> fetch again
+    assert policy.bridge_deadline(token, subscribed_at_fetch=False, subscribed_now=True) is SyncAction.RETRY_SNAPSHOT
+    assert policy.book.status is BookStatus.SYNCING and policy.candidate is None
+    # confirmed before the fetch: a quiet stream, accepted
+    token = policy.request_token
+    assert policy.on_snapshot(snap(45), token) is SyncAction.AWAIT_BRIDGE
+    assert policy.bridge_deadline(token, subscribed_at_fetch=True, subscribed_now=True) is SyncAction.NONE
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 45
+
+
+def test_a_held_snapshot_waiting_for_the_subscription_is_bridged_by_the_first_diff() -> None:
+    policy = ContiguousSync(OrderBook("X"), 100)
+    policy.start(ResyncReason.START)
+    token = policy.request_token
+    assert policy.on_snapshot(snap(40), token) is SyncAction.AWAIT_BRIDGE
+    assert policy.bridge_deadline(token, subscribed_at_fetch=False, subscribed_now=False) is SyncAction.AWAIT_BRIDGE
+    assert policy.on_diffs([diff(41)]) is SyncAction.NONE
+    assert policy.book.status is BookStatus.LIVE and policy.book.last_seq == 41
+
+
 def test_the_stream_skipping_a_held_snapshot_retries() -> None:
     policy = ContiguousSync(OrderBook("X"), 100)
     policy.start(ResyncReason.START)

@@ -14,7 +14,7 @@ def test_index_lists_every_endpoint(article_sim: SimHandle, http: Callable) -> N
     status, index = http("GET", article_sim.control_url)
     assert status == 200
     assert "/_control/truth" in index["GET"] and "/_control/faults/restart" in index["POST"]
-    assert len(index["POST"]) == 25
+    assert len(index["POST"]) == 26 and "/_control/faults/ping_burst" in index["POST"]
 
 
 def test_reads_match_the_python_api(article_sim: SimHandle, connect: Callable, http: Callable) -> None:
