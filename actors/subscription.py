@@ -13,15 +13,7 @@ against what it believes the server has on the current socket (``active``):
 - data for codes nobody wants is counted, and a code that keeps sending (a ghost left by
   a sub/unsub race on the server) is unsubscribed again — see "Ghosts" below.
 
-Ghosts (issue 12). Only a code THIS socket subscribed and we then left can be a ghost; a
-code we never subscribed on this socket (a venue bug, a flood of made-up codes) is counted
-and never answered: one unsubscribe per made-up code would be a flood of our own, and on
-AllTick every client frame is rate-limited. Frames for a code we are leaving are in flight,
-not ghosts, until the venue has acknowledged that unsubscribe (the reader tells us acks
-after the data read before them, so stream order holds); when the venue sends no acks, a
-grace period from the moment the unsubscribe was issued (plus the pacing) stands in for
-the ack. Each left code is reaped at most once per socket, and the per-code state lives in
-a bounded LRU that a new socket clears.
+Ghosts (issue 12): see ghosts.py; this actor counts what it says and unsubscribes a reaped code again.
 
 Venue limits and checks (issue 14): a venue holds at most ``Venue.max_streams`` codes per
 socket, so a code past it is refused here, REJECTED with a reason naming the limit (codes the
@@ -47,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from depthkeeper.actors.ghosts import Frames, LeftCodes
 from depthkeeper.actors.messages import (
     AckReceived,
     CodeRejected,
@@ -74,13 +67,6 @@ if TYPE_CHECKING:
 
 #: our requests on one socket kept for their answers (the oldest forgotten first)
 REQUESTS_KEPT = 256
-#: without acks on this socket: frames this long (+ two pacing intervals) after we issued an
-#: unsubscribe are still in flight, not ghosts
-_UNSUB_GRACE_S = 1.0
-#: with acks on this socket we wait for the unsubscribe's ack, but never longer than this
-_UNSUB_ACK_TIMEOUT_S = 10.0
-#: codes left on one socket whose ghost state we keep (least recently left forgotten first)
-LEFT_CODES_LIMIT = 4096
 
 
 @attrs.define
@@ -114,23 +100,6 @@ class SubscriptionReport:
     left_codes: int
 
 
-@attrs.define
-class LeftCode:
-    """A code this socket subscribed and then left: is its data still in flight, or a ghost?"""
-
-    #: unsubscribe commands (article) naming it on this socket, and acks of them seen
-    unsubs: int = 0
-    unsub_acks: int = 0
-    #: id of the last request that left it (venues with ids); settled once an answer >= it arrives
-    request: int = 0
-    #: when we issued the last unsubscribe (monotonic seconds)
-    left_at_s: float = 0.0
-    #: frames seen after the unsubscribe settled
-    frames: int = 0
-    #: already unsubscribed again as a ghost on this socket (never twice)
-    reaped: bool = False
-
-
 class SubscriptionActor(SupervisedActor):
     log_name = "subscription"
 
@@ -154,9 +123,7 @@ class SubscriptionActor(SupervisedActor):
         self._last_sent_at = -1e9
         self._flush_scheduled = False
         #: codes this socket subscribed and then left (bounded, cleared per socket)
-        self._left: OrderedDict[str, LeftCode] = OrderedDict()
-        self._acks_seen = 0
-        self._acked_request = 0
+        self._left = LeftCodes()
         self._request_id = 0
         #: active codes whose subscribe (a request with an id) the venue has not answered yet
         self._pending: dict[str, int] = {}
@@ -235,7 +202,6 @@ class SubscriptionActor(SupervisedActor):
         self._commit()
         self._left.clear()
         self._groups, self._list_due, self._unlisted = [], False, {}
-        self._acks_seen = self._acked_request = 0
         self.counters.replays += 1
         self.log.bind(epoch=epoch).info("new socket: replaying {} codes", len(self.desired))
         self._flush()
@@ -291,7 +257,7 @@ class SubscriptionActor(SupervisedActor):
         self.counters.codes_subscribed += len(request.added)
         self.counters.codes_unsubscribed += len(request.removed)
         if request.removed:
-            self._mark_left(request.removed, request=request.request_id)
+            self._left.left(request.removed, request.request_id, self._clock())
 
     def _send(self, text: str, what: str) -> None:
         self._last_sent_at = self._clock()
@@ -303,44 +269,15 @@ class SubscriptionActor(SupervisedActor):
         pending = {code: rid for code, rid in self._pending.items() if code in self.active}
         self._ledger.record(self.epoch, self.active, pending, self._request_id)
 
-    # -- ghosts ----------------------------------------------------------------------------
-
-    def _mark_left(self, codes: frozenset[str], request: int = 0) -> None:
-        """We just issued the command that leaves ``codes`` (``request``: its id, if the venue uses ids)."""
-        now = self._clock()
-        left = self._left
-        for code in codes:
-            entry = left.pop(code, None) or LeftCode()
-            entry.unsubs += 1
-            entry.request = request
-            entry.left_at_s = now
-            entry.frames = 0
-            left[code] = entry  # most recently left last
-        while len(left) > LEFT_CODES_LIMIT:
-            left.popitem(last=False)
-
-    def _settled(self, entry: LeftCode, now: float) -> bool:
-        """Has the venue certainly processed our last unsubscribe of this code?"""
-        if entry.request and self._acked_request >= entry.request:
-            return True  # answers come in request order
-        if entry.unsub_acks >= entry.unsubs:
-            return True  # the venue's answers named the code each time
-        waited_s = now - entry.left_at_s
-        if self._acks_seen:
-            return waited_s >= _UNSUB_ACK_TIMEOUT_S  # an ack went missing: do not wait forever
-        return waited_s >= _UNSUB_GRACE_S + 2 * self._cfg.min_interval_s
+    # -- ghosts (ghosts.py decides; this actor counts and acts) -----------------------------
 
     def _settle(self, verdict: AckVerdict) -> None:
-        """An answer on this socket: which of our unsubscribes has the venue now processed."""
-        self._acks_seen += 1
+        """An answer on this socket: which of our requests the venue has now processed."""
         self.counters.acks += 1
-        if verdict.settled_through > self._acked_request:
-            self._acked_request = verdict.settled_through
-            self._pending = {code: rid for code, rid in self._pending.items() if rid > self._acked_request}
-        for code in verdict.unsubscribed:
-            entry = self._left.get(code)
-            if entry is not None and entry.unsub_acks < entry.unsubs:
-                entry.unsub_acks += 1
+        before = self._left.acked_request
+        self._left.answered(verdict.settled_through, verdict.unsubscribed)
+        if self._left.acked_request > before:
+            self._pending = {code: rid for code, rid in self._pending.items() if rid > self._left.acked_request}
 
     def _on_unwanted(self, message: UnwantedData) -> None:
         self.counters.unwanted_frames += message.frames
@@ -351,18 +288,13 @@ class SubscriptionActor(SupervisedActor):
         for code, frames in message.counts:
             if code in self.desired or code in self.active:
                 continue  # a book being started or restarted, or our unsub not sent yet: not a ghost
-            entry = self._left.get(code)
-            if entry is None:
+            verdict = self._left.classify(code, frames, now, self._cfg.min_interval_s, self._cfg.ghost_threshold)
+            if verdict is Frames.UNKNOWN:
                 self.counters.unknown_code_frames += frames  # never subscribed here: count, never answer
-            elif entry.reaped:
-                continue  # unsubscribed again once on this socket already; counted above
-            elif not self._settled(entry, now):
+            elif verdict is Frames.IN_FLIGHT:
                 self.counters.in_flight_frames += frames  # sent before the venue processed our unsub
-            else:
-                entry.frames += frames
-                if entry.frames >= self._cfg.ghost_threshold:
-                    entry.reaped = True
-                    ghosts.append(code)
+            elif verdict is Frames.REAP:
+                ghosts.append(code)
         if ghosts:
             self._reap(ghosts)
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from depthkeeper.actors import subscription
+from depthkeeper.actors import ghosts
 from depthkeeper.actors.core.symbols import SymbolRules
 from depthkeeper.actors.messages import DesiredChanged, FlushSubscriptions, GetCounters, SendFrame, SocketOpened
 from depthkeeper.actors.routing import Peers, RoutingTable
@@ -203,12 +203,12 @@ def test_a_flood_of_codes_we_never_subscribed_is_counted_never_unsubscribed(rigs
 def test_ghost_state_is_bounded_and_cleared_per_socket(rigs: Callable[..., Rig]) -> None:
     rig = rigs("article")
     rig.ref.tell(SocketOpened(1))
-    many = frozenset(f"C{i:05d}" for i in range(subscription.LEFT_CODES_LIMIT + 500))
+    many = frozenset(f"C{i:05d}" for i in range(ghosts.LEFT_CODES_LIMIT + 500))
     rig.ref.tell(DesiredChanged(many | {"BTCUSDT"}))
     rig.flush()
     rig.ref.tell(DesiredChanged(frozenset({"BTCUSDT"})))
     rig.flush()
     wait_until(lambda: rig.counters().counters.codes_unsubscribed == len(many), 5, "all left")
-    assert rig.counters().left_codes == subscription.LEFT_CODES_LIMIT
+    assert rig.counters().left_codes == ghosts.LEFT_CODES_LIMIT
     rig.ref.tell(SocketOpened(2))
     assert rig.counters().left_codes == 0
