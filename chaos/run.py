@@ -3,10 +3,8 @@
 Shape (Jepsen's lesson: record a history, check it against a model, replay by seed):
 
 1. start our own simulator (``record_history=True``) and the service pointed at it;
-   a listener and a poller (``svc.book`` from a reader thread) check every LIVE view
-   against the truth at its seq (chaos_check) and against the venue's seq ``L`` seconds
-   before it was read (the freshness invariant, chaos_fresh: a sampler records the
-   venue's seqs);
+   a listener and a poller (``svc.book`` from a reader thread) check every LIVE view against
+   the truth at its seq (check.py) and the venue's seq ``L`` s before it was read (fresh.py);
 2. run a schedule drawn from the seed: a *global* lane of disruptions that hit every
    book (connection kill, abrupt close, venue restart, stall, slow handshake, blackhole,
    reject then lift), spaced so each recovery can be measured, and a *local* lane of book
@@ -18,7 +16,7 @@ Shape (Jepsen's lesson: record a history, check it against a model, replay by se
    subscribed, no bad or stale view, no LIVE view of a refused code, no leak, no
    escalation, every fault recovered (with p50/p99/max per kind).
 
-The simulator is seeded with the chaos seed; the schedule lives in :mod:`chaos_schedule`.
+The simulator is seeded with the chaos seed; the schedule is schedule.py; the end, report.py.
 """
 
 from __future__ import annotations
