@@ -197,14 +197,12 @@ class ChaosRun(Ending):
         return isolated(rec, self.tracker.records, self.events)
 
     def _archive_counters(self) -> dict[str, Any]:
-        _, ref = self.monkey.resolve("archive")
-        if ref is None:
-            return {}
+        ref = self.svc.tree.ref("archive")
         try:
-            report = ref.ask(GetCounters(), timeout=2.0)
-            return {"pending": report.pending, "skipped": report.skipped}
+            report = ref.ask(GetCounters(), timeout=2.0) if ref is not None else None
         except (pykka.Timeout, pykka.ActorDeadError):
-            return {}
+            report = None
+        return {"pending": report.pending, "skipped": report.skipped} if report is not None else {}
 
     def _kill(self, kind: str) -> None:
         epoch, desired = self.svc.tree.epoch, self._steady()
