@@ -218,3 +218,59 @@ def test_no_dispatcher_means_a_thread_of_its_own() -> None:
 def test_a_dispatcher_needs_a_thread() -> None:
     with pytest.raises(ValueError):
         Dispatcher("none", threads=0)
+
+
+def _idle(ref: pykka.ActorRef[Any]) -> None:
+    assert ref.ask("sync", timeout=5) == "sync"
+    mailbox = ref.actor_inbox
+    wait_until(lambda: not mailbox._scheduled, 5, "its turn over")
+
+
+def test_post_runs_an_idle_actors_turn_on_the_callers_thread_in_order(dispatcher: Dispatcher) -> None:
+    log: list[tuple[str, Any]] = []
+    ref = echo("a", log, dispatcher)
+    _idle(ref)
+    mailbox = ref.actor_inbox
+    assert isinstance(mailbox, Mailbox)
+    for n in range(100):
+        assert mailbox.post(n)
+    assert [m for _, m in log if m != "sync"] == list(range(100)), "handled before post returned, in order"
+    overlaps, threads = ref.ask(("stats",), timeout=5)
+    assert overlaps == 0 and threading.current_thread() in threads
+
+
+def test_post_only_queues_while_the_actor_has_a_turn_elsewhere(dispatcher: Dispatcher) -> None:
+    log: list[tuple[str, Any]] = []
+    ref = echo("a", log, dispatcher)
+    hold = Hold()
+    ref.tell(hold)
+    assert hold.entered.wait(5)
+    assert ref.actor_inbox.post("queued")
+    assert ("a", "queued") not in log, "never two threads in one actor"
+    hold.release.set()
+    assert ref.ask("after", timeout=5) == "after"
+    assert log == [("a", "queued"), ("a", "after")]
+
+
+def test_a_failure_in_a_callers_turn_fails_that_actor_only_and_the_caller_carries_on(dispatcher: Dispatcher) -> None:
+    log: list[tuple[str, Any]] = []
+    a, b = echo("a", log, dispatcher), echo("b", log, dispatcher)
+    _idle(a)
+    assert a.actor_inbox.post(ValueError("in the caller's turn")) is True  # no exception reaches the caller
+    wait_until(lambda: not a.is_alive(), 5, "a stopped by its failure (on_failure, as on its dispatcher)")
+    assert a.actor_inbox.post("late") is False, "a dead actor refuses the data lane"
+    assert b.ask("fine", timeout=5) == "fine"
+
+
+def test_a_base_exception_in_a_callers_turn_loses_that_actor_only(dispatcher: Dispatcher) -> None:
+    log: list[tuple[str, Any]] = []
+    a = echo("a", log, dispatcher)
+    _idle(a)
+    lane = a.actor_inbox.lane
+    a.actor_inbox.post(Fatal())  # escapes the handler: caught by the turn, never the caller's
+    assert not lane.is_alive() and lane.lost, "a zombie for the liveness monitor, as on its dispatcher"
+    assert a.actor_inbox.post("dropped") is False
+    with pytest.raises(pykka.ActorDeadError):
+        a.ask("hello", timeout=1)
+    pykka.ActorRegistry.unregister(a)
+    a.actor_stopped.set()
