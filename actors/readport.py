@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from depthkeeper.actors.core.orderbook import BookStatus, top_of
+from depthkeeper.actors.core.orderbook import BookStatus, top_of_sorted
 from depthkeeper.actors.core.promise import shown_status
 from depthkeeper.actors.core.samples import Latencies, percentile
 from depthkeeper.actors.core.sync import SyncCounters
@@ -109,14 +109,21 @@ class BookReadPort:
 
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
-        top_bids, top_asks, complete = top_of(bids, asks, horizons, depth)  # sorted outside the retry loop
+        top_bids, top_asks, complete = top_of_sorted(bids, asks, horizons, depth)
         status, reason = shown_status(status, reason, epoch, self.socket)
         return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason, event_time)
 
     def _copy(self) -> tuple[Any, ...]:
+        # Each side sorted here, not copied and sorted later: ``sorted`` of a float-keyed dict's
+        # items runs entirely in C, so under the GIL it is as atomic as ``dict.copy`` (and the seqlock
+        # still validates it), and one pass replaces two. A side the owner has sorted since its last
+        # write (its cache) is taken as it is.
         book = self.book
-        return (book.bids.copy(), book.asks.copy(), book.status, book.reason, book.last_seq, book.horizons(),
-                self.updated_at, self.epoch, book.event_time)
+        bids, asks = book.sorted_cache()
+        return (bids if bids is not None else sorted(book.bids.items(), reverse=True),
+                asks if asks is not None else sorted(book.asks.items()),
+                book.status, book.reason, book.last_seq, book.horizons(), self.updated_at, self.epoch,
+                book.event_time)
 
 
     def stats(self) -> BookStats | None:
