@@ -80,6 +80,8 @@ FIRST_DIFF_WAIT_S = 0.2
 #: statuses the sync policy drives (their reason is the policy's)
 _SYNCING = (BookStatus.SYNCING, BookStatus.RESYNCING)
 _SEQ_BREAK_VALUES = frozenset(r.value for r in SEQ_BREAKS)
+_NONE = SyncAction.NONE
+_LIVE = BookStatus.LIVE
 #: latency samples kept per book (a power of two): at most ~20 KB per book for the three rings
 LATENCY_SAMPLES = 1024
 
@@ -227,30 +229,43 @@ class BookActor(SupervisedActor):
         return self._rejected is None
 
     def _on_diffs(self, batch: DiffBatch) -> None:
-        if not self._fence(batch.epoch):
+        epoch = batch.epoch
+        # the fence's question asked only when the answer can be other than "ours, use it"
+        if (epoch != self._epoch or self._rejected is not None or epoch <= self._lost_epoch) and not self._fence(epoch):
             return
-        before, seq = self.book.status, self.book.last_seq
+        book = self.book
+        before, seq = book.status, book.last_seq
         action = self.policy.on_diffs(batch.diffs)
-        if self._calibration.active:
-            self._calibration.record(batch.diffs)
-        applied = self.book.last_seq != seq
-        if applied:
-            self._record_latency(batch)
-        self._after(action, before)
-        if applied:
-            self._check_lag(time.monotonic() - batch.received_at)
+        calibration = self._calibration
+        if calibration.active:
+            calibration.record(batch.diffs)
+        if book.last_seq != seq:
+            lag_s = self._record_latency(batch)
+            if action is _NONE and book.status is before and before is _LIVE and not calibration.active:
+                # the common case, in short: nothing to do, nothing new to say but the update
+                self._publish_update()
+                max_lag = self._cfg.max_lag_s
+                if max_lag and lag_s > max_lag:
+                    self._check_lag(lag_s)
+                return
+            self._after(action, before)
+            self._check_lag(lag_s)
+        else:
+            self._after(action, before)
         if self._fetch_deferred and self.policy.buffered:
             self._request()  # the stream has begun: now the snapshot can bridge it
-        if self._calibration.pending_snapshot is not None:
+        if calibration.pending_snapshot is not None:
             self._finish_calibration()
 
-    def _record_latency(self, batch: DiffBatch) -> None:
-        self._updated_at = time.time()
+    def _record_latency(self, batch: DiffBatch) -> float:
+        """Record the batch's latencies; returns how long ago its chunk was read (the lag)."""
+        self._updated_at = now = time.time()
         sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
         hop_s = time.monotonic() - batch.received_at
-        self.latencies.record(self._updated_at - sent_at if sent_at else None, len(batch.diffs), hop_s)
+        self.latencies.record(now - sent_at if sent_at else None, len(batch.diffs), hop_s)
         if self._histogram is not None:
             self._histogram.observe(hop_s)
+        return hop_s
 
     def _check_lag(self, lag_s: float) -> None:
         """A flood we cannot keep up with makes reads stale: say so, and say when it is over."""

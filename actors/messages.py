@@ -8,7 +8,7 @@ without copying. Supervision messages (ChildExited, ...) live in the generic lay
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import pykka
@@ -155,10 +155,10 @@ class SocketClosed:
     reason: str
 
 
-@attrs.frozen
-class DiffBatch:
+class DiffBatch(NamedTuple):
     """Reader thread -> BookActor: every diff for one code already read, in order (one-level diffs
-    or update-id range events, as the venue's codec decodes them)."""
+    or update-id range events, as the venue's codec decodes them). A NamedTuple, not attrs: one is
+    made per code per hand-over, and a tuple is the cheapest immutable record to build."""
 
     epoch: int
     diffs: tuple[DiffEvent, ...] | tuple[RangeDiff, ...]
