@@ -44,8 +44,9 @@ class Applier:
     """Pure books for some codes; the only code that touches them runs in one thread."""
 
     def __init__(self, codes: list[str]) -> None:
+        from depthkeeper.actors.core.contiguous import ContiguousSync
         from depthkeeper.actors.core.orderbook import OrderBook
-        from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason
+        from depthkeeper.actors.core.sync import ResyncReason
 
         self.policies = {}
         for code in codes:

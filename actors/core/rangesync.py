@@ -31,8 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.orderbook import OrderBook
-from depthkeeper.actors.core.sync import ContiguousSync, Diff, ResyncReason, SyncAction
+from depthkeeper.actors.core.sync import Diff, ResyncReason, SyncAction
 from depthkeeper.actors.core.wire import Snapshot
 
 

@@ -2,7 +2,7 @@
 
 Wire: ``{"cmd_id": 22004, "action": "sub"|"unsub", "code": [...]}`` out; per-level diffs with a
 per-symbol contiguous ``seq``, optional acks, and a REST ``/depth?code=`` snapshot in. Sync:
-the contiguous-seq policy (sync.ContiguousSync). Subscriptions add and remove by difference.
+the contiguous-seq policy (contiguous.ContiguousSync). Subscriptions add and remove by difference.
 
 Decoding never raises: a frame we cannot use becomes a :class:`DecodeError` that the
 reader thread counts, logs and drops, so one bad frame never kills the stream.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from depthkeeper.actors.core.sync import ContiguousSync
+from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
-from depthkeeper.actors.core.sync import ContiguousSync, ResyncReason, SyncAction
+from depthkeeper.actors.core.sync import ResyncReason, SyncAction
 from depthkeeper.actors.core.wire import DiffEvent, Snapshot
 
 
