@@ -59,6 +59,9 @@ class PeerSpec:
     #: it reads a flood into an unbounded queue (no TCP backpressure): "max" is then probed with the
     #: feeder paced at these events/s (descending); the first it keeps up with is its sustained max
     sweep_max: tuple[int, ...] = ()
+    #: it fetches REST snapshots; one that never does (the naive loop) would hold the feeder in its
+    #: paced warm-up forever (it floods once every symbol was snapshotted): the feeder floods at once
+    snapshots: bool = True
 
     @property
     def python_minor(self) -> str:
@@ -144,13 +147,13 @@ PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
     ),
     PeerSpec(
         name="naive", dist="websocket-client", version=installed("websocket-client"), python=_PY,
-        requirements=(), check="import websocket", harness="naive_peer", in_repo_env=True,
+        requirements=(), check="import websocket", harness="naive_peer", in_repo_env=True, snapshots=False,
         note="the seed article's loop (stdlib json): throughput bar, NOT correct (no snapshot, a gap is accepted)",
     ),
     PeerSpec(
         name="naive+orjson", dist="websocket-client", version=installed("websocket-client"), python=_PY,
         requirements=(), check="import websocket, orjson", harness="naive_peer", harness_args=("--variant", "orjson"),
-        in_repo_env=True,
+        in_repo_env=True, snapshots=False,
         note="the article's loop with orjson + skip_utf8_validation: throughput bar, NOT correct",
     ),
 )}

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import array
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ SNAPSHOT_PER_S = 1000.0
 ASK_TIMEOUT_S = 10.0
 #: listener lag samples kept (the first ones of the run; 8 bytes each)
 LAG_SAMPLES = 200_000
+POLL_S = 0.02
 
 
 def config(ws_url: str, rest_url: str, codes: list[str]) -> Any:
@@ -73,6 +75,10 @@ class DepthkeeperAdapter(harness.PeerAdapter):
 
         from depthkeeper.actors.core.orderbook import BookStatus
         from depthkeeper.actors.messages import BookStatusChanged, BookUpdated
+        from depthkeeper.supervisor.service.facade import BookService
+
+        # imported here, before the harness's RSS base is taken, like every peer's library
+        self.service_class = BookService
 
         self.log_counts = _quiet_logs()
         self.version = harness.dist_version("depthkeeper")
@@ -82,6 +88,7 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         self.codes: list[str] = []
         self.lag = array.array("d")
         self.listener_id = 0
+        self.stopping = threading.Event()
         live, syncing = BookStatus.LIVE, (BookStatus.SYNCING, BookStatus.RESYNCING)
         applied, snapshot, lag = recorder.applied, recorder.snapshot, self.lag
 
@@ -98,11 +105,21 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         self.on_event = on_event
 
     def start(self, codes: list[str]) -> None:
-        from depthkeeper.supervisor.service.facade import BookService
-
         self.codes = list(codes)
-        self.svc = BookService.start(config(self.args.ws_url, self.args.rest_url, codes), ask_timeout_s=ASK_TIMEOUT_S)
-        self.listener_id = self.svc.add_listener(self.on_event)
+        self.svc = self.service_class.start(config(self.args.ws_url, self.args.rest_url, codes), ask_timeout_s=ASK_TIMEOUT_S)
+        if self.args.variant == "poll":
+            threading.Thread(target=self._poll, name="bench-poll", daemon=True).start()
+        else:
+            self.listener_id = self.svc.add_listener(self.on_event)
+
+    def _poll(self) -> None:
+        """Diagnostic variant (``--variant poll``): no listener, ``book_stats()`` every POLL_S -- what
+        the listener costs the tree at max. Latency is then the poll's, not the hook's: not comparable."""
+        applied, snapshot = self.recorder.applied, self.recorder.snapshot
+        while not self.stopping.wait(POLL_S):
+            for code, stats in self.svc.book_stats().items():
+                if stats.status == "LIVE" and stats.seq != self.recorder.last_u.get(code):
+                    (applied if stats.applied else snapshot)(code, stats.seq)
 
     def dump_books(self, depth: int) -> dict[str, harness.Book]:
         out: dict[str, harness.Book] = {}
@@ -112,6 +129,7 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         return out
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.svc is not None:
             self.svc.stop()
 
@@ -129,7 +147,8 @@ class DepthkeeperAdapter(harness.PeerAdapter):
             "listener": dict(stats.listeners.get(self.listener_id, {})),
             "listener_lag_p50_s": pick(0.5), "listener_lag_p99_s": pick(0.99),
             "log_counts": dict(self.log_counts), "snapshot_limit": SNAPSHOT_LIMIT,
-            "snapshot_max_per_second": SNAPSHOT_PER_S,
+            "snapshot_max_per_second": SNAPSHOT_PER_S, "hook": self.args.variant or "listener",
+            "events_are": "listener deliveries (conflated)" if self.args.variant != "poll" else "polls",
         }
 
 
