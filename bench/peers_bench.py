@@ -214,8 +214,8 @@ def save(result: dict[str, Any], text: str, out_dir: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="peers_bench", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "peers_bench", epilog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0], epilog=epilog)
     parser.add_argument("--quick", action="store_true", help="shorter windows and recovery times")
     parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}")
     parser.add_argument("--feeds", default=None, help=f"comma-separated subset of {','.join(r[0] for r in RUNS)}")

@@ -33,6 +33,7 @@ venue's). Books are dumped with ``svc.book(code, depth)`` from the harness's thr
 from __future__ import annotations
 
 import array
+import os
 import sys
 import threading
 import time
@@ -51,7 +52,7 @@ SNAPSHOT_PER_S = 1000.0
 ASK_TIMEOUT_S = 10.0
 #: listener lag samples kept (the first ones of the run; 8 bytes each)
 LAG_SAMPLES = 200_000
-POLL_S = 0.02
+POLL_S = float(os.environ.get("DEPTHKEEPER_BENCH_POLL_S", "0.02"))
 
 
 def config(ws_url: str, rest_url: str, codes: list[str]) -> Any:
