@@ -142,12 +142,13 @@ def render(targets: list[dict[str, Any]]) -> list[str]:
     lines = ["Targets (issue 16; same-run ratios, depthkeeper / the other row; margin = room beyond the need):"]
     for t in targets:
         name = t["target"]
-        need = f"{'>=' if t['higher_is_better'] else '<='} {t['needed']:.2f}x"
+        need = "the bar, not a target" if t["verdict"] == "info" else \
+            f"needs {'>=' if t['higher_is_better'] else '<='} {t['needed']:.2f}x"
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         margin = "-" if t["margin"] is None else f"{t['margin'] * 100:+.0f}%"
         extra = f"  [{t['detail']}]" if t.get("detail") else ""
         lines.append(f"  {t['verdict']:<4} {name:<48} {_fmt(t['ours'], name):>12} vs {_fmt(t['theirs'], name):>12}"
-                     f"  ratio {ratio:>7} (needs {need}), margin {margin:>5}{extra}")
+                     f"  ratio {ratio:>7} ({need}), margin {margin:>5}{extra}")
     verdicts = [t["verdict"] for t in targets]
     lines.append(f"  {verdicts.count('PASS')} PASS, {verdicts.count('MISS')} MISS, {verdicts.count('n/a')} n/a")
     return lines
