@@ -52,6 +52,8 @@ from typing import Any
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "::ffff:127.0.0.1"})
 #: records kept per window (the first ones); 20 bytes each
 MAX_RECORDS = 500_000
+#: the socket watcher: poll period, scans given to a new socket to show a remote, full scan period (polls)
+WATCH_POLL_S, WATCH_PENDING_POLLS, WATCH_FULL_EVERY = 0.1, 20, 20
 #: how long a freeze waits for every book to reach the venue's seq (a peer may drain a backlog)
 SETTLE_TIMEOUT_S = 30.0
 #: how long reading a peer's books may take (on its own loop, possibly behind a backlog)
@@ -113,8 +115,30 @@ class LoopbackGuard:
         threading.Thread(target=self._watch, name="bench-net-watch", daemon=True).start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(0.1):
-            self.foreign.update(foreign_tcp_peers())
+        """Scan the TCP tables only when this process has a socket whose remote is not known yet.
+
+        The tables list every TCP socket of the network namespace (on a busy machine thousands in
+        TIME_WAIT, e.g. after a 1000-snapshot run): a scan costs ~10 ms, so scanning every 100 ms
+        took ~10% of a core from every peer, inside its measured CPU. A socket is *settled* once
+        seen listening or with a remote address (a TCP socket connects once); new inodes are
+        scanned for until settled (or WATCH_PENDING_POLLS scans: not TCP, e.g. a socketpair), and
+        a full scan runs every WATCH_FULL_EVERY polls anyway.
+        """
+        pending: dict[str, int] = {}
+        settled: set[str] = set()
+        polls = 0
+        while not self._stop.wait(WATCH_POLL_S):
+            polls += 1
+            inodes = _socket_inodes()
+            for inode in inodes - settled - pending.keys():
+                pending[inode] = WATCH_PENDING_POLLS
+            settled &= inodes
+            if not pending and polls % WATCH_FULL_EVERY:
+                continue
+            foreign, seen = _scan_tcp(inodes)
+            self.foreign.update(foreign)
+            settled |= seen
+            pending = {i: left - 1 for i, left in pending.items() if i in inodes and i not in seen and left > 1}
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
@@ -149,7 +173,12 @@ def _hex_addr(text: str) -> str:
 
 def foreign_tcp_peers() -> set[str]:
     """Remote addresses of this process's TCP sockets that are not loopback (connected or connecting)."""
-    inodes, out = _socket_inodes(), set()
+    return _scan_tcp(_socket_inodes())[0]
+
+
+def _scan_tcp(inodes: set[str]) -> tuple[set[str], set[str]]:
+    """(non-loopback remotes, inodes settled: listening or with a remote) of ``inodes`` in the TCP tables."""
+    out, settled = set(), set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         try:
             lines = open(table).read().splitlines()[1:]
@@ -157,13 +186,18 @@ def foreign_tcp_peers() -> set[str]:
             continue
         for line in lines:
             parts = line.split()
-            if len(parts) < 10 or parts[9] not in inodes or parts[3] == "0A":  # 0A = LISTEN
+            if len(parts) < 10 or parts[9] not in inodes:
+                continue
+            if parts[3] == "0A":  # LISTEN
+                settled.add(parts[9])
                 continue
             remote = _hex_addr(parts[2])
             host = remote.rsplit(":", 1)[0].strip("[]")
+            if host not in ("0.0.0.0", "::"):
+                settled.add(parts[9])
             if not (host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1", "0.0.0.0", "::")):
                 out.add(remote)
-    return out
+    return out, settled
 
 
 # -- recorder -----------------------------------------------------------------------------------
