@@ -53,7 +53,7 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "::ffff:127.0.0.1"})
 #: records kept per window (the first ones); 20 bytes each
 MAX_RECORDS = 500_000
 #: the socket watcher: poll period, scans given to a new socket to show a remote, full scan period (polls)
-WATCH_POLL_S, WATCH_PENDING_POLLS, WATCH_FULL_EVERY = 0.1, 20, 20
+WATCH_POLL_S, WATCH_PENDING_POLLS, WATCH_FULL_EVERY = 0.1, 10, 20
 #: how long a freeze waits for every book to reach the venue's seq (a peer may drain a backlog)
 SETTLE_TIMEOUT_S = 30.0
 #: how long reading a peer's books may take (on its own loop, possibly behind a backlog)
@@ -125,20 +125,20 @@ class LoopbackGuard:
         a full scan runs every WATCH_FULL_EVERY polls anyway.
         """
         pending: dict[str, int] = {}
-        settled: set[str] = set()
+        known: set[str] = set()  # settled, or given up on (left to the full scans)
         polls = 0
         while not self._stop.wait(WATCH_POLL_S):
             polls += 1
             inodes = _socket_inodes()
-            for inode in inodes - settled - pending.keys():
+            for inode in inodes - known - pending.keys():
                 pending[inode] = WATCH_PENDING_POLLS
-            settled &= inodes
+            known &= inodes
             if not pending and polls % WATCH_FULL_EVERY:
                 continue
             foreign, seen = _scan_tcp(inodes)
             self.foreign.update(foreign)
-            settled |= seen
-            pending = {i: left - 1 for i, left in pending.items() if i in inodes and i not in seen and left > 1}
+            known |= seen | {i for i, left in pending.items() if left <= 1}
+            pending = {i: left - 1 for i, left in pending.items() if i in inodes and i not in known}
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
