@@ -46,11 +46,13 @@ BENCH_DIR = Path(__file__).resolve().parents[1]
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+from common import weighted_percentile
+
 #: see the module docstring: the whole simulated book, at weight 5
 SNAPSHOT_LIMIT = 100
 SNAPSHOT_PER_S = 1000.0
 ASK_TIMEOUT_S = 10.0
-#: listener lag samples kept (the first ones of the run; 8 bytes each)
+#: listener lag samples kept (the first ones of the window; 8 bytes each)
 LAG_SAMPLES = 200_000
 POLL_S = float(os.environ.get("DEPTHKEEPER_BENCH_POLL_S", "0.02"))
 
@@ -90,6 +92,7 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         self.lag = array.array("d")
         self.listener_id = 0
         self.stopping = threading.Event()
+        self.window_samples: list[tuple[float, int]] = []
         live, syncing = BookStatus.LIVE, (BookStatus.SYNCING, BookStatus.RESYNCING)
         applied, snapshot, lag = recorder.applied, recorder.snapshot, self.lag
 
@@ -98,7 +101,7 @@ class DepthkeeperAdapter(harness.PeerAdapter):
                 view = event.view
                 if view.status is live:
                     applied(view.code, view.seq, None)
-                    if len(lag) < LAG_SAMPLES and view.updated_at:
+                    if recorder.measuring and len(lag) < LAG_SAMPLES and view.updated_at:
                         lag.append(time.time() - view.updated_at)
             elif type(event) is BookStatusChanged and event.new is live and event.old in syncing:
                 snapshot(event.code, event.seq)
@@ -108,10 +111,26 @@ class DepthkeeperAdapter(harness.PeerAdapter):
     def start(self, codes: list[str]) -> None:
         self.codes = list(codes)
         self.svc = self.service_class.start(config(self.args.ws_url, self.args.rest_url, codes), ask_timeout_s=ASK_TIMEOUT_S)
+        threading.Thread(target=self._window_latency, name="bench-window", daemon=True).start()
         if self.args.variant == "poll":
             threading.Thread(target=self._poll, name="bench-poll", daemon=True).start()
         else:
             self.listener_id = self.svc.add_listener(self.on_event)
+
+    def _window_latency(self) -> None:
+        """depthkeeper's own send -> applied latency (``svc.latency_samples``, in the BookActor,
+        before any listener) over the harness's window: beside the hook's figure it shows what
+        the listener's thread hop adds."""
+        recorder = self.recorder
+        while not recorder.measuring:
+            if self.stopping.wait(0.005):
+                return
+        marks, _ = self.svc.latency_samples()
+        while recorder.measuring:
+            if self.stopping.wait(0.005):
+                return
+        _, samples = self.svc.latency_samples(since=marks)
+        self.window_samples = sorted(pair for book in samples.values() for pair in book)
 
     def _poll(self) -> None:
         """Diagnostic variant (``--variant poll``): no listener, ``book_stats()`` every POLL_S -- what
@@ -147,6 +166,9 @@ class DepthkeeperAdapter(harness.PeerAdapter):
             "reconnects": stats.connection.reconnects, "frames": stats.connection.frames,
             "listener": dict(stats.listeners.get(self.listener_id, {})),
             "listener_lag_p50_s": pick(0.5), "listener_lag_p99_s": pick(0.99),
+            "apply_latency_p50_s": weighted_percentile(self.window_samples, 0.5),
+            "apply_latency_p99_s": weighted_percentile(self.window_samples, 0.99),
+            "apply_latency_diffs": sum(n for _, n in self.window_samples),
             "log_counts": dict(self.log_counts), "snapshot_limit": SNAPSHOT_LIMIT,
             "snapshot_max_per_second": SNAPSHOT_PER_S, "hook": self.args.variant or "listener",
             "events_are": "listener deliveries (conflated)" if self.args.variant != "poll" else "polls",
