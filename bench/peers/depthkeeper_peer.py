@@ -23,7 +23,12 @@ which is exact, and the latency join pairs the delivery time with that last even
 events merged into it are not sampled). At 100 ms windows (the 10k and 1000x20k feeds: one event per
 symbol per 100 ms) a merge is rare; at ``max`` it is the norm. The recorded time is the delivery to
 the listener, i.e. what a host's callback sees (after the dispatcher's thread hop), not the apply
-inside the BookActor; ``listener_lag_*`` in the facts is delivery minus ``view.updated_at`` (apply).
+inside the BookActor; ``listener_lag_*`` in the facts is delivery minus ``view.updated_at`` (apply),
+and ``apply_latency_*`` is depthkeeper's own send -> applied figure over the same window
+(``svc.latency_samples``, per batch from its oldest diff): the two split the joined latency into
+the tree's part and the hook's. ``--variant poll`` (diagnostic, not in the catalog): no listener,
+``book_stats()`` every ``DEPTHKEEPER_BENCH_POLL_S`` s, to weigh what the listener costs (its
+latency is the poll's: not comparable).
 
 Snapshots: a ``BookStatusChanged`` into LIVE from SYNCING / RESYNCING (a sync = one REST snapshot)
 calls ``recorder.snapshot``; views that are not LIVE are not recorded (their contents are not the
