@@ -14,7 +14,7 @@ only errors printed (the bench owns the sinks, the library configures none).
 start wait ~9 minutes for weight. The other peers fetch ``limit=1000`` (the runner's lenient mode
 lets them); at start only, outside the measured window.
 
-Observed per update: ``svc.add_listener(callable)``, depthkeeper's public per-update hook. It is
+Observed per update: ``svc.add_listener(callable, depth=10)``, depthkeeper's public per-update hook. It is
 *conflated* per symbol (actors/listeners.py): a BookActor marks its code dirty, the listener's
 dispatcher thread reads the newest consistent view and delivers it. When several events are applied
 before the dispatcher gets to a code, one view arrives with the last ``u`` (``view.seq``): the
@@ -56,6 +56,10 @@ from common import weighted_percentile
 #: see the module docstring: the whole simulated book, at weight 5
 SNAPSHOT_LIMIT = 100
 SNAPSHOT_PER_S = 1000.0
+#: levels a side in each view the listener gets: a trading bot's top of book (``add_listener(depth=)``);
+#: the whole book would add a copy and sort of every level to each delivery, which no peer's hook pays
+#: (theirs hand over a reference to the live book)
+LISTEN_DEPTH = 10
 ASK_TIMEOUT_S = 10.0
 #: listener lag samples kept (the first ones of the window; 8 bytes each)
 LAG_SAMPLES = 200_000
@@ -120,7 +124,7 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         if self.args.variant == "poll":
             threading.Thread(target=self._poll, name="bench-poll", daemon=True).start()
         else:
-            self.listener_id = self.svc.add_listener(self.on_event)
+            self.listener_id = self.svc.add_listener(self.on_event, depth=LISTEN_DEPTH)
 
     def _window_latency(self) -> None:
         """depthkeeper's own send -> applied latency (``svc.latency_samples``, in the BookActor,
