@@ -55,7 +55,9 @@ class _Listener:
         #: views at most this often (a listener that samples, like the archive, needs no more)
         self.min_interval_s = 0.0
         self.next_views_at = 0.0
-        self.read_view: Callable[[str], BookView | None] | None = None
+        self.read_view: Callable[[str, int | None], BookView | None] | None = None
+        #: levels a side in each delivered view (None: the whole book)
+        self.depth: int | None = None
         self.dropped = 0
         self.errors = 0
         self.thread = threading.Thread(target=self._run, name=f"depthkeeper-listener-{self.id}", daemon=True)
@@ -110,7 +112,7 @@ class _Listener:
             for event in batch:
                 self._deliver(event)
             for code in dirty:
-                view = self.read_view(code) if self.read_view is not None else None
+                view = self.read_view(code, self.depth) if self.read_view is not None else None
                 if view is None:
                     self.unavailable += 1  # unsubscribed meanwhile, or restarting
                 else:
@@ -151,13 +153,19 @@ class ListenerHub:
         """True when anyone listens (BookActors skip building views otherwise)."""
         return bool(self._listeners)
 
-    def add(self, target: ListenerTarget, codes: Iterable[str] | None = None, *, min_interval_s: float = 0.0) -> int:
+    def add(self, target: ListenerTarget, codes: Iterable[str] | None = None, *, min_interval_s: float = 0.0,
+            depth: int | None = None) -> int:
         """Register a listener; ``min_interval_s`` > 0 delivers each code's newest view at most
-        that often (status changes still immediately), so a sampling listener costs no more."""
+        that often (status changes still immediately), so a sampling listener costs no more;
+        ``depth`` limits each delivered view to that many levels a side (a bot that trades the top
+        of the book need not pay for copying and sorting the whole book on every update)."""
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth must be >= 1 or None, not {depth!r}")
         listener = _Listener(target, frozenset(codes) if codes is not None else None,
                              self._max_status_events, self._reply_timeout_s)
         listener.read_view = self._read_view
         listener.min_interval_s = min_interval_s
+        listener.depth = depth
         listener.thread.start()
         with self._lock:
             self._listeners = (*self._listeners, listener)
@@ -172,9 +180,9 @@ class ListenerHub:
             listener.close()
         return bool(gone)
 
-    def _read_view(self, code: str) -> BookView | None:
+    def _read_view(self, code: str, depth: int | None) -> BookView | None:
         port = self._ports.get(code) if self._ports is not None else None
-        return port.read(None) if port is not None else None
+        return port.read(depth) if port is not None else None
 
     def mark_updated(self, code: str) -> None:
         """A BookActor changed ``code``: each interested listener will read the newest view."""

@@ -11,7 +11,9 @@ against a local venue (../shared/notes/binance-and-peers.md, sections 3 and 5):
 - the others run on the image's default 3.11.
 
 None of these is a dependency of depthkeeper: each lives in its own virtualenv in a cache directory
-outside the repository, created by ``python bench/peers_setup.py``.
+outside the repository, created by ``python bench/peers_setup.py``. The rows marked ``in_repo_env``
+(depthkeeper itself and the naive loop, which needs only websocket-client and orjson, both
+dependencies of depthkeeper) run with the repository's interpreter; their version is what it has.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 
 #: Where the peer virtualenvs live (outside the repo; ``DEPTHKEEPER_BENCH_CACHE`` overrides it).
@@ -55,6 +59,9 @@ class PeerSpec:
     #: it reads a flood into an unbounded queue (no TCP backpressure): "max" is then probed with the
     #: feeder paced at these events/s (descending); the first it keeps up with is its sustained max
     sweep_max: tuple[int, ...] = ()
+    #: it fetches REST snapshots; one that never does (the naive loop) would hold the feeder in its
+    #: paced warm-up forever (it floods once every symbol was snapshotted): the feeder floods at once
+    snapshots: bool = True
 
     @property
     def python_minor(self) -> str:
@@ -73,7 +80,23 @@ class PeerSpec:
         return PYENV_ROOT / self.python / "bin" / "python3"
 
 
+def installed(dist: str) -> str:
+    """The version this interpreter has (the in-repo rows), "unknown" when it has none."""
+    try:
+        return _dist_version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+_PY = ".".join(map(str, sys.version_info[:3]))
+
 PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
+    PeerSpec(
+        name="depthkeeper", dist="depthkeeper", version=installed("depthkeeper"), python=_PY,
+        requirements=(), check="from depthkeeper.supervisor.service.facade import BookService",
+        harness="depthkeeper_peer", in_repo_env=True,
+        note="this repository: BookService, per-update hook = add_listener (conflated); venue limits kept",
+    ),
     PeerSpec(
         name="cryptofeed", dist="cryptofeed", version="3.0.1", python="3.13.0",
         requirements=("cryptofeed==3.0.1",),
@@ -121,5 +144,16 @@ PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
         harness="python_binance_peer",
         max_symbols=50,
         note="one socket per symbol, snapshot before the socket (a 'naive library' row)",
+    ),
+    PeerSpec(
+        name="naive", dist="websocket-client", version=installed("websocket-client"), python=_PY,
+        requirements=(), check="import websocket", harness="naive_peer", in_repo_env=True, snapshots=False,
+        note="the seed article's loop (stdlib json): throughput bar, NOT correct (no snapshot, a gap is accepted)",
+    ),
+    PeerSpec(
+        name="naive+orjson", dist="websocket-client", version=installed("websocket-client"), python=_PY,
+        requirements=(), check="import websocket, orjson", harness="naive_peer", harness_args=("--variant", "orjson"),
+        in_repo_env=True, snapshots=False,
+        note="the article's loop with orjson + skip_utf8_validation: throughput bar, NOT correct",
     ),
 )}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import peers_targets
 from peers_catalog import PEERS
 
 #: a row is marked ``*`` when other processes used more than this share of a core in its window
@@ -66,12 +67,18 @@ def _ceilings(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _in_catalog_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """depthkeeper first, then the catalog's order; a peer's rows keep their order."""
+    order = list(PEERS)
+    return sorted(rows, key=lambda r: order.index(r["peer"]) if r["peer"] in order else len(order))
+
+
 def _perf_rows(result: dict[str, Any]) -> list[str]:
     header = (f"{'peer':<16} {'version':<22} {'py':<5} {'feed':<9} {'sym':>4} {'events/s':>9} {'diffs/s':>10} "
               f"{'offered':>10} {'p50 ms':>7} {'p99 ms':>8} {'stamp p99':>9} {'CPU%':>5} {'us/diff':>7} "
               f"{'us/event':>8} {'RSS MB':>7} {'KB/sym':>7} {'exact':>6} {'other%':>6}  notes")
     rows = [header, "-" * len(header)]
-    for r in result.get("runs", []):
+    for r in _in_catalog_order(result.get("runs", [])):
         spec = PEERS.get(r["peer"])
         py = ".".join(str(r.get("python", spec.python if spec else "")).split(".")[:2])
         if "error" in r:
@@ -93,6 +100,8 @@ def _perf_rows(result: dict[str, Any]) -> list[str]:
             notes.append("paced probe: " + ("keeps up" if r["keeps_up"] else "falls behind"))
         if r.get("remeasured_at"):
             notes.append(f"re-measured {r['remeasured_at']}")
+        if (r.get("facts") or {}).get("events_are"):
+            notes.append(f"events = {r['facts']['events_are']}")
         if r.get("latency_unmatched"):
             notes.append(f"{r['latency_unmatched']} unjoined")
         rows.append(
@@ -128,7 +137,7 @@ def _fault_rows(result: dict[str, Any]) -> list[str]:
     rows = ["", f"Correctness: {meta.get('faults', {}).get('symbols', '?')} symbols, 100 ms windows; one dropped event of "
                 f"the first symbol, then a venue restart; each book compared with the venue's truth after a freeze, "
                 f"early and after {meta.get('recover_s', '?')} s.", header, "-" * len(header)]
-    for r in faults:
+    for r in _in_catalog_order(faults):
         if "error" in r:
             rows.append(f"{r['peer']:<16} ERROR {r['error'].splitlines()[-1][:150]}")
             continue
@@ -147,5 +156,8 @@ def render(result: dict[str, Any]) -> str:
              "(symbol, u); 'stamp p99' from the event's x field where the peer exposes it.", ""]
     lines += _ceilings(result)
     lines += ["", *_perf_rows(result), *_fault_rows(result), ""]
+    targets = result.get("targets")
+    targets = peers_targets.compute(result) if targets is None else targets
+    lines += [*peers_targets.render(targets), ""] if targets else []
     lines.append("Peers: " + "; ".join(f"{n} {s.version} py{s.python_minor}: {s.note}" for n, s in PEERS.items()))
     return "\n".join(lines)

@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in names:
             spec = PEERS[name]
-            print(f"{name:<16} {' '.join(spec.requirements):<75} py{spec.python}  {spec.venv_dir}")
+            where = f"{spec.venv_python} (this interpreter)" if spec.in_repo_env else spec.venv_dir
+            print(f"{name:<16} {' '.join(spec.requirements):<75} py{spec.python}  {where}")
         return 0
     print(f"peer virtualenvs under {CACHE_DIR}", file=sys.stderr)
     results = []

@@ -25,8 +25,10 @@ REPLY_TIMEOUT_S = 5.0
 
 
 class _Listener:
-    def __init__(self, target: Any, codes: frozenset[str] | None, read_view: Callable[[str], BookView | None]) -> None:
+    def __init__(self, target: Any, codes: frozenset[str] | None,
+                 read_view: Callable[[str, int | None], BookView | None], depth: int | None = None) -> None:
         self.id = next(_ids)
+        self.depth = depth
         self.target = target
         self.codes = codes
         self.read_view = read_view
@@ -66,7 +68,7 @@ class _Listener:
             for event in statuses:
                 self._deliver(event)
             for code in dirty:
-                view = self.read_view(code)
+                view = self.read_view(code, self.depth)
                 if view is not None:
                     self._deliver(BookUpdated(view))
 
@@ -90,13 +92,15 @@ class _Listener:
 
 
 class Fanout:
-    def __init__(self, read_view: Callable[[str], BookView | None]) -> None:
+    def __init__(self, read_view: Callable[[str, int | None], BookView | None]) -> None:
         self._read_view = read_view
         self._lock = threading.Lock()
         self._listeners: tuple[_Listener, ...] = ()
 
-    def add(self, target: Any, codes: Iterable[str] | None = None) -> int:
-        listener = _Listener(target, frozenset(codes) if codes is not None else None, self._read_view)
+    def add(self, target: Any, codes: Iterable[str] | None = None, depth: int | None = None) -> int:
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth must be >= 1 or None, not {depth!r}")
+        listener = _Listener(target, frozenset(codes) if codes is not None else None, self._read_view, depth)
         listener.thread.start()
         with self._lock:
             self._listeners = (*self._listeners, listener)

@@ -77,7 +77,7 @@ class RemoteBooks(StreamReading):
         self.counters: Counter[str] = Counter()
         self.rebootstrap_reasons: Counter[str] = Counter()
         self.latencies: deque[tuple[float, float]] | None = deque(maxlen=200_000) if record_latency else None
-        self.fanout = Fanout(self._view_or_none)
+        self.fanout = Fanout(self._view)
         self._log = logger.bind(actor="remote-books")
         self._closed = threading.Event()
         self._next_poll = 0.0
@@ -153,9 +153,10 @@ class RemoteBooks(StreamReading):
             raise BookUnavailable(f"{code} was just unsubscribed")
         return view
 
-    def add_listener(self, target: Any, codes: Iterable[str] | None = None) -> int:
-        """Deliver BookUpdated / BookStatusChanged (conflated views, ordered statuses)."""
-        return self.fanout.add(target, codes)
+    def add_listener(self, target: Any, codes: Iterable[str] | None = None, *, depth: int | None = None) -> int:
+        """Deliver BookUpdated / BookStatusChanged (conflated views, ordered statuses); ``depth``
+        cuts each view to that many levels a side, as in BookService.add_listener."""
+        return self.fanout.add(target, codes, depth)
 
     def remove_listener(self, listener_id: int) -> bool:
         return self.fanout.remove(listener_id)
@@ -234,9 +235,6 @@ class RemoteBooks(StreamReading):
         if depth is not None:
             sorted_bids, sorted_asks = sorted_bids[:depth], sorted_asks[:depth]
         return make_view(code, name, seq, sorted_bids, sorted_asks, updated_at, complete, reason)
-
-    def _view_or_none(self, code: str) -> BookView | None:
-        return self._view(code, None)
 
     def _report(self, codes: Iterable[str]) -> None:
         """Tell listeners about effective status changes (call with the lock held)."""

@@ -25,10 +25,8 @@ What is measured, and from where:
 - **scenario ``faults``**: exact at baseline, after ``POST /_control/faults/drop?n=1&code=<first>``
   (a gap), after ``POST /_control/faults/restart`` (every socket closed with 1012, ids from 1).
 
-Network: only 127.0.0.1. The guard refuses any other address in Python's socket layer
-(getaddrinfo/connect), proxies are switched off, and a watcher lists this process's TCP sockets
-every 100 ms (which also sees sockets opened by native code, e.g. nautilus' Rust clients): any
-non-loopback peer address is reported and fails the run.
+Network: only 127.0.0.1 (loopback_guard.py); any non-loopback peer address fails the run. Helpers
+beside this module: proc_meter.py (CPU, RSS), venue_checks.py (control API, exactness checks).
 """
 
 from __future__ import annotations
@@ -39,131 +37,28 @@ import faulthandler
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 import traceback
-import urllib.request
 from collections.abc import Callable
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "::ffff:127.0.0.1"})
+# the harness runs as a script from bench/peers (sys.path[0]); its helpers live beside it
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loopback_guard import LoopbackGuard
+from proc_meter import Meter, rss_bytes, thread_count
+from venue_checks import Book, Control, check_exact
+
 #: records kept per window (the first ones); 20 bytes each
 MAX_RECORDS = 500_000
-#: how long a freeze waits for every book to reach the venue's seq (a peer may drain a backlog)
-SETTLE_TIMEOUT_S = 30.0
 #: how long reading a peer's books may take (on its own loop, possibly behind a backlog)
 DUMP_TIMEOUT_S = 60.0
-#: a book whose id has not moved for this long after a freeze is taken as settled
-SETTLE_IDLE_S = 2.0
 #: faults: first exactness check this long after the gap / the restart (then again at --recover)
 GAP_EARLY_S = 1.0
 RESTART_EARLY_S = 3.0
-
-Level = tuple[Any, Any]
-Book = tuple[int, list[Level], list[Level]]  # (u, bids best first, asks best first)
-
-
-# -- network guard ------------------------------------------------------------------------------
-
-class LoopbackGuard:
-    """Refuse non-loopback addresses in Python's socket layer; watch the process's TCP sockets."""
-
-    def __init__(self) -> None:
-        self.blocked: list[str] = []
-        self.foreign: set[str] = set()
-        self.hosts_resolved: set[str] = set()
-        self._stop = threading.Event()
-
-    def install(self) -> None:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                     "WS_PROXY", "WSS_PROXY", "ws_proxy", "wss_proxy"):
-            os.environ.pop(name, None)
-        os.environ["NO_PROXY"] = os.environ["no_proxy"] = "*"
-        real_getaddrinfo, real_connect, real_connect_ex = socket.getaddrinfo, socket.socket.connect, \
-            socket.socket.connect_ex
-        guard = self
-
-        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-            text = host.decode() if isinstance(host, bytes) else str(host)
-            guard.hosts_resolved.add(text)
-            if host is not None and text not in LOOPBACK:
-                guard.blocked.append(f"resolve {text}")
-                raise socket.gaierror(socket.EAI_NONAME, f"bench guard: {text} is not loopback")
-            return real_getaddrinfo(host, *args, **kwargs)
-
-        def check(sock: socket.socket, address: Any) -> None:
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and str(address[0]) not in LOOPBACK:
-                guard.blocked.append(f"connect {address[0]}")
-                raise ConnectionRefusedError(f"bench guard: {address[0]} is not loopback")
-
-        def connect(sock: socket.socket, address: Any) -> Any:
-            check(sock, address)
-            return real_connect(sock, address)
-
-        def connect_ex(sock: socket.socket, address: Any) -> Any:
-            check(sock, address)
-            return real_connect_ex(sock, address)
-
-        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
-        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
-        threading.Thread(target=self._watch, name="bench-net-watch", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.1):
-            self.foreign.update(foreign_tcp_peers())
-
-    def stop(self) -> dict[str, Any]:
-        self._stop.set()
-        self.foreign.update(foreign_tcp_peers())
-        return {"blocked": sorted(set(self.blocked)), "non_loopback_sockets": sorted(self.foreign),
-                "hosts_resolved": sorted(self.hosts_resolved)}
-
-
-def _socket_inodes() -> set[str]:
-    inodes = set()
-    try:
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        pass
-    return inodes
-
-
-def _hex_addr(text: str) -> str:
-    host, port = text.split(":")
-    raw = bytes.fromhex(host)
-    if len(raw) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, raw[::-1])}:{int(port, 16)}"
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-    return f"[{socket.inet_ntop(socket.AF_INET6, words)}]:{int(port, 16)}"
-
-
-def foreign_tcp_peers() -> set[str]:
-    """Remote addresses of this process's TCP sockets that are not loopback (connected or connecting)."""
-    inodes, out = _socket_inodes(), set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 10 or parts[9] not in inodes or parts[3] == "0A":  # 0A = LISTEN
-                continue
-            remote = _hex_addr(parts[2])
-            host = remote.rsplit(":", 1)[0].strip("[]")
-            if not (host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1", "0.0.0.0", "::")):
-                out.add(remote)
-    return out
 
 
 # -- recorder -----------------------------------------------------------------------------------
@@ -215,79 +110,6 @@ class Recorder:
         return len(self.rec_u)
 
 
-# -- process meter (/proc) -----------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _proc_cpu_s(pid: int | str = "self") -> float:
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
-
-
-def _system_busy_s() -> float:
-    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / _TICK
-
-
-def rss_bytes() -> int:
-    return int(open("/proc/self/statm").read().split()[1]) * _PAGE
-
-
-def thread_count() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
-
-
-class Meter:
-    def __init__(self, sim_pid: int | None) -> None:
-        self.sim_pid = sim_pid
-        self._t0 = self._own0 = self._sim0 = self._sys0 = 0.0
-
-    def start(self) -> None:
-        self._own0, self._sys0 = _proc_cpu_s(), _system_busy_s()
-        self._sim0 = _proc_cpu_s(self.sim_pid) if self.sim_pid else 0.0
-        self._t0 = time.perf_counter()
-
-    def stop(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self._t0
-        own = _proc_cpu_s() - self._own0
-        sim = _proc_cpu_s(self.sim_pid) - self._sim0 if self.sim_pid else 0.0
-        system = _system_busy_s() - self._sys0
-        scale = 100.0 / elapsed if elapsed > 0 else 0.0
-        return {"cpu_percent": own * scale, "sim_cpu_percent": sim * scale,
-                "other_cpu_percent": max(0.0, system - own - sim) * scale}
-
-
-# -- control API --------------------------------------------------------------------------------
-
-class Control:
-    def __init__(self, control_url: str) -> None:
-        if not control_url.startswith("http://127.0.0.1:"):
-            raise ValueError(f"refusing a non-loopback control URL: {control_url}")
-        self.url = control_url
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def get(self, what: str) -> Any:
-        with self._opener.open(f"{self.url}/{what}", timeout=10) as reply:
-            return json.loads(reply.read())
-
-    def post(self, what: str) -> Any:
-        request = urllib.request.Request(f"{self.url}/{what}", data=b"", method="POST")
-        with self._opener.open(request, timeout=10) as reply:
-            return json.loads(reply.read())
-
-    def seqs(self) -> dict[str, int]:
-        return self.get("state")["seqs"]
-
-
 # -- adapter protocol ---------------------------------------------------------------------------
 
 class PeerAdapter:
@@ -309,60 +131,6 @@ class PeerAdapter:
     def facts(self) -> dict[str, Any]:
         """Peer-specific counters and notes for the JSON (resubscribes, errors, configuration)."""
         return {}
-
-
-# -- correctness ---------------------------------------------------------------------------------
-
-def _norm(levels: list[Level], depth: int) -> list[tuple[Decimal, Decimal]]:
-    return [(Decimal(str(p)).normalize(), Decimal(str(q)).normalize()) for p, q in levels[:depth]]
-
-
-def compare_books(books: dict[str, Book], control: Control, codes: list[str], depth: int) -> dict[str, Any]:
-    """Each book vs the venue's truth now (the venue is frozen): exact symbols, caught-up symbols."""
-    exact, caught_up = 0, 0
-    mismatches: list[dict[str, Any]] = []
-    seqs = control.seqs()
-    for code in codes:
-        truth = control.get(f"truth?code={code}")
-        u, bids, asks = books.get(code, (0, [], []))
-        ok = (_norm(bids, depth) == _norm(truth["bids"], depth) and _norm(asks, depth) == _norm(truth["asks"], depth))
-        exact += ok
-        caught_up += u == seqs[code]
-        if not ok and len(mismatches) < 3:
-            mismatches.append({"code": code, "u": u, "venue_seq": seqs[code],
-                               "bids": [list(map(str, lv)) for lv in _norm(bids, 3)],
-                               "truth_bids": truth["bids"][:3]})
-    return {"exact": exact == len(codes), "exact_symbols": exact, "caught_up_symbols": caught_up,
-            "symbols": len(codes), "mismatches": mismatches}
-
-
-def settle(recorder: Recorder, control: Control, codes: list[str]) -> float:
-    """After a freeze: wait until every book id equals the venue's seq, or no book moved for a while."""
-    started = time.perf_counter()
-    seqs = control.seqs()
-    last, moved_at = dict(recorder.last_u), started
-    while time.perf_counter() - started < SETTLE_TIMEOUT_S:
-        now_u = dict(recorder.last_u)
-        if all(now_u.get(code) == seqs[code] for code in codes):
-            break
-        if now_u != last:
-            last, moved_at = now_u, time.perf_counter()
-        elif time.perf_counter() - moved_at > SETTLE_IDLE_S:
-            break
-        time.sleep(0.02)
-    return time.perf_counter() - started
-
-
-def check_exact(adapter: PeerAdapter, recorder: Recorder, control: Control, codes: list[str],
-                depth: int) -> dict[str, Any]:
-    control.post("freeze")
-    try:
-        waited = settle(recorder, control, codes)
-        result = compare_books(adapter.dump_books(depth), control, codes, depth)
-        result["settle_s"] = round(waited, 2)
-        return result
-    finally:
-        control.post("unfreeze")
 
 
 # -- the driver ----------------------------------------------------------------------------------

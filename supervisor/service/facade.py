@@ -210,11 +210,12 @@ class BookService:
         return self._reads.wait_live(codes, timeout)
 
     def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None, *,
-                     min_interval_s: float = 0.0) -> int:
+                     min_interval_s: float = 0.0, depth: int | None = None) -> int:
         """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated).
         ``min_interval_s`` > 0: each code's newest view at most that often (status changes still at
-        once), so a listener that samples, or wants status changes only, costs no more."""
-        return self._rt.hub.add(target, codes, min_interval_s=min_interval_s)
+        once), so a listener that samples, or wants status changes only, costs no more. ``depth``:
+        each view holds at most that many levels a side (``view.complete`` says when it is cut)."""
+        return self._rt.hub.add(target, codes, min_interval_s=min_interval_s, depth=depth)
 
     def remove_listener(self, listener_id: int) -> bool:
         return self._rt.hub.remove(listener_id)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pykka
+import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.listeners import ListenerHub
@@ -93,3 +94,33 @@ def test_sampling_listener_gets_views_at_most_once_per_interval_and_statuses_at_
         assert len(views) <= 2 and time.monotonic() - start < 2.0
     finally:
         hub.close()
+
+
+def test_a_listener_with_depth_gets_the_top_of_the_book_only() -> None:
+    from depthkeeper.actors.core.orderbook import OrderBook
+    from depthkeeper.actors.readport import BookReadPort, ReadPorts
+
+    ports = ReadPorts()
+    book = OrderBook("BTCUSDT")
+    book.status = BookStatus.LIVE
+    for i in range(20):
+        book.bids[100.0 - i] = 1.0 + i
+        book.asks[101.0 + i] = 2.0 + i
+    book.last_seq = 7
+    ports.register(BookReadPort("BTCUSDT", book))
+    hub = ListenerHub(ports=ports)
+    top: list[Any] = []
+    full: list[Any] = []
+    hub.add(top.append, depth=3)
+    hub.add(full.append)
+    try:
+        hub.mark_updated("BTCUSDT")
+        wait_until(lambda: bool(top) and bool(full))
+        cut, whole = top[0].view, full[0].view
+        assert [p for p, _ in cut.bids] == [100.0, 99.0, 98.0] and [p for p, _ in cut.asks] == [101.0, 102.0, 103.0]
+        assert cut.seq == whole.seq == 7 and len(whole.bids) == len(whole.asks) == 20
+        assert cut.bids == whole.bids[:3] and cut.asks == whole.asks[:3]
+    finally:
+        hub.close()
+    with pytest.raises(ValueError, match="depth"):
+        ListenerHub().add(top.append, depth=0)

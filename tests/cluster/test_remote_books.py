@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus
-from depthkeeper.actors.messages import BookView
+from depthkeeper.actors.messages import BookUpdated, BookView
 from depthkeeper.cluster.localredis import LocalRedis
 from depthkeeper.cluster.redis_bus import RedisBus
 from depthkeeper.cluster.remote import RemoteBooks
@@ -47,6 +48,8 @@ def test_bootstrap_mid_stream_then_follow_exactly(bus: RedisBus, redis_server: L
     checker = TruthChecker(lambda code, seq: feeder.published[(code, seq)])
     with RemoteBooks(redis_server.url, name="rb") as books:
         books.add_listener(checker)
+        tops: list[Any] = []
+        books.add_listener(tops.append, ["BTCUSDT"], depth=2)
         view = books.book("BTCUSDT", depth=3)
         assert isinstance(view, BookView) and view.status is BookStatus.LIVE and len(view.bids) <= 3
         assert view.complete_levels[0] >= len(view.bids)
@@ -59,6 +62,9 @@ def test_bootstrap_mid_stream_then_follow_exactly(bus: RedisBus, redis_server: L
         wait_until(lambda: all(exact(books, feeder, c) for c in CODES), 10, "every book exact at the last seq")
         checker.drain()
         assert checker.checked > 20 and checker.violations == []
+        cut = [e.view for e in tops if isinstance(e, BookUpdated)]
+        assert cut and all(len(v.bids) <= 2 and len(v.asks) <= 2 for v in cut)
+        assert any(len(v.bids) == 2 for v in cut)
         assert books.stats()["counters"].get("rebootstraps", 0) == 0
     checker.stop()
 

@@ -131,5 +131,20 @@ def test_bench_is_found_in_the_checkout_and_explains_itself(capsys: pytest.Captu
         main(["bench", "--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert text.startswith("usage: depthkeeper bench") and "(default: 50)" in text
+    assert text.startswith("usage: depthkeeper bench") and "--feeds" in text  # the peers benchmark
+    assert "--article" in text and "--setup" in text
+
+
+def test_bench_article_runs_the_article_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--article", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: depthkeeper bench") and "(default: 50)" in text and "--skip-books" in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_bench_setup_lists_the_peers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--setup", "--list"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("depthkeeper ") and "this interpreter" in text and "ccxt" in text

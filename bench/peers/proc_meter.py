@@ -1,0 +1,54 @@
+"""CPU and RSS from /proc for the bench harnesses (standard library only, any Python >= 3.11)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _proc_cpu_s(pid: int | str = "self") -> float:
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+
+
+def _system_busy_s() -> float:
+    values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / _TICK
+
+
+def rss_bytes() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * _PAGE
+
+
+def thread_count() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Meter:
+    def __init__(self, sim_pid: int | None) -> None:
+        self.sim_pid = sim_pid
+        self._t0 = self._own0 = self._sim0 = self._sys0 = 0.0
+
+    def start(self) -> None:
+        self._own0, self._sys0 = _proc_cpu_s(), _system_busy_s()
+        self._sim0 = _proc_cpu_s(self.sim_pid) if self.sim_pid else 0.0
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self._t0
+        own = _proc_cpu_s() - self._own0
+        sim = _proc_cpu_s(self.sim_pid) - self._sim0 if self.sim_pid else 0.0
+        system = _system_busy_s() - self._sys0
+        scale = 100.0 / elapsed if elapsed > 0 else 0.0
+        return {"cpu_percent": own * scale, "sim_cpu_percent": sim * scale,
+                "other_cpu_percent": max(0.0, system - own - sim) * scale}
