@@ -82,7 +82,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if view is not None and view.seq:
                     delivered[0] += 1
 
-            svc.add_listener(on_event)  # as the peers harness observes updates
+            svc.add_listener(on_event, depth=10)  # as the peers harness observes updates
         try:
             if not svc.wait_live(timeout=90.0):
                 from collections import Counter

@@ -52,8 +52,8 @@ from depthkeeper.actors.routing import Peers, RoutingTable
 from depthkeeper.supervisor.otp.dispatch import Mailbox
 from depthkeeper.supervisor.otp.tell import tell
 
-#: frames decoded per hand-over to the books (see _loop)
-HANDOVER_FRAMES = 128
+#: codes per hand-over to the books (see _loop)
+HANDOVER_CODES = 128
 #: malformed frames logged one by one at the start of a flood ...
 BAD_FRAME_BURST = 5
 #: ... then one summary line (counts per kind) per this many seconds
@@ -130,29 +130,34 @@ class Reader:
             if not messages:
                 bad_log.tick(now)
                 continue
-            # Handed over HANDOVER_FRAMES at a time, not a whole chunk: a 256 KB chunk holds ~1000
-            # events (a burst of every symbol's 100 ms event), and the first must not wait for the
-            # decoding of the last.
-            for start in range(0, len(messages), HANDOVER_FRAMES):
-                diffs: dict[str, list[Any]] = {}
-                pushes: dict[str, DepthPush] = {}
-                rare: list[Any] = []
-                for data in messages[start:start + HANDOVER_FRAMES]:
-                    event = decode(data)
-                    kind = type(event)
-                    if kind is DiffEvent or kind is RangeDiff:  # one-level diffs, or update-id range events
-                        batch = diffs.get(event.code)
-                        if batch is None:
-                            diffs[event.code] = [event]
-                        else:
-                            batch.append(event)
-                    elif kind is DepthPush:
-                        pushes[event.code] = event  # a newer full book supersedes an older one
-                    else:
-                        other(event, rare)
-                self._flush(diffs, pushes, now)
-                if rare:
-                    self._rare(rare, now)
+            # Handed over every HANDOVER_CODES codes, not once per 256 KB chunk: a chunk can hold a
+            # burst of every symbol's 100 ms event (~1000), and the first must not wait for the
+            # decoding of the last; a few busy codes still get one batch each per chunk.
+            diffs: dict[str, list[Any]] = {}
+            pushes: dict[str, DepthPush] = {}
+            rare: list[Any] = []
+            for data in messages:
+                event = decode(data)
+                kind = type(event)
+                if kind is DiffEvent or kind is RangeDiff:  # one-level diffs, or update-id range events
+                    batch = diffs.get(event.code)
+                    if batch is not None:
+                        batch.append(event)
+                        continue
+                    diffs[event.code] = [event]
+                elif kind is DepthPush:
+                    pushes[event.code] = event  # a newer full book supersedes an older one
+                else:
+                    other(event, rare)
+                    continue
+                if len(diffs) + len(pushes) >= HANDOVER_CODES:
+                    self._flush(diffs, pushes, now)
+                    if rare:
+                        self._rare(rare, now)
+                    diffs, pushes, rare = {}, {}, []
+            self._flush(diffs, pushes, now)
+            if rare:
+                self._rare(rare, now)
             counters.frames += len(messages)
             bad_log.tick(now)
 
