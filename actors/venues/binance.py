@@ -89,6 +89,8 @@ ACK_ERROR = 3
 
 _loads = orjson.loads
 _dumps = orjson.dumps
+#: levels in an event from which _bulk_levels is cheaper than a float() per value (measured)
+BULK_FROM_LEVELS = 10
 #: what the quote-stripped levels of plain decimals consist of (see _bulk_levels)
 _DECIMAL_TEXT = b"0123456789.[],"
 _ZERO_PRICE = re.compile(rb"\[0\.0*,")
@@ -163,7 +165,8 @@ def _event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
     asks = data.get("a")
     if (type(code) is str and type(first) is int and type(last) is int and 0 < first <= last
             and type(bids) is list and type(asks) is list):
-        levels = _bulk_levels(bids, asks)
+        # the bulk parse costs ~2 us more per event and ~40% less per level: worth it from ~10 levels
+        levels = _bulk_levels(bids, asks) if len(bids) + len(asks) >= BULK_FROM_LEVELS else None
         if levels is not None:
             bid_levels, ask_levels = levels
         else:
