@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable
+from operator import itemgetter, neg
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from depthkeeper.actors.core.orderbook import BookStatus, top_of_sorted
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.core.promise import shown_status
 from depthkeeper.actors.core.samples import Latencies, percentile
 from depthkeeper.actors.core.sync import SyncCounters
@@ -100,31 +102,49 @@ class BookReadPort:
 
     def read(self, depth: int | None) -> BookView | None:
         """A consistent view, or None if the book kept changing under us."""
-        copied = self.consistent(self._copy)
+        copied = self.consistent(lambda: self._copy(depth))
         return None if copied is None else self._view(copied, depth)
 
     def owner_view(self, depth: int | None) -> BookView:
         """The view from the book's own actor (the writer: nothing can change under it)."""
-        return self._view(self._copy(), depth)
+        return self._view(self._copy(depth), depth)
 
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
-        top_bids, top_asks, complete = top_of_sorted(bids, asks, horizons, depth)
+        bid_h, ask_h = horizons
+        # levels known complete: all of a side, or those at or better than its horizon
+        if depth is None:  # (price, size) pairs
+            nb = len(bids) if bid_h is None else bisect_right(bids, -bid_h, key=_neg_price)
+            na = len(asks) if ask_h is None else bisect_right(asks, ask_h, key=_price)
+            top_bids, top_asks, complete = tuple(bids[:nb]), tuple(asks[:na]), (nb, na)
+        else:  # (all prices, the sizes of the first ``depth``)
+            (bid_prices, bid_sizes), (ask_prices, ask_sizes) = bids, asks
+            nb = len(bid_prices) if bid_h is None else bisect_right(bid_prices, -bid_h, key=neg)
+            na = len(ask_prices) if ask_h is None else bisect_right(ask_prices, ask_h)
+            complete = (nb, na)
+            nb, na = min(nb, depth), min(na, depth)
+            top_bids = tuple(zip(bid_prices[:nb], bid_sizes[:nb]))
+            top_asks = tuple(zip(ask_prices[:na], ask_sizes[:na]))
         status, reason = shown_status(status, reason, epoch, self.socket)
         return BookView(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason, event_time)
 
-    def _copy(self) -> tuple[Any, ...]:
-        # Each side sorted here, not copied and sorted later: ``sorted`` of a float-keyed dict's
-        # items runs entirely in C, so under the GIL it is as atomic as ``dict.copy`` (and the seqlock
-        # still validates it), and one pass replaces two. A side the owner has sorted since its last
-        # write (its cache) is taken as it is.
+    def _copy(self, depth: int | None) -> tuple[Any, ...]:
+        # Sorted here rather than copied and sorted outside: each call below runs entirely in C, so
+        # under the GIL it is as atomic as a dict copy (and the seqlock still validates it). A whole
+        # side sorts as (price, size) pairs; for a view of the top ``depth`` only the prices sort (as
+        # floats: list.sort's float fast path, several times quicker than pairs) and only the sizes
+        # shown are looked up, so a deep book read at depth 10 costs little more than a shallow one.
         book = self.book
-        bids, asks = book.sorted_cache()
-        return (bids if bids is not None else sorted(book.bids.items(), reverse=True),
-                asks if asks is not None else sorted(book.asks.items()),
-                book.status, book.reason, book.last_seq, book.horizons(), self.updated_at, self.epoch,
+        if depth is None:
+            bids: Any = sorted(book.bids.items(), reverse=True)
+            asks: Any = sorted(book.asks.items())
+        else:
+            bid_prices = sorted(book.bids, reverse=True)
+            ask_prices = sorted(book.asks)
+            bids = (bid_prices, _sizes(book.bids, bid_prices[:depth]))
+            asks = (ask_prices, _sizes(book.asks, ask_prices[:depth]))
+        return (bids, asks, book.status, book.reason, book.last_seq, book.horizons(), self.updated_at, self.epoch,
                 book.event_time)
-
 
     def stats(self) -> BookStats | None:
         """A consistent BookStats, or None if the book kept changing under us."""
@@ -204,3 +224,18 @@ class ReadPorts:
 
     def get(self, code: str) -> BookReadPort | None:
         return self._ports.get(code)
+
+
+def _price(level: tuple[float, float]) -> float:
+    return level[0]
+
+
+def _neg_price(level: tuple[float, float]) -> float:
+    return -level[0]
+
+
+def _sizes(levels: dict[float, float], prices: list[float]) -> tuple[float, ...]:
+    """The sizes of ``prices`` in one C call (``itemgetter``), as a tuple in their order."""
+    if len(prices) > 1:
+        return itemgetter(*prices)(levels)  # type: ignore[no-any-return]
+    return (levels[prices[0]],) if prices else ()

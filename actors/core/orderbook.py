@@ -14,7 +14,7 @@ levels per side are known complete, and a view never claims more.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from depthkeeper.actors.core.wire import Levels
 
@@ -214,11 +214,6 @@ class OrderBook:
             cached = self._sorted_asks = tuple(sorted(self.asks.items()))
         return cached
 
-    def sorted_cache(self) -> tuple[Levels | None, Levels | None]:
-        """The sorted sides if nothing was written since they were sorted (None: not known).
-        Only read here: a reader in another thread never fills the cache (it could be stale)."""
-        return self._sorted_bids, self._sorted_asks
-
     def top(self, depth: int | None = None) -> tuple[Levels, Levels]:
         """Best-first (bids, asks), cut to ``depth`` and to the levels known complete."""
         bids, asks = self.sorted_bids(), self.sorted_asks()
@@ -248,21 +243,8 @@ class OrderBook:
         return max(self.bids) >= min(self.asks)
 
 
-def _complete(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]],
-              horizons: tuple[float | None, float | None]) -> tuple[int, int]:
+def _complete(bids: Levels, asks: Levels, horizons: tuple[float | None, float | None]) -> tuple[int, int]:
     bid_h, ask_h = horizons
     nb = len(bids) if bid_h is None else sum(1 for p, _ in bids if p >= bid_h)
     na = len(asks) if ask_h is None else sum(1 for p, _ in asks if p <= ask_h)
     return nb, na
-
-
-def top_of_sorted(sorted_bids: Sequence[tuple[float, float]], sorted_asks: Sequence[tuple[float, float]],
-                  horizons: tuple[float | None, float | None],
-                  depth: int | None) -> tuple[Levels, Levels, tuple[int, int]]:
-    """Best-first sides of a copied book, cut to ``depth`` and the known-complete levels."""
-    nb, na = _complete(sorted_bids, sorted_asks, horizons)
-    complete = (nb, na)
-    if depth is not None:
-        nb, na = min(nb, depth), min(na, depth)
-    return tuple(sorted_bids[:nb]), tuple(sorted_asks[:na]), complete
-

@@ -111,3 +111,20 @@ def test_stats_come_through_the_port_while_the_books_queue_is_stuck() -> None:
     port.gen = 1  # mid-message forever: the read gives up and asks, which must answer in time
     with pytest.raises(AssertionError, match="asked"):
         Reads(runtime, 1.0, lambda: None).book_stats()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("depth", [None, 1, 3, 10, 40, 1000])
+def test_a_view_at_any_depth_is_the_books_own_top_with_its_horizons(depth: int | None) -> None:
+    """Trimmed sides (a horizon each), levels beyond them written again: every view, whole or cut,
+    shows exactly the book's own top and known-complete counts."""
+    book = OrderBook("X", max_levels=8)
+    book.replace([(100.0 - i, 1.0 + i) for i in range(30)], [(101.0 + i, 2.0 + i) for i in range(30)], seq=1)
+    for i in range(20):
+        book.apply(True, 60.0 - i, 0.5)  # beyond the bid horizon
+        book.apply(False, 150.0 + i, 0.5)
+    assert book.horizons() != (None, None)
+    port = BookReadPort("X", book)
+    for view in (port.read(depth), port.owner_view(depth)):
+        assert view is not None
+        assert (view.bids, view.asks) == book.top(depth)
+        assert view.complete_levels == book.complete_levels()
