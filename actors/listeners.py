@@ -48,6 +48,8 @@ class _Listener:
         self.max_status_events = max_status_events
         self.reply_timeout_s = reply_timeout_s
         self.cond = threading.Condition()
+        #: the dispatcher sleeps in ``cond.wait`` (guarded by ``cond``): only then does a mark notify
+        self.waiting = False
         self.closed = False
         self.delivered = 0
         self.conflated = 0
@@ -78,12 +80,16 @@ class _Listener:
             self.cond.notify()
 
     def mark(self, code: str) -> None:
+        # Called by a BookActor per applied batch: ``Condition.notify`` is Python code worth ~1 us,
+        # so it runs only when the dispatcher sleeps; a busy one finds the code when it next takes
+        # the dirty set (the flag and the set are both guarded by ``cond``: no wake-up is lost).
         with self.cond:
             if code in self.dirty:
                 self.conflated += 1
             else:
                 self.dirty[code] = None
-                self.cond.notify()
+                if self.waiting:
+                    self.cond.notify()
 
     def _take(self) -> tuple[list[Event], list[str]] | None:
         with self.cond:
@@ -94,7 +100,11 @@ class _Listener:
                 if self.statuses or self.updates or views_due:
                     break
                 # status events wake us at once; views wait for the listener's interval
-                self.cond.wait(max(0.0, self.next_views_at - time.monotonic()) if self.dirty else None)
+                self.waiting = True
+                try:
+                    self.cond.wait(max(0.0, self.next_views_at - time.monotonic()) if self.dirty else None)
+                finally:
+                    self.waiting = False
             batch: list[Event] = list(self.statuses)
             batch.extend(self.updates.values())
             self.statuses.clear()
