@@ -147,8 +147,8 @@ class DepthkeeperAdapter(harness.PeerAdapter):
                 flip.clear()
                 if self.stopping.is_set():
                     return
-            if measuring:
-                marks, _ = self.svc.latency_samples()
+            if measuring:  # counts only (``since`` beyond every count): no copy of the kept samples
+                marks, _ = self.svc.latency_samples(since=dict.fromkeys(self.codes, 1 << 62))
         _, samples = self.svc.latency_samples(since=marks)
         self.window_samples = sorted(pair for book in samples.values() for pair in book)
 
