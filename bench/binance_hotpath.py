@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import select
 import subprocess
@@ -34,6 +35,22 @@ from peers.tree import _quiet_logs
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per live Python thread (by name; same names summed), from /proc (Linux only)."""
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = open(f"/proc/self/task/{thread.native_id}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        name = re.sub(r"-\d+$", "", thread.name)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def _source(kind: str, symbols: int, rate: float, windows: bool) -> subprocess.Popen[str]:
@@ -96,11 +113,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(f"window pid={os.getpid()}", file=sys.stderr, flush=True)  # a profiler may attach now
             stats0 = svc.book_stats()
             marks, _ = svc.latency_samples()
-            cpu0, t0 = _cpu(), time.perf_counter()
+            threads0, cpu0, t0, d0 = _thread_cpu(), _cpu(), time.perf_counter(), delivered[0]
             time.sleep(args.seconds)
-            cpu1, t1 = _cpu(), time.perf_counter()
+            cpu1, t1, threads1, d1 = _cpu(), time.perf_counter(), _thread_cpu(), delivered[0]
             stats1 = svc.book_stats()
             _, samples = svc.latency_samples(since=marks)
+            sides = [len(side) for code in codes[:20] for side in (svc.book(code).bids, svc.book(code).asks)]
         finally:
             svc.stop()
     finally:
@@ -124,6 +142,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "gaps": sum(s.gaps for s in stats1.values()) - sum(s.gaps for s in stats0.values()),
         "resyncs": sum(s.resyncs for s in stats1.values()) - sum(s.resyncs for s in stats0.values()),
         "warnings": warnings.get("WARNING", 0),
+        "levels_per_side": round(sum(sides) / len(sides), 1) if sides else None,
+        "delivered_per_s": round((d1 - d0) / wall) if args.listener else None,
+        # CPU ms per second of window, per thread (threads alive at both ends of the window)
+        "threads_ms_per_s": {name: round((threads1[name] - threads0[name]) / wall * 1e3, 1)
+                             for name in sorted(threads1) if name in threads0},
     }
 
 

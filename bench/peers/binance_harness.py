@@ -18,7 +18,8 @@ What is measured, and from where:
   into ``--records`` (struct ``<IQd``); the runner joins it on ``(symbol, u)`` with the simulator's
   send log (simulator/send_log.py). Where the stamp is visible, ``apply - x`` is also computed here
   (``latency_stamp_*``), a cross-check of the join.
-- **CPU / RSS**: /proc of this process (all threads), the simulator's pid, and the whole machine.
+- **CPU / RSS**: /proc of this process (all threads; per Python thread in ``thread_cpu_ms_per_s``), the
+  simulator's pid, and the whole machine.
 - **exactness**: freeze the venue (``POST /_control/freeze``), wait until every book's id equals
   the venue's seq (or stops moving), dump the top ``--depth`` levels and compare with
   ``GET /_control/truth``; then unfreeze.

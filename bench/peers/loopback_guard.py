@@ -14,7 +14,7 @@ from typing import Any
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "::ffff:127.0.0.1"})
 #: the socket watcher: poll period, scans given to a new socket to show a remote, full scan period (polls)
-WATCH_POLL_S, WATCH_PENDING_POLLS, WATCH_FULL_EVERY = 0.1, 10, 20
+WATCH_POLL_S, WATCH_PENDING_POLLS, WATCH_FULL_EVERY = 0.1, 10, 100
 
 
 class LoopbackGuard:
@@ -69,7 +69,9 @@ class LoopbackGuard:
         took ~10% of a core from every peer, inside its measured CPU. A socket is *settled* once
         seen listening or with a remote address (a TCP socket connects once); new inodes are
         scanned for until settled (or WATCH_PENDING_POLLS scans: not TCP, e.g. a socketpair), and
-        a full scan runs every WATCH_FULL_EVERY polls anyway.
+        a full scan runs every WATCH_FULL_EVERY polls anyway (10 s: even with few sockets in the
+        tables a scan costs ~8 ms, the kernel walking its whole TCP hash to print them; every 2 s
+        that was ~4-10 ms of CPU a second in every peer's row, a third of naive's at 10k).
         """
         pending: dict[str, int] = {}
         known: set[str] = set()  # settled, or given up on (left to the full scans)

@@ -34,12 +34,27 @@ def thread_count() -> int:
     return 0
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds per Python thread of this process, by name (a trailing ``-N`` dropped, same names
+    summed); threads Python does not know (native code's) are the process's total minus these."""
+    import re
+    import threading
+
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        name = re.sub(r"-\d+$", "", thread.name)
+        out[name] = out.get(name, 0.0) + _proc_cpu_s(f"self/task/{thread.native_id}")
+    return out
+
+
 class Meter:
     def __init__(self, sim_pid: int | None) -> None:
         self.sim_pid = sim_pid
         self._t0 = self._own0 = self._sim0 = self._sys0 = 0.0
+        self._threads0: dict[str, float] = {}
 
     def start(self) -> None:
+        self._threads0 = thread_cpu_s()
         self._own0, self._sys0 = _proc_cpu_s(), _system_busy_s()
         self._sim0 = _proc_cpu_s(self.sim_pid) if self.sim_pid else 0.0
         self._t0 = time.perf_counter()
@@ -49,6 +64,10 @@ class Meter:
         own = _proc_cpu_s() - self._own0
         sim = _proc_cpu_s(self.sim_pid) - self._sim0 if self.sim_pid else 0.0
         system = _system_busy_s() - self._sys0
+        threads = thread_cpu_s()
         scale = 100.0 / elapsed if elapsed > 0 else 0.0
+        # per thread (clock ticks: 10 ms resolution), for where a peer's CPU goes
+        by_thread = {name: round((cpu - self._threads0[name]) * scale * 10.0, 1)
+                     for name, cpu in sorted(threads.items()) if name in self._threads0}
         return {"cpu_percent": own * scale, "sim_cpu_percent": sim * scale,
-                "other_cpu_percent": max(0.0, system - own - sim) * scale}
+                "other_cpu_percent": max(0.0, system - own - sim) * scale, "thread_cpu_ms_per_s": by_thread}

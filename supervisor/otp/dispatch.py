@@ -234,10 +234,13 @@ def _deliver(actor: pykka.Actor, item: Any) -> None:
     pykka's own semantics for results and failures."""
     if type(item) is _Envelope:
         message, reply_to = item.message, item.reply_to
+        handle = actor._handle_receive
     else:
+        # a data-lane message is never one of pykka's own (stop, proxy calls): straight to the handler
         message, reply_to = item, None
+        handle = actor.on_receive
     try:
-        response = actor._handle_receive(message)
+        response = handle(message)
         if reply_to is not None:
             reply_to.set(response)
     except Exception:  # noqa: BLE001 - a handler's failure is the actor's, not the dispatcher's

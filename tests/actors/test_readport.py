@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import attrs
 import pytest
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
@@ -128,3 +129,21 @@ def test_a_view_at_any_depth_is_the_books_own_top_with_its_horizons(depth: int |
         assert view is not None
         assert (view.bids, view.asks) == book.top(depth)
         assert view.complete_levels == book.complete_levels()
+
+
+def test_a_view_built_by_the_port_equals_the_attrs_constructed_one() -> None:
+    """The port builds views through BookView's slot descriptors (readport._new_view): every field
+    must land where ``BookView(...)`` puts it."""
+    from depthkeeper.actors.messages import BookView
+    from depthkeeper.actors.readport import _new_view
+
+    args = ("X", BookStatus.LIVE, 7, ((10.0, 1.0),), ((11.0, 3.0),), 123.5, (1, 1), "in sync", 99.25)
+    fast, slow = _new_view(*args), BookView(*args)  # type: ignore[arg-type]
+    assert type(fast) is BookView and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.seq = 8  # type: ignore[misc]
+    from depthkeeper.actors.listeners import _updated
+    from depthkeeper.actors.messages import BookUpdated
+
+    event = _updated(fast)
+    assert type(event) is BookUpdated and event == BookUpdated(slow) and event.view is fast
