@@ -19,7 +19,7 @@ Limits, and how each is kept:
   outside the pacer (the server pings once per 20 s). Bursts of sub/unsub are coalesced into
   one request with many params (``[subscription] min_interval_s`` defaults to 0.3 s here).
 - **1024 streams per connection**: the SubscriptionActor refuses code #1025 (REJECTED, the
-  reason names the limit). One connection holds 1024 books.
+  reason names the limit).
 - **300 connection attempts per 5 minutes per IP**: ``connect_limit`` (a rolling budget the
   ConnectionActor spends before each attempt).
 - **24 h socket lifetime**: ``max_socket_age_s`` (23 h 45 min unless ``[venue] max_socket_age_s``)

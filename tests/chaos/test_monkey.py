@@ -117,7 +117,10 @@ def test_venue_faults_are_injected_counted_and_survived(service) -> None:
     first = (VenueFault.MALFORMED, VenueFault.UNKNOWN_TYPE_FLOOD, VenueFault.DISTINCT_CODE_FLOOD,
              VenueFault.FUTURE_DIFF)
     order = [*first, *(f for f in faults_for("article") if f not in first)]
-    results = [monkey.fault(f) for f in order]
+    results = []
+    for f in order:  # each fault meets a socket (under load a reconnect after the last one may still be going)
+        wait_until(lambda: svc.stats().connection.connected, 10, f"a socket for {f.value}")
+        results.append(monkey.fault(f))
     assert [r.fault for r in results] == order
     assert all(r.code in ("BTCUSDT", "ETHUSDT", "SOLUSDT") for r in results if r.fault in CODE_FAULTS)
     assert results[order.index(VenueFault.RESTART)].era == 2
