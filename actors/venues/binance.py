@@ -34,9 +34,7 @@ Subscriptions. SUBSCRIBE is all-or-nothing: one invalid stream fails the whole r
 for a request of several codes splits them in halves to be asked again one group per request
 (``AckVerdict.retry_groups``) until the refused code is alone; an error for one code rejects it
 with the venue's message. After a (re)subscribe burst a LIST_SUBSCRIPTIONS reconciles what the
-venue has with what we believe it has.
-
-Sync: Binance's documented algorithm, the update-id range policy (core/rangesync.py).
+venue has with what we believe it has. Sync: Binance's documented algorithm (core/rangesync.py).
 """
 
 from __future__ import annotations
