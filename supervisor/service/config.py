@@ -90,11 +90,11 @@ class SimulatorConfig:
         simulator package only when one is embedded)."""
         from depthkeeper.simulator import SimConfig
 
-        extra = {"binance_interval_scale": self.binance_interval_scale} if self.dialect == "binance" else {}
         return SimConfig(host="127.0.0.1", port=self.port if port is None else port, dialect=self.dialect,
                          symbols=symbols, rate_per_symbol=self.rate_per_symbol,
                          seed=self.seed if seed is None else seed, levels=self.levels,
-                         record_history=record_history, **extra)
+                         record_history=record_history,
+                         binance_interval_scale=self.binance_interval_scale)  # other dialects ignore it
 
 
 @attrs.frozen
