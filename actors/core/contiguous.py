@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 from depthkeeper.actors.core.orderbook import BookStatus, OrderBook
 from depthkeeper.actors.core.sync import SUSPECT_AFTER, Diff, ResyncReason, SyncAction, SyncPolicy
-from depthkeeper.actors.core.wire import DepthPush, DiffEvent, RangeDiff, Snapshot
+from depthkeeper.actors.core.wire import DiffEvent, RangeDiff, Snapshot
 
 
 class ContiguousSync(SyncPolicy):
@@ -124,14 +124,7 @@ class ContiguousSync(SyncPolicy):
             return self._retry(ResyncReason.OVERFLOW, f"buffer overflow ({self.buffer_limit} diffs)")
         return SyncAction.NONE
 
-    def on_snapshot(self, snap: Snapshot | DepthPush, token: int) -> SyncAction:
-        if not self.awaiting_snapshot or token != self.request_token or not isinstance(snap, Snapshot):
-            self.counters.ignored_snapshots += 1
-            return SyncAction.NONE
-        self.counters.snapshots += 1
-        refused = self._refused(snap)
-        if refused is not None:
-            return refused
+    def _use_snapshot(self, snap: Snapshot) -> SyncAction:
         buffer = self.buffer
         want = snap.seq + 1
         for i, d in enumerate(buffer):

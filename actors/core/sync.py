@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -219,5 +219,21 @@ class SyncPolicy:
     def on_push(self, push: DepthPush) -> SyncAction:
         raise NotImplementedError
 
+    #: the reply type this policy syncs from (a REST Snapshot, or a full-depth DepthPush)
+    snapshot_type: type[Snapshot | DepthPush] = Snapshot
+
     def on_snapshot(self, snap: Snapshot | DepthPush, token: int) -> SyncAction:
+        """A snapshot reply: ignored (counted) unless it answers the request awaited now and is
+        of this policy's kind; validated before any use; then :meth:`_use_snapshot`."""
+        if not self.awaiting_snapshot or token != self.request_token or not isinstance(snap, self.snapshot_type):
+            self.counters.ignored_snapshots += 1
+            return SyncAction.NONE
+        self.counters.snapshots += 1
+        refused = self._refused(snap)
+        if refused is not None:
+            return refused
+        return self._use_snapshot(snap)
+
+    def _use_snapshot(self, snap: Any) -> SyncAction:
+        """Subclass hook: a validated snapshot of ``snapshot_type`` answering the awaited request."""
         raise NotImplementedError

@@ -34,7 +34,6 @@ from depthkeeper.actors.core.wire import (
     Ignored,
     Levels,
     MalformedKind,
-    Snapshot,
     excerpt_of,
     to_number,
 )
@@ -194,6 +193,8 @@ def decode_depth_tick(body: bytes | str) -> tuple[DepthPush, ...] | Ack | Decode
 class AlltickSync(SyncPolicy):
     """Full top-N replace when the push is newer; stale and duplicate pushes dropped."""
 
+    snapshot_type = DepthPush
+
     def __init__(self, book: OrderBook) -> None:
         super().__init__(book)
         self._stale_in_row = 0
@@ -228,14 +229,7 @@ class AlltickSync(SyncPolicy):
     def on_diffs(self, diffs: Sequence[DiffEvent]) -> SyncAction:
         raise TypeError("the alltick dialect has no incremental diffs")
 
-    def on_snapshot(self, snap: Snapshot | DepthPush, token: int) -> SyncAction:
-        if not self.awaiting_snapshot or token != self.request_token or not isinstance(snap, DepthPush):
-            self.counters.ignored_snapshots += 1
-            return SyncAction.NONE
-        self.counters.snapshots += 1
-        refused = self._refused(snap)
-        if refused is not None:
-            return refused
+    def _use_snapshot(self, snap: DepthPush) -> SyncAction:
         return self.on_push(snap)
 
     def start(self, reason: ResyncReason, detail: str | None = None) -> SyncAction:
