@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Callable
-from operator import itemgetter, neg
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus, complete_counts
 from depthkeeper.actors.core.promise import shown_status
 from depthkeeper.actors.core.samples import Latencies, percentile
 from depthkeeper.actors.core.sync import SyncCounters
@@ -122,17 +121,12 @@ class BookReadPort:
 
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
-        bid_h, ask_h = horizons
-        # levels known complete: all of a side, or those at or better than its horizon
         if depth is None:  # (price, size) pairs
-            nb = len(bids) if bid_h is None else bisect_right(bids, -bid_h, key=_neg_price)
-            na = len(asks) if ask_h is None else bisect_right(asks, ask_h, key=_price)
-            top_bids, top_asks, complete = tuple(bids[:nb]), tuple(asks[:na]), (nb, na)
+            complete = nb, na = complete_counts(bids, asks, horizons, pairs=True)
+            top_bids, top_asks = tuple(bids[:nb]), tuple(asks[:na])
         else:  # (all prices, the sizes of the first ``depth``)
             (bid_prices, bid_sizes), (ask_prices, ask_sizes) = bids, asks
-            nb = len(bid_prices) if bid_h is None else bisect_right(bid_prices, -bid_h, key=neg)
-            na = len(ask_prices) if ask_h is None else bisect_right(ask_prices, ask_h)
-            complete = (nb, na)
+            complete = nb, na = complete_counts(bid_prices, ask_prices, horizons, pairs=False)
             nb, na = min(nb, depth), min(na, depth)
             top_bids = tuple(zip(bid_prices[:nb], bid_sizes[:nb]))
             top_asks = tuple(zip(ask_prices[:na], ask_sizes[:na]))
@@ -258,14 +252,6 @@ def _new_view(code: str, status: BookStatus, seq: int, bids: Any, asks: Any, upd
     _set_reason(view, reason)
     _set_event_time(view, event_time)
     return view
-
-
-def _price(level: tuple[float, float]) -> float:
-    return level[0]
-
-
-def _neg_price(level: tuple[float, float]) -> float:
-    return -level[0]
 
 
 def _sizes(levels: dict[float, float], prices: list[float]) -> tuple[float, ...]:

@@ -14,7 +14,10 @@ levels per side are known complete, and a view never claims more.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from operator import neg
+from typing import Any
 
 from depthkeeper.actors.core.wire import Levels
 
@@ -228,7 +231,7 @@ class OrderBook:
 
     def complete_levels(self) -> tuple[int, int]:
         """How many levels per side are known exact (all of them unless trimmed/partial)."""
-        return _complete(self.sorted_bids(), self.sorted_asks(), self.horizons())
+        return complete_counts(self.sorted_bids(), self.sorted_asks(), self.horizons(), pairs=True)
 
     def best_bid(self) -> float | None:
         return max(self.bids) if self.bids else None
@@ -243,8 +246,19 @@ class OrderBook:
         return max(self.bids) >= min(self.asks)
 
 
-def _complete(bids: Levels, asks: Levels, horizons: tuple[float | None, float | None]) -> tuple[int, int]:
+def complete_counts(bids: Sequence[Any], asks: Sequence[Any], horizons: tuple[float | None, float | None], *,
+                    pairs: bool) -> tuple[int, int]:
+    """How many of each side's best-first levels are known exact: all of a side, or those at or better
+    than its horizon. ``bids`` / ``asks`` are (price, size) pairs, or bare prices with ``pairs=False``."""
     bid_h, ask_h = horizons
-    nb = len(bids) if bid_h is None else sum(1 for p, _ in bids if p >= bid_h)
-    na = len(asks) if ask_h is None else sum(1 for p, _ in asks if p <= ask_h)
+    nb = len(bids) if bid_h is None else bisect_right(bids, -bid_h, key=_neg_price if pairs else neg)
+    na = len(asks) if ask_h is None else bisect_right(asks, ask_h, key=_price if pairs else None)
     return nb, na
+
+
+def _price(level: tuple[float, float]) -> float:
+    return level[0]
+
+
+def _neg_price(level: tuple[float, float]) -> float:
+    return -level[0]
