@@ -106,19 +106,23 @@ class Mailbox:
     # -- the inbox protocol pykka uses -------------------------------------------------------
 
     def put(self, envelope: Any) -> None:
-        with self._lock:
-            if not self._closed:
-                self._queue.append(envelope)
-                if self._scheduled or not self._started:
-                    return
-                self._scheduled = True
-                closed = False
-            else:
-                closed = True
-        if closed:
+        idle = self._enqueue(envelope)
+        if idle is None:
             _refuse(envelope, self._actor, lost=self._lost)
-        else:
+        elif idle:
             self._dispatcher.schedule(self)
+
+    def _enqueue(self, item: Any) -> bool | None:
+        """Queue ``item``: None when the mailbox is closed (nothing queued), True when the actor was
+        idle and the caller must start its turn (the scheduled flag is now taken), else False."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._queue.append(item)
+            if self._scheduled or not self._started:
+                return False
+            self._scheduled = True
+            return True
 
     def post(self, message: Any) -> bool:
         """The data lane: tell ``message`` without pykka's envelope, and if the actor is idle run
@@ -131,14 +135,13 @@ class Mailbox:
         handler's failure fails only this actor (``_deliver``: ``on_failure``, supervision) and
         anything escaping loses only this actor (``_lose``: a zombie for the liveness monitor), so
         the caller always survives. A turn already scheduled (or running) gets the message queued."""
-        with self._lock:
-            if self._closed or self._actor.actor_stopped.is_set():
-                return False
-            self._queue.append(message)
-            if self._scheduled or not self._started:
-                return True
-            self._scheduled = True
-        self.run(self._dispatcher.throughput)
+        if self._actor.actor_stopped.is_set():
+            return False
+        idle = self._enqueue(message)
+        if idle is None:
+            return False
+        if idle:
+            self.run(self._dispatcher.throughput)
         return True
 
     def get(self) -> Any:
