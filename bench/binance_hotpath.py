@@ -17,8 +17,6 @@ import json
 import os
 import re
 import resource
-import select
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import symbol_codes, weighted_percentile
+from common import announced_process, symbol_codes, weighted_percentile
 from peers.tree import _quiet_logs
 
 
@@ -53,7 +51,8 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
-def _source(kind: str, symbols: int, rate: float, windows: bool) -> subprocess.Popen[str]:
+def _source(kind: str, symbols: int, rate: float, windows: bool) -> list[str]:
+    """The command of the feed: the replay feeder, or the binance simulator (lenient)."""
     codes = symbol_codes(symbols)
     if kind == "feeder":
         cmd = [sys.executable, str(BENCH_DIR / "feeder.py"), "--symbols", str(symbols), "--seed", "1",
@@ -62,7 +61,7 @@ def _source(kind: str, symbols: int, rate: float, windows: bool) -> subprocess.P
         cmd = [sys.executable, "-m", "depthkeeper.simulator", "--dialect", "binance", "--stamp", "--seed", "1",
                "--levels", "50", "--rate", repr(rate / symbols if rate > 0 else 0.0), "--symbols", ",".join(codes),
                "--binance-interval-scale", "1" if windows else "0", "--binance-lenient"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return cmd
 
 
 def _config(urls: dict[str, Any], codes: list[str]) -> Any:
@@ -81,13 +80,8 @@ def _config(urls: dict[str, Any], codes: list[str]) -> Any:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     codes = symbol_codes(args.symbols)
-    proc = _source(args.source, args.symbols, args.rate, args.windows)
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
-        urls = json.loads(proc.stdout.readline()) if ready else None
-        if not urls:
-            raise RuntimeError("the source did not start")
+    with announced_process(_source(args.source, args.symbols, args.rate, args.windows), "the source", 30.0) \
+            as (_proc, urls):
         warnings = _quiet_logs()
         from depthkeeper.supervisor.service.facade import BookService
 
@@ -121,9 +115,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             sides = [len(side) for code in codes[:20] for side in (svc.book(code).bids, svc.book(code).asks)]
         finally:
             svc.stop()
-    finally:
-        proc.terminate()
-        proc.wait(5)
     events = sum(s.applied for s in stats1.values()) - sum(s.applied for s in stats0.values())
     levels_per_event = 2048 // args.symbols if args.source == "feeder" else 0
     cpu = cpu1 - cpu0

@@ -53,16 +53,24 @@ def simulator_process(symbols: int, total_rate: float, *, stderr_path: str | Non
     cmd = [python or sys.executable, "-m", "depthkeeper.simulator", "--dialect", "article", "--stamp",
            "--seed", str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol),
            "--symbols", ",".join(codes)]
-    err = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
+    with announced_process(cmd, "simulator", SIM_START_TIMEOUT_S, stderr_path) as (proc, info):
+        yield SimUrls(info["url"], info["rest_url"], info["control_url"], proc.pid)
+
+
+@contextmanager
+def announced_process(cmd: list[str], what: str, timeout_s: float,
+                      stderr_path: str | None = None) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """A child that announces itself with one JSON line on stdout (a simulator, the feeder): yields
+    it and that line, and stops it on exit. RuntimeError when no line comes within ``timeout_s``."""
+    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], SIM_START_TIMEOUT_S)
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
         line = proc.stdout.readline() if ready else ""
         if not line:
-            raise RuntimeError(f"simulator did not start within {SIM_START_TIMEOUT_S}s (exit {proc.poll()})")
-        info = json.loads(line)
-        yield SimUrls(info["url"], info["rest_url"], info["control_url"], proc.pid)
+            raise RuntimeError(f"{what} did not start within {timeout_s:.0f}s (exit {proc.poll()})")
+        yield proc, json.loads(line)
     finally:
         stop_process(proc)
         if err is not subprocess.DEVNULL:

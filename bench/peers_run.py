@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import select
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import SIM_LEVELS, SIM_SEED, stop_process, symbol_codes, wait_for_idle
+from common import SIM_LEVELS, SIM_SEED, announced_process, stop_process, symbol_codes, wait_for_idle
 from peers_catalog import PeerSpec
 from peers_targets import keeps_up  # noqa: F401 - re-exported for peers_bench.py
 
@@ -54,19 +53,8 @@ def source_process(kind: str, symbols: int, total_rate: float, *, lenient: bool,
                str(SIM_SEED), "--levels", str(SIM_LEVELS), "--rate", repr(per_symbol), "--symbols", ",".join(codes),
                "--binance-interval-scale", "1" if windows else "0", "--binance-send-log", send_log]
         cmd += ["--binance-lenient"] if lenient else []
-    err: Any = open(stderr_path, "ab") if stderr_path else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-    try:
-        assert proc.stdout is not None
-        readable, _, _ = select.select([proc.stdout], [], [], SOURCE_START_TIMEOUT_S)
-        line = proc.stdout.readline() if readable else ""
-        if not line:
-            raise RuntimeError(f"{kind} did not start within {SOURCE_START_TIMEOUT_S:.0f}s (exit {proc.poll()})")
-        yield {**json.loads(line), "pid": proc.pid, "kind": kind}
-    finally:
-        stop_process(proc)
-        if err is not subprocess.DEVNULL:
-            err.close()
+    with announced_process(cmd, kind, SOURCE_START_TIMEOUT_S, stderr_path) as (proc, info):
+        yield {**info, "pid": proc.pid, "kind": kind}
 
 
 def join_latency(records_path: Path, send_log_path: Path) -> dict[str, Any]:
