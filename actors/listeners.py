@@ -34,14 +34,6 @@ Event: TypeAlias = BookUpdated | BookStatusChanged
 ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
 
 _ids = itertools.count(1)
-_set_view = BookUpdated.__dict__["view"].__set__
-
-
-def _updated(view: BookView) -> BookUpdated:
-    """``BookUpdated(view)`` without the frozen class's ``object.__setattr__`` (once per delivery)."""
-    event = object.__new__(BookUpdated)
-    _set_view(event, view)
-    return event
 
 
 class _Listener:
@@ -106,9 +98,7 @@ class _Listener:
                 self.conflated += 1
             else:
                 self.dirty[code] = None
-                if self.waiting:
-                    self.waiting = False
-                    self.wakeup.put(None)
+                self._wake()
 
     def _take(self) -> tuple[list[Event], list[str]] | None:
         while True:
@@ -150,7 +140,7 @@ class _Listener:
                 if view is None:
                     self.unavailable += 1  # unsubscribed meanwhile, or restarting
                 else:
-                    self._deliver(_updated(view))
+                    self._deliver(BookUpdated(view))
 
     def _deliver(self, event: Event) -> None:
         try:

@@ -142,8 +142,3 @@ def test_a_view_built_by_the_port_equals_the_attrs_constructed_one() -> None:
     assert type(fast) is BookView and fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.seq = 8  # type: ignore[misc]
-    from depthkeeper.actors.listeners import _updated
-    from depthkeeper.actors.messages import BookUpdated
-
-    event = _updated(fast)
-    assert type(event) is BookUpdated and event == BookUpdated(slow) and event.view is fast
