@@ -33,6 +33,7 @@ from depthkeeper.actors.core.promise import SocketState
 from depthkeeper.actors.core.samples import Latencies
 from depthkeeper.actors.core.sync import ResyncReason, SyncAction
 from depthkeeper.actors.messages import (
+    BookStatusChanged,
     BridgeDeadline,
     Calibrate,
     CheckRejected,
@@ -123,6 +124,9 @@ class BookActor(BookLifecycle, SupervisedActor):
         self._backoff = Backoff(cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, rng or random.Random())
         self._ever_live = False
         self._updated_at = 0.0
+        #: what the inline listeners get at the end of this turn (listeners.py)
+        self._inline_events: list[BookStatusChanged] = []
+        self._inline_update = False
         self.bind_log(symbol=code)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -141,6 +145,8 @@ class BookActor(BookLifecycle, SupervisedActor):
         if self._cfg.stale_after_s > 0:
             period = max(self._cfg.stale_after_s / 4, 0.01)
             self._timers.every(period, CheckStale())
+        if self._inline_update or self._inline_events:
+            self._deliver_inline()
 
     def cleanup(self) -> None:
         if self._ports is not None:
@@ -156,6 +162,15 @@ class BookActor(BookLifecycle, SupervisedActor):
             port.updated_at = self._updated_at
             port.epoch = self._epoch
             port.gen += 1
+            if self._inline_update or self._inline_events:
+                self._deliver_inline()
+
+    def _deliver_inline(self) -> None:
+        """The turn's status changes and (if the book changed) its newest view to the inline listeners,
+        now that the writes are done and readable (the port's ``gen`` is even again)."""
+        events, self._inline_events = self._inline_events, []
+        update, self._inline_update = self._inline_update, False
+        self._hub.deliver_inline(self.code, events, self._port if update else None)
 
     def _dispatch(self, message: Any) -> Any:
         match message:

@@ -67,6 +67,8 @@ class BookLifecycle:
     _cfg: BookConfig
     _peers: Peers
     _hub: ListenerHub
+    _inline_events: list[BookStatusChanged]
+    _inline_update: bool
     _timers: ActorTimers
     _epoch: int
     _lost_epoch: int
@@ -233,9 +235,17 @@ class BookLifecycle:
             log.info("resyncing ({}) from seq {}", detail, self.book.last_seq)
         else:
             log.info("status {} -> {} ({}) at seq {}", before.name, now.name, detail, self.book.last_seq)
-        if self._hub.active:
-            self._hub.publish(BookStatusChanged(self.code, before, now, self.book.last_seq, reason, detail), self.code)
+        hub = self._hub
+        if hub.threaded or hub.inline:
+            event = BookStatusChanged(self.code, before, now, self.book.last_seq, reason, detail)
+            if hub.threaded:
+                hub.publish(event, self.code)
+            if hub.inline:
+                self._inline_events.append(event)  # delivered at the end of the turn (book.py)
 
     def _publish_update(self) -> None:
-        if self._hub.active:
-            self._hub.mark_updated(self.code)  # listeners read the view lazily (no view built here)
+        hub = self._hub
+        if hub.threaded:
+            hub.mark_updated(self.code)  # threaded listeners read the view lazily (no view built here)
+        if hub.inline:
+            self._inline_update = True  # inline ones get one view at the end of the turn (book.py)

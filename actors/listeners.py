@@ -12,6 +12,15 @@ daemon dispatcher thread and two mailboxes:
 
 Actor-ref listeners are fed with ``ask(block=False)`` and the dispatcher waits for each
 reply before the next delivery, so their inbox holds at most one of our events.
+
+An *inline* listener (``add(..., inline=True)``, a callable) has no thread: the BookActor calls it
+at the end of its own turn, once the turn's writes are done and readable, with the turn's status
+changes in order and then one ``BookUpdated`` of the newest view. No hand-over, no wake-up of
+another thread, no second read through the seqlock: the lowest latency and CPU a hook can have,
+as a callback of a library with its own event loop gets. The price is the owner's: while the
+callable runs, this book (and, when the socket's reader thread runs the turn, the socket) waits,
+so it must be quick and must not wait on the service (an ``ask`` to the same book would wait for
+itself). Its exceptions are counted and logged (rate-limited), never raised into the book.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from typing import Any, TypeAlias
 import pykka
 from loguru import logger
 
+from depthkeeper.actors.core.logthrottle import ThrottledLog
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.readport import ReadPorts
+from depthkeeper.actors.readport import BookReadPort, ReadPorts
 
 Event: TypeAlias = BookUpdated | BookStatusChanged
 ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
@@ -162,6 +172,35 @@ class _Listener:
             self._wake()
 
 
+class _InlineListener:
+    """A callable run on the book's own turn (see the module docstring)."""
+
+    __slots__ = ("closed", "codes", "delivered", "depth", "errors", "id", "log", "target")
+
+    def __init__(self, target: Callable[[Event], Any], codes: frozenset[str] | None, depth: int | None) -> None:
+        self.id = next(_ids)
+        self.target = target
+        self.codes = codes
+        self.depth = depth
+        self.closed = False
+        self.delivered = 0
+        self.errors = 0
+        self.log = ThrottledLog(logger.bind(actor="listeners", listener=self.id), "inline listener errors")
+
+    def call(self, event: Event) -> None:
+        try:
+            self.target(event)
+        except Exception as exc:  # noqa: BLE001 - a listener's bug must not fail the book that called it
+            self.errors += 1
+            now = time.monotonic()
+            if self.log.admit("raised", now):
+                self.log.log.opt(exception=exc).error("inline listener raised; event dropped")
+            else:
+                self.log.tick(now)  # a flood: one summary line per interval
+        else:
+            self.delivered += 1
+
+
 class ListenerHub:
     """The set of listeners; BookActors publish into it from their own threads."""
 
@@ -169,23 +208,36 @@ class ListenerHub:
                  ports: ReadPorts | None = None) -> None:
         self._ports = ports
         self._lock = threading.Lock()
-        self._listeners: tuple[_Listener, ...] = ()
+        #: listeners with a thread of their own; those the BookActors call at the end of their turn
+        #: (plain tuples, replaced whole: a BookActor reads them once per update without a lock)
+        self.threaded: tuple[_Listener, ...] = ()
+        self.inline: tuple[_InlineListener, ...] = ()
         self._max_status_events = max_status_events
         self._reply_timeout_s = reply_timeout_s
 
     @property
     def active(self) -> bool:
         """True when anyone listens (BookActors skip building views otherwise)."""
-        return bool(self._listeners)
+        return bool(self.threaded or self.inline)
 
     def add(self, target: ListenerTarget, codes: Iterable[str] | None = None, *, min_interval_s: float = 0.0,
-            depth: int | None = None) -> int:
+            depth: int | None = None, inline: bool = False) -> int:
         """Register a listener; ``min_interval_s`` > 0 delivers each code's newest view at most
         that often (status changes still immediately), so a sampling listener costs no more;
         ``depth`` limits each delivered view to that many levels a side (a bot that trades the top
-        of the book need not pay for copying and sorting the whole book on every update)."""
+        of the book need not pay for copying and sorting the whole book on every update);
+        ``inline``: a callable run by the book itself at the end of each turn (module docstring)."""
         if depth is not None and depth < 1:
             raise ValueError(f"depth must be >= 1 or None, not {depth!r}")
+        if inline:
+            if isinstance(target, pykka.ActorRef) or not callable(target):
+                raise ValueError("an inline listener must be a callable (an actor is fed from a thread of ours)")
+            if min_interval_s:
+                raise ValueError("an inline listener gets every update: min_interval_s applies to threaded ones")
+            quick = _InlineListener(target, frozenset(codes) if codes is not None else None, depth)
+            with self._lock:
+                self.inline = (*self.inline, quick)
+            return quick.id
         listener = _Listener(target, frozenset(codes) if codes is not None else None,
                              self._max_status_events, self._reply_timeout_s)
         listener.read_view = self._read_view
@@ -193,42 +245,68 @@ class ListenerHub:
         listener.depth = depth
         listener.thread.start()
         with self._lock:
-            self._listeners = (*self._listeners, listener)
+            self.threaded = (*self.threaded, listener)
         return listener.id
 
     def remove(self, listener_id: int) -> bool:
         with self._lock:
-            keep = tuple(x for x in self._listeners if x.id != listener_id)
-            gone = [x for x in self._listeners if x.id == listener_id]
-            self._listeners = keep
+            gone = [x for x in self.threaded if x.id == listener_id]
+            self.threaded = tuple(x for x in self.threaded if x.id != listener_id)
+            quick = [x for x in self.inline if x.id == listener_id]
+            self.inline = tuple(x for x in self.inline if x.id != listener_id)
         for listener in gone:
             listener.close()
-        return bool(gone)
+        for inline in quick:
+            inline.closed = True
+        return bool(gone or quick)
+
+    def deliver_inline(self, code: str, events: list[BookStatusChanged], port: BookReadPort | None) -> None:
+        """Called by ``code``'s BookActor at the end of a turn: its status changes, then (``port``
+        given: the book changed) one view of it, to every inline listener of the code."""
+        views: dict[int | None, BookUpdated] = {}
+        for listener in self.inline:
+            if listener.closed or (listener.codes is not None and code not in listener.codes):
+                continue
+            for event in events:
+                listener.call(event)
+            if port is not None:
+                depth = listener.depth
+                update = views.get(depth)
+                if update is None:
+                    update = views[depth] = BookUpdated(port.owner_view(depth))
+                listener.call(update)
 
     def _read_view(self, code: str, depth: int | None) -> BookView | None:
         port = self._ports.get(code) if self._ports is not None else None
         return port.read(depth) if port is not None else None
 
     def mark_updated(self, code: str) -> None:
-        """A BookActor changed ``code``: each interested listener will read the newest view."""
-        for listener in self._listeners:
+        """A BookActor changed ``code``: each interested threaded listener will read the newest view."""
+        for listener in self.threaded:
             if not listener.closed and (listener.codes is None or code in listener.codes):
                 listener.mark(code)
 
     def publish(self, event: Event, code: str) -> None:
-        for listener in self._listeners:
+        """An event for the threaded listeners (inline ones get theirs from ``deliver_inline``)."""
+        for listener in self.threaded:
             if listener.closed:
                 continue
             if listener.codes is None or code in listener.codes:
                 listener.offer(event)
 
     def stats(self) -> dict[int, dict[str, int]]:
-        return {x.id: {"delivered": x.delivered, "conflated": x.conflated, "dropped": x.dropped, "errors": x.errors,
-                       "unavailable": x.unavailable} for x in self._listeners}
+        out = {x.id: {"delivered": x.delivered, "conflated": x.conflated, "dropped": x.dropped, "errors": x.errors,
+                      "unavailable": x.unavailable} for x in self.threaded}
+        out.update({x.id: {"delivered": x.delivered, "conflated": 0, "dropped": 0, "errors": x.errors,
+                           "unavailable": 0} for x in self.inline})
+        return out
 
     def close(self) -> None:
         with self._lock:
-            listeners, self._listeners = self._listeners, ()
+            listeners, self.threaded = self.threaded, ()
+            for inline in self.inline:
+                inline.closed = True
+            self.inline = ()
         for listener in listeners:
             listener.close()
         for listener in listeners:

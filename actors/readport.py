@@ -18,12 +18,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from depthkeeper.actors.core.orderbook import BookStatus, complete_counts
+from depthkeeper.actors.core.orderbook import BookStatus
 from depthkeeper.actors.core.promise import shown_status
 from depthkeeper.actors.core.samples import Latencies, percentile
 from depthkeeper.actors.core.sync import SyncCounters
@@ -38,6 +37,9 @@ T = TypeVar("T")
 
 #: attempts before the caller falls back to asking the actor
 MAX_ATTEMPTS = 16
+#: what a copy taken while the owner writes can raise ("mutated during iteration", a price removed
+#: between reading the prices and their sizes): a torn read, retried like a moved ``gen``
+_TORN = (RuntimeError, KeyError, IndexError)
 
 
 @attrs.define
@@ -90,7 +92,7 @@ class BookReadPort:
             if not gen & 1:
                 try:
                     result = read()
-                except RuntimeError:  # "mutated during iteration": the owner got in between
+                except _TORN:  # the owner got in between
                     result = None
                 else:
                     if self.gen == gen:
@@ -107,7 +109,7 @@ class BookReadPort:
         if not gen & 1:
             try:
                 copied = self._copy(depth)
-            except RuntimeError:  # "mutated during iteration": the owner got in between
+            except _TORN:  # the owner got in between
                 pass
             else:
                 if self.gen == gen:
@@ -120,36 +122,25 @@ class BookReadPort:
         return self._view(self._copy(depth), depth)
 
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
-        bids, asks, status, reason, seq, horizons, updated_at, epoch, event_time = copied
-        if depth is None:  # (price, size) pairs
-            complete = nb, na = complete_counts(bids, asks, horizons, pairs=True)
-            top_bids, top_asks = tuple(bids[:nb]), tuple(asks[:na])
-        else:  # (all prices, the sizes of the first ``depth``)
-            (bid_prices, bid_sizes), (ask_prices, ask_sizes) = bids, asks
-            complete = nb, na = complete_counts(bid_prices, ask_prices, horizons, pairs=False)
-            nb, na = min(nb, depth), min(na, depth)
-            top_bids = tuple(zip(bid_prices[:nb], bid_sizes[:nb]))
-            top_asks = tuple(zip(ask_prices[:na], ask_sizes[:na]))
+        bids, asks, complete, status, reason, seq, updated_at, epoch, event_time = copied
         status, reason = shown_status(status, reason, epoch, self.socket)
-        return _new_view(self.code, status, seq, top_bids, top_asks, updated_at, complete, reason, event_time)
+        return _new_view(self.code, status, seq, bids, asks, updated_at, complete, reason, event_time)
 
     def _copy(self, depth: int | None) -> tuple[Any, ...]:
-        # Sorted here rather than copied and sorted outside: each call below runs entirely in C, so
-        # under the GIL it is as atomic as a dict copy (and the seqlock still validates it). A whole
-        # side sorts as (price, size) pairs; for a view of the top ``depth`` only the prices sort (as
-        # floats: list.sort's float fast path, several times quicker than pairs) and only the sizes
-        # shown are looked up, so a deep book read at depth 10 costs little more than a shallow one.
+        # The book keeps each side's prices in order (orderbook.py): a view slices the complete levels
+        # it shows (best first) and pairs each with its size. Each slice and each ``tuple(zip(...))``
+        # runs in C, so under the GIL it is as atomic as a dict copy; between them the owner may get
+        # in, and the seqlock (``gen``) tells (a size looked up for a price removed meanwhile raises
+        # KeyError: the caller retries).
         book = self.book
-        if depth is None:
-            bids: Any = sorted(book.bids.items(), reverse=True)
-            asks: Any = sorted(book.asks.items())
-        else:
-            bid_prices = sorted(book.bids, reverse=True)
-            ask_prices = sorted(book.asks)
-            bids = (bid_prices, _sizes(book.bids, bid_prices[:depth]))
-            asks = (ask_prices, _sizes(book.asks, ask_prices[:depth]))
-        return (bids, asks, book.status, book.reason, book.last_seq, book.horizons(), self.updated_at, self.epoch,
-                book.event_time)
+        complete = nb, na = book.complete_levels()
+        if depth is not None:
+            nb, na = min(nb, depth), min(na, depth)
+        bid_prices = book.bid_prices[:-nb - 1:-1] if nb else ()
+        ask_prices = book.ask_prices[:na]
+        return (tuple(zip(bid_prices, map(book.bids.__getitem__, bid_prices))),
+                tuple(zip(ask_prices, map(book.asks.__getitem__, ask_prices))), complete,
+                book.status, book.reason, book.last_seq, self.updated_at, self.epoch, book.event_time)
 
     def stats(self) -> BookStats | None:
         """A consistent BookStats, or None if the book kept changing under us."""
@@ -252,10 +243,3 @@ def _new_view(code: str, status: BookStatus, seq: int, bids: Any, asks: Any, upd
     _set_reason(view, reason)
     _set_event_time(view, event_time)
     return view
-
-
-def _sizes(levels: dict[float, float], prices: list[float]) -> tuple[float, ...]:
-    """The sizes of ``prices`` in one C call (``itemgetter``), as a tuple in their order."""
-    if len(prices) > 1:
-        return itemgetter(*prices)(levels)  # type: ignore[no-any-return]
-    return (levels[prices[0]],) if prices else ()

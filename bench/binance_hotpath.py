@@ -1,6 +1,6 @@
 """depthkeeper's whole tree on the Binance dialect: CPU per applied event and per level change.
 
-    python bench/binance_hotpath.py [--symbols 50] [--rate 0] [--seconds 8] [--source feeder|sim [--windows]] [--listener]
+    python bench/binance_hotpath.py [--symbols 50] [--rate 0] [--seconds 8] [--source feeder|sim [--windows]] [--listener [inline|threaded]]
 
 Starts the replay feeder (``feeder.py``, ``--rate 0`` = as fast as we read) or the binance simulator
 in a subprocess, runs ``BookService`` (``venue.dialect = "binance"``) against it in this process, waits
@@ -93,7 +93,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if view is not None and view.seq:
                     delivered[0] += 1
 
-            svc.add_listener(on_event, depth=10)  # as the peers harness observes updates
+            # as the peers harness observes updates
+            svc.add_listener(on_event, depth=10, inline=args.listener == "inline")
         try:
             if not svc.wait_live(timeout=90.0):
                 from collections import Counter
@@ -150,7 +151,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--source", choices=("feeder", "sim"), default="feeder")
     parser.add_argument("--windows", action="store_true", help="sim: Binance's 100 ms framing (one event per symbol per 100 ms)")
-    parser.add_argument("--listener", action="store_true", help="a per-update listener, as the peers harness has")
+    parser.add_argument("--listener", nargs="?", const="inline", choices=("inline", "threaded"),
+                        help="a per-update listener: inline (as the peers harness has) or threaded")
     args = parser.parse_args()
     print(json.dumps(measure(args)))
     sys.stdout.flush()

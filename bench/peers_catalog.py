@@ -95,7 +95,7 @@ PEERS: dict[str, PeerSpec] = {spec.name: spec for spec in (
         name="depthkeeper", dist="depthkeeper", version=installed("depthkeeper"), python=_PY,
         requirements=(), check="from depthkeeper.supervisor.service.facade import BookService",
         harness="depthkeeper_peer", in_repo_env=True,
-        note="this repository: BookService, per-update hook = add_listener (conflated); venue limits kept",
+        note="this repository: BookService, per-update hook = add_listener(inline=True, depth=10); venue limits kept",
     ),
     PeerSpec(
         name="cryptofeed", dist="cryptofeed", version="3.0.1", python="3.13.0",

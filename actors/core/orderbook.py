@@ -1,8 +1,11 @@
-"""The pure order book: two price->size maps, a version, a status, lazy sorted reads.
+"""The pure order book: two price->size maps kept with their prices in order, a version, a status.
 
-No threads and no I/O: a BookActor owns one and is its only writer. Writes are O(1) dict
-operations; sorting happens only when somebody reads, and the sorted sides are cached
-until the next write, so a stream of diffs never pays for sorting it does not need.
+No threads and no I/O: a BookActor owns one and is its only writer. Each side is a dict (size by
+price) plus the list of its prices, ascending, kept sorted as levels come and go: a level whose size
+changes is one dict write; a new or removed price is a binary search and a move of the list's tail (C
+calls, ~50 floats). In return every read is in order without sorting: the best price is an end of the
+list, a depth-N view slices N prices, a trim cuts the list. Most of a feed's level changes are sizes of
+prices already held, so keeping the order costs the writer less than sorting costs each reader.
 
 ``max_levels`` caps memory honestly. A side is trimmed to its best ``max_levels`` levels
 only when it grows past twice that (amortised O(1) per write). Trimming forgets levels
@@ -14,10 +17,9 @@ levels per side are known complete, and a view never claims more.
 from __future__ import annotations
 
 import enum
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
-from operator import neg
-from typing import Any
+from operator import itemgetter
 
 from depthkeeper.actors.core.wire import Levels
 
@@ -40,14 +42,19 @@ class BookStatus(enum.StrEnum):
 
 
 class OrderBook:
-    """Bids and asks for one symbol. See the module docstring for the trimming rules."""
+    """Bids and asks for one symbol. See the module docstring for the order and trimming rules.
+
+    ``bids`` / ``asks``: size by price. ``bid_prices`` / ``ask_prices``: the same prices ascending
+    (best bid last, best ask first). Write through the methods only: they keep each pair in step."""
 
     __slots__ = (
         "_ask_horizon",
         "_bid_horizon",
         "_sorted_asks",
         "_sorted_bids",
+        "ask_prices",
         "asks",
+        "bid_prices",
         "bids",
         "code",
         "event_time",
@@ -64,6 +71,8 @@ class OrderBook:
         self.max_levels = max_levels
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
+        self.bid_prices: list[float] = []
+        self.ask_prices: list[float] = []
         self.last_seq = 0
         #: the venue's time of the last event applied (seconds since the epoch; 0.0 = unknown)
         self.event_time = 0.0
@@ -86,87 +95,59 @@ class OrderBook:
 
     def apply(self, is_bid: bool, price: float, size: float) -> None:
         """Set (size > 0) or delete (size == 0) one level."""
-        side = self.bids if is_bid else self.asks
-        if size > 0.0:
-            side[price] = size
-            if len(side) > 2 * self.max_levels:
-                self._trim(is_bid)
-        else:
-            side.pop(price, None)
         if is_bid:
+            side, prices = self.bids, self.bid_prices
             self._sorted_bids = None
         else:
+            side, prices = self.asks, self.ask_prices
             self._sorted_asks = None
+        if size > 0.0:
+            if price not in side:
+                insort(prices, price)
+            side[price] = size
+            if len(prices) > 2 * self.max_levels:
+                self._trim(is_bid)
+        elif side.pop(price, None) is not None:
+            del prices[bisect_left(prices, price)]
 
     def apply_levels(self, bids: Levels, asks: Levels) -> None:
         """Apply one event's levels (absolute sizes, 0 deletes; deleting an unknown level is normal).
 
         One call per event, not per level: a Binance event carries tens of levels, and the side,
         the cache and the trim check are looked at once per side. A side that grows past twice
-        ``max_levels`` is trimmed after the event (the horizon rule holds as for ``apply``)."""
+        ``max_levels`` is trimmed after the event (the horizon rule holds)."""
+        # the two sides written out: a helper called per side costs more than the loop it runs
         if bids:
-            side = self.bids
+            side, prices = self.bids, self.bid_prices
             for price, size in bids:
                 if size > 0.0:
+                    if price not in side:
+                        insort(prices, price)
                     side[price] = size
-                else:
-                    side.pop(price, None)
+                elif side.pop(price, None) is not None:
+                    del prices[bisect_left(prices, price)]
             self._sorted_bids = None
-            if len(side) > 2 * self.max_levels:
+            if len(prices) > 2 * self.max_levels:
                 self._trim(True)
         if asks:
-            side = self.asks
+            side, prices = self.asks, self.ask_prices
             for price, size in asks:
                 if size > 0.0:
+                    if price not in side:
+                        insort(prices, price)
                     side[price] = size
-                else:
-                    side.pop(price, None)
+                elif side.pop(price, None) is not None:
+                    del prices[bisect_left(prices, price)]
             self._sorted_asks = None
-            if len(side) > 2 * self.max_levels:
+            if len(prices) > 2 * self.max_levels:
                 self._trim(False)
-
-    def apply_event(self, bids: Levels, asks: Levels,
-                    best: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
-        """``apply_levels``, returning the best (bid, ask) after the event given the best before it
-        (None: that side is empty). A side's best is recomputed over the side only when the event
-        removed it: the top of a deep book is known without scanning it per event."""
-        best_bid, best_ask = best
-        if bids:
-            side = self.bids
-            stale = best_bid is None
-            for price, size in bids:
-                if size > 0.0:
-                    side[price] = size
-                    if not stale and price > best_bid:  # type: ignore[operator]  # not stale: a float
-                        best_bid = price
-                elif side.pop(price, None) is not None and price == best_bid:
-                    stale = True
-            self._sorted_bids = None
-            if len(side) > 2 * self.max_levels:
-                self._trim(True)  # keeps the best levels: never the top
-            if stale:
-                best_bid = max(self.bids) if self.bids else None
-        if asks:
-            side = self.asks
-            stale = best_ask is None
-            for price, size in asks:
-                if size > 0.0:
-                    side[price] = size
-                    if not stale and price < best_ask:  # type: ignore[operator]
-                        best_ask = price
-                elif side.pop(price, None) is not None and price == best_ask:
-                    stale = True
-            self._sorted_asks = None
-            if len(side) > 2 * self.max_levels:
-                self._trim(False)
-            if stale:
-                best_ask = min(self.asks) if self.asks else None
-        return best_bid, best_ask
 
     def replace(self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]], seq: int) -> None:
         """Load a whole book (a snapshot or a full top-N push). Zero sizes are skipped."""
         self.bids = {p: s for p, s in bids if s > 0.0}
         self.asks = {p: s for p, s in asks if s > 0.0}
+        self.bid_prices = sorted(self.bids)
+        self.ask_prices = sorted(self.asks)
         self.last_seq = seq
         self._bid_horizon = self._ask_horizon = None
         self._sorted_bids = self._sorted_asks = None
@@ -179,6 +160,8 @@ class OrderBook:
         """Forget every level (the version is kept for diagnostics; the event time is unknown again)."""
         self.bids = {}
         self.asks = {}
+        self.bid_prices = []
+        self.ask_prices = []
         self.event_time = 0.0
         self._bid_horizon = self._ask_horizon = None
         self._sorted_bids = self._sorted_asks = ()
@@ -189,32 +172,40 @@ class OrderBook:
         self._ask_horizon = ask_horizon
 
     def _trim(self, is_bid: bool) -> None:
-        ordered = self.sorted_bids() if is_bid else self.sorted_asks()
-        kept = ordered[: self.max_levels]
-        worst = kept[-1][0]
+        keep = self.max_levels
         if is_bid:
-            self.bids = dict(kept)
-            self._sorted_bids = kept
+            kept = self.bid_prices[-keep:]
+            side = self.bids
+            self.bids = dict(zip(kept, sizes_of(side, kept), strict=True))
+            self.bid_prices = kept
+            self._sorted_bids = None
             old = self._bid_horizon
-            self._bid_horizon = worst if old is None else max(old, worst)
+            self._bid_horizon = kept[0] if old is None else max(old, kept[0])
         else:
-            self.asks = dict(kept)
-            self._sorted_asks = kept
+            kept = self.ask_prices[:keep]
+            side = self.asks
+            self.asks = dict(zip(kept, sizes_of(side, kept), strict=True))
+            self.ask_prices = kept
+            self._sorted_asks = None
             old = self._ask_horizon
-            self._ask_horizon = worst if old is None else min(old, worst)
+            self._ask_horizon = kept[-1] if old is None else min(old, kept[-1])
 
     # -- reads --------------------------------------------------------------------------
 
     def sorted_bids(self) -> Levels:
+        """Every bid level, best (highest) first; the same tuple until the next write."""
         cached = self._sorted_bids
         if cached is None:
-            cached = self._sorted_bids = tuple(sorted(self.bids.items(), reverse=True))
+            prices = self.bid_prices[::-1]
+            cached = self._sorted_bids = tuple(zip(prices, sizes_of(self.bids, prices)))
         return cached
 
     def sorted_asks(self) -> Levels:
+        """Every ask level, best (lowest) first; the same tuple until the next write."""
         cached = self._sorted_asks
         if cached is None:
-            cached = self._sorted_asks = tuple(sorted(self.asks.items()))
+            prices = self.ask_prices
+            cached = self._sorted_asks = tuple(zip(prices, sizes_of(self.asks, prices)))
         return cached
 
     def top(self, depth: int | None = None) -> tuple[Levels, Levels]:
@@ -231,34 +222,28 @@ class OrderBook:
 
     def complete_levels(self) -> tuple[int, int]:
         """How many levels per side are known exact (all of them unless trimmed/partial)."""
-        return complete_counts(self.sorted_bids(), self.sorted_asks(), self.horizons(), pairs=True)
+        bids, asks = self.bid_prices, self.ask_prices
+        bid_h, ask_h = self._bid_horizon, self._ask_horizon
+        nb = len(bids) if bid_h is None else len(bids) - bisect_left(bids, bid_h)
+        na = len(asks) if ask_h is None else bisect_right(asks, ask_h)
+        return nb, na
 
     def best_bid(self) -> float | None:
-        return max(self.bids) if self.bids else None
+        prices = self.bid_prices
+        return prices[-1] if prices else None
 
     def best_ask(self) -> float | None:
-        return min(self.asks) if self.asks else None
+        prices = self.ask_prices
+        return prices[0] if prices else None
 
     def is_crossed(self) -> bool:
         """True when best bid >= best ask: the book cannot be right and must resync."""
-        if not self.bids or not self.asks:
-            return False
-        return max(self.bids) >= min(self.asks)
+        bids, asks = self.bid_prices, self.ask_prices
+        return bool(bids) and bool(asks) and bids[-1] >= asks[0]
 
 
-def complete_counts(bids: Sequence[Any], asks: Sequence[Any], horizons: tuple[float | None, float | None], *,
-                    pairs: bool) -> tuple[int, int]:
-    """How many of each side's best-first levels are known exact: all of a side, or those at or better
-    than its horizon. ``bids`` / ``asks`` are (price, size) pairs, or bare prices with ``pairs=False``."""
-    bid_h, ask_h = horizons
-    nb = len(bids) if bid_h is None else bisect_right(bids, -bid_h, key=_neg_price if pairs else neg)
-    na = len(asks) if ask_h is None else bisect_right(asks, ask_h, key=_price if pairs else None)
-    return nb, na
-
-
-def _price(level: tuple[float, float]) -> float:
-    return level[0]
-
-
-def _neg_price(level: tuple[float, float]) -> float:
-    return -level[0]
+def sizes_of(levels: dict[float, float], prices: Sequence[float]) -> tuple[float, ...]:
+    """The sizes of ``prices`` in one C call (``itemgetter``), as a tuple in their order."""
+    if len(prices) > 1:
+        return itemgetter(*prices)(levels)  # type: ignore[no-any-return]
+    return (levels[prices[0]],) if prices else ()

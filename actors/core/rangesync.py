@@ -34,26 +34,10 @@ from collections.abc import Sequence
 from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.orderbook import OrderBook
 from depthkeeper.actors.core.sync import Diff, ResyncReason, SyncAction
-from depthkeeper.actors.core.wire import Snapshot
 
 
 class RangeSync(ContiguousSync):
     """Contiguous update-id ranges with a REST snapshot bridge (see the module docstring)."""
-
-    def __init__(self, book: OrderBook, buffer_limit: int) -> None:
-        super().__init__(book, buffer_limit)
-        #: the book's best (bid, ask) after the last batch (None inside: that side is empty), kept per
-        #: event; None: not known (after a snapshot). The crossed and depth checks then cost no scan of
-        #: a 1000-level book per batch.
-        self._top: tuple[float | None, float | None] | None = None
-
-    def _on_start(self) -> None:
-        super()._on_start()
-        self._top = None
-
-    def _go_live(self, snap: Snapshot, rest: Sequence[Diff]) -> SyncAction:
-        self._top = None
-        return super()._go_live(snap, rest)
 
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
@@ -61,16 +45,13 @@ class RangeSync(ContiguousSync):
                 return self._toward_candidate(diffs)
             return self._buffer(diffs)
         book = self.book
-        apply = book.apply_event
+        apply = book.apply_levels
         last = book.last_seq
         prev = self._last_diff
-        top = self._top
-        if top is None:
-            top = (max(book.bids) if book.bids else None, min(book.asks) if book.asks else None)
         applied = 0
         for i, d in enumerate(diffs):
             if d.first == last + 1:
-                top = apply(d.bids, d.asks, top)  # type: ignore[union-attr]  # a range policy is fed RangeDiffs
+                apply(d.bids, d.asks)  # type: ignore[union-attr]  # a range policy is fed RangeDiffs
                 last = d.seq
                 prev = d
                 applied += 1
@@ -81,8 +62,7 @@ class RangeSync(ContiguousSync):
             self._applied(book, last, prev, applied)
             return self._break(d, last, diffs[i:])
         self._applied(book, last, prev, applied)
-        self._top = top
-        return self._check_top(book, last, top) if applied else SyncAction.NONE
+        return self._check_top(book, last) if applied else SyncAction.NONE
 
     def _applied(self, book: OrderBook, last: int, prev: Diff | None, applied: int) -> None:
         book.last_seq = last
@@ -93,9 +73,11 @@ class RangeSync(ContiguousSync):
             if event_time:
                 book.event_time = event_time
 
-    def _check_top(self, book: OrderBook, last: int, top: tuple[float | None, float | None]) -> SyncAction:
+    def _check_top(self, book: OrderBook, last: int) -> SyncAction:
         """Once per batch: crossed, or nothing left that is known for sure on a side."""
-        best_bid, best_ask = top
+        bids, asks = book.bid_prices, book.ask_prices
+        best_bid = bids[-1] if bids else None
+        best_ask = asks[0] if asks else None
         if best_bid is not None and best_ask is not None and best_bid >= best_ask:
             self.counters.crossed += 1
             return self.start(ResyncReason.CROSSED, f"crossed at seq {last}")

@@ -14,21 +14,19 @@ only errors printed (the bench owns the sinks, the library configures none).
 start wait ~9 minutes for weight. The other peers fetch ``limit=1000`` (the runner's lenient mode
 lets them); at start only, outside the measured window.
 
-Observed per update: ``svc.add_listener(callable, depth=10)``, depthkeeper's public per-update hook. It is
-*conflated* per symbol (actors/listeners.py): a BookActor marks its code dirty, the listener's
-dispatcher thread reads the newest consistent view and delivers it. When several events are applied
-before the dispatcher gets to a code, one view arrives with the last ``u`` (``view.seq``): the
-recorder sees fewer events than were applied, but ``applied_per_s`` counts the advance of ``u``,
-which is exact, and the latency join pairs the delivery time with that last event's send time (the
-events merged into it are not sampled). At 100 ms windows (the 10k and 1000x20k feeds: one event per
-symbol per 100 ms) a merge is rare; at ``max`` it is the norm. The recorded time is the delivery to
-the listener, i.e. what a host's callback sees (after the dispatcher's thread hop), not the apply
-inside the BookActor; ``listener_lag_*`` in the facts is delivery minus ``view.updated_at`` (apply),
-and ``apply_latency_*`` is depthkeeper's own send -> applied figure over the same window
-(``svc.latency_samples``, per batch from its oldest diff): the two split the joined latency into
-the tree's part and the hook's. ``--variant poll`` (diagnostic, not in the catalog): no listener,
-``book_stats()`` every ``DEPTHKEEPER_BENCH_POLL_S`` s, to weigh what the listener costs (its
-latency is the poll's: not comparable).
+Observed per update: ``svc.add_listener(callable, depth=10, inline=True)``, depthkeeper's public
+per-update hook in its lowest-latency form (actors/listeners.py): the BookActor calls it at the end of
+each turn that changed the book, with a depth-10 view -- as each peer's callback is called by its own
+event loop, and as the naive loops record right after writing. A turn applies the events one socket
+read brought for the symbol: at 100 ms windows (the 10k and 1000x20k feeds: one event per symbol per
+100 ms) that is one event; at ``max`` a read often holds several, and the view carries the last ``u``
+(``applied_per_s`` counts the advance of ``u``, which is exact; the events merged into it are not
+sampled by the latency join). ``listener_lag_*`` in the facts is delivery minus ``view.updated_at``
+(apply), and ``apply_latency_*`` is depthkeeper's own send -> applied figure over the same window
+(``svc.latency_samples``, per batch from its oldest diff). ``--variant threaded``: the threaded
+listener (conflated, its own thread: the hook for a host whose callback may be slow); ``--variant
+poll`` (diagnostic): no listener, ``book_stats()`` every ``DEPTHKEEPER_BENCH_POLL_S`` s, to weigh what
+the listener costs (its latency is the poll's: not comparable). Neither variant is in the catalog.
 
 Snapshots: a ``BookStatusChanged`` into LIVE from SYNCING / RESYNCING (a sync = one REST snapshot)
 calls ``recorder.snapshot``; views that are not LIVE are not recorded (their contents are not the
@@ -131,7 +129,8 @@ class DepthkeeperAdapter(harness.PeerAdapter):
         if self.args.variant == "poll":
             threading.Thread(target=self._poll, name="bench-poll", daemon=True).start()
         else:
-            self.listener_id = self.svc.add_listener(self.on_event, depth=LISTEN_DEPTH)
+            self.listener_id = self.svc.add_listener(self.on_event, depth=LISTEN_DEPTH,
+                                                     inline=self.args.variant != "threaded")
 
     def _window_latency(self) -> None:
         """depthkeeper's own send -> applied latency (``svc.latency_samples``, in the BookActor,
@@ -192,8 +191,9 @@ class DepthkeeperAdapter(harness.PeerAdapter):
             "apply_latency_p99_s": weighted_percentile(self.window_samples, 0.99),
             "apply_latency_diffs": sum(n for _, n in self.window_samples),
             "log_counts": dict(self.log_counts), "snapshot_limit": SNAPSHOT_LIMIT,
-            "snapshot_max_per_second": SNAPSHOT_PER_S, "hook": self.args.variant or "listener",
-            "events_are": "listener deliveries (conflated)" if self.args.variant != "poll" else "polls",
+            "snapshot_max_per_second": SNAPSHOT_PER_S, "hook": self.args.variant or "inline listener",
+            "events_are": {"poll": "polls", "threaded": "listener deliveries (conflated)"}.get(
+                self.args.variant, "inline listener calls (one per turn)"),
         }
 
 

@@ -215,12 +215,15 @@ class BookService:
         return self._reads.wait_live(codes, timeout)
 
     def add_listener(self, target: ListenerTarget, codes: Iterable[str] | None = None, *,
-                     min_interval_s: float = 0.0, depth: int | None = None) -> int:
+                     min_interval_s: float = 0.0, depth: int | None = None, inline: bool = False) -> int:
         """Deliver BookUpdated / BookStatusChanged to a pykka ref or a callable (conflated).
         ``min_interval_s`` > 0: each code's newest view at most that often (status changes still at
         once), so a listener that samples, or wants status changes only, costs no more. ``depth``:
-        each view holds at most that many levels a side (``view.complete`` says when it is cut)."""
-        return self._rt.hub.add(target, codes, min_interval_s=min_interval_s, depth=depth)
+        each view holds at most that many levels a side (``view.complete`` says when it is cut).
+        ``inline=True`` (a callable): called by the book itself at the end of each turn that changed
+        it -- every update, no thread hop, the lowest latency -- so it must return quickly and must
+        not wait on this service; while it runs, that book waits (actors/listeners.py)."""
+        return self._rt.hub.add(target, codes, min_interval_s=min_interval_s, depth=depth, inline=inline)
 
     def remove_listener(self, listener_id: int) -> bool:
         return self._rt.hub.remove(listener_id)

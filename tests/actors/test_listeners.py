@@ -104,8 +104,8 @@ def test_a_listener_with_depth_gets_the_top_of_the_book_only() -> None:
     book = OrderBook("BTCUSDT")
     book.status = BookStatus.LIVE
     for i in range(20):
-        book.bids[100.0 - i] = 1.0 + i
-        book.asks[101.0 + i] = 2.0 + i
+        book.apply(True, 100.0 - i, 1.0 + i)
+        book.apply(False, 101.0 + i, 2.0 + i)
     book.last_seq = 7
     ports.register(BookReadPort("BTCUSDT", book))
     hub = ListenerHub(ports=ports)

@@ -95,16 +95,28 @@ def test_invalid_max_levels() -> None:
         OrderBook("X", max_levels=0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(events=st.lists(st.tuples(
     st.lists(st.tuples(st.integers(1, 30), st.sampled_from([0.0, 1.0, 2.0])), max_size=6),
     st.lists(st.tuples(st.integers(31, 60), st.sampled_from([0.0, 1.0, 2.0])), max_size=6)), max_size=30),
-    max_levels=st.integers(1, 8))
-def test_apply_event_keeps_the_best_prices_without_scanning(events: list, max_levels: int) -> None:
-    """The best (bid, ask) returned per event equals a full scan, through removals of the best and trims."""
+    max_levels=st.integers(1, 8), single=st.booleans())
+def test_prices_stay_in_order_through_sets_deletes_and_trims(events: list, max_levels: int, single: bool) -> None:
+    """Each side's price list equals the sorted keys of its dict after every event, by event or by level,
+    through removals of the best, re-adds and trims; best prices and reads follow from it."""
     book = OrderBook("X", max_levels=max_levels)
-    top: tuple[float | None, float | None] = (None, None)
     for bids, asks in events:
-        top = book.apply_event(tuple((float(p), s) for p, s in dict(bids).items()),
-                               tuple((float(p), s) for p, s in dict(asks).items()), top)
-        assert top == (max(book.bids) if book.bids else None, min(book.asks) if book.asks else None)
+        b = tuple((float(p), s) for p, s in bids)
+        a = tuple((float(p), s) for p, s in asks)
+        if single:
+            for p, s in b:
+                book.apply(True, p, s)
+            for p, s in a:
+                book.apply(False, p, s)
+        else:
+            book.apply_levels(b, a)
+        assert book.bid_prices == sorted(book.bids) and book.ask_prices == sorted(book.asks)
+        assert book.best_bid() == (max(book.bids) if book.bids else None)
+        assert book.best_ask() == (min(book.asks) if book.asks else None)
+        assert book.sorted_bids() == tuple(sorted(book.bids.items(), reverse=True))
+        assert book.sorted_asks() == tuple(sorted(book.asks.items()))
+        assert book.is_crossed() is (bool(book.bids and book.asks) and max(book.bids) >= min(book.asks))

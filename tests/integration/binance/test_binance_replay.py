@@ -40,8 +40,8 @@ def book_tickers(path: Any) -> dict[int, list[dict[str, Any]]]:
     return tickers
 
 
-@pytest.fixture
-def replay() -> Iterator[tuple[SimHandle, BookService, list[Any]]]:
+@pytest.fixture(params=[False, True], ids=["threaded-listener", "inline-listener"])
+def replay(request: pytest.FixtureRequest) -> Iterator[tuple[SimHandle, BookService, list[Any]]]:
     path = binance_fixture(FIXTURE)
     sim = Simulator.start(SimConfig(dialect="binance", symbols=("BTCUSDT",), replay_paths=(str(path),),
                                     replay_speed=SPEED))
@@ -59,7 +59,7 @@ def replay() -> Iterator[tuple[SimHandle, BookService, list[Any]]]:
                        venue={"dialect": "binance", "url": sim.url, "snapshot_url": sim.rest_url},
                        heartbeat={"interval_s": 1.0, "silent_intervals": 5})
     svc = BookService.start(cfg)
-    svc.add_listener(record, codes=["BTCUSDT"])
+    svc.add_listener(record, codes=["BTCUSDT"], inline=request.param)
     try:
         yield sim, svc, seen
     finally:
@@ -67,7 +67,8 @@ def replay() -> Iterator[tuple[SimHandle, BookService, list[Any]]]:
         sim.stop()
 
 
-def test_a_recorded_day_replayed_through_the_tree_is_exact_at_every_checkpoint_it_passes(replay: tuple[SimHandle, BookService, list[Any]]) -> None:
+def test_a_recorded_day_replayed_through_the_tree_is_exact_at_every_checkpoint_it_passes(
+        replay: tuple[SimHandle, BookService, list[Any]], request: pytest.FixtureRequest) -> None:
     sim, svc, seen = replay
     tickers = book_tickers(binance_fixture(FIXTURE))
     wait_until(lambda: sim.counters()["replay_finished"] >= 1, 30, "the replay to finish")
@@ -81,5 +82,9 @@ def test_a_recorded_day_replayed_through_the_tree_is_exact_at_every_checkpoint_i
              if any(bid != ((float(t["b"]), float(t["B"])),) or ask != ((float(t["a"]), float(t["A"])),)
                     for t in tickers[seq])]
     assert len(passed) >= 100 and wrong == []
+    if request.node.callspec.params["replay"]:  # inline: a view per applied batch, in order, the last one too
+        seqs = [seq for seq, _, _ in seen]
+        assert seqs == sorted(set(seqs)) and seqs[-1] == truth["seq"]
     stats = svc.stats().books["BTCUSDT"]
     assert stats.gaps == 0 and stats.resyncs == 0
+
