@@ -39,24 +39,22 @@ venue has with what we believe it has. Sync: Binance's documented algorithm (cor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from depthkeeper.actors.core.decimals import NumericSides, checked_levels, plain_levels
 from depthkeeper.actors.core.rangesync import RangeSync
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
     Ignored,
-    Levels,
     MalformedKind,
     RangeDiff,
     Snapshot,
     excerpt_of,
-    to_number,
 )
 from depthkeeper.actors.venues.base import AckVerdict, Request, SnapshotReply, Venue
 
@@ -86,17 +84,12 @@ ACK_LIST = 2
 ACK_ERROR = 3
 
 _loads = orjson.loads
-_dumps = orjson.dumps
-#: levels in an event from which _bulk_levels is cheaper than a float() per value (measured)
-BULK_FROM_LEVELS = 10
-#: what the quote-stripped levels of plain decimals consist of (see _bulk_levels)
-_DECIMAL_TEXT = b"0123456789.[],"
-_ZERO_PRICE = re.compile(rb"\[0\.0*,")
-_LIST = frozenset((list,))
-_PAIR = frozenset((2,))
+#: frames from this size take ``_numeric_event`` first: from ~5 levels an event it is the cheaper
+#: parse, below it the per-level ``float`` of ``plain_levels`` (measured; a level is ~25-30 bytes)
+NUMERIC_FROM_BYTES = 400
 _JSONError = orjson.JSONDecodeError
-_INF = float("inf")
 _new = tuple.__new__
+_numeric_sides = NumericSides(b"b", b"a")
 #: well-formed events of streams we do not use (a bookTicker has no "e")
 _IGNORED_EVENTS = frozenset(("trade", "aggTrade", "kline", "24hrTicker", "24hrMiniTicker", "avgPrice",
                              "serverShutdown"))
@@ -107,51 +100,27 @@ def depth_weight(limit: int) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
-def _fast_levels(rows: Any) -> Levels | None:
-    """``[["p","q"], ...]`` of strings -> levels; None for anything the checked path must judge."""
-    out = []
-    for row in rows:
-        if type(row) is not list:
-            return None
-        p, q = row  # ValueError unless a pair
-        if type(p) is not str or type(q) is not str:
-            return None
-        price = float(p)
-        size = float(q)
-        if not (0.0 < price < _INF and 0.0 <= size < _INF):
-            return None
-        out.append((price, size))
-    return tuple(out)
-
-
-def _bulk_levels(bids: list[Any], asks: list[Any]) -> tuple[Levels, Levels] | None:
-    """Both sides' ``[["p","q"], ...]`` parsed as numbers by orjson in one call, or None for anything
-    ``_fast_levels`` must judge.
-
-    ``float(str)`` per price and size is most of the decode; orjson parses a number in C at a
-    fraction of that. The sides are serialized back (C), their quotes deleted, and parsed again.
-    That is exact only when every value was a plain decimal, which the checks make sure of: every
-    row a list of two (types, lengths) of strings (4 quotes a row, and no backslash survives the
-    character set), only digits, ``.``, brackets and commas left, no bracket inside a string (the
-    bracket counts), so a comma inside a string would leave a row of three or a bad number (parse
-    error or a wrong count); exactly one ``.`` per value (so each is a float, and no ``e``, sign,
-    NaN or infinity can pass: orjson also refuses a number too large for a double); a price never
-    zero (the pattern). For such text orjson's value is ``float(text)`` (both correctly rounded)."""
-    count = len(bids) + len(asks)
-    if (set(map(type, bids)) | set(map(type, asks))) - _LIST or (set(map(len, bids)) | set(map(len, asks))) - _PAIR:
-        return None
-    text = _dumps((bids, asks))
-    if text.count(b'"') != 4 * count:
-        return None
-    text = text.translate(None, b'"')
-    if (text.translate(None, _DECIMAL_TEXT) or text.count(b"[") != count + 3 or text.count(b"]") != count + 3
-            or text.count(b".") != 2 * count or _ZERO_PRICE.search(text) is not None):
+def _numeric_event(raw: bytes) -> RangeDiff | None:
+    """A depthUpdate frame whose levels are all plain decimals, read by one orjson parse with the
+    levels as numbers (core/decimals.py: exact, or None and ``decode``'s general path reads it)."""
+    text = _numeric_sides(raw)
+    if text is None:
         return None
     try:
-        bid_rows, ask_rows = _loads(text)
+        obj = _loads(text)
     except _JSONError:
         return None
-    return tuple(map(tuple, bid_rows)), tuple(map(tuple, ask_rows))
+    data = obj.get("data", obj) if type(obj) is dict else None
+    if type(data) is not dict or data.get("e") != "depthUpdate":
+        return None
+    code, first, last = data.get("s"), data.get("U"), data.get("u")
+    if not (type(code) is str and code and type(first) is int and type(last) is int and 0 < first <= last):
+        return None
+    event_ms = data.get("E")
+    sent_at = data.get("x", 0.0)
+    return _new(RangeDiff, (code, first, last, tuple(map(tuple, data["b"])), tuple(map(tuple, data["a"])),
+                            sent_at if type(sent_at) is float else 0.0,
+                            event_ms / 1000.0 if type(event_ms) is int else 0.0))
 
 
 def _event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
@@ -163,16 +132,11 @@ def _event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
     asks = data.get("a")
     if (type(code) is str and type(first) is int and type(last) is int and 0 < first <= last
             and type(bids) is list and type(asks) is list):
-        # the bulk parse costs ~2 us more per event and ~40% less per level: worth it from ~10 levels
-        levels = _bulk_levels(bids, asks) if len(bids) + len(asks) >= BULK_FROM_LEVELS else None
-        if levels is not None:
-            bid_levels, ask_levels = levels
-        else:
-            try:
-                bid_levels = _fast_levels(bids)
-                ask_levels = _fast_levels(asks)
-            except (ValueError, TypeError):
-                bid_levels = ask_levels = None
+        try:
+            bid_levels = plain_levels(bids)
+            ask_levels = plain_levels(asks)
+        except (ValueError, TypeError):
+            bid_levels = ask_levels = None
         if bid_levels is not None and ask_levels is not None:
             event_ms = data.get("E")
             sent_at = data.get("x", 0.0)
@@ -180,20 +144,6 @@ def _event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
                                     sent_at if type(sent_at) is float else 0.0,
                                     event_ms / 1000.0 if type(event_ms) is int else 0.0))
     return _checked_event(data, raw)
-
-
-def _checked_levels(rows: Any) -> Levels | None:
-    if type(rows) is not list:
-        return None
-    out = []
-    for row in rows:
-        if type(row) is not list or len(row) != 2:
-            return None
-        price, size = to_number(row[0]), to_number(row[1])
-        if price is None or size is None or price == 0.0:
-            return None
-        out.append((price, size))
-    return tuple(out)
 
 
 def _checked_event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
@@ -205,7 +155,7 @@ def _checked_event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | Decode
         return DecodeError(MalformedKind.WRONG_TYPE, "s must be a string, U and u integers", excerpt_of(raw))
     if not code or not 0 < first <= last:
         return DecodeError(MalformedKind.BAD_VALUE, f"bad symbol or update ids U={first} u={last}", excerpt_of(raw))
-    bids, asks = _checked_levels(data["b"]), _checked_levels(data["a"])
+    bids, asks = checked_levels(data["b"]), checked_levels(data["a"])
     if bids is None or asks is None:
         kind = MalformedKind.WRONG_TYPE if type(data["b"]) is not list or type(data["a"]) is not list else \
             MalformedKind.BAD_VALUE
@@ -246,6 +196,10 @@ def _payload(data: dict[str, Any], raw: bytes | str) -> RangeDiff | Ignored | De
 
 def decode(raw: bytes | str) -> RangeDiff | Ack | Ignored | DecodeError:
     """One server frame -> a typed event or a typed error (never raises)."""
+    if type(raw) is bytes and len(raw) >= NUMERIC_FROM_BYTES:
+        event = _numeric_event(raw)
+        if event is not None:
+            return event
     try:
         obj = _loads(raw)
     except _JSONError:
@@ -275,7 +229,7 @@ def decode_snapshot(body: bytes | str, code: str) -> Snapshot | DecodeError:
     last_id = obj.get("lastUpdateId")
     if type(last_id) is not int or last_id < 0:
         return DecodeError(MalformedKind.WRONG_TYPE, "snapshot without an integer lastUpdateId", excerpt_of(body))
-    bids, asks = _checked_levels(obj.get("bids")), _checked_levels(obj.get("asks"))
+    bids, asks = checked_levels(obj.get("bids")), checked_levels(obj.get("asks"))
     if bids is None or asks is None:
         return DecodeError(MalformedKind.BAD_VALUE, "snapshot levels malformed", excerpt_of(body))
     return Snapshot(code, last_id, bids, asks)

@@ -1,5 +1,6 @@
-"""The binance codec's bulk level parser (orjson on the quote-stripped sides) must agree with the
-per-level ``float`` path on everything it accepts, and refuse what that path would judge otherwise."""
+"""The binance codec's numeric frame path (core/decimals.py: the level arrays' quotes deleted in the
+frame's text, one orjson parse) must agree with the general path on everything it accepts, and leave
+to it everything else."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import orjson
 import pytest
 
 from depthkeeper.actors.core.wire import DecodeError, RangeDiff
-from depthkeeper.actors.venues.binance import _bulk_levels, _fast_levels, decode
+from depthkeeper.actors.venues.binance import NUMERIC_FROM_BYTES, _numeric_event, decode
+
+BASE = {"e": "depthUpdate", "E": 1723161255123, "s": "BTCUSDT", "U": 1, "u": 2}
 
 
-def per_level(bids: list, asks: list) -> tuple | None:
-    try:
-        b, a = _fast_levels(bids), _fast_levels(asks)
-    except (ValueError, TypeError):
-        return None
-    return None if b is None or a is None else (b, a)
+def frame(bids: list, asks: list, *, wrapped: bool = True) -> bytes:
+    data = {**BASE, "b": bids, "a": asks, "x": 1.5}
+    return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": data} if wrapped else data)
+
+
+def both_paths(raw: bytes) -> tuple[RangeDiff | None, object]:
+    """(the numeric path's event or None, the general path's verdict on the same frame)."""
+    return _numeric_event(raw), decode(raw.decode())  # a str frame never takes the numeric path
 
 
 ODD_ROWS = [
@@ -59,12 +64,12 @@ ODD_ROWS = [
 
 
 @pytest.mark.parametrize("rows", ODD_ROWS)
-def test_odd_rows_are_refused_or_read_exactly_as_the_per_level_path(rows: list) -> None:
+def test_odd_rows_are_left_to_the_general_path_or_read_exactly_as_it_reads_them(rows: list) -> None:
     for bids, asks in ((rows, []), ([], rows), (rows, [["2.5", "1.0"]])):
-        bulk = _bulk_levels(bids, asks)
-        if bulk is not None:
-            assert bulk == per_level(bids, asks)
-            assert all(type(x) is float for side in bulk for row in side for x in row)
+        numeric, general = both_paths(frame(bids, asks))
+        if numeric is not None:
+            assert numeric == general
+            assert all(type(x) is float for side in (numeric.bids, numeric.asks) for row in side for x in row)
 
 
 def test_plain_decimals_parse_to_the_same_floats_as_float() -> None:
@@ -78,15 +83,31 @@ def test_plain_decimals_parse_to_the_same_floats_as_float() -> None:
                 size = f"{rng.randrange(0, 10 ** rng.randrange(1, 9))}.{rng.randrange(10 ** 8):08d}"
                 rows.append([price, size])
             sides.append(rows)
-        bulk = _bulk_levels(*sides)
-        assert bulk is not None
-        assert bulk == per_level(*sides)
+        raw = frame(*sides, wrapped=rng.random() < 0.5)
+        numeric, general = both_paths(raw)
+        assert numeric is not None and numeric == general
+        assert decode(raw) == general
+        assert len(raw) < NUMERIC_FROM_BYTES or decode(raw) == numeric
 
 
-def test_a_frame_the_bulk_path_refuses_still_decodes_or_fails_as_before() -> None:
-    base = {"e": "depthUpdate", "E": 1723161255123, "s": "BTCUSDT", "U": 1, "u": 2}
-    ok = decode(orjson.dumps({**base, "b": [[" 1.5", "2.5"]], "a": [["3.5", "1e1"]]}))
+@pytest.mark.parametrize("text", [
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"a":[["2.5","1.0"]],"b":[["1.5","1.0"]]}}',  # a before b
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]],"b":[]}}',
+    b'{"data":{"e":"depthUpdate","b":"x","s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]], "a":[["2.5","1.0"]]}}',  # a space
+    b'{"data":{"e":"trade","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":2,"u":1,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}',  # cut
+])
+def test_frames_the_numeric_path_cannot_read_exactly_are_left_to_the_general_path(text: bytes) -> None:
+    assert _numeric_event(text) is None
+    assert decode(text) == decode(text.decode())
+
+
+def test_a_frame_the_numeric_path_refuses_still_decodes_or_fails_as_before() -> None:
+    ok = decode(frame([[" 1.5", "2.5"]] * 30, [["3.5", "1e1"]]))
     assert isinstance(ok, RangeDiff)
-    assert ok.bids == ((1.5, 2.5),) and ok.asks == ((3.5, 10.0),)
-    bad = decode(orjson.dumps({**base, "b": [["1.5,2.5"]], "a": []}))
+    assert ok.bids == ((1.5, 2.5),) * 30 and ok.asks == ((3.5, 10.0),)
+    bad = decode(frame([["1.5,2.5"]] * 30, []))
     assert isinstance(bad, DecodeError)
