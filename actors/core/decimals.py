@@ -19,9 +19,9 @@ from typing import Any
 from depthkeeper.actors.core.wire import Levels, to_number
 
 _INF = float("inf")
-#: what ``numeric_sides`` deletes from a level array to see its skeleton, and one row's skeleton
-_DECIMAL_CHARS = b"0123456789."
-_ROW_SKELETON = b'["",""],'
+#: what ``NumericSides`` deletes from a level array to see its skeleton, and one row's skeleton
+_DIGITS = b"0123456789"
+_ROW_SKELETON = b'[".","."],'
 _ROW_LEN = len(_ROW_SKELETON)
 #: a row whose price is zero, once the quotes are gone
 _ZERO_PRICE = re.compile(rb"\[0\.0*,")
@@ -66,10 +66,10 @@ class NumericSides:
 
     The arrays are found in the text (``"b":[`` up to ``],"a":[``, then up to the first ``]]``) and
     their quotes deleted. That is exact only when each array is a list of
-    ``["<digits.digits>","<digits.digits>"]`` rows, which the checks make sure of: with digits and
-    dots deleted, an array must read exactly ``[["",""],...]`` (so every value was a quoted run of
-    digits and dots, two a row, and no quote, bracket, comma, sign, letter, escape or space hides
-    anywhere), with exactly two dots a row; the JSON parser then refuses what is not a JSON number
+    ``["<digits.digits>","<digits.digits>"]`` rows, which the checks make sure of: with the digits
+    deleted, an array must read exactly ``[[".","."],...]`` (so every value was a quoted run of digits
+    with one dot, two a row, and no quote, bracket, comma, sign, letter, escape or space hides
+    anywhere); the JSON parser then refuses what is not a JSON number
     (``.5``, ``5.``, ``1..5``, leading zeros) and what overflows a double, and a price of zero is
     refused here by pattern. For such text orjson's value is ``float(text)`` (both correctly
     rounded). A second key of either name anywhere (JSON would take the last) also gives None.
@@ -86,23 +86,36 @@ class NumericSides:
         self._joint_key = self._joint[1:-1]
 
     def __call__(self, raw: bytes) -> bytes | None:
-        bid_at, ask_at, joint = self._bid_at, self._ask_at, self._joint
+        bid_at, joint = self._bid_at, self._joint
         start = raw.find(self._bid_open)
         mid = raw.find(joint, start)
         if start < 0 or mid < 0:
             return None
         ask_from = mid + len(joint) - 1
         end = ask_from + 2 if raw[ask_from:ask_from + 2] == b"[]" else raw.find(b"]]", ask_from) + 2
-        if end == 1 or raw.find(bid_at, end) >= 0 or raw.find(ask_at, end) >= 0 or raw.find(bid_at, 0, start) >= 0:
+        if (end == 1 or raw.find(bid_at, end) >= 0 or raw.find(self._ask_at, end) >= 0
+                or raw.find(bid_at, 0, start) >= 0):
             return None
-        bids, asks = raw[start + len(bid_at):mid + 1], raw[ask_from:end]
-        for side in (bids, asks):
-            skeleton = side.translate(None, _DECIMAL_CHARS)
-            rows = len(skeleton) // _ROW_LEN
-            if (skeleton != (b"[" + (_ROW_SKELETON * rows)[:-1] + b"]" if rows else b"[]")
-                    or side.count(b".") != 2 * rows):
-                return None
-        bids, asks = bids.translate(None, b'"'), asks.translate(None, b'"')
-        if _ZERO_PRICE.search(bids) is not None or _ZERO_PRICE.search(asks) is not None:
+        # both arrays and the key between them, checked as one text
+        skeleton = raw[start + len(bid_at):end].translate(None, _DIGITS)
+        split = skeleton.find(joint) + 1
+        bid_rows = (split - 1) // _ROW_LEN
+        ask_rows = (len(skeleton) - split - len(self._joint_key) - 1) // _ROW_LEN
+        if skeleton != _skeleton(bid_rows) + self._joint_key + _skeleton(ask_rows):
+            return None
+        bids = raw[start + len(bid_at):mid + 1].translate(None, b'"')
+        asks = raw[ask_from:end].translate(None, b'"')
+        if (b"[0." in bids and _ZERO_PRICE.search(bids) is not None) or (
+                b"[0." in asks and _ZERO_PRICE.search(asks) is not None):
             return None
         return b"".join((raw[:start + len(bid_at)], bids, self._joint_key, asks, raw[end:]))
+
+
+def _skeleton(rows: int) -> bytes:
+    """What an array of ``rows`` plain-decimal pairs reads with its digits and dots deleted."""
+    if rows < len(_SKELETONS):
+        return _SKELETONS[rows]
+    return b"[" + (_ROW_SKELETON * rows)[:-1] + b"]"
+
+
+_SKELETONS = tuple(b"[" + (_ROW_SKELETON * rows)[:-1] + b"]" if rows else b"[]" for rows in range(1024))
