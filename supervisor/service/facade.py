@@ -221,8 +221,9 @@ class BookService:
         once), so a listener that samples, or wants status changes only, costs no more. ``depth``:
         each view holds at most that many levels a side (``view.complete`` says when it is cut).
         ``inline=True`` (a callable): called by the book itself at the end of each turn that changed
-        it -- every update, no thread hop, the lowest latency -- so it must return quickly and must
-        not wait on this service; while it runs, that book waits (actors/listeners.py)."""
+        it, with that turn's view -- no conflation, no thread hop, the lowest latency -- so it must
+        return quickly and must not wait on this service; while it runs, that book waits
+        (actors/listeners.py)."""
         return self._rt.hub.add(target, codes, min_interval_s=min_interval_s, depth=depth, inline=inline)
 
     def remove_listener(self, listener_id: int) -> bool:
