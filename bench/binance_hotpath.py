@@ -94,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     delivered[0] += 1
 
             # as the peers harness observes updates
-            svc.add_listener(on_event, depth=10, inline=args.listener == "inline")
+            svc.add_listener(on_event, depth=args.depth, inline=args.listener == "inline")
         try:
             if not svc.wait_live(timeout=90.0):
                 from collections import Counter
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--windows", action="store_true", help="sim: Binance's 100 ms framing (one event per symbol per 100 ms)")
     parser.add_argument("--listener", nargs="?", const="inline", choices=("inline", "threaded"),
                         help="a per-update listener: inline (as the peers harness has) or threaded")
+    parser.add_argument("--depth", type=int, default=10, help="levels a side in each listener view (the harness's: 10)")
     args = parser.parse_args()
     print(json.dumps(measure(args)))
     sys.stdout.flush()

@@ -35,9 +35,14 @@ from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.orderbook import OrderBook
 from depthkeeper.actors.core.sync import Diff, ResyncReason, SyncAction
 
+#: ``OrderBook.horizons()`` of a book with both sides complete
+_COMPLETE = (None, None)
+
 
 class RangeSync(ContiguousSync):
     """Contiguous update-id ranges with a REST snapshot bridge (see the module docstring)."""
+
+    _last_diff: Diff | None
 
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
@@ -61,8 +66,19 @@ class RangeSync(ContiguousSync):
                 continue
             self._applied(book, last, prev, applied)
             return self._break(d, last, diffs[i:])
-        self._applied(book, last, prev, applied)
-        return self._check_top(book, last) if applied else SyncAction.NONE
+        if not applied:
+            return SyncAction.NONE
+        # every event applied (the common case), written out: ``_applied`` and the top check's quick part
+        book.last_seq = last
+        self._last_diff = prev
+        self.counters.applied += applied
+        event_time = prev.event_time  # type: ignore[union-attr]
+        if event_time:
+            book.event_time = event_time
+        bids, asks = book.bid_prices, book.ask_prices
+        if bids and asks and bids[-1] < asks[0] and book.horizons() == _COMPLETE:
+            return SyncAction.NONE
+        return self._check_top(book, last)
 
     def _applied(self, book: OrderBook, last: int, prev: Diff | None, applied: int) -> None:
         book.last_seq = last
