@@ -258,7 +258,11 @@ class BookActor(BookLifecycle, SupervisedActor):
             self._finish_calibration()
 
     def _record_latency(self, batch: DiffBatch) -> float:
-        """Record the batch's latencies; returns how long ago its chunk was read (the lag)."""
+        """The batch fed the chain: tell the socket state (a LIVE view leans on it, promise.py) and
+        record the batch's latencies; returns how long ago its chunk was read (the lag)."""
+        socket = self._socket
+        if socket is not None:
+            socket.chained(batch.epoch, batch.received_at)
         self._updated_at = now = time.time()
         sent_at = batch.diffs[0].sent_at  # the oldest diff of the batch waited longest
         hop_s = time.monotonic() - batch.received_at
@@ -282,6 +286,8 @@ class BookActor(BookLifecycle, SupervisedActor):
         before, seq = self.book.status, self.book.last_seq
         action = self.policy.on_push(batch.push)
         if self.book.last_seq != seq:
+            if self._socket is not None:
+                self._socket.chained(batch.epoch, batch.received_at)
             self._updated_at = time.time()
             if self._histogram is not None:
                 self._histogram.observe(time.monotonic() - batch.received_at)

@@ -32,9 +32,17 @@ class SocketState:
 
     ``epoch`` and ``down_reason`` are written by the ConnectionActor (and by the tree when the
     ConnectionActor dies); ``last_data_at`` by the reader thread, once per chunk of business
-    data, and ``last_answer_at`` when the venue answers one of our requests."""
+    data, and ``last_answer_at`` when the venue answers one of our requests; ``last_chain_at`` by
+    the BookActors, when they apply data to their chain.
 
-    __slots__ = ("down_reason", "epoch", "last_answer_at", "last_data_at", "opened_at", "silence_bound_s")
+    Two kinds of "fed": the watchdog asks whether the venue still sends anything for our codes
+    (``last_data_at``: a stream that buffers while every book syncs is alive); a LIVE view asks
+    whether books are still being fed their chains (``last_chain_at``). They differ when the stream
+    stops but a stray event still arrives -- a far-future event, one no chain can take: it is data,
+    so the socket is not dead, but it feeds no book, and a LIVE view must not lean on it."""
+
+    __slots__ = ("down_reason", "epoch", "last_answer_at", "last_chain_at", "last_data_at", "opened_at",
+                 "silence_bound_s")
 
     def __init__(self, silence_bound_s: float) -> None:
         #: the epoch of the open socket; 0 while none is open
@@ -45,6 +53,8 @@ class SocketState:
         self.last_data_at = 0.0
         #: monotonic time the venue last answered a request of ours on the open socket
         self.last_answer_at = 0.0
+        #: read time (monotonic) of the newest data a book applied to its chain from the open socket
+        self.last_chain_at = 0.0
         self.down_reason = "not connected yet"
         self.silence_bound_s = silence_bound_s
 
@@ -53,6 +63,7 @@ class SocketState:
         self.opened_at = now
         self.last_data_at = now  # silence is measured from the open, never from before it
         self.last_answer_at = now
+        self.last_chain_at = now
         self.epoch = epoch
 
     def closed(self, epoch: int, reason: str) -> bool:
@@ -68,6 +79,11 @@ class SocketState:
         older socket never freshens the current one)."""
         if epoch == self.epoch:
             self.last_data_at = now
+
+    def chained(self, epoch: int, read_at: float) -> None:
+        """A book applied data of socket ``epoch``, read at ``read_at``, to its chain."""
+        if epoch == self.epoch and read_at > self.last_chain_at:
+            self.last_chain_at = read_at
 
     def answered(self, epoch: int, now: float) -> None:
         """Reader thread of socket ``epoch``: the venue just answered a request of ours."""
@@ -92,9 +108,13 @@ class SocketState:
             return f"socket down: {self.down_reason}"
         if epoch != current:
             return "socket replaced; resync pending"
+        bound = self.silence_bound_s
         silent = now - self.last_data_at
-        if silent > self.silence_bound_s:
+        if silent > bound:
             return f"socket silent for {silent:.1f}s"
+        unfed = now - self.last_chain_at
+        if unfed > bound:
+            return f"no book data for {unfed:.1f}s (the socket carries nothing a book's chain can take)"
         return None
 
     @property

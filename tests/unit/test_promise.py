@@ -20,4 +20,12 @@ def test_an_answer_keeps_the_watchdog_quiet_but_never_a_live_book() -> None:
     assert status is BookStatus.DISCONNECTED and "silent" in reason
     socket.fed(3, opened + 0.9)
     assert socket.idle_for(now) == socket.silent_for(now) == pytest.approx(0.1)
+    # data came, but no book took any of it into its chain (a stray far-future event, say)
+    status, reason = shown_status(BookStatus.LIVE, "in sync", 3, socket, now)
+    assert status is BookStatus.DISCONNECTED and "no book data" in reason
+    socket.chained(2, opened + 0.9)  # an older socket's data never counts
+    assert shown_status(BookStatus.LIVE, "in sync", 3, socket, now)[0] is BookStatus.DISCONNECTED
+    socket.chained(3, opened + 0.9)
+    socket.chained(3, opened + 0.5)  # never backwards
+    assert socket.last_chain_at == opened + 0.9
     assert shown_status(BookStatus.LIVE, "in sync", 3, socket, now) == (BookStatus.LIVE, "in sync")

@@ -190,6 +190,31 @@ def test_one_far_future_diff_does_not_wedge_the_book_or_spend_the_rest_budget(se
     converge_exact(svc, timeout=10)
 
 
+def test_stray_far_future_diffs_in_a_stalled_stream_do_not_keep_views_live(service) -> None:
+    """Found by chaos (binance, seed 1, 45 s): the venue stalls (sends nothing, its seqs advance)
+    while a stray event no chain can take still arrives now and then. The socket is not dead (the
+    watchdog need not reconnect), but no book is being fed: past the bound no view may stay LIVE."""
+    svc = service()
+    assert svc.wait_live(timeout=10)
+    sim = svc.simulator
+    stalled_at = time.monotonic()
+    sim.faults.stall(2.6)
+    lies: list[Any] = []
+    strays = 0
+    while (elapsed := time.monotonic() - stalled_at) < 2.3:
+        if elapsed > 0.4 * (strays + 1):
+            sim.faults.future_diff("BTCUSDT")  # every 0.4 s: under the bound, each time
+            strays += 1
+        if elapsed > L_S:
+            view = svc.book("ETHUSDT")
+            if view.status is BookStatus.LIVE:
+                lies.append((round(elapsed, 2), view.seq, sim.truth("ETHUSDT")["seq"]))
+        time.sleep(0.01)  # polling a condition against a deadline
+    assert strays >= 4 and lies == []
+    assert "no book data" in svc.book("ETHUSDT").reason or svc.book("ETHUSDT").status is not BookStatus.LIVE
+    converge_exact(svc, timeout=15)
+
+
 def test_a_snapshot_ahead_of_the_stream_is_never_made_live(service) -> None:
     """Defect 5: a snapshot whose seq the stream has not reached is not LIVE (it would drop every
     later diff); it is held, then refetched; the book ends LIVE and exact."""

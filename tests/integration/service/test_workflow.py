@@ -7,7 +7,7 @@ import random
 import pytest
 
 from depthkeeper.supervisor.service.facade import BookUnavailable
-from tests.support import converge_exact, equals_truth, server_sets, wait_until
+from tests.support import converge_exact, server_sets, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -125,5 +125,4 @@ def test_fault_ends_with_books_exactly_equal_to_truth(service, fault: str) -> No
         faults.close()
     if fault in ("drop", "reorder", "stale_snapshot"):
         wait_until(lambda: svc.stats().books["BTCUSDT"].resyncs >= 1, 10, "a resync")
-    converge_exact(svc)
-    assert equals_truth(svc, "ETHUSDT")
+    converge_exact(svc)  # every book, ETHUSDT (untouched by the fault) too
