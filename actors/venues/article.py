@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from depthkeeper.actors.core.contiguous import ContiguousSync
+from depthkeeper.actors.core.decimals import checked_levels
 from depthkeeper.actors.core.wire import (
     Ack,
     DecodeError,
     DiffEvent,
     Ignored,
-    Levels,
     MalformedKind,
     Snapshot,
     excerpt_of,
@@ -137,21 +137,6 @@ def _decode_ack(obj: dict[str, Any], raw: str | bytes) -> Ack | DecodeError:
     )
 
 
-def decode_levels(rows: Any) -> Levels | None:
-    """``[[price, size], ...]`` -> levels, or None if any row is malformed."""
-    if not isinstance(rows, list):
-        return None
-    out = []
-    for row in rows:
-        if not isinstance(row, list) or len(row) != 2:
-            return None
-        price, size = to_number(row[0]), to_number(row[1])
-        if price is None or size is None or price == 0.0:
-            return None
-        out.append((price, size))
-    return tuple(out)
-
-
 def decode_snapshot(body: bytes | str, expected_code: str) -> Snapshot | DecodeError:
     """The REST ``/depth?code=`` reply; the code must be the one we asked for."""
     try:
@@ -163,7 +148,7 @@ def decode_snapshot(body: bytes | str, expected_code: str) -> Snapshot | DecodeE
     code, seq = obj.get("code"), obj.get("seq")
     if code != expected_code or type(seq) is not int or seq < 0:
         return DecodeError(MalformedKind.WRONG_TYPE, "snapshot code/seq missing or wrong", excerpt_of(body))
-    bids, asks = decode_levels(obj.get("bids")), decode_levels(obj.get("asks"))
+    bids, asks = checked_levels(obj.get("bids")), checked_levels(obj.get("asks"))
     if bids is None or asks is None:
         return DecodeError(MalformedKind.BAD_VALUE, "snapshot levels malformed", excerpt_of(body))
     return Snapshot(code, seq, bids, asks)
