@@ -251,6 +251,9 @@ class BookActor(BookLifecycle, SupervisedActor):
             self._after(action, before)
             self._check_lag(lag_s)
         else:
+            socket = self._socket
+            if socket is not None and self.policy.awaiting_snapshot and self.policy.in_order(batch.diffs):
+                socket.chained(epoch, batch.received_at)  # a syncing book's stream flows in order
             self._after(action, before)
         if self._fetch_deferred and self.policy.buffered:
             self._request()  # the stream has begun: now the snapshot can bridge it

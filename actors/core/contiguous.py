@@ -68,6 +68,10 @@ class ContiguousSync(SyncPolicy):
     def buffered(self) -> int:
         return len(self.buffer)
 
+    def in_order(self, diffs: Sequence[Diff]) -> bool:
+        buffer = self.buffer
+        return len(buffer) >= 2 and buffer[-1] is diffs[-1] and buffer[-1].first == buffer[-2].seq + 1
+
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
             if self.candidate is not None:

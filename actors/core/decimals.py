@@ -23,8 +23,9 @@ _INF = float("inf")
 _DIGITS = b"0123456789"
 _ROW_SKELETON = b'[".","."],'
 _ROW_LEN = len(_ROW_SKELETON)
-#: a row whose price is zero, once the quotes are gone
-_ZERO_PRICE = re.compile(rb"\[0\.0*,")
+#: a row whose price is zero, or so small (16 zeros after the point, far below any price) that the
+#: general path should judge it (it may round to 0.0), once the quotes are gone
+_ZERO_PRICE = re.compile(rb"\[0\.(?:0*,|0{16})")
 
 
 def plain_levels(rows: Any) -> Levels | None:
@@ -71,8 +72,11 @@ class NumericSides:
     with one dot, two a row, and no quote, bracket, comma, sign, letter, escape or space hides
     anywhere); the JSON parser then refuses what is not a JSON number
     (``.5``, ``5.``, ``1..5``, leading zeros) and what overflows a double, and a price of zero is
-    refused here by pattern. For such text orjson's value is ``float(text)`` (both correctly
-    rounded). A second key of either name anywhere (JSON would take the last) also gives None.
+    refused here by pattern (and a price with 16 zeros after the point, which may round to zero). For
+    such text orjson's value is ``float(text)`` (both correctly rounded). The frame may hold no other
+    array, and no second key of either name spelled alike: what the parse then puts under the two
+    keys is these arrays or no array at all, which the caller must check (a key spelled otherwise,
+    ``"b" :`` or ``"\u0062"``, can still replace one with a non-array value).
     Whatever gets None is read by the general path as it is, so nothing is judged differently."""
 
     __slots__ = ("_ask_at", "_bid_at", "_bid_open", "_joint", "_joint_key")
@@ -93,8 +97,10 @@ class NumericSides:
             return None
         ask_from = mid + len(joint) - 1
         end = ask_from + 2 if raw[ask_from:ask_from + 2] == b"[]" else raw.find(b"]]", ask_from) + 2
-        if (end == 1 or raw.find(bid_at, end) >= 0 or raw.find(self._ask_at, end) >= 0
-                or raw.find(bid_at, 0, start) >= 0):
+        # no other array anywhere (so whatever JSON makes of the keys, any array it finds is one of
+        # these two), and no second key of either name spelled as these are
+        if (end == 1 or raw.find(b"[", 0, start) >= 0 or raw.find(b"[", end) >= 0
+                or raw.find(bid_at, end) >= 0 or raw.find(self._ask_at, end) >= 0 or raw.find(bid_at, 0, start) >= 0):
             return None
         # both arrays and the key between them, checked as one text
         skeleton = raw[start + len(bid_at):end].translate(None, _DIGITS)

@@ -33,7 +33,7 @@ class SocketState:
     ``epoch`` and ``down_reason`` are written by the ConnectionActor (and by the tree when the
     ConnectionActor dies); ``last_data_at`` by the reader thread, once per chunk of business
     data, and ``last_answer_at`` when the venue answers one of our requests; ``last_chain_at`` by
-    the BookActors, when they apply data to their chain.
+    the BookActors, when they apply data to their chain (or, while syncing, buffer it in order).
 
     Two kinds of "fed": the watchdog asks whether the venue still sends anything for our codes
     (``last_data_at``: a stream that buffers while every book syncs is alive); a LIVE view asks
@@ -81,7 +81,9 @@ class SocketState:
             self.last_data_at = now
 
     def chained(self, epoch: int, read_at: float) -> None:
-        """A book applied data of socket ``epoch``, read at ``read_at``, to its chain."""
+        """A book applied data of socket ``epoch``, read at ``read_at``, to its chain (or buffered it
+        in order while syncing). Racy check-then-set from several threads: at worst it keeps a
+        slightly older time, which only shortens what a view is allowed."""
         if epoch == self.epoch and read_at > self.last_chain_at:
             self.last_chain_at = read_at
 

@@ -213,6 +213,11 @@ class SyncPolicy:
         """Diffs held while waiting for a snapshot."""
         return 0
 
+    def in_order(self, diffs: Sequence[Diff]) -> bool:
+        """While syncing: did ``diffs`` go into the buffer continuing the diff before them? The stream
+        then flows in order though no book applies it yet (the LIVE promise's socket check counts it)."""
+        return False
+
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:
         raise NotImplementedError
 

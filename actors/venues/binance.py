@@ -110,15 +110,24 @@ def _numeric_event(raw: bytes) -> RangeDiff | None:
         obj = _loads(text)
     except _JSONError:
         return None
-    data = obj.get("data", obj) if type(obj) is dict else None
-    if type(data) is not dict or data.get("e") != "depthUpdate":
+    if type(obj) is not dict:
+        return None
+    data = obj.get("data")
+    if type(data) is not dict:
+        if "id" in obj:  # read as a reply by the general path
+            return None
+        data = obj
+    bids, asks = data.get("b"), data.get("a")
+    # lists here are the two checked arrays (decimals.py: the frame holds no other); anything else,
+    # a nested object or a key spelled another way, is for the general path to judge
+    if data.get("e") != "depthUpdate" or type(bids) is not list or type(asks) is not list:
         return None
     code, first, last = data.get("s"), data.get("U"), data.get("u")
     if not (type(code) is str and code and type(first) is int and type(last) is int and 0 < first <= last):
         return None
     event_ms = data.get("E")
     sent_at = data.get("x", 0.0)
-    return _new(RangeDiff, (code, first, last, tuple(map(tuple, data["b"])), tuple(map(tuple, data["a"])),
+    return _new(RangeDiff, (code, first, last, tuple(map(tuple, bids)), tuple(map(tuple, asks)),
                             sent_at if type(sent_at) is float else 0.0,
                             event_ms / 1000.0 if type(event_ms) is int else 0.0))
 

@@ -111,3 +111,28 @@ def test_a_frame_the_numeric_path_refuses_still_decodes_or_fails_as_before() -> 
     assert ok.bids == ((1.5, 2.5),) * 30 and ok.asks == ((3.5, 10.0),)
     bad = decode(frame([["1.5,2.5"]] * 30, []))
     assert isinstance(bad, DecodeError)
+
+
+ROWS = ",".join(f'["{100 + i}.5","1.0"]' for i in range(24)).encode()
+HEAD = b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,'
+
+
+@pytest.mark.parametrize("text", [
+    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"b" :[["3.0","1.0"]]}}',       # a repeat spelled otherwise
+    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"\\u0062":[["3.0","1.0"]]}}',  # an escaped repeat
+    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"\\u0061":[[0,1]]}}',
+    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"b" :7}}',                      # a repeat that is no array
+    HEAD + b'"q":{"b":[' + ROWS + b'],"a":[["200.0","1.0"]]}}}',                       # the arrays nested
+    HEAD + b'"\\"b":[' + ROWS + b'],"a":[["200.0","1.0"]]}}',                          # an escaped key
+    b'{"data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2},"b":[' + ROWS + b'],"a":[]}',  # beside data
+    HEAD + b'"b":[["0.' + b"0" * 400 + b'1","1.0"],' + ROWS + b'],"a":[]}}',           # a price that rounds to 0
+    b'{"id":1,"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[' + ROWS + b'],"a":[]}',  # a reply's id
+])
+def test_crafted_frames_never_make_the_numeric_path_disagree_or_raise(text: bytes) -> None:
+    """Found in review: whatever a frame does with keys, nesting or tiny prices, ``decode`` gives the
+    general path's verdict (never an event with strings or a zero price, never an exception)."""
+    assert len(text) >= NUMERIC_FROM_BYTES
+    general = decode(text.decode())
+    assert decode(text) == general
+    numeric = _numeric_event(text)
+    assert numeric is None or numeric == general

@@ -343,3 +343,22 @@ def test_real_frames_match_every_book_ticker_checkpoint(name: str, expected: int
     assert (checkpoints, mismatches) == (expected, 0)
     assert policy.book.status is BookStatus.LIVE and policy.counters.resyncs == 0
     assert policy.counters.bridged == 2 and policy.book.event_time > 1723161000  # 2024-08-08, seconds
+
+
+def test_in_order_tells_a_flowing_stream_from_a_stray_event_while_syncing() -> None:
+    """What a syncing book tells the socket state (promise.py): events buffered in order show the
+    stream flows; the first event, a far-future one or a repeat do not."""
+    policy = started()
+    first = [event(5, 7)]
+    policy.on_diffs(first)
+    assert not policy.in_order(first)  # nothing before it to continue
+    nxt = [event(8, 9)]
+    policy.on_diffs(nxt)
+    assert policy.in_order(nxt)
+    stray = [event(2 ** 53, 2 ** 53)]
+    policy.on_diffs(stray)
+    assert not policy.in_order(stray)
+    again = [event(2 ** 53, 2 ** 53)]
+    policy.on_diffs(again)
+    assert not policy.in_order(again)
+    assert not live_policy().in_order([event(11)])  # LIVE: applied, not buffered
