@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from depthkeeper.actors.core.orderbook import BookStatus
+from depthkeeper.actors.core.orderbook import BookStatus, levels_of
 from depthkeeper.actors.core.promise import shown_status
 from depthkeeper.actors.core.samples import Latencies, percentile
 from depthkeeper.actors.core.sync import SyncCounters
@@ -138,8 +138,7 @@ class BookReadPort:
             nb, na = min(nb, depth), min(na, depth)
         bid_prices = book.bid_prices[:-nb - 1:-1] if nb else ()
         ask_prices = book.ask_prices[:na]
-        return (tuple(zip(bid_prices, map(book.bids.__getitem__, bid_prices))),
-                tuple(zip(ask_prices, map(book.asks.__getitem__, ask_prices))), complete,
+        return (levels_of(book.bids, bid_prices), levels_of(book.asks, ask_prices), complete,
                 book.status, book.reason, book.last_seq, self.updated_at, self.epoch, book.event_time)
 
     def stats(self) -> BookStats | None:

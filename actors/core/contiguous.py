@@ -74,9 +74,7 @@ class ContiguousSync(SyncPolicy):
 
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
-            if self.candidate is not None:
-                return self._toward_candidate(diffs)
-            return self._buffer(diffs)
+            return self._syncing(diffs)
         book = self.book
         apply = book.apply
         last = book.last_seq
@@ -119,6 +117,12 @@ class ContiguousSync(SyncPolicy):
         action = self.start(reason, f"{reason.value}: {ids} after {last}")
         self._buffer(rest)
         return action
+
+    def _syncing(self, diffs: Sequence[Diff]) -> SyncAction:
+        """Diffs while a snapshot is awaited: toward a held snapshot, or into the buffer."""
+        if self.candidate is not None:
+            return self._toward_candidate(diffs)
+        return self._buffer(diffs)
 
     def _buffer(self, diffs: Sequence[Diff]) -> SyncAction:
         self.buffer.extend(diffs)

@@ -74,17 +74,15 @@ class NumericSides:
     (``.5``, ``5.``, ``1..5``, leading zeros) and what overflows a double, and a price of zero is
     refused here by pattern (and a price with 16 zeros after the point, which may round to zero). For
     such text orjson's value is ``float(text)`` (both correctly rounded). The frame may hold no other
-    array, and no second key of either name spelled alike: what the parse then puts under the two
-    keys is these arrays or no array at all, which the caller must check (a key spelled otherwise,
-    ``"b" :`` or ``"\u0062"``, can still replace one with a non-array value).
+    array: what the parse then puts under the two keys is these arrays or no array at all, which the
+    caller must check (a repeated key, ``"b":7`` or ``"\u0062":7``, can replace one with a non-array).
     Whatever gets None is read by the general path as it is, so nothing is judged differently."""
 
-    __slots__ = ("_ask_at", "_bid_at", "_bid_open", "_joint", "_joint_key")
+    __slots__ = ("_bid_at", "_bid_open", "_joint", "_joint_key")
 
     def __init__(self, bid_key: bytes, ask_key: bytes) -> None:
         self._bid_at = b'"%s":' % bid_key
         self._bid_open = self._bid_at + b"["
-        self._ask_at = b'"%s":' % ask_key
         #: the end of the bid array and the start of the ask array, and the key between them
         self._joint = b'],"%s":[' % ask_key
         self._joint_key = self._joint[1:-1]
@@ -97,10 +95,9 @@ class NumericSides:
             return None
         ask_from = mid + len(joint) - 1
         end = ask_from + 2 if raw[ask_from:ask_from + 2] == b"[]" else raw.find(b"]]", ask_from) + 2
-        # no other array anywhere (so whatever JSON makes of the keys, any array it finds is one of
-        # these two), and no second key of either name spelled as these are
-        if (end == 1 or raw.find(b"[", 0, start) >= 0 or raw.find(b"[", end) >= 0
-                or raw.find(bid_at, end) >= 0 or raw.find(self._ask_at, end) >= 0 or raw.find(bid_at, 0, start) >= 0):
+        # no other array anywhere: whatever JSON makes of the keys (a repeat, an escape), any array
+        # the parse puts under them is one of these two; and no earlier key spelled as the bids'
+        if end == 1 or raw.find(b"[", 0, start) >= 0 or raw.find(b"[", end) >= 0 or raw.find(bid_at, 0, start) >= 0:
             return None
         # both arrays and the key between them, checked as one text
         skeleton = raw[start + len(bid_at):end].translate(None, _DIGITS)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 
 from depthkeeper.actors.core.wire import Levels
 
@@ -176,7 +175,7 @@ class OrderBook:
         if is_bid:
             kept = self.bid_prices[-keep:]
             side = self.bids
-            self.bids = dict(zip(kept, sizes_of(side, kept), strict=True))
+            self.bids = dict(levels_of(side, kept))
             self.bid_prices = kept
             self._sorted_bids = None
             old = self._bid_horizon
@@ -184,7 +183,7 @@ class OrderBook:
         else:
             kept = self.ask_prices[:keep]
             side = self.asks
-            self.asks = dict(zip(kept, sizes_of(side, kept), strict=True))
+            self.asks = dict(levels_of(side, kept))
             self.ask_prices = kept
             self._sorted_asks = None
             old = self._ask_horizon
@@ -197,7 +196,7 @@ class OrderBook:
         cached = self._sorted_bids
         if cached is None:
             prices = self.bid_prices[::-1]
-            cached = self._sorted_bids = tuple(zip(prices, sizes_of(self.bids, prices)))
+            cached = self._sorted_bids = levels_of(self.bids, prices)
         return cached
 
     def sorted_asks(self) -> Levels:
@@ -205,7 +204,7 @@ class OrderBook:
         cached = self._sorted_asks
         if cached is None:
             prices = self.ask_prices
-            cached = self._sorted_asks = tuple(zip(prices, sizes_of(self.asks, prices)))
+            cached = self._sorted_asks = levels_of(self.asks, prices)
         return cached
 
     def top(self, depth: int | None = None) -> tuple[Levels, Levels]:
@@ -242,8 +241,7 @@ class OrderBook:
         return bool(bids) and bool(asks) and bids[-1] >= asks[0]
 
 
-def sizes_of(levels: dict[float, float], prices: Sequence[float]) -> tuple[float, ...]:
-    """The sizes of ``prices`` in one C call (``itemgetter``), as a tuple in their order."""
-    if len(prices) > 1:
-        return itemgetter(*prices)(levels)  # type: ignore[no-any-return]
-    return (levels[prices[0]],) if prices else ()
+def levels_of(side: dict[float, float], prices: Sequence[float]) -> Levels:
+    """``(price, size)`` pairs of ``side`` for ``prices``, in their order (C calls only: a reader on
+    another thread gets a KeyError, never a wrong pair, if a price goes meanwhile)."""
+    return tuple(zip(prices, map(side.__getitem__, prices)))

@@ -42,13 +42,9 @@ _COMPLETE = (None, None)
 class RangeSync(ContiguousSync):
     """Contiguous update-id ranges with a REST snapshot bridge (see the module docstring)."""
 
-    _last_diff: Diff | None
-
     def on_diffs(self, diffs: Sequence[Diff]) -> SyncAction:  # type: ignore[override]
         if self.awaiting_snapshot:
-            if self.candidate is not None:
-                return self._toward_candidate(diffs)
-            return self._buffer(diffs)
+            return self._syncing(diffs)
         book = self.book
         apply = book.apply_levels
         last = book.last_seq
@@ -66,16 +62,10 @@ class RangeSync(ContiguousSync):
                 continue
             self._applied(book, last, prev, applied)
             return self._break(d, last, diffs[i:])
+        self._applied(book, last, prev, applied)
         if not applied:
             return SyncAction.NONE
-        # every event applied (the common case), written out: ``_applied`` and the top check's quick part
-        book.last_seq = last
-        self._last_diff = prev
-        self.counters.applied += applied
-        event_time = prev.event_time  # type: ignore[union-attr]
-        if event_time:
-            book.event_time = event_time
-        bids, asks = book.bid_prices, book.ask_prices
+        bids, asks = book.bid_prices, book.ask_prices  # the top check's quick part: not crossed, complete
         if bids and asks and bids[-1] < asks[0] and book.horizons() == _COMPLETE:
             return SyncAction.NONE
         return self._check_top(book, last)
