@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import itertools
 import queue
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from sys import getrefcount
 from typing import Any, TypeAlias
 
 import pykka
@@ -38,7 +40,11 @@ from loguru import logger
 
 from depthkeeper.actors.core.logthrottle import ThrottledLog
 from depthkeeper.actors.messages import BookStatusChanged, BookUpdated, BookView
-from depthkeeper.actors.readport import BookReadPort, ReadPorts
+from depthkeeper.actors.readport import BookReadPort, ReadPorts, settle
+
+#: inline hooks get a view whose levels are copied when first read (readport.PendingView); whether
+#: a hook kept it is told by its reference count, exact only where a GIL serialises them
+_PENDING = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
 
 Event: TypeAlias = BookUpdated | BookStatusChanged
 ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
@@ -273,8 +279,13 @@ class ListenerHub:
                 depth = listener.depth
                 update = views.get(depth)
                 if update is None:
-                    update = views[depth] = BookUpdated(port.owner_view(depth))
+                    update = views[depth] = BookUpdated(port.owner_pending_view(depth) if _PENDING
+                                                        else port.owner_view(depth))
+                view = update.view
+                held = getrefcount(update), getrefcount(view)
                 listener.call(update)
+                if _PENDING and (getrefcount(update), getrefcount(view)) != held:
+                    settle(view)  # kept or passed on: it must show the book as it is now, not later
 
     def _read_view(self, code: str, depth: int | None) -> BookView | None:
         port = self._ports.get(code) if self._ports is not None else None

@@ -121,6 +121,25 @@ class BookReadPort:
         """The view from the book's own actor (the writer: nothing can change under it)."""
         return self._view(self._copy(depth), depth)
 
+    def owner_pending_view(self, depth: int | None) -> BookView:
+        """``owner_view`` with its levels left to copy until first read (``PendingView``): for an inline
+        hook, called by the owner, which must ``settle`` the view before the book changes again."""
+        book = self.book
+        status, reason = shown_status(book.status, book.reason, self.epoch, self.socket)
+        view = _new(PendingView)
+        _set_code(view, self.code)
+        _set_status(view, status)
+        _set_seq(view, book.last_seq)
+        _set_bids(view, self)  # where the levels come from, until they are copied
+        _set_asks(view, depth)
+        _set_updated_at(view, self.updated_at)
+        _set_reason(view, reason)
+        _set_event_time(view, book.event_time)
+        return view
+
+    def _levels(self, depth: int | None) -> tuple[Any, ...]:
+        return self._copy(depth)[:3]
+
     def _view(self, copied: tuple[Any, ...], depth: int | None) -> BookView:
         bids, asks, complete, status, reason, seq, updated_at, epoch, event_time = copied
         status, reason = shown_status(status, reason, epoch, self.socket)
@@ -224,6 +243,71 @@ class ReadPorts:
 _new = object.__new__
 (_set_code, _set_status, _set_seq, _set_bids, _set_asks, _set_updated_at, _set_complete, _set_reason,
  _set_event_time) = (BookView.__dict__[field.name].__set__ for field in attrs.fields(BookView))
+_get_bids = BookView.__dict__["bids"].__get__
+_get_asks = BookView.__dict__["asks"].__get__
+_set_class = object.__setattr__
+
+
+class PendingView(BookView):
+    """A BookView whose levels are copied from the book when first read.
+
+    An inline hook runs on the book's own turn, while the book cannot change: copying its levels
+    can wait until the hook reads them, and a hook that looks only at ``seq`` or ``status`` (or
+    drops most updates) never pays for the copy. Once the levels are copied (``settle``) the object
+    *becomes* a plain BookView (its class is swapped; the layouts are the same): equal, hashable,
+    printable and picklable as one. Until then ``bids`` holds the book's read port and ``asks`` the
+    depth; every read of a level field, and ``==``, ``hash``, ``repr``, copies first.
+
+    The owner settles the view right after the hook returns if anyone still holds it (see
+    ``ListenerHub.deliver_inline``), so a view kept or passed on shows the book as it was at that
+    turn. A second thread that settles it concurrently only stores its copy while the view is still
+    pending, that is while the owner has not moved on."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> BookView:  # type: ignore[misc]
+        return BookView(*args, **kwargs)  # ``attrs.evolve`` of a pending view: a plain one
+
+    bids = property(lambda self: settle(self).bids)  # type: ignore[assignment]
+    asks = property(lambda self: settle(self).asks)  # type: ignore[assignment]
+    complete_levels = property(lambda self: settle(self).complete_levels)  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return settle(self) == other
+
+    def __ne__(self, other: object) -> bool:
+        return settle(self) != other
+
+    def __hash__(self) -> int:
+        return hash(settle(self))
+
+    def __repr__(self) -> str:
+        return repr(settle(self))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return settle(self).__reduce_ex__(protocol)
+
+
+_settling = threading.Lock()
+
+
+def settle(view: BookView) -> BookView:
+    """``view`` with its levels copied, a plain BookView (a no-op for one that is already)."""
+    while type(view) is PendingView:
+        port = _get_bids(view)
+        levels = None
+        if type(port) is BookReadPort:  # (else another thread is storing its copy: wait for it below)
+            try:
+                levels = port._levels(_get_asks(view))
+            except _TORN:  # not the owner: it settled the view and moved on meanwhile
+                continue
+        with _settling:
+            if levels is not None and _get_bids(view) is port:  # the book did not move while we copied
+                _set_bids(view, levels[0])
+                _set_asks(view, levels[1])
+                _set_complete(view, levels[2])
+                _set_class(view, "__class__", BookView)
+    return view
 
 
 def _new_view(code: str, status: BookStatus, seq: int, bids: Any, asks: Any, updated_at: float,
