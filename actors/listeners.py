@@ -17,7 +17,9 @@ An *inline* listener (``add(..., inline=True)``, a callable) has no thread: the 
 at the end of its own turn, once the turn's writes are done and readable, with the turn's status
 changes in order and then one ``BookUpdated`` of the newest view. No hand-over, no wake-up of
 another thread, no second read through the seqlock: the lowest latency and CPU a hook can have,
-as a callback of a library with its own event loop gets. The price is the owner's: while the
+as a callback of a library with its own event loop gets. Its view's levels are copied only when
+the hook first reads them (``readport.PendingView``); a view the hook kept is copied right after it
+returns, before the book can change (``deliver_inline``). The price is the owner's: while the
 callable runs, this book (and, when the socket's reader thread runs the turn, the socket) waits,
 so it must be quick and must not wait on the service (an ``ask`` to the same book would wait for
 itself). Its exceptions are counted and logged (rate-limited), never raised into the book.
