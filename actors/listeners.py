@@ -52,6 +52,9 @@ Event: TypeAlias = BookUpdated | BookStatusChanged
 ListenerTarget: TypeAlias = pykka.ActorRef[Any] | Callable[[Event], Any]
 
 _ids = itertools.count(1)
+#: ``BookUpdated(view)`` through its slot (as readport's views): one is made per inline delivery
+_new = object.__new__
+_set_view = BookUpdated.__dict__["view"].__set__
 
 
 class _Listener:
@@ -271,7 +274,7 @@ class ListenerHub:
     def deliver_inline(self, code: str, events: list[BookStatusChanged], port: BookReadPort | None) -> None:
         """Called by ``code``'s BookActor at the end of a turn: its status changes, then (``port``
         given: the book changed) one view of it, to every inline listener of the code."""
-        views: dict[int | None, BookUpdated] = {}
+        views: dict[int | None, BookUpdated] | None = None
         for listener in self.inline:
             if listener.closed or (listener.codes is not None and code not in listener.codes):
                 continue
@@ -279,10 +282,14 @@ class ListenerHub:
                 listener.call(event)
             if port is not None:
                 depth = listener.depth
-                update = views.get(depth)
+                update = views.get(depth) if views is not None else None
                 if update is None:
-                    update = views[depth] = BookUpdated(port.owner_pending_view(depth) if _PENDING
-                                                        else port.owner_view(depth))
+                    view = port.owner_pending_view(depth) if _PENDING else port.owner_view(depth)
+                    update = _new(BookUpdated)
+                    _set_view(update, view)
+                    if views is None:
+                        views = {}
+                    views[depth] = update
                 view = update.view
                 held = getrefcount(update), getrefcount(view)
                 listener.call(update)

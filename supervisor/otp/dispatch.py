@@ -135,13 +135,38 @@ class Mailbox:
         handler's failure fails only this actor (``_deliver``: ``on_failure``, supervision) and
         anything escaping loses only this actor (``_lose``: a zombie for the liveness monitor), so
         the caller always survives. A turn already scheduled (or running) gets the message queued."""
-        if self._actor.actor_stopped.is_set():
+        actor = self._actor
+        if actor.actor_stopped.is_set():
             return False
-        idle = self._enqueue(message)
-        if idle is None:
-            return False
-        if idle:
+        with self._lock:
+            if self._closed:
+                return False
+            if self._scheduled or not self._started or self._queue or self.bullet is not None:
+                self._queue.append(message)
+                if self._scheduled or not self._started:
+                    return True
+                self._scheduled = True
+                quick = False
+            else:  # idle with nothing queued: the usual case of a book between two 100 ms events
+                self._scheduled = True
+                quick = True
+        if not quick:
             self.run(self._dispatcher.throughput)
+            return True
+        # ``run`` for this one message, without passing it through the queue
+        try:
+            _deliver(actor, message)
+        except BaseException as exc:  # noqa: BLE001 - lose this actor only, never the caller
+            self._lose(exc)
+            return True
+        if actor.actor_stopped.is_set():
+            self._finish()
+            return True
+        with self._lock:
+            if not self._queue:
+                self._scheduled = False
+                return True
+        self._dispatcher.schedule(self)
         return True
 
     def get(self) -> Any:

@@ -53,3 +53,17 @@ def test_is_invisible_to_the_garbage_collector() -> None:
 def test_size_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError):
         Ring(1000)
+
+
+def test_latencies_keep_the_newest_batches_in_step_across_growth_and_wraparound() -> None:
+    """``Latencies.record`` writes its rings itself once they are full: the same values, in step."""
+    from depthkeeper.actors.core.samples import Latencies
+
+    lat = Latencies(8)
+    for i in range(1, 30):
+        lat.record(i / 1000 if i % 3 else None, i, i / 100)
+    with_e2e = [i for i in range(1, 30) if i % 3]
+    assert lat.e2e.count == lat.sizes.count == len(with_e2e) and lat.hop.count == 29
+    assert lat.window() == (len(with_e2e), [(i / 1000, i) for i in with_e2e[-8:]])
+    assert lat.window(since=len(with_e2e) - 2)[1] == [(i / 1000, i) for i in with_e2e[-2:]]
+    assert lat.hop.last() == [i / 100 for i in range(22, 30)]
