@@ -5,6 +5,7 @@ depthkeeper's client."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -49,6 +50,9 @@ COUNTERS = (
 )
 #: Handshake line slack beyond the URL itself ("GET ", " HTTP/1.1", CRLF).
 _REQUEST_LINE_SLACK = 64
+#: ``binance_collect_between_windows``: a full collection once this many younger ones ran since the
+#: last (the collector's own default cadence, ``gc.get_threshold()[2]``), but at a moment of our choosing
+FULL_COLLECTION_EVERY = 10
 
 
 class BinanceDialect(DialectHandler):
@@ -276,6 +280,7 @@ class BinanceDialect(DialectHandler):
         """Flush 100 ms and 1 s windows on time."""
         scale = self.config.binance_interval_scale
         fast_s, slow_s = 0.1 * scale, 1.0 * scale
+        collect = self.config.binance_collect_between_windows
         venue = self.venue
         next_fast_s, next_slow_s = venue.now_s() + fast_s, venue.now_s() + slow_s
         while True:
@@ -290,6 +295,8 @@ class BinanceDialect(DialectHandler):
             venue.flush()
             if self._send_log is not None:
                 self._send_log.tick()
+            if collect and gc.get_count()[2] >= FULL_COLLECTION_EVERY:
+                gc.collect()  # the window just sent: a pause now delays nothing already stamped
 
     # -- REST -----------------------------------------------------------------------------------
 

@@ -124,6 +124,9 @@ class SimConfig:
     binance_reject_unknown_symbols: bool = True
     #: benchmark join: append (symbol index, era, u, send time) per rendered depth event to this file
     binance_send_log: str = ""
+    #: the window clock runs the garbage collector's full collections itself, right after a window is
+    #: sent (simulator/binance.py ``_window_clock``); for a process of its own (the CLI hands it them)
+    binance_collect_between_windows: bool = False
     #: recorded Binance files to serve instead of the generated market (simulator/replay.py)
     replay_paths: tuple[str, ...] = attrs.field(default=(), converter=_to_paths)
     replay_speed: float = 1.0

@@ -11,6 +11,7 @@ import pytest
 
 from depthkeeper.simulator import SimHandle
 from depthkeeper.simulator.cli import build_parser, config_from_args
+from depthkeeper.simulator.config import SimConfig
 
 
 def apply(book: dict[str, dict[Decimal, str]], event: dict[str, Any]) -> None:
@@ -44,6 +45,9 @@ def test_binance_is_selectable_and_urls_are_bases(binance_sim: SimHandle) -> Non
     config = config_from_args(args)
     assert (config.dialect.value, config.binance_enforce_limits, config.binance_interval_scale) == ("binance", False, 0)
     assert (config.replay_paths, config.replay_speed) == (("a.gz",), 0.0)
+    assert not config.binance_collect_between_windows  # no window clock: nothing to time the collector by
+    windowed = config_from_args(build_parser().parse_args(["--dialect", "binance"]))
+    assert windowed.binance_collect_between_windows and not SimConfig().binance_collect_between_windows
 
 
 def test_combined_stream_url_wraps_events_and_lists_streams(binance_sim: SimHandle, connect: Callable) -> None:
@@ -234,3 +238,41 @@ def test_send_acks_false_withholds_subscribe_acks(start_sim: Callable, connect: 
     client.wait_for(lambda c: len(c.events()) >= 2)
     assert client.replies(1) == []
     assert client.request("LIST_SUBSCRIPTIONS", request_id=2)["result"] == ["btcusdt@depth@100ms"]
+
+
+@pytest.mark.parametrize("collect", [True, False])
+def test_the_window_clock_runs_full_collections_right_after_a_window_is_sent(
+        start_sim: Callable, connect: Callable, monkeypatch: pytest.MonkeyPatch, collect: bool) -> None:
+    """``binance_collect_between_windows`` (the CLI's own process): a full collection, when one is due,
+    runs just after the clock sent a window -- never between stamping a window and sending it."""
+    import depthkeeper.simulator.binance as sim_binance
+
+    sent: list[int] = []
+    collections: list[int] = []
+
+    class Collector:
+        @staticmethod
+        def get_count() -> tuple[int, int, int]:
+            return (0, 0, sim_binance.FULL_COLLECTION_EVERY)  # always due
+
+        @staticmethod
+        def collect() -> None:
+            collections.append(len(sent))
+
+    real_flush = sim_binance.BinanceDialect._flush
+
+    def flush(self: Any, windows: Any, kinds: tuple[str, ...]) -> None:
+        real_flush(self, windows, kinds)
+        sent.append(1)
+
+    monkeypatch.setattr(sim_binance, "gc", Collector)
+    monkeypatch.setattr(sim_binance.BinanceDialect, "_flush", flush)
+    sim = start_sim(dialect="binance", symbols=("BTCUSDT",), rate_per_symbol=300.0, binance_interval_scale=0.1,
+                    binance_collect_between_windows=collect)
+    client = connect(f"{sim.url}/ws/btcusdt@depth@100ms")
+    client.wait_for(lambda c: len(c.events()) >= 20)
+    if collect:
+        assert len(collections) >= 10 and all(after >= 1 for after in collections)
+        assert collections == sorted(collections)  # one per clock tick, each after that tick's flush
+    else:
+        assert collections == []
