@@ -157,6 +157,8 @@ class BookActor(BookLifecycle, SupervisedActor):
         port = self._port
         port.gen += 1  # odd: readers outside the tree retry (see readport.py)
         try:
+            if type(message) is DiffBatch:  # the data itself: straight to it, past the match
+                return self._on_diffs(message)
             return self._dispatch(message)
         finally:
             port.updated_at = self._updated_at

@@ -47,12 +47,12 @@ class OrderBook:
     (best bid last, best ask first). Write through the methods only: they keep each pair in step."""
 
     __slots__ = (
-        "_ask_horizon",
-        "_bid_horizon",
         "_sorted_asks",
         "_sorted_bids",
+        "ask_horizon",
         "ask_prices",
         "asks",
+        "bid_horizon",
         "bid_prices",
         "bids",
         "code",
@@ -80,9 +80,10 @@ class OrderBook:
         self.reason = "starting"
         self._sorted_bids: Levels | None = None
         self._sorted_asks: Levels | None = None
-        # Worst price still known exact on each side; None = the side is complete.
-        self._bid_horizon: float | None = None
-        self._ask_horizon: float | None = None
+        #: worst price still known exact on each side; None = the side is complete (read-only outside:
+        #: ``mark_partial`` and the trims write them)
+        self.bid_horizon: float | None = None
+        self.ask_horizon: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -148,7 +149,7 @@ class OrderBook:
         self.bid_prices = sorted(self.bids)
         self.ask_prices = sorted(self.asks)
         self.last_seq = seq
-        self._bid_horizon = self._ask_horizon = None
+        self.bid_horizon = self.ask_horizon = None
         self._sorted_bids = self._sorted_asks = None
         if len(self.bids) > self.max_levels:
             self._trim(True)
@@ -162,13 +163,13 @@ class OrderBook:
         self.bid_prices = []
         self.ask_prices = []
         self.event_time = 0.0
-        self._bid_horizon = self._ask_horizon = None
+        self.bid_horizon = self.ask_horizon = None
         self._sorted_bids = self._sorted_asks = ()
 
     def mark_partial(self, bid_horizon: float | None, ask_horizon: float | None) -> None:
         """Declare that levels worse than these prices may be missing (a top-N source)."""
-        self._bid_horizon = bid_horizon
-        self._ask_horizon = ask_horizon
+        self.bid_horizon = bid_horizon
+        self.ask_horizon = ask_horizon
 
     def _trim(self, is_bid: bool) -> None:
         keep = self.max_levels
@@ -178,16 +179,16 @@ class OrderBook:
             self.bids = dict(levels_of(side, kept))
             self.bid_prices = kept
             self._sorted_bids = None
-            old = self._bid_horizon
-            self._bid_horizon = kept[0] if old is None else max(old, kept[0])
+            old = self.bid_horizon
+            self.bid_horizon = kept[0] if old is None else max(old, kept[0])
         else:
             kept = self.ask_prices[:keep]
             side = self.asks
             self.asks = dict(levels_of(side, kept))
             self.ask_prices = kept
             self._sorted_asks = None
-            old = self._ask_horizon
-            self._ask_horizon = kept[-1] if old is None else min(old, kept[-1])
+            old = self.ask_horizon
+            self.ask_horizon = kept[-1] if old is None else min(old, kept[-1])
 
     # -- reads --------------------------------------------------------------------------
 
@@ -217,12 +218,12 @@ class OrderBook:
 
     def horizons(self) -> tuple[float | None, float | None]:
         """(bid, ask) prices beyond which levels may be missing; None = side complete."""
-        return self._bid_horizon, self._ask_horizon
+        return self.bid_horizon, self.ask_horizon
 
     def complete_levels(self) -> tuple[int, int]:
         """How many levels per side are known exact (all of them unless trimmed/partial)."""
         bids, asks = self.bid_prices, self.ask_prices
-        bid_h, ask_h = self._bid_horizon, self._ask_horizon
+        bid_h, ask_h = self.bid_horizon, self.ask_horizon
         nb = len(bids) if bid_h is None else len(bids) - bisect_left(bids, bid_h)
         na = len(asks) if ask_h is None else bisect_right(asks, ask_h)
         return nb, na

@@ -36,7 +36,6 @@ from depthkeeper.actors.core.orderbook import OrderBook
 from depthkeeper.actors.core.sync import Diff, ResyncReason, SyncAction
 
 #: ``OrderBook.horizons()`` of a book with both sides complete
-_COMPLETE = (None, None)
 
 
 class RangeSync(ContiguousSync):
@@ -46,8 +45,21 @@ class RangeSync(ContiguousSync):
         if self.awaiting_snapshot:
             return self._syncing(diffs)
         book = self.book
-        apply = book.apply_levels
         last = book.last_seq
+        if len(diffs) == 1 and diffs[0].first == last + 1:
+            # one event that extends the chain: a 100 ms stream's every turn, the loop below in short
+            d = diffs[0]
+            book.apply_levels(d.bids, d.asks)  # type: ignore[union-attr]  # a range policy is fed RangeDiffs
+            book.last_seq = d.seq
+            self._last_diff = d
+            self.counters.applied += 1
+            if d.event_time:
+                book.event_time = d.event_time
+            bids, asks = book.bid_prices, book.ask_prices
+            if bids and asks and bids[-1] < asks[0] and book.bid_horizon is None and book.ask_horizon is None:
+                return SyncAction.NONE
+            return self._check_top(book, d.seq)
+        apply = book.apply_levels
         prev = self._last_diff
         applied = 0
         for i, d in enumerate(diffs):
@@ -66,7 +78,7 @@ class RangeSync(ContiguousSync):
         if not applied:
             return SyncAction.NONE
         bids, asks = book.bid_prices, book.ask_prices  # the top check's quick part: not crossed, complete
-        if bids and asks and bids[-1] < asks[0] and book.horizons() == _COMPLETE:
+        if bids and asks and bids[-1] < asks[0] and book.bid_horizon is None and book.ask_horizon is None:
             return SyncAction.NONE
         return self._check_top(book, last)
 

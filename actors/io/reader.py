@@ -54,6 +54,8 @@ from depthkeeper.supervisor.otp.tell import tell
 
 #: codes per hand-over to the books (see _loop)
 HANDOVER_CODES = 128
+#: ``DiffBatch(...)`` without the NamedTuple's Python-level ``__new__`` (one per code per hand-over)
+_new_tuple = tuple.__new__
 #: malformed frames logged one by one at the start of a flood ...
 BAD_FRAME_BURST = 5
 #: ... then one summary line (counts per kind) per this many seconds
@@ -221,7 +223,7 @@ class Reader:
                 unwanted = unwanted or []
                 unwanted.append((code, len(events)))
             else:
-                self._send(ref, len(events), DiffBatch(epoch, tuple(events), now))
+                self._send(ref, len(events), _new_tuple(DiffBatch, (epoch, tuple(events), now)))
         for code, push in pushes.items():
             counters.business += 1
             ref = table.get(code)
