@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from sys import getrefcount
 from typing import Any, TypeAlias
+from weakref import getweakrefcount
 
 import pykka
 from loguru import logger
@@ -293,8 +294,12 @@ class ListenerHub:
                 view = update.view
                 held = getrefcount(update), getrefcount(view)
                 listener.call(update)
-                if _PENDING and (getrefcount(update), getrefcount(view)) != held:
-                    settle(view)  # kept or passed on: it must show the book as it is now, not later
+                if _PENDING and ((getrefcount(update), getrefcount(view)) != held
+                                 or getweakrefcount(update) or getweakrefcount(view)):
+                    # kept, passed on, or reachable by a weak reference that may be made strong later
+                    # (by another thread, or another listener of this delivery): it must show the book
+                    # as it is now, not as it will be
+                    settle(view)
 
     def _read_view(self, code: str, depth: int | None) -> BookView | None:
         port = self._ports.get(code) if self._ports is not None else None

@@ -258,7 +258,7 @@ class PendingView(BookView):
     printable and picklable as one. Until then ``bids`` holds the book's read port and ``asks`` the
     depth; every read of a level field, and ``==``, ``hash``, ``repr``, copies first.
 
-    The owner settles the view right after the hook returns if anyone still holds it (see
+    The owner settles the view right after the hook returns if anyone still holds it, even weakly (see
     ``ListenerHub.deliver_inline``), so a view kept or passed on shows the book as it was at that
     turn. A second thread that settles it concurrently only stores its copy while the view is still
     pending, that is while the owner has not moved on."""

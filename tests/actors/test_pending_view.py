@@ -151,3 +151,33 @@ def test_a_hook_that_raises_holding_the_view_still_leaves_it_right() -> None:
     truth = port.owner_view(4)
     _turn(port, 1)
     assert kept == [truth] and hub.stats()[listener]["errors"] == 1
+
+
+def test_a_view_reachable_by_a_weak_reference_is_settled_before_the_book_moves_on() -> None:
+    """One listener keeps only weak references (to the event, or to its view); another, at another
+    depth and so with its own view, makes them strong during the same delivery: what it holds must
+    still be the turn's book, not the book as it is when it reads it."""
+    port = _port()
+    hub = ListenerHub()
+    weak: list[Any] = []
+    strong: list[Any] = []
+    expected: list[BookView] = []
+
+    def weak_event(event: BookUpdated) -> None:
+        weak.append(weakref.ref(event))
+
+    def weak_view(event: BookUpdated) -> None:
+        weak.append(weakref.ref(event.view))
+
+    def make_strong(event: BookUpdated) -> None:
+        strong.extend(ref() for ref in weak[-2:])
+
+    hub.add(weak_event, depth=5, inline=True)
+    hub.add(weak_view, depth=3, inline=True)
+    hub.add(make_strong, depth=1, inline=True)
+    for n in range(10):
+        _deliver(hub, port)
+        expected.extend((port.owner_view(5), port.owner_view(3)))
+        _turn(port, n)
+    views = [x.view if isinstance(x, BookUpdated) else x for x in strong]
+    assert views == expected and all(type(v) is BookView for v in views)
