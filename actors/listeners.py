@@ -203,14 +203,18 @@ class _InlineListener:
         try:
             self.target(event)
         except Exception as exc:  # noqa: BLE001 - a listener's bug must not fail the book that called it
-            self.errors += 1
-            now = time.monotonic()
-            if self.log.admit("raised", now):
-                self.log.log.opt(exception=exc).error("inline listener raised; event dropped")
-            else:
-                self.log.tick(now)  # a flood: one summary line per interval
+            self.failed(exc)
         else:
             self.delivered += 1
+
+    def failed(self, exc: Exception) -> None:
+        """Counted, and logged rate-limited (a flood: one summary line per interval)."""
+        self.errors += 1
+        now = time.monotonic()
+        if self.log.admit("raised", now):
+            self.log.log.opt(exception=exc).error("inline listener raised; event dropped")
+        else:
+            self.log.tick(now)
 
 
 class ListenerHub:
@@ -299,7 +303,10 @@ class ListenerHub:
                     # kept, passed on, or reachable by a weak reference that may be made strong later
                     # (by another thread, or another listener of this delivery): it must show the book
                     # as it is now, not as it will be
-                    settle(view)
+                    try:
+                        settle(view)
+                    except Exception as exc:  # noqa: BLE001 - never fail the book that called us
+                        listener.failed(exc)
 
     def _read_view(self, code: str, depth: int | None) -> BookView | None:
         port = self._ports.get(code) if self._ports is not None else None

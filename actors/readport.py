@@ -130,8 +130,7 @@ class BookReadPort:
         _set_code(view, self.code)
         _set_status(view, status)
         _set_seq(view, book.last_seq)
-        _set_bids(view, self)  # where the levels come from, until they are copied
-        _set_asks(view, depth)
+        _set_bids(view, _Source(self, depth, self.gen))  # where the levels come from, until copied
         _set_updated_at(view, self.updated_at)
         _set_reason(view, reason)
         _set_event_time(view, book.event_time)
@@ -248,6 +247,18 @@ _get_asks = BookView.__dict__["asks"].__get__
 _set_class = object.__setattr__
 
 
+class _Source:
+    """Where a pending view's levels come from: the book's port, the depth, and the port's ``gen`` when
+    the view was made (one object in one slot: a reader sees all three or none)."""
+
+    __slots__ = ("depth", "gen", "port")
+
+    def __init__(self, port: BookReadPort, depth: int | None, gen: int) -> None:
+        self.port = port
+        self.depth = depth
+        self.gen = gen
+
+
 class PendingView(BookView):
     """A BookView whose levels are copied from the book when first read.
 
@@ -255,13 +266,14 @@ class PendingView(BookView):
     can wait until the hook reads them, and a hook that looks only at ``seq`` or ``status`` (or
     drops most updates) never pays for the copy. Once the levels are copied (``settle``) the object
     *becomes* a plain BookView (its class is swapped; the layouts are the same): equal, hashable,
-    printable and picklable as one. Until then ``bids`` holds the book's read port and ``asks`` the
-    depth; every read of a level field, and ``==``, ``hash``, ``repr``, copies first.
+    printable and picklable as one. Until then ``bids`` holds a ``_Source`` and ``asks`` is unset;
+    every read of a level field, and ``==``, ``hash``, ``repr``, copies first.
 
     The owner settles the view right after the hook returns if anyone still holds it, even weakly (see
     ``ListenerHub.deliver_inline``), so a view kept or passed on shows the book as it was at that
-    turn. A second thread that settles it concurrently only stores its copy while the view is still
-    pending, that is while the owner has not moved on."""
+    turn. A copy is stored only if the book's ``gen`` is still the one the view was made at (the owner
+    has not moved on) and the view is still pending; a copy that can no longer be right raises
+    ``StaleViewError`` instead of showing another turn's levels."""
 
     __slots__ = ()
 
@@ -287,6 +299,14 @@ class PendingView(BookView):
     def __reduce_ex__(self, protocol: Any) -> Any:
         return settle(self).__reduce_ex__(protocol)
 
+    def __reduce__(self) -> Any:
+        return settle(self).__reduce_ex__(2)
+
+
+class StaleViewError(RuntimeError):
+    """A pending view read after its book moved on without it being settled (never, unless something
+    reached the view in a way its owner could not see: a debugger, ``gc.get_objects``)."""
+
 
 _settling = threading.Lock()
 
@@ -294,15 +314,22 @@ _settling = threading.Lock()
 def settle(view: BookView) -> BookView:
     """``view`` with its levels copied, a plain BookView (a no-op for one that is already)."""
     while type(view) is PendingView:
-        port = _get_bids(view)
+        source = _get_bids(view)
         levels = None
-        if type(port) is BookReadPort:  # (else another thread is storing its copy: wait for it below)
+        if type(source) is _Source:  # (else another thread is storing its copy: wait for it below)
+            port = source.port
+            if port.gen != source.gen:
+                with _settling:
+                    if _get_bids(view) is source:  # not settled before the book moved: no copy can be right
+                        raise StaleViewError(f"a view of {port.code} at seq {view.seq} read after its book moved on")
+                continue  # settled meanwhile (by the owner, before it moved on)
             try:
-                levels = port._levels(_get_asks(view))
-            except _TORN:  # not the owner: it settled the view and moved on meanwhile
+                levels = port._levels(source.depth)
+            except _TORN:  # not the owner, and the owner moved on meanwhile: the gen check says so
                 continue
         with _settling:
-            if levels is not None and _get_bids(view) is port:  # the book did not move while we copied
+            # stored only while still pending and while the book has not moved since the view was made
+            if levels is not None and _get_bids(view) is source and port.gen == source.gen:
                 _set_bids(view, levels[0])
                 _set_asks(view, levels[1])
                 _set_complete(view, levels[2])

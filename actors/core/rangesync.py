@@ -35,8 +35,6 @@ from depthkeeper.actors.core.contiguous import ContiguousSync
 from depthkeeper.actors.core.orderbook import OrderBook
 from depthkeeper.actors.core.sync import Diff, ResyncReason, SyncAction
 
-#: ``OrderBook.horizons()`` of a book with both sides complete
-
 
 class RangeSync(ContiguousSync):
     """Contiguous update-id ranges with a REST snapshot bridge (see the module docstring)."""

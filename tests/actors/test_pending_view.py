@@ -181,3 +181,40 @@ def test_a_view_reachable_by_a_weak_reference_is_settled_before_the_book_moves_o
         _turn(port, n)
     views = [x.view if isinstance(x, BookUpdated) else x for x in strong]
     assert views == expected and all(type(v) is BookView for v in views)
+
+
+def test_two_threads_settling_one_view_at_once_both_get_the_turns_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner is copying when a consumer thread settles the same view (both read it while it is
+    pending): neither raises, and the view ends as the book was."""
+    from depthkeeper.actors import readport
+
+    for depth in (None, 3):
+        port = _port()
+        view = port.owner_pending_view(depth)
+        truth = port.owner_view(depth)
+        real = BookReadPort._levels
+        other: list[Any] = []
+
+        def levels(self: BookReadPort, depth: int | None, view: BookView = view) -> Any:
+            if not other and threading.current_thread() is threading.main_thread():
+                thread = threading.Thread(target=lambda: other.append(settle(view)))
+                thread.start()
+                thread.join()
+            return real(self, depth)
+
+        monkeypatch.setattr(readport.BookReadPort, "_levels", levels)
+        assert settle(view) is view and type(view) is BookView and view == truth
+        assert other == [truth]
+        monkeypatch.setattr(readport.BookReadPort, "_levels", real)
+
+
+def test_a_pending_view_read_after_its_book_moved_on_raises_instead_of_showing_another_turn() -> None:
+    """Only reachable around the owner's checks (here: by hand); a copy then would pair this turn's
+    seq with another turn's levels, so it is refused."""
+    from depthkeeper.actors.readport import StaleViewError
+
+    port = _port()
+    view = port.owner_pending_view(5)
+    _turn(port, 1)
+    with pytest.raises(StaleViewError, match="moved on"):
+        view.bids  # noqa: B018
