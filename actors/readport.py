@@ -243,7 +243,6 @@ _new = object.__new__
 (_set_code, _set_status, _set_seq, _set_bids, _set_asks, _set_updated_at, _set_complete, _set_reason,
  _set_event_time) = (BookView.__dict__[field.name].__set__ for field in attrs.fields(BookView))
 _get_bids = BookView.__dict__["bids"].__get__
-_get_asks = BookView.__dict__["asks"].__get__
 _set_class = object.__setattr__
 
 

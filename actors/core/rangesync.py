@@ -48,15 +48,8 @@ class RangeSync(ContiguousSync):
             # one event that extends the chain: a 100 ms stream's every turn, the loop below in short
             d = diffs[0]
             book.apply_levels(d.bids, d.asks)  # type: ignore[union-attr]  # a range policy is fed RangeDiffs
-            book.last_seq = d.seq
-            self._last_diff = d
-            self.counters.applied += 1
-            if d.event_time:
-                book.event_time = d.event_time
-            bids, asks = book.bid_prices, book.ask_prices
-            if bids and asks and bids[-1] < asks[0] and book.bid_horizon is None and book.ask_horizon is None:
-                return SyncAction.NONE
-            return self._check_top(book, d.seq)
+            self._applied(book, d.seq, d, 1)
+            return self._top(book, d.seq)
         apply = book.apply_levels
         prev = self._last_diff
         applied = 0
@@ -73,9 +66,11 @@ class RangeSync(ContiguousSync):
             self._applied(book, last, prev, applied)
             return self._break(d, last, diffs[i:])
         self._applied(book, last, prev, applied)
-        if not applied:
-            return SyncAction.NONE
-        bids, asks = book.bid_prices, book.ask_prices  # the top check's quick part: not crossed, complete
+        return self._top(book, last) if applied else SyncAction.NONE
+
+    def _top(self, book: OrderBook, last: int) -> SyncAction:
+        """After applied events: the top check's quick part (not crossed, both sides complete), else all of it."""
+        bids, asks = book.bid_prices, book.ask_prices
         if bids and asks and bids[-1] < asks[0] and book.bid_horizon is None and book.ask_horizon is None:
             return SyncAction.NONE
         return self._check_top(book, last)

@@ -86,26 +86,10 @@ class Latencies:
         self.hop = Ring(size)
 
     def record(self, e2e_s: float | None, diffs: int, hop_s: float) -> None:
-        # ``Ring.append`` written out (once per applied batch, on the hot path): a ring still growing
-        # takes the call; a full one is one store and a count
         if e2e_s is not None:
-            e2e, sizes = self.e2e, self.sizes
-            n = e2e.count
-            if n < e2e._size:
-                e2e.append(e2e_s)
-                sizes.append(diffs)
-            else:
-                e2e._buf[n & e2e._mask] = e2e_s
-                e2e.count = n + 1
-                sizes._buf[n & sizes._mask] = diffs
-                sizes.count = n + 1
-        hop = self.hop
-        n = hop.count
-        if n < hop._size:
-            hop.append(hop_s)
-        else:
-            hop._buf[n & hop._mask] = hop_s
-            hop.count = n + 1
+            self.e2e.append(e2e_s)
+            self.sizes.append(diffs)
+        self.hop.append(hop_s)
 
     def window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]]:
         """(samples ever recorded, the kept ``(latency, diffs)`` samples recorded after ``since``)."""

@@ -60,6 +60,16 @@ def _deliver(hub: ListenerHub, port: BookReadPort) -> None:
     hub.deliver_inline("X", [], port)
 
 
+def _turns(hub: ListenerHub, port: BookReadPort, count: int, depths: tuple[int, ...]) -> list[BookView]:
+    """``count`` deliveries, each followed by the book moving on; the eager views of each turn."""
+    expected: list[BookView] = []
+    for n in range(count):
+        _deliver(hub, port)
+        expected.extend(port.owner_view(depth) for depth in depths)
+        _turn(port, n)
+    return expected
+
+
 def test_a_view_the_hook_keeps_shows_its_own_turn_after_the_book_moved_on() -> None:
     """Kept whole (the event), kept as its view, handed to a list: each is settled before the owner
     moves on, so it reads as the book was at its turn; a view nobody kept is simply dropped unread."""
@@ -67,7 +77,6 @@ def test_a_view_the_hook_keeps_shows_its_own_turn_after_the_book_moved_on() -> N
     hub = ListenerHub()
     kept: list[Any] = []
     dropped: list[Any] = []
-    expected: list[BookView] = []
 
     def keep_event(event: BookUpdated) -> None:
         kept.append(event)
@@ -81,10 +90,7 @@ def test_a_view_the_hook_keeps_shows_its_own_turn_after_the_book_moved_on() -> N
 
     for hook, depth in ((keep_event, 5), (keep_view, 3), (look_only, 2)):
         hub.add(hook, depth=depth, inline=True)
-    for n in range(20):
-        _deliver(hub, port)
-        expected.extend((port.owner_view(5), port.owner_view(3)))
-        _turn(port, n)
+    expected = _turns(hub, port, 20, (5, 3))
     gc.collect()
     views = [x.view if isinstance(x, BookUpdated) else x for x in kept]
     assert all(type(v) is BookView for v in views)
@@ -161,7 +167,6 @@ def test_a_view_reachable_by_a_weak_reference_is_settled_before_the_book_moves_o
     hub = ListenerHub()
     weak: list[Any] = []
     strong: list[Any] = []
-    expected: list[BookView] = []
 
     def weak_event(event: BookUpdated) -> None:
         weak.append(weakref.ref(event))
@@ -175,10 +180,7 @@ def test_a_view_reachable_by_a_weak_reference_is_settled_before_the_book_moves_o
     hub.add(weak_event, depth=5, inline=True)
     hub.add(weak_view, depth=3, inline=True)
     hub.add(make_strong, depth=1, inline=True)
-    for n in range(10):
-        _deliver(hub, port)
-        expected.extend((port.owner_view(5), port.owner_view(3)))
-        _turn(port, n)
+    expected = _turns(hub, port, 10, (5, 3))
     views = [x.view if isinstance(x, BookUpdated) else x for x in strong]
     assert views == expected and all(type(v) is BookView for v in views)
 
