@@ -106,14 +106,14 @@ def test_frames_the_numeric_path_cannot_read_exactly_are_left_to_the_general_pat
 
 
 def test_a_frame_the_numeric_path_refuses_still_decodes_or_fails_as_before() -> None:
-    ok = decode(frame([[" 1.5", "2.5"]] * 30, [["3.5", "1e1"]]))
+    ok = decode(frame([[" 1.5", "2.5"]] * 120, [["3.5", "1e1"]]))
     assert isinstance(ok, RangeDiff)
-    assert ok.bids == ((1.5, 2.5),) * 30 and ok.asks == ((3.5, 10.0),)
-    bad = decode(frame([["1.5,2.5"]] * 30, []))
+    assert ok.bids == ((1.5, 2.5),) * 120 and ok.asks == ((3.5, 10.0),)
+    bad = decode(frame([["1.5,2.5"]] * 160, []))
     assert isinstance(bad, DecodeError)
 
 
-ROWS = ",".join(f'["{100 + i}.5","1.0"]' for i in range(24)).encode()
+ROWS = ",".join(f'["{100 + i}.5","1.0"]' for i in range(96)).encode()
 HEAD = b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,'
 
 
