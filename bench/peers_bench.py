@@ -47,6 +47,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 import peers_report
+import peers_rounds
 import peers_targets
 from common import SIM_LEVELS, SIM_SEED, stop_process
 from peers_catalog import PEERS, PeerSpec
@@ -120,7 +121,8 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_kind(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "commit": _git_commit(), "quick": args.quick,
             "warmup_s": args.warmup, "seconds": args.seconds, "recover_s": args.recover, "seed": SIM_SEED,
-            "sim_levels": SIM_LEVELS, "framing": args.framing, "wait_idle_s": args.wait_idle, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "sim_levels": SIM_LEVELS, "framing": args.framing, "repeat": getattr(args, "repeat", 1),
+            "wait_idle_s": args.wait_idle, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
 
 
@@ -154,29 +156,37 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_ceiling:
         _progress("feed ceilings (simulator and replay feeder to a discarding reader)")
         result["ceilings"] = measure_ceilings(2.0 if args.quick else 4.0)
-    for name in names:
-        spec = PEERS[name]
-        if not ready(spec):
-            result["runs"].append({"peer": name, "run": "setup", "error": "venv missing: python bench/peers_setup.py"})
-            continue
-        feeds = [run for run in RUNS if not args.feeds or run[0] in args.feeds.split(",")]
-        for label, symbols, rate, kind in ([] if args.skip_perf else feeds):
-            count = peer_symbols(spec, symbols)
-            if count is None:
+    feeds = [run for run in RUNS if not args.feeds or run[0] in args.feeds.split(",")]
+    for round_ in range(1, args.repeat + 1):
+        # rounds (peers_rounds.py): every peer and feed once, then again; probes and faults in the first
+        first = round_ == 1
+        tag = f"[round {round_}/{args.repeat}] " if args.repeat > 1 else ""
+        for name in names:
+            spec = PEERS[name]
+            if not ready(spec):
+                if first:
+                    result["runs"].append({"peer": name, "run": "setup",
+                                           "error": "venv missing: python bench/peers_setup.py"})
                 continue
-            _progress(f"{name}: {label} ({count} symbols, {kind})")
-            r = run_harness(spec, label, count, rate, kind, args)
-            derive(r)
-            _progress(f"  {peers_report.one_line(r)}")
-            result["runs"].append(r)
-        if spec.sweep_max and not args.skip_perf and any(run[0] == "max" for run in feeds):
-            result["runs"] += sweep_max(spec, args)
-        if not args.skip_faults:
-            _progress(f"{name}: faults (gap, restart)")
-            r = run_harness(spec, "faults", FAULT_SYMBOLS, FAULT_SYMBOLS * FAULT_RATE_PER_SYMBOL, "sim", args,
-                            scenario="faults")
-            _progress(f"  {peers_report.fault_line(r)}")
-            result["faults"].append(r)
+            for label, symbols, rate, kind in ([] if args.skip_perf else feeds):
+                count = peer_symbols(spec, symbols)
+                if count is None:
+                    continue
+                _progress(f"{tag}{name}: {label} ({count} symbols, {kind})")
+                r = run_harness(spec, label, count, rate, kind, args)
+                derive(r)
+                r["round"] = round_
+                _progress(f"  {peers_report.one_line(r)}")
+                result["runs"].append(r)
+            if first and spec.sweep_max and not args.skip_perf and any(run[0] == "max" for run in feeds):
+                result["runs"] += sweep_max(spec, args)
+            if first and not args.skip_faults:
+                _progress(f"{name}: faults (gap, restart)")
+                r = run_harness(spec, "faults", FAULT_SYMBOLS, FAULT_SYMBOLS * FAULT_RATE_PER_SYMBOL, "sim", args,
+                                scenario="faults")
+                _progress(f"  {peers_report.fault_line(r)}")
+                result["faults"].append(r)
+    result["runs"] = peers_rounds.combine(result["runs"])
     marginal_rss(result["runs"])
     result["meta"]["elapsed_s"] = round(time.perf_counter() - started, 1)
     result["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -208,9 +218,9 @@ def save(result: dict[str, Any], text: str, out_dir: Path) -> tuple[Path, Path]:
     stem = f"{meta_['date']}-peers-{meta_['machine']}{'-quick' if meta_['quick'] else ''}"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
+    flags = (" --quick" if meta_["quick"] else "") + (f" --repeat {meta_['repeat']}" if meta_.get("repeat", 1) > 1 else "")
     md_path.write_text(f"# Binance peers, {meta_['date']}, {meta_['machine']}\n\nProduced by "
-                       f"`python bench/peers_bench.py{' --quick' if meta_['quick'] else ''}` (commit {meta_['commit']}, "
-                       f"{meta_['platform']}).\n\n```\n{text}\n```\n")
+                       f"`depthkeeper bench{flags}` (commit {meta_['commit']}, {meta_['platform']}).\n\n```\n{text}\n```\n")
     return json_path, md_path
 
 
@@ -231,6 +241,9 @@ def main(argv: list[str] | None = None, prog: str = "peers_bench", epilog: str |
     parser.add_argument("--framing", choices=("100ms", "batch"), default="100ms",
                         help="simulator feeds: Binance's real 100 ms windows (an event per symbol per 100 ms), or "
                              "an event per pump batch (binance_interval_scale 0: many small events)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure every perf run N times, in rounds; rows show each figure's median and the "
+                             "targets the spread of same-round ratios (peers_rounds.py)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     parser.add_argument("--json", action="store_true", help="print the result JSON instead of the table")
@@ -241,6 +254,8 @@ def main(argv: list[str] | None = None, prog: str = "peers_bench", epilog: str |
     if args.render:
         print(peers_report.render(json.loads(Path(args.render).read_text())))
         return 0
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     if args.peers and not set(args.peers.split(",")) <= set(PEERS):
         parser.error(f"--peers: choose from {','.join(PEERS)}")
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)

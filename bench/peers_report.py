@@ -98,6 +98,8 @@ def _perf_rows(result: dict[str, Any]) -> list[str]:
             notes.append(f"exact check failed: {r['end_check']['error'][:60]}")
         if "keeps_up" in r:
             notes.append("paced probe: " + ("keeps up" if r["keeps_up"] else "falls behind"))
+        if r.get("rounds"):
+            notes.append(_rounds_note(r))
         if r.get("remeasured_at"):
             notes.append(f"re-measured {r['remeasured_at']}")
         if (r.get("facts") or {}).get("events_are"):
@@ -113,6 +115,20 @@ def _perf_rows(result: dict[str, Any]) -> list[str]:
             f"{r['rss_bytes'] / 1e6:>7.0f} {_num(per_sym / 1e3 if per_sym is not None else None, '{:.1f}'):>7} "
             f"{_exact(r.get('end_check')):>6} {r.get('other_cpu_percent', 0):>5.0f}{busy}  {'; '.join(notes)}")
     return rows
+
+
+def _rounds_note(r: dict[str, Any]) -> str:
+    """``median of N rounds`` and the spread of the figures the targets judge (peers_rounds.py)."""
+    samples = r.get("samples") or {}
+    shown = ((("applied_per_s", "diffs/s", 1e-3, "{:,.0f}k"),) if r.get("run") == "max" else
+             (("latency_p99_s", "p99 ms", 1e3, "{:.1f}"), ("cpu_us_per_diff", "us/diff", 1.0, "{:.2f}")))
+    parts = []
+    for key, label, scale, fmt in shown:
+        values = [v * scale for v in samples.get(key) or [] if v is not None]
+        if values:
+            parts.append(f"{label} {fmt.format(min(values))}-{fmt.format(max(values))}")
+    failed = f", {r['failed_rounds']} failed" if r.get("failed_rounds") else ""
+    return f"median of {r['rounds']} rounds{failed}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _behaviour(r: dict[str, Any]) -> str:

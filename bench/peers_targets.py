@@ -14,12 +14,17 @@ feeds, same hour), so the noise of a shared machine hits both sides alike:
   the 10k run's (RSS - RSS before start) / symbols; each line says which.
 
 A target is PASS, MISS, or n/a (a row is missing or failed). ``ratio`` is ours / theirs; ``margin``
-is how far the ratio is beyond what is needed, relative to it (positive = room to spare).
+is how far the ratio is beyond what is needed, relative to it (positive = room to spare). With
+``--repeat N`` (peers_rounds.py) ours and theirs are the rows' medians, the ratio is the median of
+the N same-round ratios, and the line shows their spread.
 """
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
+
+from peers_rounds import round_ratios
 
 SUBJECT = "depthkeeper"
 #: "the best Python peer" of the issue: the libraries a Python user would pick
@@ -43,12 +48,14 @@ def _rows(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _target(name: str, ours: float | None, theirs: float | None, against: str, needed: float,
-            higher_is_better: bool, detail: str = "") -> dict[str, Any]:
+            higher_is_better: bool, detail: str = "", rounds: list[float] | None = None) -> dict[str, Any]:
+    """``rounds``: the same-round ratios (peers_rounds.py) when both rows were measured in rounds; the
+    verdict then takes their median (each round's noise hits both rows of that round alike)."""
     out: dict[str, Any] = {"target": name, "against": against, "ours": ours, "theirs": theirs, "needed": needed,
-                           "higher_is_better": higher_is_better, "detail": detail}
+                           "higher_is_better": higher_is_better, "detail": detail, "round_ratios": rounds}
     if ours is None or theirs is None or theirs <= 0:
         return {**out, "verdict": "n/a", "ratio": None, "margin": None}
-    ratio = ours / theirs
+    ratio = statistics.median(rounds) if rounds else ours / theirs
     if higher_is_better:
         ok, margin = ratio >= needed, ratio / needed - 1.0
     else:
@@ -74,7 +81,8 @@ def _throughput(rows: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, A
     ours = (rows.get((SUBJECT, "max")) or {}).get("applied_per_s")
     python = [(r["applied_per_s"], p) for (p, run), r in rows.items() if run == "max" and p in PYTHON_PEERS]
     best, best_peer = max(python) if python else (None, "no Python peer row")
-    out = [_target("max diffs/s >= 2x the best Python peer", ours, best, best_peer, 2.0, True)]
+    out = [_target("max diffs/s >= 2x the best Python peer", ours, best, best_peer, 2.0, True,
+                   rounds=round_ratios(rows.get((SUBJECT, "max")), rows.get((best_peer, "max")), "applied_per_s"))]
     sustained, how = _sustained_max(rows, NAUTILUS)
     out.append(_target("max diffs/s >= 1x nautilus_trader (sustained)", ours, sustained, NAUTILUS, 1.0, True,
                        detail=how if how.startswith("no ") else f"nautilus_trader's {how}"))
@@ -97,7 +105,8 @@ def _per_feed(rows: dict[tuple[str, str], dict[str, Any]], key: str, label: str,
             theirs = (rows.get((peer, feed)) or {}).get(key)
             if theirs is None and against is None:
                 continue
-            out.append(_target(f"{label} at {feed} <= {peer}'s", ours, theirs, peer, 1.0, False))
+            out.append(_target(f"{label} at {feed} <= {peer}'s", ours, theirs, peer, 1.0, False,
+                               rounds=round_ratios(rows.get((SUBJECT, feed)), rows.get((peer, feed)), key)))
     return out
 
 
@@ -149,6 +158,9 @@ def render(targets: list[dict[str, Any]]) -> list[str]:
         ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
         margin = "-" if t["margin"] is None else f"{t['margin'] * 100:+.0f}%"
         extra = f"  [{t['detail']}]" if t.get("detail") else ""
+        if t.get("round_ratios"):
+            spread = t["round_ratios"]
+            extra += f"  rounds {min(spread):.2f}-{max(spread):.2f}x ({len(spread)})"
         lines.append(f"  {t['verdict']:<4} {name:<48} {_fmt(t['ours'], name):>12} vs {_fmt(t['theirs'], name):>12}"
                      f"  ratio {ratio:>7} ({need}), margin {margin:>5}{extra}")
     verdicts = [t["verdict"] for t in targets]
