@@ -120,6 +120,8 @@ class BookActor(BookLifecycle, SupervisedActor):
         self._port.levels_held = self.policy.levels_held
         #: a snapshot is wanted but deferred until the first diff (or the deadline, or a socket)
         self._fetch_deferred = False
+        #: when the fetch was deferred (monotonic s): the wait for an unconfirmed stream is bounded
+        self._deferred_at = 0.0
         #: failed snapshot attempts since the book was last LIVE, and the wait before the next
         self._backoff = Backoff(cfg.resync_backoff_min_s, cfg.resync_backoff_max_s, rng or random.Random())
         self._ever_live = False
@@ -196,10 +198,14 @@ class BookActor(BookLifecycle, SupervisedActor):
                 if due and not self._timers.pending(RetrySnapshot):
                     self.policy.refetch()
                     self._request(due=True)  # the lost request was already due
-            case RetrySnapshot(token=token) | FetchDeadline(token=token):
-                self._timers.fired(type(message))
+            case RetrySnapshot(token=token):
+                self._timers.fired(RetrySnapshot)
                 if token == self.policy.request_token and self.policy.awaiting_snapshot:
                     self._request(due=True)
+            case FetchDeadline(token=token):
+                self._timers.fired(FetchDeadline)
+                if token == self.policy.request_token and self.policy.awaiting_snapshot:
+                    self._on_fetch_deadline()
             case BridgeDeadline(token=token):
                 self._timers.fired(BridgeDeadline)
                 before = self.book.status

@@ -87,10 +87,69 @@ def fire_deadline(rig: Any) -> RequestSnapshot:
     return rig.snap.wait_for(RequestSnapshot)
 
 
-def test_a_silent_stream_is_quiet_only_once_the_venue_confirmed_the_subscription() -> None:
+def unconfirmed_book(ledger: SubscriptionLedger) -> tuple[Any, RecorderHandle, ManualScheduler]:
+    """A book whose code's SUBSCRIBE went out on socket 1 and was not answered yet."""
+    sup, snap = RecorderHandle(), RecorderHandle()
+    peers = Peers()
+    peers.snapshot = snap.ref
+    scheduler, socket = ManualScheduler(), SocketState(silence_bound_s=60.0)
+    socket.opened(1)
+    ledger.record(1, {"BTCUSDT"}, {"BTCUSDT": 7}, 7)
+    ref = BookActor.start(ChildContext(sup.ref, "book:BTCUSDT", 1), "BTCUSDT", venue=ArticleVenue(VenueConfig()),
+                          cfg=BookConfig(snapshot_buffer=100), peers=peers, hub=ListenerHub(), scheduler=scheduler,
+                          epoch=1, socket=socket, ledger=ledger)
+    ref.ask(GetView(), timeout=2)  # init has run and the first-diff deadline is registered
+    return ref, snap, scheduler
+
+
+def test_no_snapshot_is_fetched_for_a_stream_the_venue_has_not_confirmed_until_its_first_diff() -> None:
+    """1000 Binance symbols subscribed in five paced SUBSCRIBEs: books of the later requests fetched
+    at the first-diff deadline, before the venue streamed their code, so 592 of 1000 snapshots
+    predated their stream and were fetched again (the REST weight spent, a minute's wait). While
+    the venue has not confirmed the code, the deadline is prolonged instead; a diff or the
+    confirmation ends the wait."""
+    ledger = SubscriptionLedger()
+    ref, snap, scheduler = unconfirmed_book(ledger)
+    try:
+        for _ in range(3):  # each deadline re-arms itself while unconfirmed
+            assert scheduler.fire(FetchDeadline) == 1
+            ref.ask(GetView(), timeout=2)
+            assert snap.all(RequestSnapshot) == []
+        ledger.record(1, {"BTCUSDT"}, {}, 7)  # answered: a silence from now on is a quiet market
+        assert scheduler.fire(FetchDeadline) == 1
+        snap.wait_for(RequestSnapshot)
+        assert scheduler.fire(FetchDeadline) == 0
+    finally:
+        ref.stop()
+    ref, snap, scheduler = unconfirmed_book(SubscriptionLedger())
+    try:
+        assert scheduler.fire(FetchDeadline) == 1
+        ref.tell(DiffBatch(1, (d(5, 99.0),), 0.0))  # the stream began: fetch now, confirmed or not
+        snap.wait_for(RequestSnapshot)
+    finally:
+        ref.stop()
+
+
+def test_the_wait_for_an_unconfirmed_stream_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import depthkeeper.actors.booksync as booksync
+
+    monkeypatch.setattr(booksync, "UNCONFIRMED_WAIT_MAX_S", 0.0)
+    ref, snap, scheduler = unconfirmed_book(SubscriptionLedger())
+    try:
+        assert scheduler.fire(FetchDeadline) == 1
+        snap.wait_for(RequestSnapshot)  # fetched: bridge_deadline then judges the silence (below)
+    finally:
+        ref.stop()
+
+
+def test_a_silent_stream_is_quiet_only_once_the_venue_confirmed_the_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chaos (binance, seed 1): the book of a code whose SUBSCRIBE the venue had not answered yet
     (held back while a refused request was split) went LIVE from its snapshot alone at the bridge
-    deadline. The ledger tells the book what the venue has confirmed on the socket."""
+    deadline. The ledger tells the book what the venue has confirmed on the socket. (The fetch
+    itself is deferred while unconfirmed, up to ``UNCONFIRMED_WAIT_MAX_S``: set to 0 here.)"""
+    import depthkeeper.actors.booksync as booksync
+
+    monkeypatch.setattr(booksync, "UNCONFIRMED_WAIT_MAX_S", 0.0)
     sup, snap = RecorderHandle(), RecorderHandle()
     peers = Peers()
     peers.snapshot = snap.ref
