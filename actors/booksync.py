@@ -16,9 +16,9 @@ for ``UNCONFIRMED_WAIT_MAX_S`` at most, while the subscription is not confirmed:
 before the venue streams the code predates the stream and must be fetched again (measured at 1000
 Binance symbols subscribed in five paced SUBSCRIBEs: 1,592 snapshots for 1000 books, the REST
 weight budget spent, a minute's wait before the last book went LIVE). Every fetch after a failed
-attempt (a snapshot that was empty, short, crossed, stale, ahead of the stream, or a buffer overflow) waits a per-book
-backoff (capped, full jitter), whatever the failure, so one book cannot spend the REST budget
-the others share; the backoff resets when the book is LIVE again.
+attempt (a snapshot that was empty, short, crossed, stale, ahead of the stream, or a buffer
+overflow) waits a per-book backoff (capped, full jitter), whatever the failure, so one book cannot
+spend the REST budget the others share; the backoff resets when the book is LIVE again.
 """
 
 from __future__ import annotations
