@@ -121,7 +121,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine_kind(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "commit": _git_commit(), "quick": args.quick,
             "warmup_s": args.warmup, "seconds": args.seconds, "recover_s": args.recover, "seed": SIM_SEED,
-            "sim_levels": SIM_LEVELS, "framing": args.framing, "repeat": getattr(args, "repeat", 1),
+            "sim_levels": SIM_LEVELS, "framing": args.framing, "repeat": args.repeat,
             "wait_idle_s": args.wait_idle, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "faults": {"symbols": FAULT_SYMBOLS, "rate_per_symbol": FAULT_RATE_PER_SYMBOL, "windows": "100 ms"}}
 

@@ -11,8 +11,9 @@ every sample of one row.
 The row kept for a (peer, feed) is its samples' **median** of each figure in ``MEDIAN_KEYS`` (the
 other fields are the first good sample's; its end check is the first one that was not exact, if
 any was not: a correctness failure in any round is never hidden by the others). ``samples`` keeps
-each figure of every round (``sample_rounds``: which round each is), ``rounds`` how many succeeded and ``failed_rounds`` how many did not.
-peers_targets.py judges the medians and prints the spread of the same-round ratios beside them.
+each figure of every round (``sample_rounds``: which round each is), ``rounds`` how many succeeded
+and ``failed_rounds`` how many did not. peers_targets.py judges the same-round ratios' median and
+prints their spread.
 
 Pure functions over result rows (no processes): tests/unit/test_peers_rounds.py.
 """
@@ -30,7 +31,7 @@ MEDIAN_KEYS = (
 )
 
 
-def median_of(values: list[Any]) -> float | None:
+def _median(values: list[Any]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
 
@@ -49,9 +50,9 @@ def _combined(same: list[dict[str, Any]]) -> dict[str, Any]:
         return {**same[-1], "failed_rounds": len(same)}
     out = dict(good[0])
     for key in MEDIAN_KEYS:
-        values = [r.get(key) for r in good]
-        if any(v is not None for v in values):
-            out[key] = median_of(values)
+        median = _median([r.get(key) for r in good])
+        if median is not None:
+            out[key] = median
     out["samples"] = {key: [r.get(key) for r in good] for key in MEDIAN_KEYS if any(key in r for r in good)}
     out["sample_rounds"] = [r.get("round") for r in good]
     out["rounds"] = len(good)

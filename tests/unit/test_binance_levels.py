@@ -106,11 +106,13 @@ def test_frames_the_numeric_path_cannot_read_exactly_are_left_to_the_general_pat
 
 
 def test_a_frame_the_numeric_path_refuses_still_decodes_or_fails_as_before() -> None:
-    ok = decode(frame([[" 1.5", "2.5"]] * 120, [["3.5", "1e1"]]))
+    good_text, bad_text = frame([[" 1.5", "2.5"]] * 120, [["3.5", "1e1"]]), frame([["1.5,2.5"]] * 160, [])
+    assert min(len(good_text), len(bad_text)) >= NUMERIC_FROM_BYTES  # both are offered to the numeric path
+    assert _numeric_event(good_text) is None and _numeric_event(bad_text) is None
+    ok = decode(good_text)
     assert isinstance(ok, RangeDiff)
     assert ok.bids == ((1.5, 2.5),) * 120 and ok.asks == ((3.5, 10.0),)
-    bad = decode(frame([["1.5,2.5"]] * 160, []))
-    assert isinstance(bad, DecodeError)
+    assert isinstance(decode(bad_text), DecodeError)
 
 
 ROWS = ",".join(f'["{100 + i}.5","1.0"]' for i in range(96)).encode()
