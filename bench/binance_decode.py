@@ -3,14 +3,15 @@
 Reads a recording (../shared/fixtures/binance/btcusdt_20240808.gz: 3,451 real ``depth@100ms``
 events, median 16 levels, mean 36) into memory once, then times, over ``--repeat`` passes:
 
-- ``decode``: ``actors/venues/binance.decode`` on every depth frame (orjson + the fast path);
+- ``decode``: ``actors/venues/binance.decode`` on every depth frame (the typed msgspec path; ``--general``:
+  the orjson path that judges what the typed one leaves);
 - ``decode+apply``: the same, then ``RangeSync.on_diffs`` on a book bridged from the recorded
   snapshot (the BookActor's work per event, minus the actor hop).
 
 Reported per event and per level (an event carries many levels). For comparison, the article's
 decode of one one-level diff frame is timed the same way (``--article``).
 
-    python bench/binance_decode.py [--fixture PATH] [--repeat 20] [--json]
+    python bench/binance_decode.py [--fixture PATH] [--repeat 20] [--general] [--article] [--json]
 
 A benchmark, not a test: the figures depend on the machine.
 """
@@ -24,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from depthkeeper.actors.core.rangesync import RangeSync
 from depthkeeper.actors.core.sync import ResyncReason
 from depthkeeper.actors.core.wire import RangeDiff, Snapshot
 from depthkeeper.actors.venues import article
-from depthkeeper.actors.venues.binance import decode, decode_snapshot
+from depthkeeper.actors.venues.binance import _general, decode, decode_snapshot
 
 DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binance" / "btcusdt_20240808.gz"
 
@@ -51,7 +53,7 @@ def load(path: Path) -> tuple[bytes, list[bytes]]:
     return snapshot, frames
 
 
-def time_decode(frames: list[bytes]) -> float:
+def time_decode(frames: list[bytes], decode: Callable[[bytes], Any] = decode) -> float:
     started = time.perf_counter()
     for frame in frames:
         decode(frame)
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("DEPTHKEEPER_FIXTURES", DEFAULT_FIXTURE.parent)) / DEFAULT_FIXTURE.name)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--article", action="store_true")
+    parser.add_argument("--general", action="store_true",
+                        help="also time the general path alone (orjson, float() per value) on the same frames")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not args.fixture.is_file():
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         "decode_apply_events_per_s": round(len(frames) / apply_s),
         "decode_apply_levels_per_s": round(levels / apply_s),
     }
+    if args.general:
+        general_s = statistics.median(time_decode(frames, _general) for _ in range(args.repeat))
+        result["general_decode_us_per_event"] = round(general_s / len(frames) * 1e6, 2)
+        result["general_decode_ns_per_level"] = round(general_s / levels * 1e9)
     if args.article:
         count = 200_000
         result["article_decode_us_per_frame"] = round(

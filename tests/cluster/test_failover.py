@@ -110,6 +110,9 @@ def test_kill_9_moves_a_shards_symbols_to_survivors(cluster: Cluster) -> None:
     victim.signal(signal.SIGKILL)
     wait_until(lambda: cluster.all_live(lost, not_owner=victim.id), RECOVERY_BOUND_S + 5,
                "the victim's symbols LIVE on survivors")
+    # a consumer's read can be LIVE before its listener thread has handed the checker the status event
+    wait_until(lambda: all(checker.saw(code, "LIVE", killed_at) is not None
+                           for checker in cluster.checkers for code in lost), 10, "every checker told of LIVE")
     for checker in cluster.checkers:
         # each went through RESYNCING (the new owner's claim) and came back LIVE within the bound
         resyncing = [checker.saw(code, "RESYNCING", killed_at) for code in lost]

@@ -1,28 +1,30 @@
-"""The binance codec's numeric frame path (core/decimals.py: the level arrays' quotes deleted in the
-frame's text, one orjson parse) must agree with the general path on everything it accepts, and leave
-to it everything else."""
+"""The binance codec's typed path (one msgspec decode, the level strings read as floats in C) must
+agree with the general path (orjson, then ``float`` per value) on everything it accepts, and leave to
+it everything else."""
 
 from __future__ import annotations
 
+import json
 import random
 
-import orjson
 import pytest
 
 from depthkeeper.actors.core.wire import DecodeError, RangeDiff
-from depthkeeper.actors.venues.binance import NUMERIC_FROM_BYTES, _numeric_event, decode
+from depthkeeper.actors.venues.binance import _general, _typed_event, decode
 
 BASE = {"e": "depthUpdate", "E": 1723161255123, "s": "BTCUSDT", "U": 1, "u": 2}
 
 
 def frame(bids: list, asks: list, *, wrapped: bool = True) -> bytes:
     data = {**BASE, "b": bids, "a": asks, "x": 1.5}
-    return orjson.dumps({"stream": "btcusdt@depth@100ms", "data": data} if wrapped else data)
+    # the standard library's encoder: it writes any integer (orjson's stops at 64 bits)
+    return json.dumps({"stream": "btcusdt@depth@100ms", "data": data} if wrapped else data,
+                      separators=(",", ":")).encode()
 
 
 def both_paths(raw: bytes) -> tuple[RangeDiff | None, object]:
-    """(the numeric path's event or None, the general path's verdict on the same frame)."""
-    return _numeric_event(raw), decode(raw.decode())  # a str frame never takes the numeric path
+    """(the typed path's event or None, the general path's verdict on the same frame)."""
+    return _typed_event(raw), _general(raw)
 
 
 ODD_ROWS = [
@@ -59,6 +61,12 @@ ODD_ROWS = [
     [["1..5", "2"]],
     [[".5", "2.5"]],
     [["5.", "2.5"]],
+    [["1.5e3", "2.5E-2"]],              # exponents (both paths take them)
+    [["1" * 30 + ".5", "2.5"]],         # more digits than a double holds
+    [["\\u0031.5", "2.5"]],             # an escaped digit
+    [[10 ** 30, 1]],                    # integers beyond 64 bits
+    [["1.5", "-0.0"]],                  # a negative zero size
+    [[0, "1.0"]],
     [],
 ]
 
@@ -66,28 +74,49 @@ ODD_ROWS = [
 @pytest.mark.parametrize("rows", ODD_ROWS)
 def test_odd_rows_are_left_to_the_general_path_or_read_exactly_as_it_reads_them(rows: list) -> None:
     for bids, asks in ((rows, []), ([], rows), (rows, [["2.5", "1.0"]])):
-        numeric, general = both_paths(frame(bids, asks))
-        if numeric is not None:
-            assert numeric == general
-            assert all(type(x) is float for side in (numeric.bids, numeric.asks) for row in side for x in row)
+        for raw in (frame(bids, asks), frame(bids, asks).decode()):
+            typed, general = both_paths(raw)  # type: ignore[arg-type]
+            if typed is not None:
+                assert typed == general
+                assert all(type(x) is float for side in (typed.bids, typed.asks) for row in side for x in row)
+            assert decode(raw) == general
 
 
-def test_plain_decimals_parse_to_the_same_floats_as_float() -> None:
+def decimal_text(rng: random.Random) -> str:
+    """A price or size as a venue may write it: plain decimals mostly, some long or in exponent form."""
+    kind = rng.random()
+    if kind < 0.6:
+        return f"{rng.randrange(0, 10 ** rng.randrange(1, 12))}.{rng.randrange(10 ** 8):08d}"
+    if kind < 0.8:  # more significant digits than a double holds: the rounding must be float()'s
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(17, 40)))
+        return f"{rng.randrange(1, 10 ** 6)}.{digits}"
+    if kind < 0.9:
+        return repr(rng.uniform(1e-8, 1e9))
+    return f"{rng.randrange(1, 10 ** 17)}e{rng.randrange(-320, 300)}"
+
+
+def test_decimals_parse_to_the_same_floats_as_float() -> None:
     rng = random.Random(7)
-    for _ in range(2000):
-        sides = []
-        for _side in range(2):
-            rows = []
-            for _row in range(rng.randrange(0, 8)):
-                price = f"{rng.randrange(1, 10 ** rng.randrange(1, 12))}.{rng.randrange(10 ** 8):08d}"
-                size = f"{rng.randrange(0, 10 ** rng.randrange(1, 9))}.{rng.randrange(10 ** 8):08d}"
-                rows.append([price, size])
-            sides.append(rows)
-        raw = frame(*sides, wrapped=rng.random() < 0.5)
-        numeric, general = both_paths(raw)
-        assert numeric is not None and numeric == general
+    typed_events = 0
+    for _ in range(3000):
+        sides = [[[decimal_text(rng), decimal_text(rng)] for _row in range(rng.randrange(0, 8))] for _side in range(2)]
+        raw = frame(*sides, wrapped=rng.random() < 0.8)
+        typed, general = both_paths(raw)
+        assert typed is None or typed == general
+        typed_events += typed is not None
         assert decode(raw) == general
-        assert len(raw) < NUMERIC_FROM_BYTES or decode(raw) == numeric
+        if isinstance(general, RangeDiff):
+            for side, rows in ((general.bids, sides[0]), (general.asks, sides[1])):
+                assert side == tuple((float(p), float(q)) for p, q in rows)
+    assert typed_events > 2000  # the wrapped frames (the unwrapped are the general path's)
+
+
+def test_plain_venue_frames_take_the_typed_path() -> None:
+    rows = [[f"{100 + i}.{i:08d}", f"{i}.50000000"] for i in range(50)]
+    typed = _typed_event(frame(rows, rows[::-1]))
+    assert isinstance(typed, RangeDiff)
+    assert typed.bids == tuple((float(p), float(q)) for p, q in rows) and typed.sent_at == 1.5
+    assert typed.event_time == BASE["E"] / 1000.0 and (typed.first, typed.seq, typed.code) == (1, 2, "BTCUSDT")
 
 
 @pytest.mark.parametrize("text", [
@@ -99,42 +128,40 @@ def test_plain_decimals_parse_to_the_same_floats_as_float() -> None:
     b'{"data":{"e":"trade","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}}',
     b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":2,"u":1,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}}',
     b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]]}',  # cut
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":"1","u":2,"b":[],"a":[]}}',  # an id as a string
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1.0,"u":2,"b":[],"a":[]}}',  # an id as a float
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":true,"u":2,"b":[],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":0,"u":2,"b":[],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":' + b"9" * 25 + b',"b":[],"a":[]}}',  # beyond 64 bits
+    b'{"data":{"e":"depthUpdate","E":"1","s":"X","U":1,"u":2,"b":[],"a":[],"x":3}}',  # E a string, x an int
+    b'{"data":{"e":"depthUpdate","E":' + b"9" * 25 + b',"s":"X","U":1,"u":2,"b":[],"a":[],"x":"3.5"}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"","U":1,"u":2,"b":[],"a":[]}}',  # an empty symbol
+    b'{"data":{"e":"depthUpdate","E":1,"s":7,"U":1,"u":2,"b":[],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]},"data":7}',  # a repeated data
+    b'{"data":7,"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X\\ud800","U":1,"u":2,"b":[],"a":[]}}',  # a lone surrogate
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X\xff","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}} trailing',
+    b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]},"z":' + b"9" * 25 + b'}',
+    b'{"id":1,"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}}',
+    b'{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[],"a":[]}',  # unwrapped: the general path's
+    b'{"result":null,"id":3}',
+    b'[]',
+    b'',
 ])
-def test_frames_the_numeric_path_cannot_read_exactly_are_left_to_the_general_path(text: bytes) -> None:
-    assert _numeric_event(text) is None
-    assert decode(text) == decode(text.decode())
+def test_crafted_frames_never_make_the_typed_path_disagree_or_raise(text: bytes) -> None:
+    """Whatever a frame does with keys, types, escapes or huge numbers, ``decode`` gives the general
+    path's verdict (never an event with strings, a coerced id or a zero price, never an exception)."""
+    general = _general(text)
+    assert decode(text) == general
+    typed = _typed_event(text)
+    assert typed is None or typed == general
 
 
-def test_a_frame_the_numeric_path_refuses_still_decodes_or_fails_as_before() -> None:
+def test_a_frame_the_typed_path_refuses_still_decodes_or_fails_as_before() -> None:
     good_text, bad_text = frame([[" 1.5", "2.5"]] * 120, [["3.5", "1e1"]]), frame([["1.5,2.5"]] * 160, [])
-    assert min(len(good_text), len(bad_text)) >= NUMERIC_FROM_BYTES  # both are offered to the numeric path
-    assert _numeric_event(good_text) is None and _numeric_event(bad_text) is None
+    assert _typed_event(good_text) is None and _typed_event(bad_text) is None
     ok = decode(good_text)
     assert isinstance(ok, RangeDiff)
     assert ok.bids == ((1.5, 2.5),) * 120 and ok.asks == ((3.5, 10.0),)
     assert isinstance(decode(bad_text), DecodeError)
-
-
-ROWS = ",".join(f'["{100 + i}.5","1.0"]' for i in range(96)).encode()
-HEAD = b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,'
-
-
-@pytest.mark.parametrize("text", [
-    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"b" :[["3.0","1.0"]]}}',       # a repeat spelled otherwise
-    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"\\u0062":[["3.0","1.0"]]}}',  # an escaped repeat
-    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"\\u0061":[[0,1]]}}',
-    HEAD + b'"b":[' + ROWS + b'],"a":[["200.0","1.0"]],"b" :7}}',                      # a repeat that is no array
-    HEAD + b'"q":{"b":[' + ROWS + b'],"a":[["200.0","1.0"]]}}}',                       # the arrays nested
-    HEAD + b'"\\"b":[' + ROWS + b'],"a":[["200.0","1.0"]]}}',                          # an escaped key
-    b'{"data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2},"b":[' + ROWS + b'],"a":[]}',  # beside data
-    HEAD + b'"b":[["0.' + b"0" * 400 + b'1","1.0"],' + ROWS + b'],"a":[]}}',           # a price that rounds to 0
-    b'{"id":1,"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[' + ROWS + b'],"a":[]}',  # a reply's id
-])
-def test_crafted_frames_never_make_the_numeric_path_disagree_or_raise(text: bytes) -> None:
-    """Found in review: whatever a frame does with keys, nesting or tiny prices, ``decode`` gives the
-    general path's verdict (never an event with strings or a zero price, never an exception)."""
-    assert len(text) >= NUMERIC_FROM_BYTES
-    general = decode(text.decode())
-    assert decode(text) == general
-    numeric = _numeric_event(text)
-    assert numeric is None or numeric == general
