@@ -24,7 +24,7 @@ import attrs
 
 from depthkeeper.actors.core.orderbook import BookStatus, levels_of
 from depthkeeper.actors.core.promise import shown_status
-from depthkeeper.actors.core.samples import Latencies, percentile
+from depthkeeper.actors.core.samples import Latencies, pairs, percentile, split
 from depthkeeper.actors.core.sync import SyncCounters
 from depthkeeper.actors.messages import BookStats, BookView
 
@@ -169,8 +169,9 @@ class BookReadPort:
         return self._stats(self._copy_stats())
 
     def _stats(self, copied: tuple[Any, ...]) -> BookStats:
-        status, reason, seq, updated_at, epoch, sync, counters, drift, calibrations, e2e, hop = copied
-        e2e_sorted, hop_sorted = sorted(e2e), sorted(hop)  # outside the retry loop
+        status, reason, seq, updated_at, epoch, sync, counters, drift, calibrations, samples = copied
+        e2e, hop = split(samples)  # outside the retry loop
+        e2e_sorted, hop_sorted = sorted(e2e), sorted(hop)
         status, reason = shown_status(status, reason, epoch, self.socket)
         inbox = self.inbox.qsize() if self.inbox is not None else 0
         return BookStats(
@@ -188,22 +189,21 @@ class BookReadPort:
         book, cal, lat = self.book, self.calibration, self.latencies
         return (book.status, book.reason, book.last_seq, self.updated_at, self.epoch, attrs.evolve(self.sync),
                 attrs.evolve(self.counters), cal.drifted_levels if cal else 0, cal.completed if cal else 0,
-                lat.e2e.copy(), lat.hop.copy())
+                lat.copy())
 
     def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]] | None:
         """``Latencies.window`` read consistently (None if the book kept changing under us)."""
 
-        def copy() -> tuple[int, list[float], list[int]]:
+        def copy() -> tuple[int, Any]:
             lat = self.latencies
-            count = lat.e2e.count
-            kept = count - since
-            return (count, lat.e2e.last(kept), lat.sizes.last(kept)) if kept > 0 else (count, [], [])
+            count = lat.count
+            return count, lat.last(count - since)
 
         copied = self.consistent(copy)
         if copied is None:
             return None
-        count, e2e, sizes = copied
-        return count, list(zip(e2e, sizes, strict=True))
+        count, samples = copied
+        return count, pairs(samples)
 
 
 class ReadPorts:

@@ -1,69 +1,51 @@
-"""Ring: the last N numbers, oldest first, in a container the garbage collector never walks."""
+"""Latencies: a book's newest samples, oldest first, in a container the garbage collector never walks."""
 
 from __future__ import annotations
 
+import collections
 import gc
 
 import pytest
 
-from depthkeeper.actors.core.samples import Ring
+from depthkeeper.actors.core.samples import Latencies, split
 
 
-def test_keeps_the_newest_values_in_order_across_growth_and_wraparound() -> None:
-    ring = Ring(8, initial=2)
-    assert ring.last() == [] and len(ring) == 0 and ring.sorted() == []
-    for i in range(5):
-        ring.append(float(i))
-    assert ring.last() == [0.0, 1.0, 2.0, 3.0, 4.0] and ring.last(2) == [3.0, 4.0]
-    for i in range(5, 21):
-        ring.append(float(i))
-    assert ring.count == 21 and len(ring) == 8
-    assert ring.last() == [float(i) for i in range(13, 21)]
-    assert ring.last(3) == [18.0, 19.0, 20.0] and ring.last(100) == ring.last() and ring.last(0) == []
-    assert ring.sorted() == sorted(ring.last())
+def test_latencies_keep_the_newest_batches_in_step_across_growth_and_wraparound() -> None:
+    """One sample per batch, three numbers each, in one ring: growth and wraparound keep them in step."""
+    lat = Latencies(8, initial=2)
+    assert lat.window() == (0, []) and len(lat) == 0 and split(lat.copy()) == ([], [])
+    for i in range(1, 30):
+        lat.record(i / 1000 if i % 3 else None, i, i / 100)
+        kept = list(range(max(1, i - 7), i + 1))
+        e2e, hop = split(lat.last(8))
+        assert e2e == [k / 1000 for k in kept if k % 3] and hop == [k / 100 for k in kept]
+    assert lat.count == 29 and len(lat) == 8
+    assert lat.window() == (29, [(i / 1000, i) for i in range(22, 30) if i % 3])
+    assert lat.window(since=27)[1] == [(0.028, 28), (0.029, 29)]
+    assert lat.window(since=29) == (29, []) and lat.window(since=1 << 62) == (29, [])
+    assert sorted(split(lat.copy())[1]) == [i / 100 for i in range(22, 30)]
 
 
 def test_storage_grows_only_with_use() -> None:
-    ring = Ring(1024, initial=16)
-    assert len(ring._buf) == 16
+    lat = Latencies(1024, initial=16)
+    assert len(lat._buf) == 16 * 3
     for i in range(100):
-        ring.append(float(i))
-    assert len(ring._buf) == 128 and ring.last() == [float(i) for i in range(100)]
+        lat.record(i / 1e3, 1, 0.0)
+    assert len(lat._buf) == 128 * 3 and lat.window()[1] == [(i / 1e3, 1) for i in range(100)]
     for i in range(100, 5000):
-        ring.append(float(i))
-    assert len(ring._buf) == 1024 and ring.last(3) == [4997.0, 4998.0, 4999.0]
-
-
-def test_integer_rings() -> None:
-    ring = Ring(4, "I", initial=1)
-    for n in (3, 1, 2):
-        ring.append(n)
-    assert ring.last() == [3, 1, 2] and ring.sorted() == [1, 2, 3]
+        lat.record(i / 1e3, 1, 0.0)
+    assert len(lat._buf) == 1024 * 3 and lat.window(since=4997)[1] == [(4.997, 1), (4.998, 1), (4.999, 1)]
 
 
 def test_is_invisible_to_the_garbage_collector() -> None:
-    ring = Ring(4096)
+    lat = Latencies(4096)
     for i in range(5000):
-        ring.append(i * 0.5)
+        lat.record(i * 0.5, 2, i * 0.25)
     # a collection walks a deque of 4096 floats item by item; an array only to its type
-    assert len(gc.get_referents(ring._buf)) <= 1
-    assert len(gc.get_referents(__import__("collections").deque(ring.last()))) == 4096
+    assert len(gc.get_referents(lat._buf)) <= 1
+    assert len(gc.get_referents(collections.deque(split(lat.copy())[0]))) == 4096
 
 
 def test_size_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError):
-        Ring(1000)
-
-
-def test_latencies_keep_the_newest_batches_in_step_across_growth_and_wraparound() -> None:
-    """``Latencies.record`` writes its rings itself once they are full: the same values, in step."""
-    from depthkeeper.actors.core.samples import Latencies
-
-    lat = Latencies(8)
-    for i in range(1, 30):
-        lat.record(i / 1000 if i % 3 else None, i, i / 100)
-    with_e2e = [i for i in range(1, 30) if i % 3]
-    assert lat.e2e.count == lat.sizes.count == len(with_e2e) and lat.hop.count == 29
-    assert lat.window() == (len(with_e2e), [(i / 1000, i) for i in with_e2e[-8:]])
-    assert lat.window(since=len(with_e2e) - 2)[1] == [(i / 1000, i) for i in with_e2e[-2:]]
-    assert lat.hop.last() == [i / 100 for i in range(22, 30)]
+        Latencies(1000)
