@@ -102,13 +102,14 @@ _IGNORED_EVENTS = frozenset(("trade", "aggTrade", "kline", "24hrTicker", "24hrMi
 # odd field, a text ``float`` takes but JSON does not write, "1_0" or " 1.5") fails the decode or the
 # checks after it and goes to the general path, which judges it as before. The id fields admit a
 # string or a float only so that such a frame fails our type check below rather than being coerced.
+# The structs live for one call and nothing they hold can refer back to them: no cycle, so no GC tracking.
 _MAX = sys.float_info.max
 _Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 _Size = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
 _Int64 = Annotated[int, msgspec.Meta(le=2 ** 63 - 1)]
 
 
-class _DepthUpdate(msgspec.Struct):
+class _DepthUpdate(msgspec.Struct, gc=False):
     e: Literal["depthUpdate"]
     s: str
     U: _Int64 | float | str
@@ -119,11 +120,18 @@ class _DepthUpdate(msgspec.Struct):
     x: float | int | str | None = None
 
 
-class _Wrapped(msgspec.Struct):
+class _Wrapped(msgspec.Struct, gc=False):
     data: _DepthUpdate
 
 
+class _DepthSnapshot(msgspec.Struct, gc=False):
+    lastUpdateId: _Int64 | float | str  # noqa: N815 - the venue's key
+    bids: tuple[tuple[_Price, _Size], ...]
+    asks: tuple[tuple[_Price, _Size], ...]
+
+
 _typed_decode = msgspec.json.Decoder(_Wrapped, strict=False).decode
+_typed_snapshot = msgspec.json.Decoder(_DepthSnapshot, strict=False).decode
 _TypedError = (msgspec.ValidationError, msgspec.DecodeError)
 
 
@@ -243,7 +251,20 @@ def _general(raw: bytes | str) -> RangeDiff | Ack | Ignored | DecodeError:
 
 
 def decode_snapshot(body: bytes | str, code: str) -> Snapshot | DecodeError:
-    """``GET /api/v3/depth``: ``{"lastUpdateId", "bids", "asks"}``, best first."""
+    """``GET /api/v3/depth``: ``{"lastUpdateId", "bids", "asks"}``, best first. The typed path first
+    (a snapshot holds up to 5000 levels a side), the general path for whatever it leaves."""
+    try:
+        typed = _typed_snapshot(body)
+    except _TypedError:
+        pass
+    else:
+        last_id = typed.lastUpdateId
+        if type(last_id) is int and last_id >= 0:
+            return Snapshot(code, last_id, typed.bids, typed.asks)
+    return _general_snapshot(body, code)
+
+
+def _general_snapshot(body: bytes | str, code: str) -> Snapshot | DecodeError:
     try:
         obj = _loads(body)
     except _JSONError:

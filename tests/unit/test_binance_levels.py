@@ -5,12 +5,13 @@ it everything else."""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
 
 from depthkeeper.actors.core.wire import DecodeError, RangeDiff
-from depthkeeper.actors.venues.binance import _general, _typed_event, decode
+from depthkeeper.actors.venues.binance import _general, _general_snapshot, _typed_event, decode, decode_snapshot
 
 BASE = {"e": "depthUpdate", "E": 1723161255123, "s": "BTCUSDT", "U": 1, "u": 2}
 
@@ -165,3 +166,37 @@ def test_a_frame_the_typed_path_refuses_still_decodes_or_fails_as_before() -> No
     assert isinstance(ok, RangeDiff)
     assert ok.bids == ((1.5, 2.5),) * 120 and ok.asks == ((3.5, 10.0),)
     assert isinstance(decode(bad_text), DecodeError)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}',
+    b'{"lastUpdateId":0,"bids":[],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[[4.5,1]],"asks":[["5e1","0"]]}',
+    b'{"lastUpdateId":5,"bids":[[" 4.5","1"]],"asks":[]}',            # float() takes it, JSON does not
+    b'{"lastUpdateId":5,"bids":[["4.5","1"]],"asks":[],"bids":[]}',    # a repeated key: the last one
+    b'{"lastUpdateId":-1,"bids":[],"asks":[]}',
+    b'{"lastUpdateId":"5","bids":[],"asks":[]}',
+    b'{"lastUpdateId":5.0,"bids":[],"asks":[]}',
+    b'{"lastUpdateId":' + b"9" * 25 + b',"bids":[],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[["0","1"]],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[["1","-1"]],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[["1","nan"]],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[["1"]],"asks":[]}',
+    b'{"lastUpdateId":5,"bids":[],"asks":null}',
+    b'{"lastUpdateId":5,"bids":[]}',
+    b'{"code":-1121,"msg":"Invalid symbol."}',
+    b'[]',
+    b'nope',
+])
+def test_snapshots_read_by_the_typed_path_as_the_general_path_reads_them(body: bytes) -> None:
+    assert decode_snapshot(body, "BTCUSDT") == _general_snapshot(body, "BTCUSDT")
+
+
+def test_a_deep_snapshot_parses_to_the_same_floats_as_float() -> None:
+    rng = random.Random(3)
+    rows = [[decimal_text(rng), decimal_text(rng)] for _ in range(5000)]
+    rows = [row for row in rows if 0 < float(row[0]) < math.inf and float(row[1]) < math.inf]
+    body = json.dumps({"lastUpdateId": 77, "bids": rows, "asks": rows[::-1]}).encode()
+    snap = decode_snapshot(body, "X")
+    assert snap == _general_snapshot(body, "X")
+    assert snap.bids == tuple((float(p), float(q)) for p, q in rows)  # type: ignore[union-attr]
