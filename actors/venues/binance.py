@@ -95,21 +95,24 @@ _IGNORED_EVENTS = frozenset(("trade", "aggTrade", "kline", "24hrTicker", "24hrMi
 # -- the typed path ---------------------------------------------------------------------------
 # A depth frame read by one msgspec decode into the types below, in C: the level strings become
 # floats there ("lax" mode: a string read as a number where the type says float; correctly rounded,
-# the same double as ``float(text)``), checked there (price > 0, size >= 0, both finite), and the
-# level pairs come out as the tuples a RangeDiff holds. Several times quicker than orjson and a
-# ``float`` per value (bench/binance_decode.py). It reads a subset of what the general path reads,
-# and reads it the same (tests/unit/test_binance_levels.py): anything else (a reply, another event, an
-# odd field, a text ``float`` takes but JSON does not write, "1_0" or " 1.5") fails the decode or the
-# checks after it and goes to the general path, which judges it as before. The id fields admit a
-# string or a float only so that such a frame fails our type check below rather than being coerced.
-# The structs live for one call and nothing they hold can refer back to them: no cycle, so no GC tracking.
+# the value ``float(text)`` gives -- "-0" reads +0.0, equal to float's -0.0, a delete either way),
+# checked there (price > 0, size >= 0, both finite), and the level pairs come out as the tuples a
+# RangeDiff holds. Several times quicker than orjson and a ``float`` per value (bench/binance_decode.py).
+# It reads a subset of what the general path reads, and reads it the same (tests/unit/test_binance_levels.py):
+# anything else fails the decode or the checks after it and goes to the general path, which judges it
+# as before -- a reply, another event, a text ``float`` takes but JSON does not write ("1_0", " 1.5"),
+# and any key the structs do not name (msgspec would skip its value unread, where orjson refuses a
+# 1e400 or invalid UTF-8). Integer fields are bounded to 64 bits (orjson reads a larger one as a
+# float); the id fields admit a string or a float only so that such a frame fails our type check
+# below rather than being coerced. The structs live for one call and nothing they hold can refer back
+# to them: no cycle, so no GC tracking.
 _MAX = sys.float_info.max
 _Price = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 _Size = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
-_Int64 = Annotated[int, msgspec.Meta(le=2 ** 63 - 1)]
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2 ** 63), le=2 ** 63 - 1)]
 
 
-class _DepthUpdate(msgspec.Struct, gc=False):
+class _DepthUpdate(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     e: Literal["depthUpdate"]
     s: str
     U: _Int64 | float | str
@@ -117,14 +120,15 @@ class _DepthUpdate(msgspec.Struct, gc=False):
     b: tuple[tuple[_Price, _Size], ...]
     a: tuple[tuple[_Price, _Size], ...]
     E: _Int64 | float | str | None = None
-    x: float | int | str | None = None
+    x: float | _Int64 | str | None = None
 
 
-class _Wrapped(msgspec.Struct, gc=False):
+class _Wrapped(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     data: _DepthUpdate
+    stream: str | None = None
 
 
-class _DepthSnapshot(msgspec.Struct, gc=False):
+class _DepthSnapshot(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     lastUpdateId: _Int64 | float | str  # noqa: N815 - the venue's key
     bids: tuple[tuple[_Price, _Size], ...]
     asks: tuple[tuple[_Price, _Size], ...]
@@ -132,14 +136,13 @@ class _DepthSnapshot(msgspec.Struct, gc=False):
 
 _typed_decode = msgspec.json.Decoder(_Wrapped, strict=False).decode
 _typed_snapshot = msgspec.json.Decoder(_DepthSnapshot, strict=False).decode
-_TypedError = (msgspec.ValidationError, msgspec.DecodeError)
 
 
 def _typed_event(raw: bytes | str) -> RangeDiff | None:
     """A wrapped depthUpdate read by the typed path, or None: the general path reads the frame."""
     try:
         data = _typed_decode(raw).data
-    except _TypedError:
+    except Exception:  # noqa: BLE001 - whatever it is (a str with a lone surrogate, deep nesting): the general path's
         return None
     code, first, last, event_ms, sent_at = data.s, data.U, data.u, data.E, data.x
     if not (type(first) is int and type(last) is int and 0 < first <= last and code):
@@ -219,7 +222,7 @@ def _payload(data: dict[str, Any], raw: bytes | str) -> RangeDiff | Ignored | De
     kind = data.get("e")
     if kind == "depthUpdate":
         return _event(data, raw)
-    if kind in _IGNORED_EVENTS or (kind is None and "u" in data and "B" in data):  # bookTicker
+    if (type(kind) is str and kind in _IGNORED_EVENTS) or (kind is None and "u" in data and "B" in data):  # bookTicker
         return Ignored(f"{kind or 'bookTicker'} event")
     return DecodeError(MalformedKind.UNKNOWN_MESSAGE, f"unknown event type {kind!r}", excerpt_of(raw))
 
@@ -255,12 +258,11 @@ def decode_snapshot(body: bytes | str, code: str) -> Snapshot | DecodeError:
     (a snapshot holds up to 5000 levels a side), the general path for whatever it leaves."""
     try:
         typed = _typed_snapshot(body)
-    except _TypedError:
-        pass
-    else:
-        last_id = typed.lastUpdateId
-        if type(last_id) is int and last_id >= 0:
-            return Snapshot(code, last_id, typed.bids, typed.asks)
+    except Exception:  # noqa: BLE001 - as in _typed_event: the general path judges it
+        return _general_snapshot(body, code)
+    last_id = typed.lastUpdateId
+    if type(last_id) is int and last_id >= 0:
+        return Snapshot(code, last_id, typed.bids, typed.asks)
     return _general_snapshot(body, code)
 
 

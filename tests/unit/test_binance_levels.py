@@ -120,6 +120,9 @@ def test_plain_venue_frames_take_the_typed_path() -> None:
     assert typed.event_time == BASE["E"] / 1000.0 and (typed.first, typed.seq, typed.code) == (1, 2, "BTCUSDT")
 
 
+D = b'"e":"depthUpdate","s":"X","U":1,"u":2,"b":[],"a":[]'
+
+
 @pytest.mark.parametrize("text", [
     b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"a":[["2.5","1.0"]],"b":[["1.5","1.0"]]}}',  # a before b
     b'{"data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.5","1.0"]],"a":[["2.5","1.0"]],"b":[]}}',
@@ -149,6 +152,23 @@ def test_plain_venue_frames_take_the_typed_path() -> None:
     b'{"result":null,"id":3}',
     b'[]',
     b'',
+    # found by a fuzz of both paths (issue 16 review): values the typed path must not skip or keep
+    b'{"data":{' + D + b',"x":18446744073709551616}}',          # beyond 64 bits: orjson's float
+    b'{"data":{' + D + b',"x":-9223372036854775809}}',
+    b'{"data":{' + D + b',"E":-9223372036854775809}}',
+    b'{"data":{' + D + b',"E":-1' + b"0" * 309 + b'}}',         # E / 1000 would overflow
+    b'{"data":{' + D + b',"z":1e400}}',                          # unknown keys: orjson refuses the value
+    b'{"data":{' + D + b',"z":1' + b"0" * 400 + b'}}',
+    b'{"stream":1e400,"data":{' + D + b'}}',
+    b'{"stream":"\xff","data":{' + D + b'}}',                     # invalid UTF-8 where nothing is read
+    b'{"data":{' + D + b',"\xff":1}}',
+    b'{"stream":"\xed\xa0\x80","data":{' + D + b'}}',
+    b'{"data":{' + D + b',"z":' + b"[" * 1000 + b"]" * 1000 + b'}}',  # nesting the typed decode refuses
+    b'{"data":{' + D + b',"z":' + b"[" * 1030 + b"]" * 1030 + b'}}',
+    b'{"data":{' + D + b',"stream":7}}',
+    b'{"stream":7,"data":{' + D + b'}}',
+    b'{"e":{}}',                                                  # an unhashable event type
+    b'{"data":{"e":[]}}',
 ])
 def test_crafted_frames_never_make_the_typed_path_disagree_or_raise(text: bytes) -> None:
     """Whatever a frame does with keys, types, escapes or huge numbers, ``decode`` gives the general
@@ -157,6 +177,24 @@ def test_crafted_frames_never_make_the_typed_path_disagree_or_raise(text: bytes)
     assert decode(text) == general
     typed = _typed_event(text)
     assert typed is None or typed == general
+
+
+@pytest.mark.parametrize("text", [
+    '{"data":{"e":"depthUpdate","s":"X","U":1,"u":2,"b":[],"a":[],"z":"\ud800"}}',  # a str with a lone surrogate
+    '\udcff',
+])
+def test_str_frames_with_lone_surrogates_are_judged_by_the_general_path(text: str) -> None:
+    assert _typed_event(text) is None
+    assert decode(text) == _general(text)
+    assert decode_snapshot(text, "X") == _general_snapshot(text, "X")
+
+
+def test_a_negative_zero_size_reads_as_a_zero_size() -> None:
+    """The one value the two paths read as different doubles: "-0" is +0.0 typed, -0.0 by float();
+    equal, and a size of zero deletes the level either way."""
+    typed = _typed_event(frame([["1.5", "-0"]], []))
+    assert typed is not None and typed == _general(frame([["1.5", "-0"]], []))
+    assert typed.bids[0][1] == 0.0
 
 
 def test_a_frame_the_typed_path_refuses_still_decodes_or_fails_as_before() -> None:
@@ -187,6 +225,10 @@ def test_a_frame_the_typed_path_refuses_still_decodes_or_fails_as_before() -> No
     b'{"code":-1121,"msg":"Invalid symbol."}',
     b'[]',
     b'nope',
+    b'{"lastUpdateId":5,"bids":[["1","2"]],"asks":[],"z":1e400}',
+    b'{"lastUpdateId":5,"bids":[["1","2"]],"asks":[],"z":"\xff"}',
+    b'{"lastUpdateId":5,"bids":[["1","2"]],"asks":[],"z":' + b"[" * 1000 + b"]" * 1000 + b'}',
+    b'{"lastUpdateId":5,"bids":[["1","2"]],"asks":[],"E":1}',        # a key the typed path does not name
 ])
 def test_snapshots_read_by_the_typed_path_as_the_general_path_reads_them(body: bytes) -> None:
     assert decode_snapshot(body, "BTCUSDT") == _general_snapshot(body, "BTCUSDT")
