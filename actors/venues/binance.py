@@ -102,7 +102,8 @@ _IGNORED_EVENTS = frozenset(("trade", "aggTrade", "kline", "24hrTicker", "24hrMi
 # anything else fails the decode or the checks after it and goes to the general path, which judges it
 # as before -- a reply, another event, a text ``float`` takes but JSON does not write ("1_0", " 1.5"),
 # and any key the structs do not name (msgspec would skip its value unread, where orjson refuses a
-# 1e400 or invalid UTF-8). Integer fields are bounded to 64 bits (orjson reads a larger one as a
+# 1e400 or invalid UTF-8; a field Binance adds one day would cost the speed until named here, never a
+# frame). Integer fields are bounded to 64 bits (orjson reads a larger one as a
 # float); the id fields admit a string or a float only so that such a frame fails our type check
 # below rather than being coerced. The structs live for one call and nothing they hold can refer back
 # to them: no cycle, so no GC tracking.
@@ -157,7 +158,8 @@ def depth_weight(limit: int) -> int:
 
 
 def _event(data: dict[str, Any], raw: bytes | str) -> RangeDiff | DecodeError:
-    """A depthUpdate payload. The first try is the hot path; anything odd takes ``_checked_event``."""
+    """A depthUpdate payload, on the general path: plain decimal strings first; anything odd takes
+    ``_checked_event``."""
     code = data.get("s")
     first = data.get("U")
     last = data.get("u")
