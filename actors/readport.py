@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -194,7 +195,7 @@ class BookReadPort:
     def latency_window(self, since: int = 0) -> tuple[int, list[tuple[float, int]]] | None:
         """``Latencies.window`` read consistently (None if the book kept changing under us)."""
 
-        def copy() -> tuple[int, Any]:
+        def copy() -> tuple[int, array[float]]:
             lat = self.latencies
             count = lat.count
             return count, lat.last(count - since)

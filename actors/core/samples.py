@@ -4,7 +4,7 @@ A ``deque(maxlen=4096)`` of floats is a GC-tracked container: every full (genera
 collection visits each of its items. With three such deques per book and 1000 books that
 is ~10 million visits per collection -- a 30-40 ms pause of every thread, measured as the
 worst latency at 1000 symbols. An ``array`` holds raw machine numbers that no collection visits, and
-appending is one item store. And it is bounded: a full deque of 4096 floats costs ~130 KB
+recording a sample is three item stores. And it is bounded: a full deque of 4096 floats costs ~130 KB
 (three per book: ~400 MB for 1000 books after a few minutes), a full ring of 1024 samples ~24 KB.
 """
 

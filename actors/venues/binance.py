@@ -259,12 +259,11 @@ def decode_snapshot(body: bytes | str, code: str) -> Snapshot | DecodeError:
     """``GET /api/v3/depth``: ``{"lastUpdateId", "bids", "asks"}``, best first. The typed path first
     (a snapshot holds up to 5000 levels a side), the general path for whatever it leaves."""
     try:
-        typed = _typed_snapshot(body)
+        typed: _DepthSnapshot | None = _typed_snapshot(body)
     except Exception:  # noqa: BLE001 - as in _typed_event: the general path judges it
-        return _general_snapshot(body, code)
-    last_id = typed.lastUpdateId
-    if type(last_id) is int and last_id >= 0:
-        return Snapshot(code, last_id, typed.bids, typed.asks)
+        typed = None
+    if typed is not None and type(typed.lastUpdateId) is int and typed.lastUpdateId >= 0:
+        return Snapshot(code, typed.lastUpdateId, typed.bids, typed.asks)
     return _general_snapshot(body, code)
 
 
